@@ -1,0 +1,159 @@
+"""Generate ``jetti_frames/catalog.json`` from Jetti's OpenAPI document.
+
+The package never reads the OpenAPI YAML at run time; it loads the compact catalogue this script
+writes.  Regenerating from the same YAML reproduces the committed file byte for byte.
+
+Usage
+-----
+    python tools/generate_catalog.py [../shared/jetti-openapi.yaml] [jetti_frames/catalog.json]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPEC = ROOT.parent / "shared" / "jetti-openapi.yaml"
+DEFAULT_OUT = ROOT / "jetti_frames" / "catalog.json"
+LIST_PATH = re.compile(r"^/(?P<url>[a-z0-9-]+)\.json$")
+ANY_JSON = {"object", "array", "boolean", "integer", "number", "string"}
+
+
+def pascal(kebab: str) -> str:
+    """``purchase-status`` -> ``PurchaseStatus``."""
+    return "".join(part.capitalize() for part in kebab.split("-"))
+
+
+def kebab_from_camel(camel: str) -> str:
+    """``dropshipProvider`` -> ``dropship-provider``."""
+    return re.sub(r"(?<!^)([A-Z])", r"-\1", camel).lower()
+
+
+def field_kind(prop: dict[str, Any]) -> str:
+    """The catalogue's own type vocabulary, one word per field."""
+    if "anyOf" in prop:
+        types = {alt.get("type") for alt in prop["anyOf"]}
+        return "json" if types >= ANY_JSON or len(types) > 1 else str(types.pop())
+    kind = prop.get("type", "json")
+    if kind == "string" and prop.get("format") == "date-time":
+        return "datetime"
+    if kind == "string" and "enum" in prop:
+        return "enum"
+    return str(kind)
+
+
+def describe_field(name: str, prop: dict[str, Any]) -> dict[str, Any]:
+    field: dict[str, Any] = {"name": name, "kind": field_kind(prop)}
+    if "type" in prop:
+        field["type"] = prop["type"]
+    if "format" in prop:
+        field["format"] = prop["format"]
+    field["nullable"] = bool(prop.get("nullable", False))
+    if "enum" in prop:
+        field["enum"] = list(prop["enum"])
+    if "default" in prop:
+        field["default"] = prop["default"]
+    if prop.get("type") == "array" and "items" in prop:
+        field["items"] = prop["items"].get("type", "json")
+    return field
+
+
+def list_endpoints(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(url_name, schema_name)`` for every GET that returns an array of a schema."""
+    found = []
+    for path, item in spec["paths"].items():
+        match = LIST_PATH.match(path)
+        get = item.get("get")
+        if not match or not get:
+            continue
+        schema = get["responses"]["200"]["content"]["application/json"]["schema"]
+        if schema.get("type") == "array" and "$ref" in schema.get("items", {}):
+            found.append((match["url"], schema["items"]["$ref"].rsplit("/", 1)[-1]))
+    return sorted(found)
+
+
+def build_catalog(spec: dict[str, Any]) -> dict[str, Any]:
+    schemas = spec["components"]["schemas"]
+    endpoints = list_endpoints(spec)
+    by_schema = {schema: url for url, schema in endpoints}
+    resources: dict[str, dict[str, Any]] = {}
+    for url, schema in endpoints:
+        props = schemas[schema].get("properties", {})
+        resources[url] = {
+            "url": url,
+            "schema": schema,
+            "model": pascal(schema),
+            "key_one": schema.replace("-", "_"),
+            "key_many": url.replace("-", "_"),
+            "fields": [describe_field(n, p) for n, p in sorted(props.items())],
+            "belongs_to": [],
+            "has_many": [],
+        }
+    for url, res in resources.items():
+        for field in res["fields"]:
+            name = field["name"]
+            if not name.endswith("Id") or field["kind"] != "integer" or name == "id":
+                continue
+            target_schema = kebab_from_camel(name[:-2])
+            target = by_schema.get(target_schema)
+            if target is None:
+                continue
+            res["belongs_to"].append({"model": resources[target]["model"], "foreign_key": name})
+            resources[target]["has_many"].append({"model": res["model"], "foreign_key": name})
+    for res in resources.values():
+        res["has_many"].sort(key=lambda rel: (rel["model"], rel["foreign_key"]))
+    return {
+        "source": {
+            "title": spec["info"]["title"],
+            "version": spec["info"]["version"],
+        },
+        "resources": [resources[url] for url in sorted(resources)],
+    }
+
+
+def render(catalog: dict[str, Any]) -> str:
+    """One line per field and relation: compact, yet readable in a diff."""
+    lines = ["{", f' "source": {json.dumps(catalog["source"], sort_keys=True)},', ' "resources": [']
+    for i, res in enumerate(catalog["resources"]):
+        head = {k: res[k] for k in ("url", "schema", "model", "key_one", "key_many")}
+        lines.append("  {" + json.dumps(head, sort_keys=True)[1:-1] + ",")
+        for part in ("belongs_to", "has_many", "fields"):
+            items = res[part]
+            lines.append(f'   "{part}": [' + ("" if items else "],"))
+            for j, item in enumerate(items):
+                comma = "," if j < len(items) - 1 else ""
+                lines.append("    " + json.dumps(item, sort_keys=True) + comma)
+            if items:
+                lines.append("   ]" + ("," if part != "fields" else ""))
+        if not res["fields"]:
+            lines[-1] = lines[-1].rstrip(",")
+        lines.append("  }" + ("," if i < len(catalog["resources"]) - 1 else ""))
+    lines += [" ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def generate(spec_path: Path) -> str:
+    text = spec_path.read_bytes()
+    spec = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    catalog = build_catalog(spec)
+    catalog["source"]["sha256"] = hashlib.sha256(text).hexdigest()
+    return render(catalog)
+
+
+def main(argv: list[str]) -> int:
+    spec_path = Path(argv[1]) if len(argv) > 1 else DEFAULT_SPEC
+    out_path = Path(argv[2]) if len(argv) > 2 else DEFAULT_OUT
+    out_path.write_text(generate(spec_path), encoding="utf-8")
+    print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
