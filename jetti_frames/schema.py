@@ -1,0 +1,577 @@
+"""Flat columns -> typed pandas DataFrames, with dtypes taken from the catalogue.
+
+A small spec object describes the wanted frame (which resource, which of its fields, which
+included models), so this module does not depend on the query module: the client builds a
+:class:`FrameSpec` from its validated query.
+
+Dtypes follow pandas' ``dtype_backend`` convention:
+
+========  ==========================  ==========================================
+kind      ``"numpy_nullable"``         ``"pyarrow"``
+========  ==========================  ==========================================
+integer   ``Int64``                    ``int64[pyarrow]``
+number    ``Float64``                  ``double[pyarrow]``
+boolean   ``boolean``                  ``bool[pyarrow]``
+datetime  ``datetime64[us, UTC]``      ``timestamp[us, tz=UTC][pyarrow]``
+enum      ``category`` (spec values)   ``category`` (spec values)
+string    ``string`` (pyarrow storage) ``string[pyarrow]`` (``pa.string()``)
+array     ``object`` (lists)           ``object`` (lists)
+json      ``object`` (dicts, lists...) ``object`` (dicts, lists, ...)
+========  ==========================  ==========================================
+
+Choices made so that every page of a result has the same columns and dtypes:
+
+- ``string`` always uses pyarrow storage (``pd.StringDtype("pyarrow")``, missing = ``pd.NA``):
+  that is what plain ``"string"`` means under pandas 3, and pinning it makes pandas 2.2 agree.
+- Free-form JSON and arrays stay Python objects under both backends (an arrow type cannot hold
+  JSON whose shape changes from record to record).
+- Enum columns have the spec's values as categories, in spec order.  A value the spec lacks is
+  never turned into a missing value: it is added as an extra category after the spec's ones
+  (sorted).  Pages with different extra values then have different categories; combine pages with
+  :func:`concat_frames` (which unions the categories) rather than a bare ``pd.concat``.
+- Dates are parsed with their offsets and converted to UTC; a date without an offset is read as
+  UTC.  A value that is not a date raises :class:`ValueError` naming the column.
+- Fields the catalogue lacks ("unknown fields") get a kind inferred from their JSON values, see
+  :func:`infer_kind`.  With ``columns=None`` they come after the catalogue fields of their
+  model, sorted by name, and only when some record of the input has a value for them (an all-null
+  unknown field has no knowable dtype).  Pages are then combined by column name: ``pd.concat``
+  and :func:`concat_frames` fill a column missing from one page with nulls of the other pages'
+  dtype.  To pin such a field for every page, list it in ``extra_kinds``.
+
+Examples
+--------
+>>> from jetti_frames.schema import FrameSpec, IncludeSpec, column_dtypes
+>>> spec = FrameSpec.of("purchases", columns=("id", "total", "purchaseStatusId"),
+...                     includes=(IncludeSpec.of("purchases", "PurchaseStatus", ("name",)),))
+>>> {k: str(v) for k, v in column_dtypes(spec).items()}
+{'id': 'Int64', 'total': 'Float64', 'purchaseStatusId': 'Int64', 'purchase_status_name': 'string'}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .catalog import CATALOG, Resource
+from .errors import JettiQueryError
+
+DtypeBackend = Literal["numpy_nullable", "pyarrow"]
+IncludeKind = Literal["belongs_to", "has_many"]
+
+#: Separator between an include's key and its fields in column names (``purchase_status_name``).
+DEFAULT_SEP = "_"
+
+_STRING = pd.StringDtype("pyarrow")
+_NUMPY_NULLABLE: dict[str, Any] = {
+    "integer": pd.Int64Dtype(),
+    "number": pd.Float64Dtype(),
+    "boolean": pd.BooleanDtype(),
+    "datetime": pd.DatetimeTZDtype("us", "UTC"),
+    "string": _STRING,
+    "array": np.dtype(object),
+    "json": np.dtype(object),
+}
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+    "string": pa.string(),
+}
+_PYARROW: dict[str, Any] = {
+    **{kind: pd.ArrowDtype(t) for kind, t in _ARROW_TYPES.items()},
+    "array": np.dtype(object),
+    "json": np.dtype(object),
+}
+_BACKENDS = {"numpy_nullable": _NUMPY_NULLABLE, "pyarrow": _PYARROW}
+_ISO_DATETIME = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)\Z"
+)
+
+
+# -- specs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncludeSpec:
+    """One included model, as it comes back inside each record.
+
+    Attributes
+    ----------
+    resource
+        The included resource.
+    kind
+        ``"belongs_to"``: one object (or null) under ``resource.key_one``;
+        ``"has_many"``: an array under ``resource.key_many``.
+    columns
+        Its selected fields in order; ``None`` = every catalogue field, then unknown fields.
+    includes
+        Includes nested inside this one.
+    extra_kinds
+        ``(field, kind)`` pairs for fields the catalogue lacks; see :class:`FrameSpec`.
+
+    Examples
+    --------
+    >>> inc = IncludeSpec.of("purchases", "PurchaseItem", ("id", "quantity"))
+    >>> inc.kind, inc.key
+    ('has_many', 'purchase_items')
+    """
+
+    resource: Resource
+    kind: IncludeKind
+    columns: tuple[str, ...] | None = None
+    includes: tuple[IncludeSpec, ...] = ()
+    extra_kinds: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The key the included record(s) come under: ``key_one`` or ``key_many``."""
+        return self.resource.key_one if self.kind == "belongs_to" else self.resource.key_many
+
+    @classmethod
+    def of(cls, parent: str | Resource, model: str, columns: Sequence[str] | None = None,
+           includes: Sequence[IncludeSpec] = (),
+           extra_kinds: Mapping[str, str] | None = None) -> IncludeSpec:
+        """The include of ``model`` (e.g. ``"PurchaseStatus"``) inside ``parent``.
+
+        The kind is looked up in the parent's relations.
+
+        Raises
+        ------
+        JettiQueryError
+            When ``parent`` has no relation to ``model``.
+        """
+        par = parent if isinstance(parent, Resource) else CATALOG.resource(parent)
+        child = CATALOG.model(model)
+        rel = par.relation_to(child.model)
+        if rel is None:
+            raise JettiQueryError(f"{par.url} has no relation to {model!r}")
+        kind: IncludeKind = "belongs_to" if rel[0] == "belongs_to" else "has_many"
+        return cls(child, kind, _opt_tuple(columns), tuple(includes),
+                   tuple((extra_kinds or {}).items()))
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """The wanted frame: a resource, its selected fields and its includes.
+
+    Attributes
+    ----------
+    resource
+        The listed resource.
+    columns
+        The selected fields in order; ``None`` = every catalogue field in catalogue order, then
+        the unknown fields found in the records (sorted by name).  An explicit selection is exact:
+        unknown fields the server sends anyway are left out.
+    includes
+        Included models (:class:`IncludeSpec`).
+    extra_kinds
+        ``(field, kind)`` pairs for fields the catalogue lacks.  With ``columns=None`` each listed
+        field always gets a column of that kind (after the catalogue fields), so that every page
+        has it even where no record carries it.
+
+    Examples
+    --------
+    >>> spec = FrameSpec.of("purchases", columns=["id", "reference"])
+    >>> spec.resource.url, spec.columns
+    ('purchases', ('id', 'reference'))
+    """
+
+    resource: Resource
+    columns: tuple[str, ...] | None = None
+    includes: tuple[IncludeSpec, ...] = ()
+    extra_kinds: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, resource: str | Resource, columns: Sequence[str] | None = None,
+           includes: Sequence[IncludeSpec] = (),
+           extra_kinds: Mapping[str, str] | None = None) -> FrameSpec:
+        """A spec from a resource name (any alias the catalogue accepts) and plain sequences."""
+        res = resource if isinstance(resource, Resource) else CATALOG.resource(resource)
+        return cls(res, _opt_tuple(columns), tuple(includes), tuple((extra_kinds or {}).items()))
+
+
+def _opt_tuple(columns: Sequence[str] | None) -> tuple[str, ...] | None:
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        return (columns,)
+    return tuple(columns)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One planned output column.
+
+    ``name`` is the column name, ``field`` the record key it is read from, ``path`` the include keys
+    leading to the record (empty for the listed resource), ``kind`` the catalogue kind (``None``:
+    inferred from the values) and ``enum`` the categories of an enum.
+    """
+
+    name: str
+    field: str
+    path: tuple[str, ...]
+    kind: str | None
+    enum: tuple[str, ...] | None = None
+
+
+Node = FrameSpec | IncludeSpec
+
+
+def node_columns(node: Node, prefix: str = "", path: tuple[str, ...] = ()) -> list[Column]:
+    """The planned columns of one spec node itself (not of its includes), in order.
+
+    With ``columns=None`` these are the catalogue fields followed by ``extra_kinds``; unknown fields
+    found in records come on top of these (see :func:`jetti_frames.flatten.flatten_records`).
+    """
+    res = node.resource
+    extra = dict(node.extra_kinds)
+    for kind in extra.values():
+        _check_kind(kind)
+    names: Iterable[str]
+    if node.columns is None:
+        names = [*res.field_names, *(n for n in extra if not res.has_field(n))]
+    else:
+        names = node.columns
+    out = []
+    for name in names:
+        fld = res.fields_by_name.get(name)
+        if fld is not None:
+            out.append(Column(prefix + name, name, path, fld.kind, fld.enum))
+        else:
+            out.append(Column(prefix + name, name, path, extra.get(name)))
+    return out
+
+
+def column_plan(spec: FrameSpec, *, sep: str = DEFAULT_SEP) -> list[Column]:
+    """Every planned column of a joined frame: the resource's, then each include's (prefixed).
+
+    Unknown fields are not planned (they depend on the records).
+
+    Examples
+    --------
+    >>> spec = FrameSpec.of("purchases", ["id"],
+    ...     [IncludeSpec.of("purchases", "Sale", ["id"],
+    ...                     [IncludeSpec.of("sales", "Customer", ["email"])])])
+    >>> [c.name for c in column_plan(spec)]
+    ['id', 'sale_id', 'sale_customer_email']
+    """
+    out: list[Column] = []
+
+    def walk(node: Node, prefix: str, path: tuple[str, ...]) -> None:
+        out.extend(node_columns(node, prefix, path))
+        for inc in node.includes:
+            walk(inc, prefix + inc.key + sep, (*path, inc.key))
+
+    walk(spec, "", ())
+    return out
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _NUMPY_NULLABLE and kind != "enum":
+        raise JettiQueryError(f"unknown field kind {kind!r}; use one of {sorted(_NUMPY_NULLABLE)}")
+
+
+def _check_backend(dtype_backend: str) -> dict[str, Any]:
+    try:
+        return _BACKENDS[dtype_backend]
+    except KeyError:
+        raise JettiQueryError(
+            f"dtype_backend must be 'numpy_nullable' or 'pyarrow', not {dtype_backend!r}"
+        ) from None
+
+
+def kind_dtype(kind: str, enum: Sequence[str] | None = None,
+               dtype_backend: DtypeBackend = "numpy_nullable") -> Any:
+    """The pandas dtype of a field kind.
+
+    Examples
+    --------
+    >>> kind_dtype("datetime")
+    datetime64[us, UTC]
+    >>> kind_dtype("integer", dtype_backend="pyarrow")
+    int64[pyarrow]
+    >>> kind_dtype("enum", ["a", "b"]).categories.tolist()
+    ['a', 'b']
+    """
+    table = _check_backend(dtype_backend)
+    if kind == "enum":
+        return pd.CategoricalDtype(categories=list(enum or ()), ordered=False)
+    try:
+        return table[kind]
+    except KeyError:
+        raise JettiQueryError(f"unknown field kind {kind!r}") from None
+
+
+def column_kinds(spec: FrameSpec, *, sep: str = DEFAULT_SEP) -> dict[str, str | None]:
+    """Column name -> catalogue kind of every planned column (``None`` for an unknown kind)."""
+    return {c.name: c.kind for c in column_plan(spec, sep=sep)}
+
+
+def column_dtypes(spec: FrameSpec, *, sep: str = DEFAULT_SEP,
+                  dtype_backend: DtypeBackend = "numpy_nullable") -> dict[str, Any]:
+    """Column name -> pandas dtype of every planned column, in frame order.
+
+    Selected names the catalogue lacks (and not in ``extra_kinds``) have no knowable dtype and
+    are left out; so are unknown fields found only in records.
+
+    Examples
+    --------
+    >>> spec = FrameSpec.of("purchase-statuses", ["id", "level", "createdAt"])
+    >>> column_dtypes(spec)["level"].categories.tolist()
+    ['default', 'warning', 'danger']
+    """
+    _check_backend(dtype_backend)
+    return {c.name: kind_dtype(c.kind, c.enum, dtype_backend)
+            for c in column_plan(spec, sep=sep) if c.kind is not None}
+
+
+# -- inference ---------------------------------------------------------------------------------
+
+
+def infer_kind(values: Iterable[Any]) -> str | None:
+    """The kind of a field the catalogue lacks, from its JSON values (nulls ignored).
+
+    booleans -> ``boolean``; integers -> ``integer``; integers and floats -> ``number``; strings
+    that are all ISO-8601 date-times with an offset -> ``datetime``; other strings -> ``string``;
+    arrays -> ``array``; anything else or mixed -> ``json``; no value at all -> ``None``.
+
+    Examples
+    --------
+    >>> infer_kind([1, None, 2]), infer_kind([1, 2.5]), infer_kind(["2024-05-04T09:42:00+00:00"])
+    ('integer', 'number', 'datetime')
+    >>> infer_kind([None]) is None
+    True
+    """
+    types = {type(v) for v in values if v is not None}
+    if not types:
+        return None
+    if types == {bool}:
+        return "boolean"
+    if types == {int}:
+        return "integer"
+    if types <= {int, float}:
+        return "number"
+    if types == {str}:
+        strings = [v for v in values if v is not None]
+        if all(_ISO_DATETIME.match(s) for s in strings):
+            return "datetime"
+        return "string"
+    if types == {list}:
+        return "array"
+    return "json"
+
+
+# -- typed arrays ------------------------------------------------------------------------------
+
+
+def typed_array(values: Sequence[Any], kind: str, enum: Sequence[str] | None = None,
+                dtype_backend: DtypeBackend = "numpy_nullable", name: str = "") -> Any:
+    """A pandas array of ``kind`` from JSON values (``None`` = missing).
+
+    Raises :class:`ValueError` naming ``name`` when a value cannot be read as ``kind`` (never
+    turns it into a missing value).
+
+    Examples
+    --------
+    >>> typed_array([1, None], "integer").tolist()
+    [1, <NA>]
+    >>> str(typed_array(["2024-05-04T11:42:00+02:00"], "datetime")[0])
+    '2024-05-04 09:42:00+00:00'
+    """
+    _check_backend(dtype_backend)
+    if kind == "enum":
+        return _categorical(values, enum or ())
+    if kind in ("array", "json"):
+        return np.fromiter(values, dtype=object, count=len(values))
+    if kind not in _ARROW_TYPES:
+        raise JettiQueryError(f"unknown field kind {kind!r}")
+    arr = _arrow_array(values, kind, name)
+    if dtype_backend == "pyarrow":
+        return pd.arrays.ArrowExtensionArray(arr)
+    if kind == "datetime":
+        return pd.array(arr.to_pandas(), dtype=_NUMPY_NULLABLE["datetime"])
+    return _NUMPY_NULLABLE[kind].__from_arrow__(arr)
+
+
+def _arrow_array(values: Sequence[Any], kind: str, name: str) -> pa.Array:
+    if kind == "datetime":
+        text = _arrow_array(values, "string", name)
+        try:
+            return pc.cast(text, _ARROW_TYPES["datetime"])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return _slow_datetime(values, name)
+    typ = _ARROW_TYPES[kind]
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        coerce = _COERCE[kind]
+        fixed = []
+        for v in values:
+            try:
+                fixed.append(None if v is None else coerce(v))
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"column {name!r}: cannot read {v!r} as {kind}") from None
+        return pa.array(fixed, type=typ)
+
+
+def _slow_datetime(values: Sequence[Any], name: str) -> pa.Array:
+    try:
+        parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"column {name!r}: cannot read dates: {exc}") from None
+    return pa.array(parsed.dt.as_unit("us"), type=_ARROW_TYPES["datetime"])
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, float) and not v.is_integer():
+        raise ValueError(v)
+    if isinstance(v, (dict, list)):
+        raise TypeError(v)
+    return int(v)
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, (dict, list)):
+        raise TypeError(v)
+    return float(v)
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    raise ValueError(v)
+
+
+def _to_str(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+
+_COERCE = {"integer": _to_int, "number": _to_float, "boolean": _to_bool, "string": _to_str}
+
+
+def _categorical(values: Sequence[Any], enum: Sequence[str]) -> pd.Categorical:
+    categories = list(enum)
+    lookup: dict[Any, int] = {c: i for i, c in enumerate(categories)}
+    lookup[None] = -1
+    get = lookup.get
+    try:
+        codes = [get(v, -2) for v in values]
+    except TypeError:  # unhashable values (lists, dicts): keep them as JSON text
+        values = [None if v is None else _to_str(v) for v in values]
+        codes = [get(v, -2) for v in values]
+    if -2 in codes:
+        extra = sorted({_to_str(v) for v in values if v is not None and v not in lookup})
+        for value in extra:
+            lookup[value] = len(categories)
+            categories.append(value)
+        codes = [get(v if v is None or isinstance(v, str) else _to_str(v), -1) for v in values]
+    dtype = pd.CategoricalDtype(categories=categories, ordered=False)
+    return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int32), dtype=dtype)
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+
+def typed_frame(columns: Mapping[str, Sequence[Any]], spec: FrameSpec, *,
+                sep: str = DEFAULT_SEP,
+                dtype_backend: DtypeBackend = "numpy_nullable") -> pd.DataFrame:
+    """A typed DataFrame from flat columns (name -> list of JSON values).
+
+    Columns of the spec's plan get catalogue dtypes; other columns (unknown fields) get the kind
+    :func:`infer_kind` finds, and are dropped when they hold no value.  Planned columns missing
+    from ``columns`` are added, all-null, after the given ones.
+
+    Examples
+    --------
+    >>> spec = FrameSpec.of("purchase-statuses", ["id", "name"])
+    >>> typed_frame({"id": [1, 2], "name": ["Open", None]}, spec).dtypes.astype(str).tolist()
+    ['Int64', 'string']
+    """
+    _check_backend(dtype_backend)
+    plan = {c.name: c for c in column_plan(spec, sep=sep)}
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    data: dict[str, Any] = {}
+    for name, values in columns.items():
+        col = plan.get(name)
+        kind = col.kind if col is not None else None
+        if kind is None:
+            kind = infer_kind(values)
+            if kind is None:
+                if col is not None:  # selected by name, no value anywhere: keep it, untyped
+                    data[name] = np.full(n, None, dtype=object)
+                continue
+        enum = col.enum if col is not None else None
+        data[name] = typed_array(values, kind, enum, dtype_backend, name)
+    for name, col in plan.items():
+        if name not in data and name not in columns:
+            kind = col.kind or "json"
+            data[name] = typed_array([None] * n, kind, col.enum, dtype_backend, name)
+    return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
+
+
+def empty_frame(spec: FrameSpec, *, sep: str = DEFAULT_SEP,
+                dtype_backend: DtypeBackend = "numpy_nullable") -> pd.DataFrame:
+    """A frame with no rows and every planned column with its dtype.
+
+    Examples
+    --------
+    >>> df = empty_frame(FrameSpec.of("purchase-statuses"))
+    >>> len(df), df.columns.tolist()
+    (0, ['createdAt', 'id', 'level', 'name', 'updatedAt'])
+    """
+    return typed_frame({}, spec, sep=sep, dtype_backend=dtype_backend)
+
+
+def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate page frames, keeping every dtype.
+
+    Unlike a bare ``pd.concat``, categorical columns whose pages hold different extra (off-spec)
+    categories are unified first (the union keeps the first page's order and adds new values at the
+    end), so they stay categorical.  Columns missing from a page (unknown fields) are filled with
+    nulls of the other pages' dtype.  The index is renumbered.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"x": pd.Categorical(["a"], categories=["a", "z1"])})
+    >>> b = pd.DataFrame({"x": pd.Categorical(["a"], categories=["a", "z2"])})
+    >>> concat_frames([a, b])["x"].cat.categories.tolist()
+    ['a', 'z1', 'z2']
+    """
+    frames = [f for f in frames]
+    if not frames:
+        return pd.DataFrame()
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    categories: dict[str, list[Any]] = {}
+    for frame in frames:
+        for name, dtype in frame.dtypes.items():
+            if isinstance(dtype, pd.CategoricalDtype):
+                cats = categories.setdefault(str(name), [])
+                seen = set(cats)
+                cats.extend(c for c in dtype.categories if c not in seen)
+    fixed = []
+    for frame in frames:
+        changes = {}
+        for name, cats in categories.items():
+            if name in frame.columns:
+                dtype = frame[name].dtype
+                if isinstance(dtype, pd.CategoricalDtype) and list(dtype.categories) != cats:
+                    changes[name] = frame[name].cat.set_categories(cats)
+        fixed.append(frame.assign(**changes) if changes else frame)
+    return pd.concat(fixed, ignore_index=True)
