@@ -1,0 +1,485 @@
+"""Which page requests to send: a pure state machine, no I/O.
+
+Jetti lists have no total count and no paging metadata, ``limit`` may be capped silently by the
+server, and the rate limit (2 requests/s) with a slow server (0.8-1.5 s per answer) means several
+requests must be in flight to use the allowance.  This module decides *which* requests to send;
+:mod:`jetti_frames.transport` sends them.
+
+Strategy (keyset, :class:`Pager`)
+---------------------------------
+* Every request is the user's ``where`` AND ``id > gt`` (AND ``id <= lte`` for a bounded window),
+  ordered by ``id`` ascending, with ``limit`` = page size.  The next request of a stream starts
+  after the last id seen, so updates while paging (which never change ids) cannot shift rows
+  between pages: nothing is lost or read twice.  Values are as of each page's fetch time.
+* End of a stream: an empty page, a page that reaches the window's upper bound, or a page shorter
+  than ``min(limit, largest page seen so far)``.  The largest page seen is never above the
+  server's real cap, so a server that caps ``limit`` (37 rows under a requested 100) never makes
+  us stop early: while nothing larger has been seen, a short page only teaches the cap and the
+  stream goes on (costing one empty request when the result really was that small).
+* Parallel windows: the first request (ascending, no bound) is sent together with a *probe*
+  (descending, no bound).  The probe reads the top of the id range, so the ids in between are
+  known to lie in ``(last id of page 1, lowest id of the probe)``.  That gap becomes a bounded
+  window; an open-ended *tail* window starts above the probe's highest id, so records inserted
+  while paging (they get higher ids) are read too.  Whenever a request slot is free and no window
+  is waiting, the window with the most estimated work left (from the observed id density and
+  page cap) is split: its in-flight request keeps the part it is reading, the rest is cut into
+  new windows (work stealing).  Windows only ever split, so they never overlap and never leave
+  gaps; a page that runs past its window's (new) upper bound is trimmed and ends the window.
+* :meth:`Pager.on_page` answers how many *leading* records of a page belong to the result: pages
+  are trimmed, never filtered, because every window is an id interval.
+* ``max_rows=N`` (the user's ``limit=N``): one sequential stream, ``limit = min(page, rows
+  left)``, no probe and no windows: ``ceil(N / cap)`` requests once the cap is known.
+
+Guarantee: every record that exists for the whole pull is delivered exactly once; a record
+inserted during the pull is delivered at most once (read if it was committed before the tail's
+last page); a record deleted during the pull may or may not appear.
+
+Strategy (ordered, :class:`OrderedPager`)
+-----------------------------------------
+For a user ``order`` together with ``max_rows``, rows must come in the server's order: offset
+paging with ``from`` (a zero-based page index; offset = ``from`` x effective limit).  Page 0
+teaches the cap; later requests ask for ``limit = cap``, which gives the same offsets whether the
+server multiplies ``from`` by the requested or by the capped limit.  Once the cap is known all the
+needed pages (``ceil(N / cap)``) are sent at once.  Offset paging is not stable under concurrent
+inserts or deletes (a row may shift across a page boundary); use keyset paging for exact pulls.
+
+Examples
+--------
+>>> rows = list(range(1, 251))                       # the server's ids
+>>> def serve(req):                                  # ids of one page, cap 37
+...     ids = [i for i in rows if (req.gt is None or i > req.gt)
+...            and (req.lte is None or i <= req.lte)]
+...     return sorted(ids, reverse=req.descending)[:min(req.limit, 37)]
+>>> pager, got = Pager(100, parallel=4), []
+>>> while not pager.done:
+...     for req in pager.next_requests():
+...         ids = serve(req)
+...         got += ids[:pager.on_page(req, ids)]
+>>> sorted(got) == rows
+True
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass
+from itertools import count, pairwise
+from typing import Any
+
+from .settings import DEFAULT_PAGE_SIZE
+
+__all__ = ["OrderedPager", "PageRequest", "Pager", "PagerStats", "merge_id_bounds"]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One request the pager wants sent.
+
+    Attributes
+    ----------
+    key : int
+        Unique per pager; pass the request back to ``on_page`` unchanged.
+    limit : int
+        The ``limit`` query parameter.
+    gt, lte : int or None
+        Id bounds (``where[id][$gt]`` / ``where[id][$lte]``); None means unbounded.
+    descending : bool
+        Order by id descending (the probe of the top of the id range).
+    page : int or None
+        Ordered mode only: the ``from`` page index; ``None`` in keyset mode.
+    """
+
+    key: int
+    limit: int
+    gt: int | None = None
+    lte: int | None = None
+    descending: bool = False
+    page: int | None = None
+
+    def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The paging part of the query, merged with the user's ``where``.
+
+        Keyset requests also set ``order`` (by id); ordered requests only add ``limit`` and
+        ``from`` (the caller keeps the user's ``order``).
+
+        Examples
+        --------
+        >>> PageRequest(key=0, limit=100, gt=5, lte=90).params({"status": "open"})
+        {'where': {'status': 'open', 'id': {'$gt': 5, '$lte': 90}}, 'order': {'attribute': 'id', 'descending': False}, 'limit': 100}
+        >>> PageRequest(key=1, limit=37, page=2).params()
+        {'limit': 37, 'from': 2}
+        """  # noqa: E501
+        if self.page is not None:
+            out: dict[str, Any] = {"where": dict(where)} if where else {}
+            out.update(limit=self.limit, **{"from": self.page})
+            return out
+        merged = merge_id_bounds(where, gt=self.gt, lte=self.lte)
+        out = {"where": merged} if merged else {}
+        out["order"] = {"attribute": "id", "descending": self.descending}
+        out["limit"] = self.limit
+        return out
+
+
+def merge_id_bounds(where: dict[str, Any] | None, *, gt: int | None = None,
+                    lte: int | None = None) -> dict[str, Any]:
+    """AND ``id > gt`` and ``id <= lte`` into a user ``where`` (never loosening the user's bounds).
+
+    A scalar or list condition on ``id`` becomes ``$in`` so that the bounds can sit beside it.
+
+    Examples
+    --------
+    >>> merge_id_bounds({"id": {"$gt": 10}}, gt=3, lte=50)
+    {'id': {'$gt': 10, '$lte': 50}}
+    >>> merge_id_bounds({"id": 7}, gt=3)
+    {'id': {'$in': [7], '$gt': 3}}
+    """
+    out = dict(where or {})
+    if gt is None and lte is None:
+        return out
+    cond = out.get("id")
+    if cond is None:
+        ops: dict[str, Any] = {}
+    elif isinstance(cond, dict):
+        ops = dict(cond)
+    elif isinstance(cond, list | tuple):
+        ops = {"$in": list(cond)}
+    else:
+        ops = {"$in": [cond]}
+    if gt is not None:
+        ops["$gt"] = max(int(ops["$gt"]), gt) if ops.get("$gt") not in (None, "") else gt
+    if lte is not None:
+        ops["$lte"] = min(int(ops["$lte"]), lte) if ops.get("$lte") not in (None, "") else lte
+    out["id"] = ops
+    return out
+
+
+@dataclass
+class PagerStats:
+    """Counters of one pull.
+
+    ``wasted`` counts answered requests that contributed no row (an empty final page, a probe
+    that only repeated rows already read); ``dropped`` counts rows returned but trimmed away.
+    """
+
+    requests: int = 0
+    pages: int = 0
+    wasted: int = 0
+    rows: int = 0
+    dropped: int = 0
+    windows: int = 0
+    splits: int = 0
+
+
+@dataclass(eq=False)
+class _Window:
+    """Ids in ``(cursor, hi]`` still to read (``None``: unbounded on that side)."""
+
+    cursor: int | None
+    hi: int | None
+    tail: bool = False
+    parked: bool = False
+    closed: bool = False
+    inflight: PageRequest | None = None
+
+    def close_if_exhausted(self) -> None:
+        if self.hi is not None and self.cursor is not None and self.cursor >= self.hi:
+            self.closed = True
+
+
+class Pager:
+    """Keyset pager on ``id`` with parallel windows (see the module docstring).
+
+    Parameters
+    ----------
+    page_size : int
+        The ``limit`` asked for; the server may silently answer with fewer rows.
+    max_rows : int, optional
+        Stop after this many rows (the user's ``limit=N``); sequential, fewest requests.
+    parallel : int
+        How many requests may be in flight at once.
+    probe : bool
+        Send the descending probe that enables parallel windows (``parallel > 1`` only).
+
+    Examples
+    --------
+    >>> p = Pager(100, max_rows=150)
+    >>> [r] = p.next_requests(); (r.gt, r.limit)
+    (None, 100)
+    >>> p.on_page(r, list(range(1, 101)))
+    100
+    >>> [r] = p.next_requests(); (r.gt, r.limit)
+    (100, 50)
+    >>> p.on_page(r, list(range(101, 151))), p.done
+    (50, True)
+    """
+
+    def __init__(self, page_size: int = DEFAULT_PAGE_SIZE, *, max_rows: int | None = None,
+                 parallel: int = 1, probe: bool = True) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        if max_rows is not None and max_rows < 0:
+            raise ValueError("max_rows must be >= 0")
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+        self.page_size = page_size
+        self.max_rows = max_rows
+        self.parallel = 1 if max_rows is not None else parallel
+        self.cap: int | None = None  # largest page seen: never above the server's real cap
+        self.stats = PagerStats(windows=1)
+        self._keys = count()
+        self._windows: list[_Window] = [_Window(cursor=None, hi=None)]
+        self._inflight: dict[int, _Window | None] = {}
+        self._probe_pending = probe and self.parallel > 1
+        self._seen_rows = 0
+        self._seen_span = 0
+        if max_rows == 0:
+            self._windows[0].closed = True
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """True when nothing is in flight and no window has ids left to read."""
+        return not self._inflight and all(w.closed for w in self._windows)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def windows(self) -> list[tuple[int | None, int | None]]:
+        """The id intervals ``(gt, lte)`` still to read, in id order (for inspection)."""
+        live = [w for w in self._windows if not w.closed or w.inflight is not None]
+        return sorted(((w.cursor, w.hi) for w in live),
+                      key=lambda b: -math.inf if b[0] is None else b[0])
+
+    def next_requests(self) -> list[PageRequest]:
+        """Requests to send now, so that at most ``parallel`` are in flight."""
+        out: list[PageRequest] = []
+        while len(self._inflight) < self.parallel:
+            idle = [w for w in self._windows if not w.closed and w.inflight is None]
+            body = [w for w in idle if not w.tail]
+            if body:
+                out.append(self._issue(body[0]))
+            elif self._probe_pending and self._open_window() is not None:
+                self._probe_pending = False
+                out.append(self._send(PageRequest(next(self._keys), self.page_size,
+                                                  descending=True), None))
+            elif self._split(self.parallel - len(self._inflight)):
+                continue
+            elif tail := self._tail_to_send(idle):
+                out.append(self._issue(tail))
+            else:
+                break
+        return out
+
+    def on_page(self, request: PageRequest, ids: list[int]) -> int:
+        """Record the answer to ``request``; return how many leading records to keep.
+
+        ``ids`` are the ids of the returned records in the order returned (ascending, or
+        descending for the probe).  The caller keeps ``records[:n]`` and drops the rest (rows
+        already read through another window, or past ``max_rows``).
+        """
+        window = self._inflight.pop(request.key)
+        n = len(ids)
+        step = -1 if request.descending else 1
+        if any((b - a) * step <= 0 for a, b in pairwise(ids)):
+            raise ValueError("page ids are not strictly ordered by id as requested")
+        self.stats.pages += 1
+        if n:
+            self.cap = max(self.cap or 0, n)
+            self._seen_rows += n
+            self._seen_span += abs(ids[-1] - ids[0]) + 1
+        if window is None:
+            keep = self._on_probe(request, ids)
+        else:
+            keep = self._on_window_page(window, request, ids)
+        self.stats.rows += keep
+        self.stats.dropped += n - keep
+        if keep == 0:
+            self.stats.wasted += 1
+        if self.max_rows is not None and self.stats.rows >= self.max_rows:
+            for w in self._windows:
+                w.closed = True
+        return keep
+
+    # -- internals -------------------------------------------------------------------------
+    def _short(self, request: PageRequest, n: int) -> bool:
+        """A page that proves its stream has no more rows."""
+        return n == 0 or n < min(request.limit, self.cap or 0)
+
+    def _tail_to_send(self, idle: list[_Window]) -> _Window | None:
+        """The tail goes last, when nothing can be split, so that it reads late inserts."""
+        body = [w for w in self._windows if not w.tail and not w.closed]
+        if any(w.cursor is None for w in body):
+            return None  # the first page is still out: splitting will be possible soon
+        for w in idle:
+            if w.tail and (not w.parked or not body):
+                return w
+        return None
+
+    def _open_window(self) -> _Window | None:
+        for w in self._windows:
+            if w.hi is None and not w.closed:
+                return w
+        return None
+
+    def _send(self, request: PageRequest, window: _Window | None) -> PageRequest:
+        self._inflight[request.key] = window
+        self.stats.requests += 1
+        return request
+
+    def _issue(self, w: _Window) -> PageRequest:
+        limit = self.page_size
+        if self.max_rows is not None:
+            limit = max(1, min(limit, self.max_rows - self.stats.rows))
+        w.inflight = PageRequest(next(self._keys), limit, gt=w.cursor, lte=w.hi)
+        return self._send(w.inflight, w)
+
+    def _on_window_page(self, w: _Window, request: PageRequest, ids: list[int]) -> int:
+        w.inflight = None
+        n = len(ids)
+        keep = n if w.hi is None else bisect_right(ids, w.hi)
+        if self.max_rows is not None:
+            keep = min(keep, self.max_rows - self.stats.rows)
+        if keep:
+            w.cursor = ids[keep - 1]
+        if keep < n or self._short(request, n):
+            w.closed = True
+            if w.tail and keep == n and any(not v.tail and not v.closed for v in self._windows):
+                # the tail ran dry while other windows are still read: ask once more at the end
+                w.closed, w.parked = False, True
+        w.close_if_exhausted()
+        return keep
+
+    def _on_probe(self, request: PageRequest, ids: list[int]) -> int:
+        w = self._open_window()
+        if w is None or not ids:
+            return 0
+        keep = len(ids) if w.cursor is None else sum(1 for i in ids if i > w.cursor)
+        if keep == 0:
+            return 0
+        top, bottom = ids[0], ids[keep - 1]
+        w.hi = bottom - 1
+        if keep == len(ids) and self._short(request, len(ids)):
+            w.closed = True  # nothing below the probe's lowest id: the probe read it all
+        w.close_if_exhausted()
+        self._windows.append(_Window(cursor=top, hi=None, tail=True))
+        self.stats.windows += 1
+        return keep
+
+    def _split(self, free: int) -> bool:
+        """Cut the window with the most work left into new windows; False if none is worth it."""
+        if free < 1 or not self.cap or not self._seen_rows:
+            return False
+        density = self._seen_rows / max(self._seen_span, 1)  # rows per id
+        ids_per_page = max(1, math.ceil(self.cap / density))
+        best: tuple[float, _Window, int] | None = None
+        for w in self._windows:
+            if w.closed or w.hi is None or w.cursor is None or w.inflight is None:
+                continue  # idle windows are sent before anything is split
+            start = w.cursor + ids_per_page  # about what the in-flight request will read
+            if start >= w.hi:
+                continue
+            pages = (w.hi - start) / ids_per_page
+            if best is None or pages > best[0]:
+                best = (pages, w, start)
+        if best is None or best[0] < 1.5:
+            return False
+        pages, w, start = best
+        parts = max(1, min(free, int(pages)))
+        hi = w.hi
+        assert hi is not None
+        bounds = [start + (hi - start) * k // parts for k in range(parts + 1)]
+        w.hi = start
+        w.close_if_exhausted()
+        for lo, up in pairwise(bounds):
+            if up > lo:
+                self._windows.append(_Window(cursor=lo, hi=up))
+                self.stats.windows += 1
+        self.stats.splits += 1
+        return True
+
+
+class OrderedPager:
+    """Offset pager (``from`` page index) for a user ``order``, usually with ``max_rows``.
+
+    Pages may be answered out of order: put records together by ``request.page``.
+
+    Examples
+    --------
+    >>> p = OrderedPager(100, max_rows=80, parallel=4)
+    >>> [r] = p.next_requests(); (r.page, r.limit)
+    (0, 80)
+    >>> p.on_page(r, list(range(37))), p.done          # capped at 37: two more pages needed
+    (37, False)
+    >>> [(r.page, r.limit) for r in p.next_requests()]
+    [(1, 37), (2, 37)]
+    """
+
+    def __init__(self, page_size: int = DEFAULT_PAGE_SIZE, *, max_rows: int | None = None,
+                 parallel: int = 1) -> None:
+        if page_size < 1 or parallel < 1:
+            raise ValueError("page_size and parallel must be at least 1")
+        if max_rows is not None and max_rows < 0:
+            raise ValueError("max_rows must be >= 0")
+        self.max_rows = max_rows
+        self.parallel = parallel
+        self.limit = page_size if max_rows is None else max(1, min(page_size, max_rows))
+        self.cap: int | None = None
+        self.stats = PagerStats(windows=1)
+        self._keys = count()
+        self._next_page = 0
+        self._end: int | None = 0 if max_rows == 0 else None  # pages >= this hold nothing
+        self._inflight: dict[int, PageRequest] = {}
+
+    @property
+    def done(self) -> bool:
+        return not self._inflight and self._end is not None and self._next_page >= self._end
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def next_requests(self) -> list[PageRequest]:
+        out: list[PageRequest] = []
+        if self.cap is None and self._next_page > 0:
+            return out  # page 0 must teach the cap first
+        while len(self._inflight) < self.parallel and (
+                self._end is None or self._next_page < self._end):
+            req = PageRequest(next(self._keys), self.cap or self.limit, page=self._next_page)
+            self._inflight[req.key] = req
+            self._next_page += 1
+            self.stats.requests += 1
+            out.append(req)
+            if self.cap is None:
+                break
+        return out
+
+    def on_page(self, request: PageRequest, ids: list[int]) -> int:
+        """Record a page; return how many leading records belong to the result."""
+        self._inflight.pop(request.key)
+        page = request.page or 0
+        n = len(ids)
+        self.stats.pages += 1
+        if page == 0:
+            self.cap = n or None
+            if n == 0:
+                self._end = 0
+            elif self.max_rows is not None:
+                self._set_end(math.ceil(self.max_rows / n))
+        elif n < request.limit:
+            self._set_end(page + 1)
+        start = page * (self.cap or 0)
+        keep = n
+        if self._end is not None and page >= self._end:
+            keep = 0
+        if self.max_rows is not None:
+            keep = max(0, min(keep, self.max_rows - start))
+        self.stats.rows += keep
+        self.stats.dropped += n - keep
+        if keep == 0:
+            self.stats.wasted += 1
+        return keep
+
+    def _set_end(self, end: int) -> None:
+        self._end = end if self._end is None else min(self._end, end)

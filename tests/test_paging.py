@@ -1,0 +1,339 @@
+"""The pager against a simulated in-memory server: caps, inserts, updates, deletes, windows."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jetti_frames.paging import OrderedPager, Pager, PageRequest, merge_id_bounds
+
+
+class SimServer:
+    """Answers a PageRequest the way the Jetti list endpoint would (ids only)."""
+
+    def __init__(self, ids: list[int], cap: int | None = None) -> None:
+        self.rows: dict[int, int] = {i: 0 for i in ids}  # id -> version
+        self.cap = cap
+        self.served = 0
+        self.sort_key: Callable[[int], object] = lambda i: i
+
+    def insert(self, n: int) -> list[int]:
+        top = max(self.rows, default=0)
+        new = list(range(top + 1, top + 1 + n))
+        self.rows.update(dict.fromkeys(new, 0))
+        return new
+
+    def update(self, i: int) -> None:
+        self.rows[i] += 1
+
+    def answer(self, req: PageRequest) -> list[int]:
+        self.served += 1
+        limit = min(req.limit, self.cap or req.limit)
+        if req.page is not None:  # offset paging, offset = from x capped limit
+            ordered = sorted(self.rows, key=self.sort_key)
+            return ordered[req.page * limit:(req.page + 1) * limit]
+        sel = sorted((i for i in self.rows if (req.gt is None or i > req.gt)
+                      and (req.lte is None or i <= req.lte)), reverse=req.descending)
+        return sel[:limit]
+
+
+def check_windows(pager: Pager, got: list[int]) -> None:
+    """Pending windows never overlap and never cover an id already delivered."""
+    wins = pager.windows()
+    for (_, hi), (lo, _) in itertools.pairwise(wins):
+        assert hi is not None and lo is not None and hi <= lo, wins
+    for i in got:
+        for lo, hi in wins:
+            assert not ((lo is None or i > lo) and (hi is None or i <= hi)), (i, wins)
+
+
+def drive(pager: Pager | OrderedPager, server: SimServer, *, rng: random.Random | None = None,
+          between: Callable[[int], None] | None = None, peak: list[int] | None = None,
+          ) -> list[int]:
+    """Run a pull; pages are answered in random order when ``rng`` is given."""
+    pending: list[PageRequest] = []
+    got: list[int] = []
+    by_page: dict[int, list[int]] = {}
+    step = 0
+    while not pager.done:
+        pending += pager.next_requests()
+        assert pending, "the pager stalled"
+        assert len(pending) == pager.in_flight <= pager.parallel
+        if peak is not None:
+            peak.append(len(pending))
+        req = pending.pop(rng.randrange(len(pending)) if rng else 0)
+        if between:
+            between(step)
+        ids = server.answer(req)
+        keep = pager.on_page(req, ids)
+        assert 0 <= keep <= len(ids)
+        if req.page is not None:
+            by_page[req.page] = ids[:keep]
+        else:
+            got += ids[:keep]
+        if isinstance(pager, Pager):
+            check_windows(pager, got)
+        step += 1
+        assert step < 10_000
+    assert not pending
+    if by_page:
+        got = [i for p in sorted(by_page) for i in by_page[p]]
+    return got
+
+
+# -- keyset --------------------------------------------------------------------------------
+@pytest.mark.parametrize("parallel", [1, 2, 4, 8])
+@pytest.mark.parametrize("cap", [None, 37, 100, 1])
+def test_cap_under_page_size_loses_nothing(parallel: int, cap: int | None) -> None:
+    server = SimServer(list(range(1, 1001)), cap=cap)
+    pager = Pager(100, parallel=parallel)
+    got = drive(pager, server, rng=random.Random(parallel))
+    assert sorted(got) == list(range(1, 1001))
+    assert len(got) == len(set(got))
+    assert pager.stats.requests == server.served
+    assert pager.cap == (cap or 100)
+
+
+def test_cap_37_sequential_requests_count() -> None:
+    server = SimServer(list(range(1, 1001)), cap=37)
+    pager = Pager(100)
+    got = drive(pager, server)
+    assert got == list(range(1, 1001))
+    # 27 full pages of 37 and a short one of 1: the short page ends it, no empty request
+    assert pager.stats.requests == math.ceil(1000 / 37)
+    assert pager.stats.wasted == 0
+
+
+def test_exact_multiple_of_page_size() -> None:
+    server = SimServer(list(range(1, 301)))
+    pager = Pager(100)
+    assert drive(pager, server) == list(range(1, 301))
+    assert pager.stats.requests == 4  # three full pages and the empty one that proves the end
+    assert pager.stats.wasted == 1
+
+
+def test_short_first_page_is_not_taken_as_the_end() -> None:
+    # 37 rows under limit 100: maybe a cap, maybe the end; one more request decides
+    server = SimServer(list(range(1, 38)))
+    pager = Pager(100)
+    assert drive(pager, server) == list(range(1, 38))
+    assert pager.stats.requests == 2
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_empty_result(parallel: int) -> None:
+    server = SimServer([])
+    pager = Pager(100, parallel=parallel)
+    assert drive(pager, server) == []
+    assert pager.stats.requests == (1 if parallel == 1 else 2)
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_single_row(parallel: int) -> None:
+    server = SimServer([42])
+    pager = Pager(100, parallel=parallel)
+    assert drive(pager, server, rng=random.Random(1)) == [42]
+    assert pager.stats.requests <= 3
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_sparse_and_clustered_ids(parallel: int) -> None:
+    rng = random.Random(7)
+    ids = sorted(set(rng.sample(range(1, 10**7), 800) + list(range(5000, 5600))))
+    server = SimServer(ids, cap=37)
+    pager = Pager(100, parallel=parallel)
+    got = drive(pager, server, rng=rng)
+    assert sorted(got) == ids and len(got) == len(ids)
+
+
+def test_parallel_keeps_requests_in_flight_with_little_waste() -> None:
+    server = SimServer(list(range(1, 5001)))
+    pager = Pager(100, parallel=4)
+    peak: list[int] = []
+    got = drive(pager, server, rng=random.Random(3), peak=peak)
+    assert sorted(got) == list(range(1, 5001))
+    assert pager.stats.requests <= 50 + 6
+    busy = sum(1 for p in peak if p == 4)
+    assert busy >= 0.8 * len(peak)
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_inserts_while_paging_are_read_once(parallel: int) -> None:
+    server = SimServer(list(range(1, 1001)), cap=37)
+    before = set(server.rows)
+    inserted: list[int] = []
+
+    def between(step: int) -> None:
+        if step in (0, 3, 10):
+            inserted.extend(server.insert(25))
+
+    pager = Pager(100, parallel=parallel)
+    got = drive(pager, server, rng=random.Random(5), between=between)
+    assert len(got) == len(set(got))
+    assert before <= set(got)
+    assert set(got) <= before | set(inserted)
+    assert set(inserted) <= set(got)  # inserted before the last page: read too
+
+
+def test_updates_while_paging_change_nothing_in_the_id_set() -> None:
+    server = SimServer(list(range(1, 501)), cap=37)
+    versions: dict[int, int] = {}
+    pager = Pager(100, parallel=4)
+    rng = random.Random(11)
+    pending: list[PageRequest] = []
+    while not pager.done:
+        pending += pager.next_requests()
+        req = pending.pop(rng.randrange(len(pending)))
+        for i in rng.sample(sorted(server.rows), 30):
+            server.update(i)
+        ids = server.answer(req)
+        for i in ids[:pager.on_page(req, ids)]:
+            assert i not in versions
+            versions[i] = server.rows[i]  # value as of this page's fetch
+    assert sorted(versions) == list(range(1, 501))
+    assert any(v > 0 for v in versions.values())
+
+
+def test_deletes_while_paging_never_duplicate() -> None:
+    server = SimServer(list(range(1, 801)), cap=37)
+    deleted: set[int] = set()
+
+    def between(step: int) -> None:
+        for i in range(step * 17 % 800 + 1, step * 17 % 800 + 4):
+            if server.rows.pop(i, None) is not None:
+                deleted.add(i)
+
+    got = drive(Pager(100, parallel=4), server, rng=random.Random(2), between=between)
+    assert len(got) == len(set(got))
+    assert set(range(1, 801)) - deleted <= set(got)
+
+
+@pytest.mark.parametrize("cap", [None, 37])
+@pytest.mark.parametrize("n", [0, 1, 36, 37, 38, 99, 100, 101, 200, 999, 1000, 1001, 5000])
+def test_max_rows_boundaries(n: int, cap: int | None) -> None:
+    server = SimServer(list(range(1, 1001)), cap=cap)
+    pager = Pager(100, max_rows=n, parallel=8)
+    got = drive(pager, server)
+    assert got == list(range(1, min(n, 1000) + 1))
+    effective = cap or 100
+    if n <= 1000:
+        assert pager.stats.requests == math.ceil(n / effective)
+    else:
+        assert pager.stats.requests <= math.ceil(1000 / effective) + 1
+    assert pager.in_flight == 0
+
+
+def test_max_rows_asks_only_for_what_is_left() -> None:
+    pager = Pager(100, max_rows=130)
+    [r] = pager.next_requests()
+    pager.on_page(r, list(range(1, 101)))
+    [r] = pager.next_requests()
+    assert (r.gt, r.limit) == (100, 30)
+
+
+def test_windows_stay_disjoint_after_the_probe() -> None:
+    pager = Pager(100, parallel=4)
+    first, probe = pager.next_requests()
+    assert probe.descending and first.gt is None and first.lte is None
+    assert pager.on_page(probe, list(range(10_000, 9_900, -1))) == 100
+    assert pager.on_page(first, list(range(1, 101))) == 100
+    reqs = pager.next_requests()
+    assert len(reqs) == 4 and pager.stats.splits == 1
+    wins = pager.windows()
+    assert wins[0][0] == 100 and wins[-2][1] == 9_900 and wins[-1] == (10_000, None)
+    for (_, hi), (lo, _) in itertools.pairwise(wins):
+        assert hi == lo or (hi, lo) == (9_900, 10_000)  # contiguous: no gap, no overlap
+    # the first window's request was cut short: what it reads past its new bound is dropped
+    [cut] = [r for r in reqs if r.gt == 100]
+    assert cut.lte == 9_900 and wins[0][1] is not None and wins[0][1] < 9_900
+    assert pager.on_page(cut, list(range(101, 201))) == wins[0][1] - 100
+
+
+def test_unordered_page_is_refused() -> None:
+    pager = Pager(10)
+    [r] = pager.next_requests()
+    with pytest.raises(ValueError, match="ordered"):
+        pager.on_page(r, [3, 2, 1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(ids=st.sets(st.integers(1, 3000), max_size=400),
+       cap=st.one_of(st.none(), st.integers(1, 60)),
+       page=st.integers(1, 50), parallel=st.integers(1, 6),
+       max_rows=st.one_of(st.none(), st.integers(0, 450)),
+       seed=st.integers(0, 2**16), inserts=st.lists(st.integers(0, 30), max_size=5))
+def test_property_nothing_lost_nothing_twice(ids: set[int], cap: int | None, page: int,
+                                             parallel: int, max_rows: int | None, seed: int,
+                                             inserts: list[int]) -> None:
+    server = SimServer(sorted(ids), cap=cap)
+    before = sorted(ids)
+    added: list[int] = []
+
+    def between(step: int) -> None:
+        if step < len(inserts):
+            added.extend(server.insert(inserts[step]))
+
+    pager = Pager(page, max_rows=max_rows, parallel=parallel)
+    got = drive(pager, server, rng=random.Random(seed), between=between)
+    assert len(got) == len(set(got))
+    assert set(got) <= set(before) | set(added)
+    if max_rows is None:
+        assert set(before) <= set(got)
+    else:
+        assert got == sorted(set(before) | set(added))[:max_rows][:len(got)]
+        assert len(got) == min(max_rows, len(server.rows))
+
+
+# -- ordered (offset) ------------------------------------------------------------------------
+def _ordered_server(n: int, cap: int | None) -> SimServer:
+    server = SimServer(list(range(1, n + 1)), cap=cap)
+    server.sort_key = lambda i: ((i * 7919) % 101, i)  # a user order unrelated to id
+    return server
+
+
+@pytest.mark.parametrize("cap", [None, 37])
+@pytest.mark.parametrize("n", [0, 1, 37, 74, 80, 100, 101, 250, 999, 1000, 1500])
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_ordered_top_n(n: int, cap: int | None, parallel: int) -> None:
+    server = _ordered_server(1000, cap)
+    pager = OrderedPager(100, max_rows=n, parallel=parallel)
+    got = drive(pager, server, rng=random.Random(n))
+    assert got == sorted(server.rows, key=server.sort_key)[:n]
+    effective = min(cap or 100, 100, max(n, 1))
+    if n <= 1000:
+        assert pager.stats.requests == math.ceil(n / effective)
+
+
+@pytest.mark.parametrize("cap", [None, 37])
+def test_ordered_without_max_rows_reads_everything(cap: int | None) -> None:
+    server = _ordered_server(500, cap)
+    pager = OrderedPager(100, parallel=4)
+    got = drive(pager, server, rng=random.Random(9))
+    assert got == sorted(server.rows, key=server.sort_key)
+
+
+def test_ordered_keeps_later_pages_at_the_learned_cap() -> None:
+    pager = OrderedPager(100, max_rows=500, parallel=3)
+    [r] = pager.next_requests()
+    assert pager.next_requests() == []  # nothing more until the cap is known
+    pager.on_page(r, list(range(37)))
+    assert [(q.page, q.limit) for q in pager.next_requests()] == [(1, 37), (2, 37), (3, 37)]
+
+
+# -- request parameters ---------------------------------------------------------------------
+def test_params_and_where_merging() -> None:
+    assert PageRequest(0, 100).params() == {
+        "order": {"attribute": "id", "descending": False}, "limit": 100}
+    p = PageRequest(0, 50, gt=10, lte=20, descending=True).params({"id": {"$lte": 15}})
+    assert p["where"] == {"id": {"$lte": 15, "$gt": 10}}
+    assert p["order"]["descending"] is True
+    assert merge_id_bounds({"id": [1, 2]}, lte=5) == {"id": {"$in": [1, 2], "$lte": 5}}
+    assert merge_id_bounds({"x": 1}) == {"x": 1}
+    assert PageRequest(3, 37, page=2).params({"a": 1}) == {"where": {"a": 1}, "limit": 37,
+                                                             "from": 2}
