@@ -1,0 +1,1190 @@
+"""Parquet snapshots of a Jetti query: streaming write, atomic publish, provenance, refresh.
+
+A snapshot is a directory holding a parquet dataset (hive-style folders when partitioned) and a
+small manifest, ``_jetti_snapshot.json``, written last. The manifest is the completion marker:
+a directory without it is never read. Layout::
+
+    purchases/                          <- the path given to snapshot()
+        _jetti_snapshot.json            <- provenance + file list, written last
+        part-00000.parquet              <- unpartitioned
+        dateOrdered_month=2024-05/part-00000.parquet   <- partition_by=("dateOrdered", "month")
+    .purchases.jetti-tmp-<host>-<pid>-<rand>/          <- a write in progress (sibling)
+    .purchases.jetti-old-<rand>/                       <- the previous version, during a swap
+
+Publishing renames ``path`` to the ``-old-`` sibling, the finished ``-tmp-`` sibling to ``path``,
+then deletes the old version. A crash, kill or Ctrl-C at any point leaves the previous snapshot
+readable: before the swap it is untouched; between the two renames :func:`read_snapshot` finds it
+under its ``-old-`` name and the next write puts it back. Temporary siblings of dead writers are
+removed by the next write. On a local filesystem each rename is atomic; on object stores (through
+pyarrow or fsspec filesystems) a directory "rename" copies objects, and only the manifest makes a
+dataset trusted.
+
+Files carry pandas metadata, so categoricals, tz-aware datetimes and nullable integers come back
+with the dtypes of :func:`jetti_frames.read_jetti`; free-form JSON and array columns of the
+``numpy_nullable`` backend are stored as JSON text. DuckDB, ``pyarrow.dataset`` and Dask read the
+folder directly (they skip names starting with ``_`` or ``.``).
+
+Examples
+--------
+>>> from jetti_frames.snapshot import snapshot, read_snapshot, refresh_snapshot
+>>> info = snapshot("purchases", "data/purchases", include=["PurchaseStatus"],
+...                 partition_by=("dateOrdered", "month"))          # doctest: +SKIP
+>>> df = read_snapshot("data/purchases")                             # doctest: +SKIP
+>>> refresh_snapshot("data/purchases")["rows"]                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import posixpath
+import socket
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from . import __version__
+from .catalog import CATALOG
+from .errors import JettiError, SnapshotError
+
+if TYPE_CHECKING:
+    from .client import JettiClient
+
+__all__ = [
+    "MANIFEST",
+    "read_snapshot",
+    "refresh_snapshot",
+    "snapshot",
+    "snapshot_info",
+]
+
+#: Name of the manifest and completion marker inside a snapshot directory.
+MANIFEST = "_jetti_snapshot.json"
+#: Key of the provenance in each parquet file's key-value metadata.
+METADATA_KEY = "jetti_frames.provenance"
+FORMAT = "jetti-snapshot/1"
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+#: How far before the watermark a refresh starts looking (clock skew, writes during a pull).
+DEFAULT_OVERLAP = dt.timedelta(minutes=5)
+#: Rows per row group; pages are buffered per output file until this many rows (or 16 MiB).
+DEFAULT_ROW_GROUP_SIZE = 65_536
+BUFFER_BYTES = 16 * 1024 * 1024
+#: At most this many files are open at once when writing many partitions.
+MAX_OPEN_FILES = 128
+#: Temporary siblings older than this are removed even when their writer cannot be checked.
+STALE_SECONDS = 24 * 3600
+PARTITION_UNITS = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d"}
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+
+
+def snapshot(
+    resource: str,
+    path: str | os.PathLike[str],
+    *,
+    where: Mapping[str, Any] | None = None,
+    attributes: Sequence[str] | None = None,
+    include: Any = None,
+    order: Any = None,
+    partition_by: str | tuple[str, str] | None = None,
+    client: JettiClient | None = None,
+    token: str | None = None,
+    base_url: str | None = None,
+    dtype_backend: str = "numpy_nullable",
+    sep: str = "_",
+    page_size: int | None = None,
+    refresh: bool = False,
+    progress: bool | None = None,
+    filesystem: Any = None,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+) -> dict[str, Any]:
+    """Write the result of a query as a parquet dataset, page by page, and publish it atomically.
+
+    Parameters
+    ----------
+    resource, where, attributes, include, order
+        The query, as for :func:`jetti_frames.read_jetti`.
+    path
+        A local directory or a URL (``s3://...``, ``memory://...``: pyarrow or fsspec filesystems).
+        Replaced as a whole when it already holds a snapshot; refused when it holds other files.
+    partition_by
+        A column name, or ``(datetime column, "year" | "month" | "day")`` to add a derived
+        ``<column>_<unit>`` partition column (e.g. ``dateOrdered_month=2024-05``).
+    client, token, base_url
+        A :class:`~jetti_frames.JettiClient`, or what to build one from (``JETTI_*`` env otherwise).
+    refresh
+        Bypass the HTTP cache.
+    filesystem
+        A ``pyarrow.fs.FileSystem`` or fsspec filesystem; ``path`` is then a path inside it.
+
+    Returns
+    -------
+    dict
+        The provenance, as :func:`snapshot_info` returns it.
+
+    Examples
+    --------
+    >>> info = snapshot("purchases", "data/purchases", where={"purchaseType": "dropship"},
+    ...                 partition_by=("dateOrdered", "month"))   # doctest: +SKIP
+    >>> info["rows"], info["watermark"]                          # doctest: +SKIP
+    (1200, '2024-05-04T09:42:00+00:00')
+    """
+    target = _Target.of(path, filesystem)
+    query = _query(where, attributes, include, order)
+    options = {"dtype_backend": dtype_backend, "sep": sep}
+    client = _client(client, token, base_url)
+    dtypes = dict(client.frame_dtypes(resource, attributes=attributes, include=include,
+                                      dtype_backend=dtype_backend, sep=sep))
+    partition = _Partition.of(partition_by, dtypes)
+    started = _now()
+    frames = client.iter_frames(resource, where=where, attributes=attributes, include=include,
+                                order=order, page_size=page_size, refresh=refresh,
+                                dtype_backend=dtype_backend, sep=sep, progress=progress)
+    manifest = {
+        "format": FORMAT,
+        "resource": CATALOG.resource(resource).url,
+        "query": query,
+        "options": options,
+        "partition_by": partition.to_json() if partition else None,
+        "base_url": _public_url(client.base_url),
+        "fetched_at": _iso(started),
+        "toolkit_version": __version__,
+        "catalog_digest": CATALOG.digest,
+    }
+
+    def fill(writer: _DatasetWriter) -> dict[str, Any]:
+        for frame in frames:
+            writer.write_frame(frame)
+        stats = _stats(client)
+        return {"requests": stats.get("requests"), "cache_hits": stats.get("cache_hits")}
+
+    return _write_version(target, dtypes, partition, manifest, fill,
+                          row_group_size=row_group_size, watermark=None)
+
+
+def read_snapshot(
+    path: str | os.PathLike[str],
+    columns: Sequence[str] | None = None,
+    filters: Any = None,
+    *,
+    filesystem: Any = None,
+) -> pd.DataFrame:
+    """Read a snapshot back as a DataFrame with the dtypes :func:`jetti_frames.read_jetti` gives.
+
+    Parameters
+    ----------
+    path
+        The directory (or URL) given to :func:`snapshot`.
+    columns
+        Columns to read (default all; a derived partition column such as ``dateOrdered_month``
+        can be asked for by name).
+    filters
+        Row filters in ``pyarrow.parquet`` form (``[("purchaseType", "==", "dropship")]``) or a
+        ``pyarrow.compute`` expression; partition columns prune whole folders.
+
+    Raises
+    ------
+    SnapshotError
+        When ``path`` is missing or holds no completed snapshot (e.g. an interrupted write).
+
+    Examples
+    --------
+    >>> df = read_snapshot("data/purchases", columns=["id", "total"],
+    ...                    filters=[("total", ">", 100)])   # doctest: +SKIP
+    """
+    target = _Target.of(path, filesystem)
+    root, manifest = _open_published(target)
+    specs: dict[str, Any] = manifest["columns"]
+    partition = _Partition.from_json(manifest.get("partition_by"))
+    files = [_join(root, f["path"]) for f in manifest["files"]]
+    derived = partition.name if partition and partition.derived else None
+    wanted = list(specs) if columns is None else list(columns)
+    unknown = [c for c in wanted if c not in specs and c != derived]
+    if unknown:
+        raise SnapshotError(f"no such column in the snapshot: {', '.join(map(repr, unknown))}")
+    file_schema = _arrow_schema(specs, partition)
+    if files:
+        part_schema = partition.arrow_schema(specs) if partition else None
+        dataset = pads.dataset(
+            files, schema=_dataset_schema(file_schema, part_schema), format="parquet",
+            filesystem=target.fs,
+            partitioning=pads.partitioning(part_schema, flavor="hive") if part_schema else None,
+            partition_base_dir=root if part_schema else None)
+        expression = _filter_expression(filters)
+        sort_keys = _sort_columns(manifest, specs)
+        read_cols = list(dict.fromkeys([*wanted, *[k for k in sort_keys if k in specs]]))
+        table = dataset.to_table(columns=read_cols, filter=expression)
+    else:
+        sort_keys = []
+        read_cols = wanted
+        table = file_schema.empty_table().select([c for c in wanted if c in file_schema.names])
+    frame = _to_pandas(table, specs, file_schema)
+    frame = _sort(frame, manifest, sort_keys)
+    return frame[wanted].reset_index(drop=True)
+
+
+def snapshot_info(path: str | os.PathLike[str], *, filesystem: Any = None) -> dict[str, Any]:
+    """The provenance of a snapshot: its manifest without the file list and column dtypes.
+
+    Keys: ``resource``, ``query`` (``where``, ``attributes``, ``include``, ``order``),
+    ``partition_by``, ``base_url``, ``fetched_at``, ``watermark``, ``rows``, ``requests``,
+    ``toolkit_version``, ``catalog_digest``, ``files`` (count) and ``columns`` (names).
+
+    Examples
+    --------
+    >>> snapshot_info("data/purchases")["watermark"]   # doctest: +SKIP
+    '2024-05-04T09:42:00+00:00'
+    """
+    target = _Target.of(path, filesystem)
+    root, manifest = _open_published(target)
+    info = {k: v for k, v in manifest.items() if k not in ("files", "columns")}
+    info["files"] = len(manifest["files"])
+    info["columns"] = list(manifest["columns"])
+    info["path"] = target.display(root)
+    return info
+
+
+def refresh_snapshot(
+    path: str | os.PathLike[str],
+    *,
+    full: bool = False,
+    overlap: dt.timedelta = DEFAULT_OVERLAP,
+    client: JettiClient | None = None,
+    token: str | None = None,
+    base_url: str | None = None,
+    page_size: int | None = None,
+    progress: bool | None = None,
+    filesystem: Any = None,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+) -> dict[str, Any]:
+    """Bring a snapshot up to date, fetching only the records changed since its watermark.
+
+    Asks for the recorded query ANDed with ``updatedAt >= watermark - overlap``, replaces every
+    row of a re-fetched record (all exploded rows of a has-many include), keeps the rest, and
+    publishes the result atomically with the new watermark. Requests are proportional to the
+    records changed, not to the size of the snapshot. When the query has a ``where`` filter, one
+    more id-only query over the same time window finds records that no longer match it, and
+    their rows are dropped.
+
+    What an incremental refresh cannot see, and when to pass ``full=True`` (a complete re-pull):
+
+    * records **deleted** on the server (they stop being listed; nothing marks them);
+    * changes made only to **included** records (a renamed status or provider does not move the
+      purchase's ``updatedAt``);
+    * snapshots whose ``attributes`` leave out ``id`` or ``updatedAt``;
+    * a new catalogue or toolkit version that changes the columns.
+
+    Parameters
+    ----------
+    full
+        Re-run the whole recorded query instead.
+    overlap
+        Safety margin subtracted from the watermark (server clock skew, records changed while
+        the previous snapshot was being read). Re-fetched unchanged records are harmless.
+
+    Examples
+    --------
+    >>> refresh_snapshot("data/purchases")["rows"]             # doctest: +SKIP
+    >>> refresh_snapshot("data/purchases", full=True)         # doctest: +SKIP
+    """
+    target = _Target.of(path, filesystem)
+    root, manifest = _open_published(target)
+    query = manifest["query"]
+    options = manifest.get("options") or {}
+    partition_json = manifest.get("partition_by")
+    partition_by: Any = None
+    if partition_json:
+        partition_by = ((partition_json["column"], partition_json["unit"])
+                        if partition_json.get("unit") else partition_json["column"])
+    client = _client(client, token, base_url)
+    if full:
+        return snapshot(manifest["resource"], path, where=query.get("where"),
+                        attributes=query.get("attributes"), include=query.get("include"),
+                        order=query.get("order"), partition_by=partition_by, client=client,
+                        dtype_backend=options.get("dtype_backend", "numpy_nullable"),
+                        sep=options.get("sep", "_"), page_size=page_size, refresh=True,
+                        progress=progress, filesystem=filesystem, row_group_size=row_group_size)
+
+    specs = manifest["columns"]
+    if "id" not in specs or "updatedAt" not in specs:
+        raise SnapshotError("this snapshot has no 'id' and 'updatedAt' columns to refresh by; "
+                            "use full=True")
+    if manifest.get("watermark") is None:
+        raise SnapshotError("this snapshot has no watermark (it was empty); use full=True")
+    resource = manifest["resource"]
+    dtype_backend = options.get("dtype_backend", "numpy_nullable")
+    sep = options.get("sep", "_")
+    dtypes = dict(client.frame_dtypes(resource, attributes=query.get("attributes"),
+                                      include=query.get("include"),
+                                      dtype_backend=dtype_backend, sep=sep))
+    if not _compatible(_column_specs(dtypes), specs):
+        raise SnapshotError("the columns of this query changed since the snapshot was taken "
+                            "(new catalogue or toolkit version); use full=True")
+    since = pd.Timestamp(manifest["watermark"]) - pd.Timedelta(overlap)
+    where = _and_updated_since(query.get("where"), since)
+    started = _now()
+    changed = list(client.iter_frames(
+        resource, where=where, attributes=query.get("attributes"), include=query.get("include"),
+        page_size=page_size, refresh=True, dtype_backend=dtype_backend, sep=sep,
+        progress=progress))
+    requests = _stats(client).get("requests") or 0
+    replaced: set[int] = set()
+    for frame in changed:
+        replaced.update(int(i) for i in frame["id"].dropna())
+    if query.get("where"):
+        for record in client.iter_records(resource, where={"updatedAt": {"$gte": since}},
+                                          attributes=["id"], page_size=page_size,
+                                          refresh=True, progress=progress):
+            replaced.add(int(record["id"]))
+        requests += _stats(client).get("requests") or 0
+    partition = _Partition.from_json(partition_json)
+    new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "columns", "rows")}
+    new_manifest.update({
+        "base_url": _public_url(client.base_url),
+        "refreshed_at": _iso(started),
+        "toolkit_version": __version__,
+        "catalog_digest": CATALOG.digest,
+        "previous_watermark": manifest["watermark"],
+    })
+
+    def fill(writer: _DatasetWriter) -> dict[str, Any]:
+        ids = pa.array(sorted(replaced), type=pa.int64())
+        for entry in manifest["files"]:
+            key = _partition_key(entry.get("partition"), partition)
+            with target.fs.open_input_file(_join(root, entry["path"])) as handle:
+                parquet = pq.ParquetFile(handle)
+                for batch in parquet.iter_batches(batch_size=row_group_size):
+                    table = pa.Table.from_batches([batch])
+                    ids_col = pc.cast(table.column("id"), pa.int64())
+                    keep = pc.invert(pc.fill_null(pc.is_in(ids_col, value_set=ids), False))
+                    writer.write_table(table.filter(keep), key)
+        for frame in changed:
+            writer.write_frame(frame)
+        return {"requests": requests, "changed_records": len(replaced)}
+
+    return _write_version(target, _dtypes_from_specs(specs), partition, new_manifest, fill,
+                          row_group_size=row_group_size, watermark=manifest["watermark"])
+
+
+# --------------------------------------------------------------------------------------------
+# where the dataset lives
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A snapshot location: a pyarrow filesystem, the directory inside it and its siblings."""
+
+    fs: pafs.FileSystem
+    root: str
+    prefix: str  # what to put back in front of a path to show it ("memory://", "s3://", "")
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], filesystem: Any = None) -> _Target:
+        if filesystem is not None:
+            fs = filesystem if isinstance(filesystem, pafs.FileSystem) else \
+                pafs.PyFileSystem(pafs.FSSpecHandler(filesystem))
+            return cls(fs, _strip(str(path)), "")
+        text = os.fspath(path)
+        if "://" not in text:
+            return cls(pafs.LocalFileSystem(), _strip(os.path.abspath(os.path.expanduser(text))),
+                       "")
+        scheme = text.split("://", 1)[0]
+        try:
+            fs, inner = pafs.FileSystem.from_uri(text)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+            try:
+                import fsspec
+            except ImportError:  # pragma: no cover - fsspec is optional
+                raise SnapshotError(f"unsupported URL {text!r}: install fsspec") from None
+            try:
+                ffs, inner = fsspec.core.url_to_fs(text)
+            except (ValueError, ImportError) as exc:
+                raise SnapshotError(f"unsupported URL {text!r}: {exc}") from None
+            fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
+        prefix = "" if isinstance(fs, pafs.LocalFileSystem) else f"{scheme}://"
+        return cls(fs, _strip(inner), prefix)
+
+    @property
+    def parent(self) -> str:
+        return posixpath.dirname(self.root) or "/"
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.root)
+
+    def sibling(self, kind: str, tag: str) -> str:
+        return _join(self.parent, f".{self.name}.jetti-{kind}-{tag}")
+
+    def siblings(self, kind: str) -> list[str]:
+        head = f".{self.name}.jetti-{kind}-"
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.parent, allow_not_found=True))
+        except OSError:
+            return []
+        return sorted(i.path for i in infos
+                      if i.type == pafs.FileType.Directory and i.base_name.startswith(head))
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.get_file_info(path).type != pafs.FileType.NotFound)
+
+    def is_complete(self, path: str) -> bool:
+        return bool(self.fs.get_file_info(_join(path, MANIFEST)).type == pafs.FileType.File)
+
+    def display(self, path: str) -> str:
+        return f"{self.prefix}{path}"
+
+
+def _strip(path: str) -> str:
+    path = path.replace(os.sep, "/") if os.sep != "/" else path
+    return path.rstrip("/") or "/"
+
+
+def _join(*parts: str) -> str:
+    return posixpath.join(*parts)
+
+
+def _open_published(target: _Target) -> tuple[str, dict[str, Any]]:
+    """The directory of the published snapshot and its manifest (recovering an interrupted swap)."""
+    root = target.root
+    if not target.is_complete(root):
+        old = [p for p in target.siblings("old") if target.is_complete(p)]
+        if not target.exists(root) and old:
+            root = old[-1]  # killed between the two renames of a publish
+        elif target.exists(root):
+            raise SnapshotError(f"{target.display(root)} is not a completed snapshot (no "
+                                f"{MANIFEST}); an interrupted write leaves no marker")
+        else:
+            raise SnapshotError(f"no snapshot at {target.display(root)}")
+    with target.fs.open_input_stream(_join(root, MANIFEST)) as handle:
+        try:
+            manifest = json.loads(handle.read().decode("utf-8"))
+        except ValueError as exc:
+            raise SnapshotError(f"unreadable {MANIFEST} in {target.display(root)}: {exc}") from None
+    if manifest.get("format") != FORMAT:
+        raise SnapshotError(f"{target.display(root)}: unknown snapshot format "
+                            f"{manifest.get('format')!r}")
+    return root, manifest
+
+
+# --------------------------------------------------------------------------------------------
+# writing a version and publishing it
+# --------------------------------------------------------------------------------------------
+
+
+def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Partition | None,
+                   manifest: dict[str, Any], fill: Any, *, row_group_size: int,
+                   watermark: str | None) -> dict[str, Any]:
+    """Write a complete version into a temporary sibling, then publish it in place of the old."""
+    _check_target(target)
+    _clean_siblings(target)
+    tmp = target.sibling("tmp", f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    target.fs.create_dir(tmp, recursive=True)
+    try:
+        writer = _DatasetWriter(target.fs, tmp, dtypes, partition, row_group_size=row_group_size,
+                                metadata=manifest)
+        try:
+            extra = fill(writer)
+        finally:
+            writer.close()
+        manifest = dict(manifest)
+        manifest.update(extra)
+        manifest["watermark"] = _max_iso(watermark, writer.watermark)
+        manifest["rows"] = writer.rows
+        manifest["columns"] = specs = writer.specs
+        manifest["files"] = writer.files
+        _write_json(target.fs, _join(tmp, MANIFEST), manifest)  # last: the completion marker
+        _publish(target, tmp)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            target.fs.delete_dir(tmp)
+        raise
+    info = {k: v for k, v in manifest.items() if k not in ("files", "columns")}
+    info["files"] = len(manifest["files"])
+    info["columns"] = list(specs)
+    info["path"] = target.display(target.root)
+    return info
+
+
+def _check_target(target: _Target) -> None:
+    info = target.fs.get_file_info(target.root)
+    if info.type == pafs.FileType.File:
+        raise SnapshotError(f"{target.display(target.root)} is a file, not a snapshot directory")
+    if info.type == pafs.FileType.Directory and not target.is_complete(target.root):
+        inside = target.fs.get_file_info(pafs.FileSelector(target.root))
+        if inside:
+            raise SnapshotError(f"{target.display(target.root)} holds files but no snapshot; "
+                                "refusing to replace it")
+
+
+def _publish(target: _Target, tmp: str) -> None:
+    root = target.root
+    if target.exists(root):
+        old = target.sibling("old", uuid.uuid4().hex[:8])
+        target.fs.move(root, old)
+        target.fs.move(tmp, root)
+        with contextlib.suppress(OSError):
+            target.fs.delete_dir(old)
+    else:
+        target.fs.create_dir(target.parent, recursive=True)
+        target.fs.move(tmp, root)
+
+
+def _clean_siblings(target: _Target) -> None:
+    """Put back a version stranded by a killed publish; remove temp dirs of dead writers."""
+    if not target.exists(target.root):
+        old = [p for p in target.siblings("old") if target.is_complete(p)]
+        if old:
+            target.fs.move(old[-1], target.root)
+    for path in target.siblings("old"):
+        with contextlib.suppress(OSError):
+            target.fs.delete_dir(path)
+    for path in target.siblings("tmp"):
+        if _is_stale(target, path):
+            with contextlib.suppress(OSError):
+                target.fs.delete_dir(path)
+
+
+def _is_stale(target: _Target, path: str) -> bool:
+    tag = posixpath.basename(path).split(".jetti-tmp-", 1)[-1]
+    parts = tag.rsplit("-", 2)  # <host>-<pid>-<random>
+    if isinstance(target.fs, pafs.LocalFileSystem) and len(parts) == 3 \
+            and parts[0] == socket.gethostname() and parts[1].isdigit():
+        return not _pid_alive(int(parts[1]))
+    mtime = target.fs.get_file_info(path).mtime
+    return mtime is None or (time.time() - mtime.timestamp()) > STALE_SECONDS
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_json(fs: pafs.FileSystem, path: str, data: Mapping[str, Any]) -> None:
+    with fs.open_output_stream(path) as handle:
+        handle.write(json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# the streaming writer
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """``partition_by``: a column, or a datetime column cut to a unit (derived column)."""
+
+    column: str
+    unit: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}_{self.unit}" if self.unit else self.column
+
+    @property
+    def derived(self) -> bool:
+        return self.unit is not None
+
+    @classmethod
+    def of(cls, spec: str | tuple[str, str] | Sequence[str] | None,
+           dtypes: Mapping[str, Any]) -> _Partition | None:
+        if spec is None:
+            return None
+        if isinstance(spec, str):
+            column, unit = spec, None
+        else:
+            try:
+                column, unit = spec
+            except (TypeError, ValueError):
+                raise JettiError(f"partition_by must be a column or (column, unit), not "
+                                 f"{spec!r}") from None
+        if column not in dtypes:
+            raise _usage(f"cannot partition by {column!r}: not a column of this query")
+        dtype = dtypes[column]
+        is_datetime = _is_datetime(dtype)
+        if unit is not None:
+            if unit not in PARTITION_UNITS:
+                raise _usage(f"partition unit must be one of {', '.join(PARTITION_UNITS)}, "
+                             f"not {unit!r}")
+            if not is_datetime:
+                raise _usage(f"cannot cut {column!r} by {unit}: it is not a datetime column")
+        elif is_datetime:
+            raise _usage(f"partition a datetime column by a unit, e.g. ({column!r}, 'month')")
+        elif _is_float(dtype) or pd.api.types.is_object_dtype(dtype):
+            raise _usage(f"cannot partition by {column!r}: use an integer, boolean, enum or "
+                         "string column, or a datetime cut to a unit")
+        return cls(column, unit)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> _Partition | None:
+        return cls(raw["column"], raw.get("unit")) if raw else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"column": self.column, "unit": self.unit, "name": self.name}
+
+    def keys(self, frame: pd.DataFrame) -> pd.Series:
+        """The partition value of each row, as Python scalars (None for null)."""
+        values = frame[self.column]
+        if self.unit:
+            out = values.dt.strftime(PARTITION_UNITS[self.unit]).astype(object)
+        else:
+            out = values.astype(object)
+        return out.where(values.notna(), None)
+
+    def arrow_type(self, specs: Mapping[str, Any]) -> pa.DataType:
+        if self.unit:
+            return pa.string()
+        kind = specs[self.column]["type"]
+        name = specs[self.column].get("name", "")
+        if kind == "numpy" and "int" in name.lower():
+            return pa.int64()
+        if kind == "numpy" and name in ("boolean", "bool"):
+            return pa.bool_()
+        if kind == "arrow":
+            arrow = specs[self.column]["arrow"]
+            if "int" in arrow:
+                return pa.int64()
+            if arrow in ("bool", "boolean"):
+                return pa.bool_()
+        return pa.string()
+
+    def arrow_schema(self, specs: Mapping[str, Any]) -> pa.Schema:
+        return pa.schema([pa.field(self.name, self.arrow_type(specs))])
+
+
+def _usage(message: str) -> JettiError:
+    from .errors import JettiQueryError
+
+    return JettiQueryError(message)
+
+
+def _partition_dir(value: Any, name: str) -> str:
+    if value is None:
+        text = HIVE_NULL
+    elif isinstance(value, (bool, np.bool_)):
+        text = "true" if value else "false"
+    else:
+        text = quote(str(value), safe="-_.~ ")
+    return f"{name}={text}"
+
+
+def _partition_key(value: Any, partition: _Partition | None) -> tuple[Any, ...]:
+    return () if partition is None else (value,)
+
+
+class _DatasetWriter:
+    """One ``pq.ParquetWriter`` per output file with a fixed schema; bounded buffers.
+
+    Columns a page adds (fields the catalogue does not know) extend the schema: the open files
+    are closed and later rows go to new files; readers fill the missing column with nulls.
+    Categories a page adds to an enum column are remembered for the manifest.
+    """
+
+    def __init__(self, fs: pafs.FileSystem, root: str, dtypes: Mapping[str, Any],
+                 partition: _Partition | None, *, row_group_size: int,
+                 metadata: Mapping[str, Any]) -> None:
+        self.fs = fs
+        self.root = root
+        self.dtypes = {str(k): pd.api.types.pandas_dtype(v) for k, v in dtypes.items()}
+        self.partition = partition
+        self.row_group_size = row_group_size
+        self.provenance = json.dumps(_provenance(metadata)).encode()
+        self.rows = 0
+        self.watermark: str | None = None
+        self.files: list[dict[str, Any]] = []
+        self._open: OrderedDict[tuple[Any, ...], _OpenFile] = OrderedDict()
+        self._counts: dict[tuple[Any, ...], int] = {}
+        self._set_schema()
+
+    def _set_schema(self) -> None:
+        self.specs = _column_specs(self.dtypes)
+        self.json_columns = [c for c, s in self.specs.items() if s["type"] == "json"]
+        schema = _arrow_schema(self.specs, self.partition, dtypes=self.dtypes)
+        self.schema = schema.with_metadata({**(schema.metadata or {}),
+                                            METADATA_KEY.encode(): self.provenance})
+
+    def write_frame(self, frame: pd.DataFrame) -> None:
+        """Write one typed page (columns and dtypes as ``frame_dtypes`` promised)."""
+        new = [str(c) for c in frame.columns if c not in self.dtypes]
+        if new:
+            self.close()
+            for name in new:
+                self.dtypes[name] = frame[name].dtype
+            self._set_schema()
+        for name, dtype in frame.dtypes.items():
+            known = self.dtypes[str(name)]
+            if isinstance(dtype, pd.CategoricalDtype) and isinstance(known, pd.CategoricalDtype):
+                extra = dtype.categories.difference(known.categories, sort=False)
+                if len(extra):
+                    self.dtypes[str(name)] = pd.CategoricalDtype(
+                        known.categories.append(extra), ordered=known.ordered)
+                    self.specs[str(name)] = _dtype_spec(self.dtypes[str(name)])
+        if frame.empty:
+            return
+        if "updatedAt" in frame.columns:
+            top = frame["updatedAt"].max()
+            if top is not None and not pd.isna(top):
+                self.watermark = _max_iso(self.watermark, pd.Timestamp(top).isoformat())
+        if self.partition is None:
+            self.write_table(self._table(frame), ())
+            return
+        keys = self.partition.keys(frame)
+        codes, uniques = pd.factorize(keys, use_na_sentinel=False)
+        for index, value in enumerate(uniques):
+            part = frame[codes == index]
+            key_value = None if value is None or (isinstance(value, float) and math.isnan(value)) \
+                else _scalar(value)
+            self.write_table(self._table(part), (key_value,))
+
+    def _table(self, frame: pd.DataFrame) -> pa.Table:
+        data = frame
+        if self.json_columns:
+            data = frame.copy(deep=False)
+            for col in self.json_columns:
+                if col in data.columns:
+                    data[col] = frame[col].map(_json_text).astype(object)
+        present = [c for c in self.schema.names if c in data.columns]
+        schema = pa.schema([self.schema.field(c) for c in present])
+        try:
+            table = pa.Table.from_pandas(data[present], schema=schema, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise SnapshotError(f"a page does not fit the snapshot's columns: {exc}") from None
+        return table
+
+    def write_table(self, table: pa.Table, key: tuple[Any, ...]) -> None:
+        """Append rows to the output file of a partition; missing columns become nulls."""
+        if table.num_rows == 0:
+            return
+        for field in self.schema:
+            if field.name not in table.column_names:
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+        try:
+            table = table.select(self.schema.names).cast(self.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SnapshotError(f"rows do not fit the snapshot's columns: {exc}") from None
+        self.rows += table.num_rows
+        handle = self._open.get(key)
+        if handle is None:
+            handle = self._start(key)
+        self._open.move_to_end(key)
+        handle.add(table)
+        if handle.buffered_rows >= self.row_group_size or handle.buffered_bytes >= BUFFER_BYTES:
+            handle.flush()
+
+    def _start(self, key: tuple[Any, ...]) -> _OpenFile:
+        while len(self._open) >= MAX_OPEN_FILES:
+            _, oldest = self._open.popitem(last=False)
+            oldest.close()
+        number = self._counts.get(key, 0)
+        self._counts[key] = number + 1
+        name = f"part-{number:05d}.parquet"
+        entry: dict[str, Any] = {"path": name, "rows": 0}
+        if self.partition is not None:
+            folder = _partition_dir(key[0], self.partition.name)
+            self.fs.create_dir(_join(self.root, folder), recursive=True)
+            entry = {"path": _join(folder, name), "rows": 0, "partition": key[0]}
+        self.files.append(entry)
+        handle = _OpenFile(self.fs, _join(self.root, entry["path"]), self.schema,
+                           self.row_group_size, entry)
+        self._open[key] = handle
+        return handle
+
+    def close(self) -> None:
+        """Flush and close every open file (more rows may still come: they open new files)."""
+        while self._open:
+            _, handle = self._open.popitem(last=False)
+            handle.close()
+
+
+class _OpenFile:
+    def __init__(self, fs: pafs.FileSystem, path: str, schema: pa.Schema, row_group_size: int,
+                 entry: dict[str, Any]) -> None:
+        self.stream = fs.open_output_stream(path)
+        self.writer = pq.ParquetWriter(self.stream, schema, compression="zstd")
+        self.row_group_size = row_group_size
+        self.entry = entry
+        self.buffer: list[pa.Table] = []
+        self.buffered_rows = 0
+        self.buffered_bytes = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.buffered_rows += table.num_rows
+        self.buffered_bytes += table.nbytes
+        self.entry["rows"] += table.num_rows
+
+    def flush(self) -> None:
+        if self.buffer:
+            table = pa.concat_tables(self.buffer).combine_chunks()
+            self.buffer = []
+            self.buffered_rows = self.buffered_bytes = 0
+            self.writer.write_table(table, row_group_size=self.row_group_size)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.writer.close()
+            self.stream.close()
+
+
+# --------------------------------------------------------------------------------------------
+# dtypes <-> JSON specs <-> arrow schema
+# --------------------------------------------------------------------------------------------
+
+
+def _column_specs(dtypes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A JSON description of each column's dtype, enough to restore it exactly."""
+    return {str(name): _dtype_spec(dtype) for name, dtype in dtypes.items()}
+
+
+def _dtype_spec(dtype: Any) -> dict[str, Any]:
+    dtype = pd.api.types.pandas_dtype(dtype)
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = [_scalar(c) for c in dtype.categories] if dtype.categories is not None \
+            else None
+        return {"type": "category", "categories": categories, "ordered": bool(dtype.ordered)}
+    if isinstance(dtype, pd.ArrowDtype):
+        return {"type": "arrow", "arrow": str(dtype.pyarrow_dtype)}
+    if isinstance(dtype, pd.StringDtype):
+        na = "NA" if dtype.na_value is pd.NA else "nan"
+        return {"type": "string", "storage": dtype.storage, "na": na}
+    if dtype == np.dtype(object):
+        return {"type": "json"}
+    return {"type": "numpy", "name": str(dtype)}
+
+
+def _dtype_from_spec(spec: Mapping[str, Any], arrow_type: pa.DataType | None = None) -> Any:
+    kind = spec["type"]
+    if kind == "category":
+        return pd.CategoricalDtype(spec["categories"], ordered=spec["ordered"])
+    if kind == "arrow":
+        if arrow_type is None:
+            raise SnapshotError("missing arrow type")  # pragma: no cover
+        return pd.ArrowDtype(arrow_type)
+    if kind == "string":
+        return pd.StringDtype(spec["storage"], na_value=pd.NA if spec["na"] == "NA" else np.nan)
+    if kind == "json":
+        return np.dtype(object)
+    return pd.api.types.pandas_dtype(spec["name"])
+
+
+def _dtypes_from_specs(specs: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _dtype_from_spec(spec, _parse_arrow(spec["arrow"]) if spec["type"] == "arrow"
+                                   else None)
+            for name, spec in specs.items()}
+
+
+def _compatible(query: Mapping[str, Any], recorded: Mapping[str, Any]) -> bool:
+    """Whether the columns a query gives now still fit a recorded snapshot's columns."""
+    for name, spec in query.items():
+        old = recorded.get(name)
+        if old is None or old["type"] != spec["type"]:
+            return False
+        if spec["type"] == "category":
+            if old["categories"][:len(spec["categories"])] != spec["categories"]:
+                return False
+        elif spec != old:
+            return False
+    return True
+
+
+def _arrow_schema(specs: Mapping[str, Any], partition: _Partition | None, *,
+                  dtypes: Mapping[str, Any] | None = None) -> pa.Schema:
+    """The schema of the files (with pandas metadata); JSON columns are text."""
+    empty: dict[str, pd.Series] = {}
+    for name, spec in specs.items():
+        if partition is not None and not partition.derived and name == partition.column:
+            continue
+        if spec["type"] == "json":
+            empty[name] = pd.Series([], dtype=object)
+        elif dtypes is not None:
+            empty[name] = pd.Series([], dtype=dtypes[name])
+        elif spec["type"] == "arrow":
+            empty[name] = pd.Series([], dtype=pd.ArrowDtype(_parse_arrow(spec["arrow"])))
+        else:
+            empty[name] = pd.Series([], dtype=_dtype_from_spec(spec))
+    schema = pa.Schema.from_pandas(pd.DataFrame(empty), preserve_index=False)
+    fields = []
+    for f in schema:
+        if specs[f.name]["type"] == "json":
+            f = pa.field(f.name, pa.large_string())
+        elif pa.types.is_dictionary(f.type):
+            f = pa.field(f.name, pa.dictionary(pa.int32(), f.type.value_type))
+        fields.append(f)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def _parse_arrow(text: str) -> pa.DataType:
+    """An arrow type from its ``str()`` (the simple types the catalogue produces)."""
+    simple = {"string": pa.string(), "large_string": pa.large_string(), "bool": pa.bool_(),
+              "double": pa.float64(), "float": pa.float32(), "int64": pa.int64(),
+              "int32": pa.int32(), "int16": pa.int16(), "int8": pa.int8()}
+    if text in simple:
+        return simple[text]
+    if text.startswith("timestamp["):
+        inner = text[len("timestamp["):-1]
+        unit, _, tz = inner.partition(",")
+        tz = tz.strip().removeprefix("tz=") or None
+        return pa.timestamp(unit.strip(), tz)
+    try:
+        return pa.type_for_alias(text)
+    except ValueError:
+        raise SnapshotError(f"cannot restore the arrow type {text!r}") from None
+
+
+def _dataset_schema(file_schema: pa.Schema, part_schema: pa.Schema | None) -> pa.Schema:
+    if part_schema is None:
+        return file_schema
+    return pa.schema([*file_schema, *part_schema], metadata=file_schema.metadata)
+
+
+def _to_pandas(table: pa.Table, specs: Mapping[str, Any], file_schema: pa.Schema) -> pd.DataFrame:
+    columns: dict[str, Any] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        spec = specs.get(name)
+        if spec is None:  # a derived partition column
+            columns[name] = pd.Series(column.to_pylist(), dtype=pd.StringDtype())
+        elif spec["type"] == "json":
+            columns[name] = pd.Series([_from_json_text(v) for v in column.to_pylist()],
+                                      dtype=object)
+        elif spec["type"] == "arrow":
+            arrow_type = file_schema.field(name).type if name in file_schema.names \
+                else _parse_arrow(spec["arrow"])
+            columns[name] = pd.Series(pd.array(column.cast(arrow_type),
+                                               dtype=pd.ArrowDtype(arrow_type)))
+        else:
+            dtype = _dtype_from_spec(spec)
+            if spec["type"] == "category" and pa.types.is_dictionary(column.type):
+                values = pd.Series(column.to_pandas(), copy=False)
+                columns[name] = values.cat.set_categories(dtype.categories) \
+                    .astype(dtype)
+            else:
+                columns[name] = pd.Series(column.to_pandas(types_mapper=_types_mapper(dtype)),
+                                          copy=False).astype(dtype)
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+
+
+def _types_mapper(dtype: Any) -> Any:
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and \
+            not isinstance(dtype, pd.DatetimeTZDtype):
+        return lambda _type: dtype
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# order, filters, the refresh window
+# --------------------------------------------------------------------------------------------
+
+
+def _sort_columns(manifest: Mapping[str, Any], specs: Mapping[str, Any]) -> list[str]:
+    order = _order_spec(manifest["query"].get("order"))
+    keys = [order[0]] if order and order[0] in specs else []
+    if "id" in specs:
+        keys.append("id")
+    return keys
+
+
+def _order_spec(order: Any) -> tuple[str, bool, bool | None] | None:
+    """``(attribute, descending, nulls_first)`` from ``"-field"`` or ``{attribute, ...}``."""
+    if not order:
+        return None
+    if isinstance(order, str):
+        return (order[1:], True, None) if order.startswith("-") else (order, False, None)
+    if isinstance(order, Mapping):
+        return (order["attribute"], bool(order.get("descending", False)),
+                order.get("nullsFirst"))
+    if isinstance(order, Sequence) and order:
+        return _order_spec(order[0])
+    return None
+
+
+def _sort(frame: pd.DataFrame, manifest: Mapping[str, Any], keys: list[str]) -> pd.DataFrame:
+    """Rows in the order ``read_jetti`` gives them: by the query's order, then by id."""
+    if frame.empty or not keys:
+        return frame
+    order = _order_spec(manifest["query"].get("order"))
+    if order and order[0] == keys[0]:
+        attribute, descending, nulls_first = order
+        if nulls_first is None:
+            nulls_first = descending  # SQL's default: nulls sort as largest
+        frame = frame.sort_values(keys[1:], kind="stable") if len(keys) > 1 else frame
+        return frame.sort_values(attribute, ascending=not descending, kind="stable",
+                                 na_position="first" if nulls_first else "last")
+    return frame.sort_values(keys, kind="stable")
+
+
+def _filter_expression(filters: Any) -> pc.Expression | None:
+    if filters is None or isinstance(filters, pc.Expression):
+        return filters
+    return pq.filters_to_expression(filters)
+
+
+def _and_updated_since(where: Mapping[str, Any] | None, since: pd.Timestamp) -> dict[str, Any]:
+    """The recorded ``where`` ANDed with ``updatedAt >= since``."""
+    out = dict(where or {})
+    bound = since.to_pydatetime()
+    current = out.get("updatedAt")
+    if current is None:
+        out["updatedAt"] = {"$gte": bound}
+    elif isinstance(current, Mapping):
+        merged = dict(current)
+        if "$gte" in merged and merged["$gte"] is not None:
+            merged["$gte"] = max(pd.Timestamp(merged["$gte"]), since).to_pydatetime()
+        else:
+            merged["$gte"] = bound
+        out["updatedAt"] = merged
+    # an equality on updatedAt is already narrower than any window: keep it as it is
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _client(client: JettiClient | None, token: str | None, base_url: str | None) -> Any:
+    if client is not None:
+        return client
+    from .client import JettiClient
+
+    return JettiClient(token, base_url=base_url)
+
+
+def _stats(client: Any) -> dict[str, Any]:
+    stats = getattr(client, "last_stats", None)
+    if stats is None:
+        return {}
+    if isinstance(stats, Mapping):
+        return dict(stats)
+    if hasattr(stats, "_asdict"):
+        return dict(stats._asdict())
+    if hasattr(stats, "__dataclass_fields__"):
+        return {k: getattr(stats, k) for k in stats.__dataclass_fields__}
+    return {k: getattr(stats, k) for k in ("requests", "cache_hits", "rows") if hasattr(stats, k)}
+
+
+def _query(where: Any, attributes: Any, include: Any, order: Any) -> dict[str, Any]:
+    return {"where": _jsonable(where), "attributes": _jsonable(attributes),
+            "include": _jsonable(include), "order": _jsonable(order)}
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy of a query: datetimes as ISO strings, tuples/sets as lists."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return [_jsonable(v) for v in sorted(value, key=repr)]
+    if isinstance(value, (list, tuple, np.ndarray, pd.Index, pd.Series)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    return str(value)
+
+
+def _provenance(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("format", "resource", "query", "options", "partition_by", "base_url", "fetched_at",
+            "refreshed_at", "previous_watermark", "toolkit_version", "catalog_digest")
+    return {k: manifest[k] for k in keys if k in manifest}
+
+
+def _public_url(url: Any) -> str | None:
+    """The base URL without credentials or query string (never a token)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(str(url))
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def _from_json_text(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _is_datetime(dtype: Any) -> bool:
+    if isinstance(dtype, pd.ArrowDtype):
+        return pa.types.is_timestamp(dtype.pyarrow_dtype)
+    return bool(pd.api.types.is_datetime64_any_dtype(dtype))
+
+
+def _is_float(dtype: Any) -> bool:
+    if isinstance(dtype, pd.ArrowDtype):
+        return pa.types.is_floating(dtype.pyarrow_dtype)
+    return bool(pd.api.types.is_float_dtype(dtype))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat()
+
+
+def _max_iso(*values: str | None) -> str | None:
+    present = [pd.Timestamp(v) for v in values if v]
+    return max(present).isoformat() if present else None
+
+
+def iter_snapshot_files(path: str | os.PathLike[str], *,
+                        filesystem: Any = None) -> Iterator[str]:
+    """The data files of a published snapshot, as paths inside its filesystem."""
+    target = _Target.of(path, filesystem)
+    root, manifest = _open_published(target)
+    for entry in manifest["files"]:
+        yield _join(root, entry["path"])
+
