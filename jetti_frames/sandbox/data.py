@@ -125,20 +125,23 @@ class Plan:
 
 
 def _lookup(table: str, expr: str) -> str:
-    """SQL picking an existing row's id of ``table`` by its rowid (uniform)."""
-    return (f"(SELECT id FROM {table} WHERE rowid = 1 + ({expr}) % "
-            f"(SELECT max(rowid) FROM {table}))")
+    """SQL picking an existing row's id of ``table`` (an index seek into the id range)."""
+    return (f"(SELECT id FROM {table} WHERE id >= (SELECT min(id) FROM {table}) + ({expr}) % "
+            f"(SELECT max(id) - min(id) + 1 FROM {table}) ORDER BY id LIMIT 1)")
 
 
 def _plans() -> dict[str, Plan]:
     money = "round(({r} % 40000) / 100.0 + 5, 2)"
+    provider = _lookup("dropship_providers", "{r2}")
+    status = _lookup("purchase_statuses", "{r2}")
     plans = [
         Plan("purchase-statuses", lambda p: len(STATUSES), 3, 2, {
             "name": _pick([s for s, _ in STATUSES], "n - 1"),
             "level": _pick([lv for _, lv in STATUSES], "n - 1"),
         }),
         Plan("dropship-providers", lambda p: 40, 201, 7, {
-            "name": f"{_pick(WORDS, '{r}')} || ' ' || {_pick(['Supply', 'Goods', 'Trading', 'Works'], '{r2}')} || ' ' || n",
+            "name": f"{_pick(WORDS, '{r}')} || ' ' || "
+                    f"{_pick(['Supply', 'Goods', 'Trading', 'Works'], '{r2}')} || ' ' || n",
             "status": _weighted([("accepted", 80), ("pending", 8), ("away", 4), ("disabled", 4),
                                  ("archived", 4)], "{r}"),
         }),
@@ -149,13 +152,14 @@ def _plans() -> dict[str, Plan]:
         }),
         Plan("variants", lambda p: 3 * max(50, p // 10), 30001, 3, {
             "productId": _lookup("products", "{r}"),
-            "dropshipProviderId": f"iif({{r}} % 10 < 2, NULL, {_lookup('dropship_providers', '{r2}')})",
+            "dropshipProviderId": f"iif({{r}} % 10 < 2, NULL, {provider})",
             "sku": "printf('SKU-%06d', n)",
             "name": _pick(["Small", "Medium", "Large", "Red", "Blue", "Default Title"], "{r}"),
             "costPrice": money,
         }),
         Plan("channels", lambda p: 5, 11, 5, {
-            "name": _pick(["Shopify US", "Shopify EU", "Amazon", "Wholesale", "Retail POS"], "n - 1"),
+            "name": _pick(["Shopify US", "Shopify EU", "Amazon", "Wholesale", "Retail POS"],
+                          "n - 1"),
             "purchaseStatusId": _lookup("purchase_statuses", "{r}"),
             "warehouseId": "(SELECT min(id) FROM warehouses)",
             "dropshipProviderId": "NULL",
@@ -185,7 +189,7 @@ def _plans() -> dict[str, Plan]:
             "saleId": "parent_id",
             "variantId": f"iif({{r}} % 25 = 0, NULL, {_lookup('variants', '{r2}')})",
             "warehouseId": "(SELECT warehouseId FROM sales WHERE id = parent_id)",
-            "dropshipProviderId": f"iif({{r}} % 5 = 0, NULL, {_lookup('dropship_providers', '{r2}')})",
+            "dropshipProviderId": f"iif({{r}} % 5 = 0, NULL, {provider})",
             "name": f"{_pick(WORDS, '{r}')} || ' ' || {_pick(ITEMS, '{r2}')}",
             "price": money, "quantity": "1 + {r} % 4",
         }, parent=("sales", 4)),
@@ -193,15 +197,17 @@ def _plans() -> dict[str, Plan]:
             "purchaseType": _weighted([("dropship", 45), ("replenishment", 25),
                                        ("automated_dropship", 15), ("automated_replenishment", 10),
                                        ("adjusted_dropship", 5)], "r1"),
-            "isDropship": "iif(r1 % 100 < 45 OR (r1 % 100 >= 70 AND r1 % 100 < 85) OR r1 % 100 >= 95, 1, 0)",
-            "dropshipProviderId": f"iif({{r}} % 10 = 0, NULL, {_lookup('dropship_providers', '{r2}')})",
-            "purchaseStatusId": f"iif({{r}} % 30 = 0, NULL, {_lookup('purchase_statuses', '{r2}')})",
+            "isDropship": "iif(r1 % 100 < 45 OR (r1 % 100 >= 70 AND r1 % 100 < 85) "
+                          "OR r1 % 100 >= 95, 1, 0)",
+            "dropshipProviderId": f"iif({{r}} % 10 = 0, NULL, {provider})",
+            "purchaseStatusId": f"iif({{r}} % 30 = 0, NULL, {status})",
             "saleId": f"iif({{r}} % 5 = 0, NULL, {_lookup('sales', '{r2}')})",
             "warehouseId": f"iif({{r}} % 3 = 0, NULL, {_lookup('warehouses', '{r2}')})",
             "reference": "printf('PO-%d', 10000 + n)",
             "dateOrdered": f"strftime({_ISO}, c - {{r}} % 7200, 'unixepoch')",
             "cancelled": "iif(r2 % 20 = 0, 1, 0)",
-            "cancelledAt": f"iif(r2 % 20 = 0, strftime({_ISO}, c + {{r}} % 864000, 'unixepoch'), NULL)",
+            "cancelledAt": f"iif(r2 % 20 = 0, "
+                           f"strftime({_ISO}, c + {{r}} % 864000, 'unixepoch'), NULL)",
             "cancellationStatus": "iif(r2 % 20 = 0, 'full', 'none')",
             "subtotal": money, "total": money, "tax": "round(({r} % 2000) / 100.0, 2)",
             "quantity": "1 + {r} % 12",
@@ -242,10 +248,7 @@ def _generic(res: Resource, f: Field, plan: Plan, idx: int) -> str:
     """SQL for a field without an override: a value of the spec's type, NULL at a fixed rate."""
     low = f.name.lower()
     if f.kind == "integer":
-        if low.endswith("id"):
-            expr = "1 + {r} % 5000"
-        else:
-            expr = "{r} % 100"
+        expr = "1 + {r} % 5000" if low.endswith("id") else "{r} % 100"
     elif f.kind == "number":
         expr = ("round(({r} % 3000) / 10000.0, 4)" if "rate" in low
                 else "round(({r} % 5000) / 10.0, 1)" if ("weight" in low or "grams" in low)
@@ -314,13 +317,15 @@ def create_tables(con: sqlite3.Connection) -> None:
     """Create the empty tables with indexes on id-like columns used by includes and paging."""
     for url in RESOURCES:
         res = CATALOG.resource(url)
-        cols = [f'"{f.name}" {_SQL_TYPES.get(f.kind, "TEXT")}' for f in res.fields if f.name != "id"]
+        cols = [f'"{f.name}" {_SQL_TYPES.get(f.kind, "TEXT")}'
+                for f in res.fields if f.name != "id"]
         cols += [f'"{k}" {t}' for k, t in EXTRA_FIELDS.items()]
         table = table_name(url)
         con.execute(f'CREATE TABLE {table} (id INTEGER PRIMARY KEY, {", ".join(cols)})')
         for rel in res.belongs_to:
             if res.has_field(rel.foreign_key) and rel.foreign_key != "id":
-                con.execute(f'CREATE INDEX {table}_{rel.foreign_key} ON {table}("{rel.foreign_key}")')
+                key = rel.foreign_key
+                con.execute(f'CREATE INDEX {table}_{key} ON {table}("{key}")')
         for name in ("createdAt", "updatedAt"):
             con.execute(f'CREATE INDEX {table}_{name} ON {table}("{name}")')
 
@@ -342,14 +347,16 @@ def insert_rows(con: sqlite3.Connection, url: str, count: int | None, *, seed: i
     if plan.parent is None:
         n = plan.count(purchases) if count is None else count
         if now is None:
-            created = f"{_START} + (n - 1) * {_SPAN // max(n, 1)} + r5 % {max(_SPAN // max(n, 1), 1)}"
+            gap = max(_SPAN // max(n, 1), 1)
+            created = f"{_START} + (n - 1) * {gap} + r5 % {gap}"
         else:
             created = str(int(now))
         source = (f"seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {n}), "
                   f"keys AS (SELECT n, n + {offset} AS k, NULL AS parent_id, NULL AS pc FROM seq)")
     else:
         ptable, most = plan.parent
-        where = "" if count is None else f"WHERE p.rowid > (SELECT max(rowid) FROM {ptable}) - {count}"
+        where = ("" if count is None
+                 else f"WHERE p.id IN (SELECT id FROM {ptable} ORDER BY id DESC LIMIT {count})")
         source = (f"kk(j) AS (VALUES {', '.join(f'({j})' for j in range(1, most + 1))}), "
                   f"keys AS (SELECT row_number() OVER (ORDER BY p.id, kk.j) AS n, "
                   f"p.id * 8 + kk.j AS k, p.id AS parent_id, p.createdAt AS pc "

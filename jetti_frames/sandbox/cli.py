@@ -1,0 +1,69 @@
+"""The ``sandbox`` command: serve the synthetic account until Ctrl-C.
+
+``sandbox [--port N] [--seed S] [--purchases N] [--latency-ms M] [--jitter-ms J]
+[--max-limit K] [--rate off|default] [--qs 6.13|latest] [--strict]``
+
+The product CLI can mount it as a subcommand with :func:`add_arguments` and :func:`run`.
+
+Examples
+--------
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="sandbox")
+>>> add_arguments(parser)
+>>> parser.parse_args(["--rate", "off", "--qs", "latest"]).qs
+'latest'
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Sequence
+
+from ..settings import SANDBOX_TOKEN
+from .server import Sandbox
+
+__all__ = ["add_arguments", "main", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the sandbox options to ``parser``."""
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    parser.add_argument("--purchases", type=int, default=3000, help="number of purchases")
+    parser.add_argument("--latency-ms", type=float, default=0, help="delay before answering")
+    parser.add_argument("--jitter-ms", type=float, default=0, help="extra random delay")
+    parser.add_argument("--max-limit", type=int, default=100, help="silent cap on limit")
+    parser.add_argument("--rate", choices=("default", "off"), default="default",
+                        help="leaky-bucket rate limit (2 GET/s) or none")
+    parser.add_argument("--qs", choices=("6.13", "latest"), default="6.13",
+                        help="query-string semantics of the imitated server")
+    parser.add_argument("--strict", action="store_true",
+                        help="answer 400 where the real server silently misbehaves")
+
+
+def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
+    """Start a sandbox from parsed ``args``, print how to reach it, serve until Ctrl-C."""
+    sandbox = Sandbox(seed=args.seed, purchases=args.purchases, latency_ms=args.latency_ms,
+                      jitter_ms=args.jitter_ms, max_limit=args.max_limit, rate=args.rate,
+                      qs_version=args.qs, strict=args.strict, port=args.port)
+    sandbox.start()
+    example = "purchases.json?limit=2&include%5B0%5D%5Bmodel%5D=PurchaseStatus"
+    print(f"Jetti sandbox at {sandbox.base_url} (started in {sandbox.startup_seconds:.2f} s)")
+    print(f"token: {SANDBOX_TOKEN}")
+    print(f'try:   curl -H "Authorization: Bearer {SANDBOX_TOKEN}" "{sandbox.base_url}{example}"')
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        (stop or threading.Event()).wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m jetti_frames.sandbox``."""
+    parser = argparse.ArgumentParser(prog="sandbox", description="Serve a synthetic Jetti account.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,468 @@
+"""The sandbox HTTP server: the Jetti REST API over a synthetic SQLite account on 127.0.0.1.
+
+``GET /api/<url>.json`` answers a bare JSON array, ``GET /api/<url>/<id>.json`` a bare object.
+Errors are problem documents (``application/problem+json``). Every response carries
+``X-RateLimit-Limit`` (bucket capacity) and ``X-RateLimit-Remaining``; a 429 also carries
+``Retry-After`` rounded **up** to whole seconds (at least 1, as HTTP wants an integer) and
+``X-RateLimit-Reset``, the exact fractional seconds until one slot frees.
+
+Examples
+--------
+>>> import requests
+>>> with Sandbox(purchases=100, rate="off") as sb:
+...     r = requests.get(sb.base_url + "purchases.json", params={"limit": "2"},
+...                      headers={"Authorization": "Bearer sandbox-token"})
+>>> r.status_code, len(r.json())
+(200, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import re
+import shutil
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from ..catalog import CATALOG
+from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
+from .data import EXTRA_FIELDS, RESOURCES, cached_database, insert_rows, table_name
+from .limits import FaultPlan, LeakyBucket
+from .qs import QS_VERSIONS, decode_query
+from .sql import Problem, QueryPlan, serialize_rows
+
+__all__ = ["Sandbox", "serve"]
+
+_PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
+_LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
+               "get_burst", "write_rate", "faults", "strict", "qs_version", "tokens", "quirks")
+
+
+def token_hash(token: str) -> str:
+    """A short, stable fingerprint of a token for logs and counters (never the token)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    sandbox: Sandbox
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self.server.sandbox._handle(self)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+
+class Sandbox:
+    """A real HTTP server speaking the Jetti API over a deterministic synthetic account.
+
+    Parameters (keyword-only)
+    -------------------------
+    seed, purchases
+        The generated data (same seed and size, same data); other tables scale with purchases.
+    latency_ms, jitter_ms
+        Sleep before answering (uniform extra jitter); requests are served on threads, so
+        concurrent requests overlap.
+    max_limit, default_limit
+        ``limit`` is capped silently at ``max_limit``; without ``limit`` a page has
+        ``default_limit`` records.
+    rate, get_rate, get_burst, write_rate
+        ``rate="off"`` disables the per-token leaky buckets.
+    tokens
+        Accepted bearer tokens.
+    qs_version
+        ``"6.13"`` (Express 4.21) or ``"latest"`` query-string semantics.
+    strict
+        Answer 400 where the real server silently misbehaves (long arrays turned objects).
+    quirks
+        Reproduce the Sequelize failures of the API notes (500 when attributes lack a key an
+        include needs, or the order attribute while a has-many include is present).
+    faults
+        ``{"rate": 0.1, "kinds": ("503", "429", "drop"), "seed": 0, "burst": 3}`` or a rate.
+    port
+        0 picks a free port. The server binds 127.0.0.1 only.
+
+    Examples
+    --------
+    >>> sb = Sandbox(purchases=50).start()
+    >>> sb.base_url.startswith("http://127.0.0.1:") and sb.base_url.endswith("/api/")
+    True
+    >>> sb.query("SELECT count(*) AS n FROM purchases")
+    [{'n': 50}]
+    >>> sb.stop()
+    """
+
+    def __init__(self, *, seed: int = 0, purchases: int = 3000, latency_ms: float = 0,
+                 jitter_ms: float = 0, max_limit: int = 100, default_limit: int = 50,
+                 rate: str = "default", get_rate: float = GET_RATE, get_burst: int = GET_BURST,
+                 write_rate: float = WRITE_RATE, tokens: Sequence[str] = (SANDBOX_TOKEN,),
+                 qs_version: str = "6.13", strict: bool = False, quirks: bool = True,
+                 faults: FaultPlan | dict | float | None = None, port: int = 0,
+                 log_size: int = 100_000) -> None:
+        self.seed = seed
+        self.purchases = purchases
+        self.port = port
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._dir: Path | None = None
+        self._db: Path | None = None
+        self._jitter = random.Random(seed)
+        self._hooks: list[tuple[int, Callable[[Sandbox], Any]]] = []
+        self.log: deque[dict[str, Any]] = deque(maxlen=log_size)
+        self.startup_seconds: float | None = None
+        self._knobs: dict[str, Any] = {}
+        self.configure(latency_ms=latency_ms, jitter_ms=jitter_ms, max_limit=max_limit,
+                       default_limit=default_limit, rate=rate, get_rate=get_rate,
+                       get_burst=get_burst, write_rate=write_rate, tokens=tokens,
+                       qs_version=qs_version, strict=strict, quirks=quirks, faults=faults)
+        self.reset_counters()
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> Sandbox:
+        """Build the database (from the cache when possible) and start serving; returns self."""
+        if self._server is not None:
+            return self
+        began = time.perf_counter()
+        self._dir = Path(tempfile.mkdtemp(prefix="jetti-sandbox-"))
+        self._db = cached_database(self.seed, self.purchases, self._dir / "account.sqlite")
+        con = self._connect()
+        con.execute("PRAGMA journal_mode=WAL")
+        self._server = _Server(("127.0.0.1", self.port), _Handler)
+        self._server.sandbox = self
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name=f"jetti-sandbox-{self.port}", daemon=True)
+        self._thread.start()
+        self.startup_seconds = time.perf_counter() - began
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and remove the database copy."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/``."""
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def __repr__(self) -> str:
+        state = "running" if self._server else "stopped"
+        return f"Sandbox(seed={self.seed}, purchases={self.purchases}, port={self.port}, {state})"
+
+    # ----------------------------------------------------------------- knobs
+    def configure(self, **knobs: Any) -> None:
+        """Change knobs live: latency_ms, jitter_ms, max_limit, default_limit, rate, get_rate,
+        get_burst, write_rate, faults, strict, quirks, qs_version, tokens."""
+        unknown = set(knobs) - set(_LIVE_KNOBS)
+        if unknown:
+            raise TypeError(f"unknown sandbox options {sorted(unknown)}")
+        if knobs.get("rate", "default") not in ("default", "off"):
+            raise ValueError("rate must be 'default' or 'off'")
+        if knobs.get("qs_version", "6.13") not in QS_VERSIONS:
+            raise ValueError(f"qs_version must be one of {QS_VERSIONS}")
+        with self._lock:
+            if "faults" in knobs:
+                knobs["faults"] = FaultPlan.from_option(knobs["faults"])
+            if "tokens" in knobs:
+                knobs["tokens"] = frozenset(knobs["tokens"])
+            self._knobs.update(knobs)
+            if {"rate", "get_rate", "get_burst", "write_rate"} & set(knobs):
+                self._buckets: dict[tuple[str, bool], LeakyBucket] = {}
+
+    def knob(self, name: str) -> Any:
+        return self._knobs[name]
+
+    # ----------------------------------------------------------------- counters and log
+    def reset_counters(self) -> None:
+        """Zero every counter and clear the request log."""
+        with self._lock:
+            self._counters: dict[str, dict[str, int]] = {}
+            self._requests = 0
+            self.log.clear()
+
+    def counters(self, token: str | None = None) -> dict[str, int]:
+        """``requests``, ``ok``, ``rows``, ``status_429``, ``status_4xx``, ``status_5xx``,
+        ``faults``: totals, or for one token."""
+        with self._lock:
+            if token is not None:
+                return dict(self._counters.get(token_hash(token), _zero()))
+            total = _zero()
+            for c in self._counters.values():
+                for k, v in c.items():
+                    total[k] += v
+            return total
+
+    def after_requests(self, n: int, callback: Callable[[Sandbox], Any]) -> None:
+        """Call ``callback(sandbox)`` once the ``n``-th request from now has been answered."""
+        with self._lock:
+            self._hooks.append((self._requests + n, callback))
+
+    # ----------------------------------------------------------------- data
+    def _connect(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            if self._db is None:
+                raise RuntimeError("the sandbox is not started")
+            con = sqlite3.connect(self._db, check_same_thread=False, timeout=30)
+            con.execute("PRAGMA case_sensitive_like=ON")
+            self._local.con = con
+        return con
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run read-only SQL over the sandbox database; rows as dicts (raw stored values)."""
+        if self._db is None:
+            raise RuntimeError("the sandbox is not started")
+        con = sqlite3.connect(f"file:{self._db}?mode=ro", uri=True)
+        try:
+            cur = con.execute(sql, tuple(params))
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            con.close()
+
+    def insert(self, resource: str, n: int) -> list[int]:
+        """Insert ``n`` new records (for item tables: items of the ``n`` newest parents, or of
+        new ones); returns the new ids. They are created and updated now."""
+        url = CATALOG.resource(resource).url
+        table = table_name(url)
+        with self._lock:
+            con = self._connect()
+            before = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+            insert_rows(con, url, n, seed=self.seed + 1 + before, now=time.time())
+            con.commit()
+            ids = [r[0] for r in con.execute(f"SELECT id FROM {table} WHERE id > ? ORDER BY id",
+                                             (before,))]
+        return ids
+
+    def touch(self, resource: str, ids_or_n: int | Sequence[int]) -> list[int]:
+        """Set ``updatedAt`` to now for the given ids, or for ``n`` seeded-random records."""
+        url = CATALOG.resource(resource).url
+        table = table_name(url)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        with self._lock:
+            con = self._connect()
+            if isinstance(ids_or_n, int):
+                all_ids = [r[0] for r in con.execute(f"SELECT id FROM {table} ORDER BY id")]
+                ids = sorted(random.Random(self.seed + ids_or_n).sample(
+                    all_ids, min(ids_or_n, len(all_ids))))
+            else:
+                ids = [int(i) for i in ids_or_n]
+            con.executemany(f'UPDATE {table} SET "updatedAt" = ? WHERE id = ?',
+                            [(now, i) for i in ids])
+            con.commit()
+        return ids
+
+    # ----------------------------------------------------------------- HTTP
+    def _bucket(self, token: str, is_get: bool) -> LeakyBucket:
+        key = (token, is_get)
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                k = self._knobs
+                bucket = (LeakyBucket(k["get_rate"], k["get_burst"]) if is_get
+                          else LeakyBucket(k["write_rate"], 1))
+                self._buckets[key] = bucket
+            return bucket
+
+    def _handle(self, req: _Handler) -> None:
+        started = time.monotonic()
+        path, _, raw_query = req.path.partition("?")
+        headers: dict[str, str] = {}
+        status, body, rows, fault = 500, b"", 0, None
+        token = _bearer(req.headers.get("Authorization"))
+        is_get = req.command in ("GET", "HEAD")
+        length = int(req.headers.get("Content-Length") or 0)
+        if length:
+            req.rfile.read(length)
+        try:
+            if token is None or token not in self._knobs["tokens"]:
+                raise Problem(401, "missing or invalid bearer token")
+            if self._knobs["rate"] != "off":
+                bucket = self._bucket(token, is_get)
+                allowed, remaining, wait = bucket.take()
+                headers["X-RateLimit-Limit"] = str(bucket.capacity)
+                headers["X-RateLimit-Remaining"] = str(remaining)
+                if not allowed:
+                    headers["Retry-After"] = str(max(1, -int(-wait // 1)))
+                    headers["X-RateLimit-Reset"] = f"{wait:.3f}"
+                    raise Problem(429, f"rate limit exceeded; retry in {wait:.3f} s")
+            else:
+                headers["X-RateLimit-Limit"] = "0"
+                headers["X-RateLimit-Remaining"] = "0"
+            fault = self._knobs["faults"].next()
+            if fault == "503":
+                raise Problem(503, "service temporarily unavailable (injected)")
+            if fault == "429":
+                headers["Retry-After"] = "1"
+                headers["X-RateLimit-Reset"] = "1.000"
+                raise Problem(429, "rate limit exceeded (injected)")
+            payload = self._answer(req.command, path, raw_query)
+            rows = len(payload) if isinstance(payload, list) else 1
+            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            status = 200
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        except Problem as problem:
+            status = problem.status
+            body = json.dumps(problem.document()).encode()
+            headers["Content-Type"] = "application/problem+json"
+        except Exception as exc:  # an unexpected server error is still a problem document
+            status = 500
+            body = json.dumps(Problem(500, f"internal error: {type(exc).__name__}").document()
+                              ).encode()
+            headers["Content-Type"] = "application/problem+json"
+        self._sleep(started)
+        self._record(req.command, req.path, status, token, rows if status == 200 else 0, fault,
+                     started)
+        try:
+            req.send_response(status)
+            for name, value in headers.items():
+                req.send_header(name, value)
+            req.send_header("Content-Length", str(len(body)))
+            if fault == "drop":
+                req.send_header("Connection", "close")
+                req.end_headers()
+                req.wfile.write(body[: len(body) // 2])
+                req.wfile.flush()
+                with contextlib.suppress(OSError):
+                    req.connection.shutdown(socket.SHUT_RDWR)
+                req.close_connection = True
+            else:
+                req.end_headers()
+                if req.command != "HEAD":
+                    req.wfile.write(body)
+        except OSError:
+            req.close_connection = True
+        self._run_hooks()
+
+    def _sleep(self, started: float) -> None:
+        latency = self._knobs["latency_ms"]
+        jitter = self._knobs["jitter_ms"]
+        if latency <= 0 and jitter <= 0:
+            return
+        with self._lock:
+            extra = self._jitter.uniform(0, jitter) if jitter > 0 else 0.0
+        delay = (latency + extra) / 1000 - (time.monotonic() - started)
+        if delay > 0:
+            time.sleep(delay)
+
+    def _record(self, method: str, target: str, status: int, token: str | None, rows: int,
+                fault: str | None, started: float) -> None:
+        key = token_hash(token) if token else "-"
+        with self._lock:
+            c = self._counters.setdefault(key, _zero())
+            c["requests"] += 1
+            c["rows"] += rows
+            c["ok"] += status == 200
+            c["status_429"] += status == 429
+            c["status_4xx"] += 400 <= status < 500
+            c["status_5xx"] += status >= 500
+            c["faults"] += fault is not None
+            self._requests += 1
+            self.log.append({"method": method, "target": unquote(target), "status": status,
+                             "token": key, "rows": rows, "time": time.time(),
+                             "seconds": time.monotonic() - started, "fault": fault})
+
+    def _run_hooks(self) -> None:
+        due: list[tuple[int, Callable[[Sandbox], Any]]] = []
+        with self._lock:
+            keep: list[tuple[int, Callable[[Sandbox], Any]]] = []
+            for at, callback in self._hooks:
+                (due if self._requests >= at else keep).append((at, callback))
+            self._hooks = keep
+        for _, callback in due:
+            callback(self)
+
+    def _answer(self, method: str, path: str, raw_query: str) -> Any:
+        match = _PATH.match(path)
+        if not match:
+            raise Problem(404, f"no such endpoint {path!r}")
+        url, ident = match.groups()
+        if url not in RESOURCES:
+            raise Problem(404, f"unknown resource {url!r}")
+        if method not in ("GET", "HEAD"):
+            raise Problem(405, f"{method} is not available in the sandbox")
+        res = CATALOG.resource(url)
+        con = self._connect()
+        if ident is not None:
+            try:
+                key = int(ident)
+            except ValueError:
+                raise Problem(404, f"no {res.model} with id {ident!r}") from None
+            names = [*res.field_names, *EXTRA_FIELDS]
+            cols = ", ".join(f'"{n}"' for n in names)
+            rows = con.execute(f"SELECT {cols} FROM {table_name(url)} WHERE id = ?",
+                               (key,)).fetchall()
+            if not rows:
+                raise Problem(404, f"no {res.model} with id {key}")
+            return serialize_rows(res, names, rows)[0]
+        k = self._knobs
+        query = decode_query(raw_query, qs_version=k["qs_version"])
+        plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
+                               max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"])
+        return plan.run(con)
+
+
+def _zero() -> dict[str, int]:
+    return dict.fromkeys(("requests", "ok", "rows", "status_429", "status_4xx", "status_5xx",
+                          "faults"), 0)
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+@contextlib.contextmanager
+def serve(**options: Any) -> Iterator[str]:
+    """Run a :class:`Sandbox` in a background thread; yields its base URL.
+
+    >>> with serve(purchases=20) as base_url:
+    ...     base_url.endswith("/api/")
+    True
+    """
+    with Sandbox(**options) as sandbox:
+        yield sandbox.base_url

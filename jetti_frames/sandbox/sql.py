@@ -1,0 +1,521 @@
+"""Translate a decoded Jetti query (``where``, ``attributes``, ``include``, ``order``, ``limit``,
+``from``) into SQL over the sandbox tables, and run it.
+
+Values arrive as strings (qs decodes nothing else) and are converted by column type: integers,
+numbers, ``"true"``/``"false"`` for booleans, ISO-8601 instants with ``Z`` or an offset for dates.
+An empty value means NULL for every non-string column. Behaviour the real server shows after qs
+turned a long array into an object (see the API notes) is reproduced: an ``$in`` object matches
+nothing, a ``$notIn`` object is dropped, an ``attributes`` object is ignored; with
+``strict=True`` these answer 400 instead.
+
+An include with a ``where`` is *required* (as in Sequelize): records without a matching related
+record are left out.
+
+Examples
+--------
+>>> import sqlite3
+>>> from jetti_frames.sandbox.data import generate
+>>> con = sqlite3.connect(":memory:"); _ = generate(con, purchases=20)
+>>> plan = QueryPlan.build("purchases", {"where": {"purchaseType": "dropship"}, "limit": "2"})
+>>> [r["purchaseType"] for r in plan.run(con)]
+['dropship', 'dropship']
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from ..catalog import CATALOG, Resource
+from .data import EXTRA_FIELDS, RESOURCES, table_name
+
+__all__ = ["MAX_INCLUDE_DEPTH", "Problem", "QueryPlan", "coerce", "serialize_rows"]
+
+#: Include levels a default qs depth lets a query string carry.
+MAX_INCLUDE_DEPTH = 2
+SERVED_MODELS = {CATALOG.resource(u).model: u for u in RESOURCES}
+OPERATORS = ("$eq", "$ne", "$in", "$notIn", "$gt", "$gte", "$lt", "$lte", "$like", "$between",
+             "$or", "$and", "$not")
+
+
+class Problem(Exception):
+    """An error answered as an RFC 7807 problem document."""
+
+    TITLES: ClassVar[dict[int, str]] = {
+        400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+        429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
+    }
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+    def document(self) -> dict[str, Any]:
+        title = self.TITLES.get(self.status, "Error")
+        return {"type": f"https://httpstatuses.io/{self.status}", "title": title,
+                "status": self.status, "detail": self.detail}
+
+
+def _bad(detail: str) -> Problem:
+    return Problem(400, detail)
+
+
+def _instant(text: str) -> str:
+    """An ISO-8601 instant as the stored UTC text (fractions only when non-zero)."""
+    raw = text.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    value = datetime.fromisoformat(raw)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    spec = "%Y-%m-%dT%H:%M:%S.%f+00:00" if value.microsecond else "%Y-%m-%dT%H:%M:%S+00:00"
+    return value.strftime(spec)
+
+
+def coerce(res: Resource, name: str, value: Any) -> Any:
+    """Convert one query-string value for column ``name`` (None for NULL).
+
+    >>> coerce(CATALOG.resource("purchases"), "createdAt", "2019-01-01T02:00:00.000+02:00")
+    '2019-01-01T00:00:00+00:00'
+    """
+    if not isinstance(value, str):
+        raise _bad(f"value for {name!r} must be a single value, not {type(value).__name__}")
+    kind = _kind(res, name)
+    if value == "" and kind not in ("string", "enum"):
+        return None
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+        if kind == "boolean":
+            low = value.lower()
+            if low in ("true", "1"):
+                return 1
+            if low in ("false", "0"):
+                return 0
+            raise ValueError(value)
+        if kind == "datetime":
+            return _instant(value)
+    except ValueError:
+        raise _bad(f"invalid {kind} value {value!r} for {name!r}") from None
+    return value
+
+
+def _kind(res: Resource, name: str) -> str:
+    if name in EXTRA_FIELDS:
+        return "integer"
+    return res.fields_by_name[name].kind
+
+
+def _check_field(res: Resource, name: str) -> str:
+    if not (res.has_field(name) or name in EXTRA_FIELDS):
+        raise _bad(f"unknown field {name!r} of {res.model}")
+    return f'"{name}"'
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    """A decoded array; None when qs turned it into an object."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return None
+    return [value]
+
+
+@dataclass
+class Where:
+    """Builds a SQL condition for one table alias."""
+
+    res: Resource
+    alias: str
+    strict: bool
+    params: list[Any] = field(default_factory=list)
+
+    def build(self, where: Any) -> str:
+        if where in (None, ""):
+            return "1"
+        if isinstance(where, list):
+            return self._join([self.build(w) for w in where], "AND")
+        if not isinstance(where, dict):
+            raise _bad("where must be an object")
+        parts = []
+        for key, value in where.items():
+            if key in ("$or", "$and"):
+                items = list(value.values()) if isinstance(value, dict) and key == "$or" \
+                    and all(k.isdigit() for k in value) else value
+                if isinstance(items, dict):
+                    subs = [self.build({k: v}) for k, v in items.items()]
+                elif isinstance(items, list):
+                    subs = [self.build(v) for v in items]
+                else:
+                    raise _bad(f"{key} needs a list of conditions")
+                parts.append(self._join(subs, "OR" if key == "$or" else "AND"))
+            elif key.startswith("$"):
+                raise _bad(f"unknown operator {key!r} in where")
+            else:
+                parts.append(self._field(key, value))
+        return self._join(parts, "AND")
+
+    @staticmethod
+    def _join(parts: list[str], op: str) -> str:
+        if not parts:
+            return "1" if op == "AND" else "0"
+        return "(" + f" {op} ".join(parts) + ")"
+
+    def _field(self, name: str, value: Any) -> str:
+        if name.startswith("["):
+            raise _bad(f"where nested too deep: {name!r}")
+        col = f"{self.alias}.{_check_field(self.res, name)}"
+        if isinstance(value, dict):
+            if value and all(k.isdigit() for k in value):  # a long array turned object
+                return self._op(name, col, "$in", value)
+            return self._join([self._op(name, col, op, v) for op, v in value.items()], "AND")
+        if isinstance(value, list):
+            return self._op(name, col, "$in", value)
+        return self._op(name, col, "$eq", value)
+
+    def _value(self, name: str, value: Any) -> Any:
+        return coerce(self.res, name, value)
+
+    def _op(self, name: str, col: str, op: str, value: Any) -> str:
+        if op not in OPERATORS:
+            raise _bad(f"unknown operator {op!r} for {name!r}")
+        if op in ("$eq", "$ne"):
+            v = self._value(name, value)
+            if v is None:
+                return f"{col} IS {'NOT ' if op == '$ne' else ''}NULL"
+            self.params.append(v)
+            return f"{col} {'=' if op == '$eq' else '!='} ?"
+        if op in ("$in", "$notIn"):
+            items = _as_list(value)
+            if items is None:
+                if self.strict:
+                    raise _bad(f"{op} for {name!r} arrived as an object (array too long)")
+                return "0" if op == "$in" else "1"
+            values = [self._value(name, v) for v in items]
+            present = [v for v in values if v is not None]
+            conds = []
+            if present:
+                self.params.extend(present)
+                marks = ", ".join("?" * len(present))
+                conds.append(f"{col} {'IN' if op == '$in' else 'NOT IN'} ({marks})")
+            if len(present) < len(values):
+                conds.append(f"{col} IS {'' if op == '$in' else 'NOT '}NULL")
+            if not conds:
+                return "0" if op == "$in" else "1"
+            return self._join(conds, "OR" if op == "$in" else "AND")
+        if op in ("$gt", "$gte", "$lt", "$lte"):
+            v = self._value(name, value)
+            if v is None:
+                raise _bad(f"{op} for {name!r} needs a value")
+            self.params.append(v)
+            sign = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
+            return f"{col} {sign} ?"
+        if op == "$like":
+            if not isinstance(value, str):
+                raise _bad(f"$like for {name!r} needs a string")
+            self.params.append(value)
+            return f"{col} LIKE ?"
+        if op == "$between":
+            items = _as_list(value)
+            if items is None or len(items) != 2:
+                raise _bad(f"$between for {name!r} needs two values")
+            self.params.extend(self._value(name, v) for v in items)
+            return f"{col} BETWEEN ? AND ?"
+        if op == "$not":
+            v = self._value(name, value)
+            if v is None:
+                return f"{col} IS NOT NULL"
+            self.params.append(v)
+            return f"{col} IS NOT ?"
+        # $or / $and on one field: {"$or": [v1, {"$gt": v2}]}
+        items = (_as_list(value) if not isinstance(value, dict)
+                 else [{k: v} for k, v in value.items()])
+        if items is None:
+            raise _bad(f"{op} for {name!r} needs a list")
+        subs = [self._field(name, v) for v in items]
+        return self._join(subs, "OR" if op == "$or" else "AND")
+
+
+@dataclass
+class Include:
+    """One ``include`` entry resolved against the parent resource."""
+
+    res: Resource
+    kind: str  # "belongs_to" | "has_many"
+    foreign_key: str
+    attributes: list[str] | None
+    where: Any
+    children: list[Include]
+
+
+def _attributes(res: Resource, raw: Any, strict: bool) -> list[str] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = [raw]
+    if isinstance(raw, dict):
+        if strict:
+            raise _bad("attributes arrived as an object (array too long)")
+        return None
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        raise _bad("attributes must be a list of field names")
+    for name in raw:
+        _check_field(res, name)
+    return list(dict.fromkeys(raw))
+
+
+def _includes(parent: Resource, raw: Any, strict: bool, depth: int) -> list[Include]:
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, (str, dict)) and not (isinstance(raw, dict) and all(
+            k.isdigit() for k in raw)):
+        raw = [raw]
+    elif isinstance(raw, dict):
+        raw = list(raw.values())
+    out = []
+    for item in raw:
+        if isinstance(item, str):
+            item = {"model": item}
+        if not isinstance(item, dict):
+            raise _bad("include entries must be a model name or an object")
+        deep = [k for k in item if k.startswith("[")]
+        if deep or depth > MAX_INCLUDE_DEPTH:
+            raise _bad(f"include nested deeper than {MAX_INCLUDE_DEPTH} levels "
+                       f"(unparsed key {deep[0] if deep else 'include'!r})")
+        unknown = set(item) - {"model", "attributes", "include", "where", "required", "as"}
+        if unknown:
+            raise _bad(f"unknown include option {sorted(unknown)[0]!r}")
+        model = item.get("model")
+        if not isinstance(model, str) or not model:
+            raise _bad("include needs a model")
+        if model not in SERVED_MODELS:
+            if any(r.model == model for r in CATALOG):
+                raise _bad(f"model {model!r} is not related to {parent.model}")
+            raise _bad(f"unknown model {model!r}")
+        rel = parent.relation_to(model)
+        if rel is None:
+            raise _bad(f"model {model!r} is not related to {parent.model}")
+        kind, relation = rel
+        child = CATALOG.model(model)
+        out.append(Include(
+            res=child, kind=kind, foreign_key=relation.foreign_key,
+            attributes=_attributes(child, item.get("attributes"), strict),
+            where=item.get("where"),
+            children=_includes(child, item.get("include"), strict, depth + 1),
+        ))
+    return out
+
+
+def _int(raw: Any, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not isinstance(raw, str):
+        raise _bad(f"{name} must be a number")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(f"{name} must be an integer, not {raw!r}") from None
+    if value < 0:
+        raise _bad(f"{name} must not be negative")
+    return value
+
+
+@dataclass
+class QueryPlan:
+    """A validated list query, ready to run on a connection."""
+
+    res: Resource
+    where: Any
+    attributes: list[str] | None
+    includes: list[Include]
+    order: tuple[str, bool, bool] | None  # attribute, descending, nullsFirst
+    limit: int
+    offset: int
+    strict: bool = False
+    quirks: bool = True
+
+    @classmethod
+    def build(cls, url: str, query: dict[str, Any], *, default_limit: int = 50,
+              max_limit: int = 100, strict: bool = False, quirks: bool = True) -> QueryPlan:
+        """Validate a decoded query; :class:`Problem` (400) names what is wrong."""
+        res = CATALOG.resource(url)
+        attributes = _attributes(res, query.get("attributes"), strict)
+        includes = _includes(res, query.get("include"), strict, 1)
+        order = None
+        raw_order = query.get("order")
+        if raw_order not in (None, ""):
+            if not isinstance(raw_order, dict) or not isinstance(raw_order.get("attribute"), str):
+                raise _bad("order must be an object with an attribute")
+            unknown = set(raw_order) - {"attribute", "descending", "nullsFirst"}
+            if unknown:
+                raise _bad(f"unknown order option {sorted(unknown)[0]!r}")
+            _check_field(res, raw_order["attribute"])
+            order = (raw_order["attribute"], _flag(raw_order.get("descending"), "descending"),
+                     _flag(raw_order.get("nullsFirst"), "nullsFirst"))
+        limit = min(_int(query.get("limit"), "limit", default_limit), max_limit)
+        page = _int(query.get("from"), "from", 0)
+        plan = cls(res, query.get("where"), attributes, includes, order, limit, page * limit,
+                   strict, quirks)
+        # validate the where clauses now (a 400 before any work)
+        plan._conditions()
+        return plan
+
+    def _conditions(self) -> tuple[str, list[Any]]:
+        builder = Where(self.res, "t", self.strict)
+        sql = builder.build(self.where)
+        parts = [sql]
+        for inc in self.includes:
+            if inc.where not in (None, ""):
+                sub = Where(inc.res, "i", self.strict, builder.params)
+                cond = sub.build(inc.where)
+                if inc.kind == "belongs_to":
+                    link = f'i.id = t."{inc.foreign_key}"'
+                else:
+                    link = f'i."{inc.foreign_key}" = t.id'
+                parts.append(f"EXISTS (SELECT 1 FROM {table_name(inc.res.url)} i "
+                             f"WHERE {link} AND {cond})")
+        return " AND ".join(parts), builder.params
+
+    def _check_quirks(self) -> None:
+        """Failures a Sequelize-style server shows (see the API notes) answered as 500."""
+        if not self.quirks or self.attributes is None or not self.includes:
+            return
+        for inc in self.includes:
+            if inc.kind == "belongs_to" and inc.foreign_key not in self.attributes:
+                raise Problem(500, f"column {inc.foreign_key!r} needed by the include of "
+                                   f"{inc.res.model} is not in attributes")
+            if inc.kind == "has_many":
+                if "id" not in self.attributes:
+                    raise Problem(500, "column 'id' needed by the include of "
+                                       f"{inc.res.model} is not in attributes")
+                if self.order and self.order[0] not in self.attributes:
+                    raise Problem(500, f"order attribute {self.order[0]!r} is not in attributes")
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """The SELECT for the page of parent records."""
+        cond, params = self._conditions()
+        cols = _select_columns(self.res, self.attributes, self.includes)
+        order = 't.id ASC'
+        if self.order:
+            attr, desc, nulls_first = self.order
+            direction = "DESC" if desc else "ASC"
+            nulls = "FIRST" if nulls_first else "LAST"
+            order = f't."{attr}" {direction} NULLS {nulls}, t.id ASC'
+        sql = (f"SELECT {', '.join('t.' + c for c in cols)} FROM {table_name(self.res.url)} t "
+               f"WHERE {cond} ORDER BY {order} LIMIT {self.limit} OFFSET {self.offset}")
+        return sql, params
+
+    def run(self, con: sqlite3.Connection) -> list[dict[str, Any]]:
+        """The page of records with their includes, as JSON-ready dicts."""
+        self._check_quirks()
+        sql, params = self.sql()
+        cols = _select_columns(self.res, self.attributes, self.includes)
+        rows = con.execute(sql, params).fetchall()
+        records = serialize_rows(self.res, [c.strip('"') for c in cols], rows)
+        _attach(con, self.res, records, self.includes, self.strict)
+        _trim(records, self.attributes, self.includes)
+        return records
+
+
+def _flag(value: Any, name: str) -> bool:
+    if value in (None, "", "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise _bad(f"order {name} must be true or false, not {value!r}")
+
+
+def _select_columns(res: Resource, attributes: list[str] | None,
+                    includes: list[Include]) -> list[str]:
+    if attributes is None:
+        names = [*res.field_names, *EXTRA_FIELDS]
+    else:
+        names = list(attributes)
+        # keys the includes need are read even when not asked for (then removed)
+        for inc in includes:
+            key = inc.foreign_key if inc.kind == "belongs_to" else "id"
+            if key not in names:
+                names.append(key)
+    return [f'"{n}"' for n in names]
+
+
+def _trim(records: list[dict[str, Any]], attributes: list[str] | None,
+          includes: list[Include]) -> None:
+    if attributes is None:
+        return
+    extra = {(inc.foreign_key if inc.kind == "belongs_to" else "id") for inc in includes}
+    extra -= set(attributes)
+    for rec in records:
+        for key in extra:
+            rec.pop(key, None)
+
+
+def serialize_rows(res: Resource, names: list[str],
+                   rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Rows of ``names`` -> dicts with booleans as bool and JSON columns parsed."""
+    convs: list[tuple[int, Callable[[Any], Any]]] = []
+    for i, name in enumerate(names):
+        kind = _kind(res, name)
+        if kind == "boolean":
+            convs.append((i, bool))
+        elif kind in ("array", "json"):
+            convs.append((i, json.loads))
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, conv in convs:
+            value = values[i]
+            if value is not None:
+                values[i] = conv(value)
+        out.append(dict(zip(names, values, strict=True)))
+    return out
+
+
+def _attach(con: sqlite3.Connection, parent: Resource, records: list[dict[str, Any]],
+            includes: list[Include], strict: bool) -> None:
+    for inc in includes:
+        table = table_name(inc.res.url)
+        cols = _select_columns(inc.res, inc.attributes, inc.children)
+        key = "id" if inc.kind == "belongs_to" else inc.foreign_key
+        if f'"{key}"' not in cols:
+            cols.append(f'"{key}"')
+        if inc.kind == "belongs_to":
+            wanted = {r[inc.foreign_key] for r in records if r.get(inc.foreign_key) is not None}
+        else:
+            wanted = {r["id"] for r in records}
+        target = inc.res.key_one if inc.kind == "belongs_to" else inc.res.key_many
+        if not wanted:
+            for rec in records:
+                rec[target] = None if inc.kind == "belongs_to" else []
+            continue
+        builder = Where(inc.res, "t", strict)
+        cond = builder.build(inc.where)
+        marks = ", ".join("?" * len(wanted))
+        sql = (f"SELECT {', '.join('t.' + c for c in cols)} FROM {table} t "
+               f'WHERE t."{key}" IN ({marks}) AND {cond} ORDER BY t.id')
+        rows = con.execute(sql, [*sorted(wanted), *builder.params]).fetchall()
+        names = [c.strip('"') for c in cols]
+        children = serialize_rows(inc.res, names, rows)
+        _attach(con, inc.res, children, inc.children, strict)
+        groups: dict[Any, list[dict[str, Any]]] = {}
+        for child in children:
+            groups.setdefault(child[key], []).append(child)
+        keep_key = inc.attributes is None or key in inc.attributes
+        _trim(children, inc.attributes, inc.children)
+        if not keep_key:
+            for child in children:
+                child.pop(key, None)
+        for rec in records:
+            if inc.kind == "belongs_to":
+                found = groups.get(rec.get(inc.foreign_key))
+                rec[target] = found[0] if found else None
+            else:
+                rec[target] = groups.get(rec["id"], [])
