@@ -75,6 +75,10 @@ QS_DEPTH = 5
 MAX_INCLUDE_LEVELS = 2
 #: Node's HTTP server refuses a request head over 16 KiB; keep the query string well below it.
 MAX_QUERY_CHARS = 15 * 1024
+#: Encoded characters of ``$or`` branches packed into one request when they must be split.
+OR_BUDGET = 6 * 1024
+#: ``qs.parse`` reads at most this many parameters.
+QS_PARAMETER_LIMIT = 1000
 #: More split requests than this for one query is almost certainly a mistake.
 MAX_SPLIT_REQUESTS = 10_000
 
@@ -97,6 +101,8 @@ class Order:
     --------
     >>> Order("dateOrdered", descending=True).to_wire()
     {'attribute': 'dateOrdered', 'descending': True, 'nullsFirst': False}
+    >>> Order("id").to_wire()
+    {'attribute': 'id', 'descending': False}
     """
 
     attribute: str
@@ -104,9 +110,15 @@ class Order:
     nulls_first: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        """``{"attribute", "descending", "nullsFirst"}`` as sent in ``order[...]``."""
-        return {"attribute": self.attribute, "descending": self.descending,
-                "nullsFirst": self.nulls_first}
+        """``{"attribute", "descending", "nullsFirst"}`` as sent in ``order[...]``.
+
+        ``nullsFirst`` is left out only for ascending, nulls-last order, which every SQL
+        database does by default; descending order states it, as databases differ there.
+        """
+        out: dict[str, Any] = {"attribute": self.attribute, "descending": self.descending}
+        if self.descending or self.nulls_first:
+            out["nullsFirst"] = self.nulls_first
+        return out
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,7 @@ class Include:
     """
 
     model: str
-    resource: Resource
+    resource: Resource = field(repr=False)
     kind: str
     relation: Relation
     attributes: tuple[str, ...] | None = None
@@ -179,6 +191,15 @@ class Query:
     sent_attributes: tuple[str, ...] | None = None
     added_attributes: tuple[str, ...] = ()
     is_empty: bool = False
+
+    def __repr__(self) -> str:
+        parts = [f"resource={self.resource.url!r}", f"where={self.where!r}"]
+        for name in ("attributes", "include", "order", "post_filter", "sent_attributes",
+                     "added_attributes", "is_empty"):
+            value = getattr(self, name)
+            if value not in (None, (), {}, False):
+                parts.append(f"{name}={value!r}")
+        return f"Query({', '.join(parts)})"
 
     @property
     def select_locally(self) -> bool:
@@ -730,7 +751,7 @@ def _related(parent: Resource, name: Any, path: str) -> tuple[Resource, str, Rel
                 aliases.setdefault(alias, model)
         close = difflib.get_close_matches(str(name), list(aliases), n=6, cutoff=0.6)
         models = _dedupe(aliases[c] for c in close)[:3]
-        hint = f"; did you mean {', '.join(repr(m) for m in models)}?" if models else ""
+        hint = f"; did you mean {', '.join(repr(m) for m in models)}?" if models else "."
         related = parent.related_models
         listed = ", ".join(related[:40]) + (", ..." if len(related) > 40 else "")
         raise JettiQueryError(f"{path}: {parent.url} ({parent.model}) has no relation to "
@@ -886,13 +907,27 @@ def _chunks(values: list[Any], size: int) -> list[list[Any]]:
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
+def _pack(branches: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``$or`` branches grouped into requests: at most ``MAX_ARRAY`` and ``OR_BUDGET`` chars."""
+    groups: list[list[dict[str, Any]]] = []
+    size = 0
+    for branch in branches:
+        cost = len(encode({"where": {"$or": {"00": branch}}}))
+        if not groups or len(groups[-1]) >= MAX_ARRAY or size + cost > OR_BUDGET:
+            groups.append([])
+            size = 0
+        groups[-1].append(branch)
+        size += cost
+    return groups
+
+
 def _alternatives(where: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Where dicts with short arrays whose union is ``where``."""
     per_key: list[list[tuple[str, Any]]] = []
     for key, cond in where.items():
         if key == "$or":
             branches = [alt for branch in cond for alt in _alternatives(branch)]
-            per_key.append([(key, chunk) for chunk in _chunks(branches, MAX_ARRAY)])
+            per_key.append([(key, group) for group in _pack(branches)])
         elif key == "$and":
             if len(cond) > MAX_ARRAY:
                 raise JettiQueryError(f"where[$and] has {len(cond)} terms; at most {MAX_ARRAY} "
@@ -1049,7 +1084,11 @@ def _leaves(value: Any, path: tuple[str, ...]) -> Iterable[tuple[tuple[str, ...]
 
 def _check_params(params: Mapping[str, Any]) -> None:
     _check_arrays(params, "", "split it first (see split_where)")
-    for path, _ in _leaves(params, ()):
+    leaves = list(_leaves(params, ()))
+    if len(leaves) > QS_PARAMETER_LIMIT:
+        raise JettiQueryError(f"the query has {len(leaves)} parameters; the server's qs parser "
+                              f"reads only {QS_PARAMETER_LIMIT}. Use fewer values.")
+    for path, _ in leaves:
         if len(path) - 1 > QS_DEPTH:
             key = path[0] + "".join(f"[{p}]" for p in path[1:])
             raise JettiQueryError(
@@ -1082,7 +1121,7 @@ def request_params(query_where: Mapping[str, Any] | None,
     --------
     >>> request_params({"id": {"$gt": 10}}, ["id"], (), "id", limit=100, from_=0)
     {'where': {'id': {'$gt': 10}}, 'attributes': ['id'], 'order': {'attribute': 'id', \
-'descending': False, 'nullsFirst': False}, 'limit': 100, 'from': 0}
+'descending': False}, 'limit': 100, 'from': 0}
     """
     params: dict[str, Any] = {}
     if query_where:
