@@ -951,9 +951,8 @@ def _parse_arrow(text: str) -> pa.DataType:
         return simple[text]
     if text.startswith("timestamp["):
         inner = text[len("timestamp["):-1]
-        unit, _, tz = inner.partition(",")
-        tz = tz.strip().removeprefix("tz=") or None
-        return pa.timestamp(unit.strip(), tz)
+        unit, _, zone = inner.partition(",")
+        return pa.timestamp(unit.strip(), zone.strip().removeprefix("tz=") or None)
     try:
         return pa.type_for_alias(text)
     except ValueError:
@@ -1049,21 +1048,10 @@ def _filter_expression(filters: Any) -> pc.Expression | None:
 
 
 def _and_updated_since(where: Mapping[str, Any] | None, since: pd.Timestamp) -> dict[str, Any]:
-    """The recorded ``where`` ANDed with ``updatedAt >= since``."""
-    out = dict(where or {})
-    bound = since.to_pydatetime()
-    current = out.get("updatedAt")
-    if current is None:
-        out["updatedAt"] = {"$gte": bound}
-    elif isinstance(current, Mapping):
-        merged = dict(current)
-        if "$gte" in merged and merged["$gte"] is not None:
-            merged["$gte"] = max(pd.Timestamp(merged["$gte"]), since).to_pydatetime()
-        else:
-            merged["$gte"] = bound
-        out["updatedAt"] = merged
-    # an equality on updatedAt is already narrower than any window: keep it as it is
-    return out
+    """The recorded ``where`` ANDed with ``updatedAt >= since`` (the stricter bound wins)."""
+    from .query import and_where
+
+    return and_where(dict(where or {}), {"updatedAt": {"$gte": since.to_pydatetime()}})
 
 
 # --------------------------------------------------------------------------------------------
@@ -1113,7 +1101,7 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         return [_jsonable(v) for v in sorted(value, key=repr)]
-    if isinstance(value, (list, tuple, np.ndarray, pd.Index, pd.Series)):
+    if isinstance(value, (list, tuple, range, np.ndarray, pd.Index, pd.Series)):
         return [_jsonable(v) for v in value]
     if isinstance(value, PurePath):
         return str(value)

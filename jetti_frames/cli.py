@@ -1,0 +1,418 @@
+"""The ``jetti-frames`` command: read, snapshot and inspect Jetti data from a shell.
+
+Commands: ``demo``, ``read``, ``snapshot``, ``refresh``, ``info``, ``cache``, ``explain``,
+``sandbox``; ``jetti-frames COMMAND --help`` describes each. Exit codes: 0 success, 1 runtime or
+API error, 2 usage error (bad option, bad query, no credentials), 130 interrupted. Errors are
+one line on stderr; ``--debug`` shows the traceback. Progress goes to stderr, data to stdout or
+``--out``.
+
+The connection comes from ``--token``/``--base-url`` or the ``JETTI_API_TOKEN``/``JETTI_BASE_URL``
+environment variables; the token is never printed.
+
+Examples
+--------
+>>> main(["read", "--help"])            # doctest: +SKIP
+>>> main(["demo", "--out", "data/purchases-demo"])   # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .errors import JettiError, JettiQueryError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEMO_OUT = Path("data") / "purchases-demo"
+DEMO_INCLUDE = ["PurchaseStatus", "DropshipProvider"]
+
+
+class UsageError(Exception):
+    """A mistake in the command line (exit code 2)."""
+
+
+# --------------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    group.add_argument("--token", help="API token (default: $JETTI_API_TOKEN); never printed")
+    group.add_argument("--base-url", help="API base URL (default: $JETTI_BASE_URL or Jetti's)")
+    group.add_argument("--cache", metavar="PATH", help="HTTP cache file (default: user cache dir)")
+    group.add_argument("--no-cache", action="store_true", help="do not use the HTTP cache")
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
+    group.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return common
+
+
+def _query_options(parser: argparse.ArgumentParser, *, limit: bool = True) -> None:
+    group = parser.add_argument_group("query")
+    group.add_argument("resource", help="resource name, e.g. purchases, purchase-items")
+    group.add_argument("--where", metavar="JSON",
+                       help='filter as JSON, e.g. \'{"purchaseType": "dropship"}\'')
+    group.add_argument("--attributes", metavar="A,B", help="fields to fetch, comma separated")
+    group.add_argument("--include", metavar="MODEL[,MODEL]",
+                       help="related models to embed (PurchaseStatus,DropshipProvider) or JSON")
+    group.add_argument("--order", metavar="[-]FIELD", help="sort by FIELD (- for descending)")
+    if limit:
+        group.add_argument("--limit", type=int, metavar="N", help="at most N rows")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``jetti-frames`` (one subparser per command)."""
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="jetti-frames",
+        description="Typed tables and parquet snapshots from the Jetti (Onport) API.",
+        epilog="Exit codes: 0 ok, 1 runtime/API error, 2 usage error. "
+               "Run 'jetti-frames COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser(
+        "demo", parents=[common], help="pull purchases from a built-in sandbox into data/",
+        description="Start the built-in sandbox (a synthetic Jetti account on 127.0.0.1), pull "
+                    "its purchases with their status and dropship provider, write a parquet "
+                    "snapshot and print a summary. No token needed.")
+    demo.add_argument("--out", default=str(DEMO_OUT), help=f"snapshot path (default {DEMO_OUT})")
+    demo.add_argument("--purchases", type=int, default=3000, help="sandbox size (default 3000)")
+    demo.add_argument("--rate", choices=("off", "default"), default="off",
+                      help="sandbox rate limit: off (default, fast) or Jetti's 2 requests/s")
+    demo.set_defaults(func=cmd_demo)
+
+    read = sub.add_parser("read", parents=[common],
+                          help="read a resource into CSV, JSON or parquet",
+                          description="Read a resource and write it as CSV/JSON (stdout unless "
+                                      "--out) or parquet (--out required).")
+    _query_options(read)
+    read.add_argument("--format", choices=("csv", "json", "parquet"), default=None,
+                      help="output format (default: from --out's suffix, else csv)")
+    read.add_argument("--out", metavar="FILE", help="output file (default stdout for csv/json)")
+    read.set_defaults(func=cmd_read)
+
+    snap = sub.add_parser("snapshot", parents=[common], help="write a parquet snapshot",
+                          description="Stream a query into a parquet dataset with provenance, "
+                                      "published atomically.")
+    _query_options(snap, limit=False)
+    snap.add_argument("--out", required=True, metavar="PATH", help="dataset directory or URL")
+    snap.add_argument("--partition-by", metavar="COLUMN[:UNIT]",
+                      help="hive partitions by a column, or a datetime cut by year/month/day "
+                           "(dateOrdered:month)")
+    snap.set_defaults(func=cmd_snapshot)
+
+    refresh = sub.add_parser("refresh", parents=[common], help="update a snapshot",
+                             description="Fetch records changed since the snapshot's watermark "
+                                         "and upsert them; --full re-reads everything (needed "
+                                         "to drop records deleted on the server).")
+    refresh.add_argument("path", help="snapshot directory or URL")
+    refresh.add_argument("--full", action="store_true", help="re-run the whole query")
+    refresh.add_argument("--overlap", type=float, default=300, metavar="SECONDS",
+                         help="look this far before the watermark (default 300)")
+    refresh.set_defaults(func=cmd_refresh)
+
+    info = sub.add_parser("info", parents=[common], help="show a snapshot's provenance",
+                          description="Print the provenance recorded in a snapshot.")
+    info.add_argument("path", help="snapshot directory or URL")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_info)
+
+    cache = sub.add_parser("cache", parents=[common], help="inspect or clear the HTTP cache",
+                           description="Show where the HTTP cache is and how big, or clear it.")
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.set_defaults(func=cmd_cache)
+
+    explain = sub.add_parser("explain", parents=[common],
+                             help="show the requests a read would send (sends nothing)",
+                             description="Print the URLs a read would request and the estimated "
+                                         "time; nothing is sent.")
+    _query_options(explain)
+    explain.set_defaults(func=cmd_explain)
+
+    sandbox = sub.add_parser("sandbox", parents=[common], help="serve a synthetic Jetti account",
+                             description="Serve the sandbox (a synthetic Jetti account) on "
+                                         "127.0.0.1 until Ctrl-C.")
+    from .sandbox import add_arguments
+
+    add_arguments(sandbox)
+    sandbox.set_defaults(func=cmd_sandbox)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``jetti-frames`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as exc:
+        return _fail(args, f"{args.command}: {exc}", EXIT_USAGE)
+    except JettiQueryError as exc:
+        return _fail(args, str(exc), EXIT_USAGE)
+    except (JettiError, OSError) as exc:
+        return _fail(args, _one_line(exc), EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted", EXIT_INTERRUPTED)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    print(f"jetti-frames: error: {_first_line(message)}", file=sys.stderr)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and not isinstance(exc, JettiError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return text
+
+
+def _first_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def _client(args: argparse.Namespace, *, need_credentials: bool = True,
+            base_url: str | None = None, token: str | None = None) -> Any:
+    from .client import JettiClient
+
+    token = token or args.token or os.environ.get("JETTI_API_TOKEN") or None
+    base_url = base_url or args.base_url or os.environ.get("JETTI_BASE_URL") or None
+    if need_credentials and not token and not base_url:
+        raise UsageError("no Jetti connection configured: pass --token (or set JETTI_API_TOKEN), "
+                         "and --base-url (or JETTI_BASE_URL) for another server; try "
+                         "'jetti-frames demo' for a sandbox")
+    options: dict[str, Any] = {"progress": not args.quiet}
+    if args.no_cache:
+        options["cache"] = False
+    elif args.cache:
+        options["cache_path"] = Path(args.cache).expanduser()
+    return JettiClient(token, base_url=base_url, **options)
+
+
+def _json_arg(text: str | None, name: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--{name} is not valid JSON ({exc.msg} at char {exc.pos})") from None
+
+
+def _query(args: argparse.Namespace) -> dict[str, Any]:
+    where = _json_arg(args.where, "where")
+    if where is not None and not isinstance(where, dict):
+        raise UsageError("--where must be a JSON object")
+    include: Any = None
+    if args.include:
+        text = args.include.strip()
+        include = _json_arg(text, "include") if text[:1] in "[{" else _split(text)
+    attributes = _split(args.attributes) if args.attributes else None
+    return {"where": where, "attributes": attributes, "include": include,
+            "order": args.order or None}
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _partition(text: str | None) -> Any:
+    if not text:
+        return None
+    column, _, unit = text.partition(":")
+    return (column, unit) if unit else column
+
+
+def _stats(client: Any) -> dict[str, Any]:
+    from .snapshot import _stats as stats
+
+    return stats(client)
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    fmt = args.format or _format_from_suffix(args.out) or "csv"
+    if fmt == "parquet" and not args.out:
+        raise UsageError("--format parquet needs --out FILE")
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be >= 0")
+    query = _query(args)
+    client = _client(args)
+    frame = client.read(args.resource, **query, limit=args.limit)
+    _write_frame(frame, fmt, args.out)
+    stats = _stats(client)
+    _say(args, f"{len(frame)} rows, {len(frame.columns)} columns; "
+               f"{stats.get('requests', 0)} requests, {stats.get('cache_hits', 0)} cache hits"
+               + (f"; wrote {args.out}" if args.out else ""))
+    return EXIT_OK
+
+
+def _format_from_suffix(out: str | None) -> str | None:
+    if not out:
+        return None
+    suffix = Path(out).suffix.lower().lstrip(".")
+    return {"csv": "csv", "json": "json", "parquet": "parquet", "pq": "parquet"}.get(suffix)
+
+
+def _write_frame(frame: pd.DataFrame, fmt: str, out: str | None) -> None:
+    if fmt == "parquet":
+        assert out is not None
+        frame.to_parquet(out, index=False)
+        return
+    if fmt == "json":
+        text = frame.to_json(orient="records", date_format="iso", date_unit="s",
+                             force_ascii=False)
+        text = (text or "[]") + "\n"
+    else:
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False)
+        text = buffer.getvalue()
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from .snapshot import snapshot
+
+    query = _query(args)
+    client = _client(args)
+    info = snapshot(args.resource, args.out, **query, partition_by=_partition(args.partition_by),
+                    client=client, progress=not args.quiet)
+    _say(args, f"{info['rows']} rows in {info['files']} files, {info['requests']} requests; "
+               f"watermark {info['watermark']}; wrote {info['path']}")
+    return EXIT_OK
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from .snapshot import refresh_snapshot
+
+    if args.overlap < 0:
+        raise UsageError("--overlap must be >= 0")
+    client = _client(args)
+    info = refresh_snapshot(args.path, full=args.full, client=client,
+                            overlap=dt.timedelta(seconds=args.overlap), progress=not args.quiet)
+    changed = info.get("changed_records")
+    what = "full re-read" if args.full else f"{changed} changed records"
+    _say(args, f"{what}, {info['requests']} requests; now {info['rows']} rows, watermark "
+               f"{info['watermark']}; wrote {info['path']}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .snapshot import snapshot_info
+
+    info = snapshot_info(args.path)
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, dict | list):
+            value = json.dumps(value, ensure_ascii=False)
+        print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    client = _client(args, need_credentials=False)
+    if args.action == "clear":
+        client.clear_cache()
+        _say(args, "cache cleared")
+        return EXIT_OK
+    for key, value in client.cache_info().items():
+        print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    query = _query(args)
+    client = _client(args, need_credentials=False)
+    explanation = client.explain(args.resource, **query, limit=args.limit)
+    print(str(explanation))
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import run
+
+    return int(run(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .sandbox import Sandbox
+    from .settings import SANDBOX_TOKEN
+    from .snapshot import read_snapshot, snapshot
+
+    began = time.perf_counter()
+    _say(args, f"starting the sandbox ({args.purchases} purchases, rate limit {args.rate}) ...")
+    with Sandbox(purchases=args.purchases, rate=args.rate) as sandbox:
+        client = _client(args, need_credentials=False, base_url=sandbox.base_url,
+                         token=SANDBOX_TOKEN)
+        info = snapshot("purchases", args.out, include=DEMO_INCLUDE, client=client,
+                        progress=not args.quiet)
+    frame = read_snapshot(args.out)
+    seconds = time.perf_counter() - began
+    shown = [c for c in ("id", "reference", "dateOrdered", "total", "purchaseType",
+                         "purchase_status_name", "dropship_provider_name") if c in frame.columns]
+    lines = [
+        f"Pulled {info['rows']} purchases with {', '.join(DEMO_INCLUDE)} from the sandbox "
+        f"in {seconds:.1f} s",
+        f"  rows: {len(frame)}   columns: {len(frame.columns)}   requests: {info['requests']}   "
+        f"cache hits: {info.get('cache_hits') or 0}",
+        "",
+        frame[shown].head(5).to_string(index=False, max_colwidth=24),
+        "",
+        f"Snapshot written to {info['path']}",
+        f"  read it back:  jetti_frames.read_snapshot({str(args.out)!r})",
+        f"  provenance:    jetti-frames info {args.out}",
+    ]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
