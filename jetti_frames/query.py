@@ -52,6 +52,7 @@ __all__ = [
     "Query",
     "and_where",
     "build_query",
+    "compile_where",
     "encode",
     "explain_query",
     "js_number",
@@ -61,6 +62,7 @@ __all__ = [
     "request_params",
     "split_where",
     "to_iso",
+    "to_wire",
     "where_is_empty",
 ]
 
