@@ -83,8 +83,9 @@ def test_doc_example_attributes_with_include(sandbox: Sandbox, auth: dict[str, s
     query = ("attributes[0]=id&attributes[1]=reference&attributes[2]=purchaseStatusId"
              "&include[0][model]=PurchaseStatus&include[0][attributes][0]=name&limit=10")
     rows = ok(sandbox, auth, "purchases.json", query)
-    expected = sandbox.query("SELECT p.id, p.reference, p.purchaseStatusId, s.name FROM purchases p "
-                             "LEFT JOIN purchase_statuses s ON s.id = p.purchaseStatusId "
+    expected = sandbox.query("SELECT p.id, p.reference, p.purchaseStatusId, s.name "
+                             "FROM purchases p LEFT JOIN purchase_statuses s "
+                             "ON s.id = p.purchaseStatusId "
                              "ORDER BY p.id LIMIT 10")
     got = [{"id": r["id"], "reference": r["reference"], "purchaseStatusId": r["purchaseStatusId"],
             "name": (r["purchase_status"] or {}).get("name")} for r in rows]
@@ -150,7 +151,8 @@ def test_ids_are_not_contiguous(sandbox: Sandbox) -> None:
      "(purchaseType = 'replenishment' OR total >= 390)"),
     ("where[$and][0][total][$gte]=100&where[$and][1][total][$lte]=150",
      "total >= 100 AND total <= 150"),
-    ("where[createdAt][$gt]=2022-03-01T12:00:00%2B02:00", "createdAt > '2022-03-01T10:00:00+00:00'"),
+    ("where[createdAt][$gt]=2022-03-01T12:00:00%2B02:00",
+     "createdAt > '2022-03-01T10:00:00+00:00'"),
     ("where[id][$in][]=100004&where[id][$in][]=100008", "id IN (100004, 100008)"),
     ("where[purchaseType]=dropship&where[purchaseType]=replenishment",
      "purchaseType IN ('dropship', 'replenishment')"),
@@ -193,7 +195,7 @@ def test_latest_switch_and_strict(make_sandbox: Any, auth: dict[str, str]) -> No
     sb.configure(strict=True)
     r = get(sb, auth, "purchases.json", in21)
     assert r.status_code == 400 and "$in" in r.json()["detail"]
-    attrs = "&".join(f"attributes[]=id" for _ in range(21))
+    attrs = "&".join("attributes[]=id" for _ in range(21))
     assert get(sb, auth, "purchases.json", attrs).status_code == 400
 
 
