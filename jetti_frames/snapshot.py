@@ -623,8 +623,8 @@ class _Partition:
             try:
                 column, unit = spec
             except (TypeError, ValueError):
-                raise JettiError(f"partition_by must be a column or (column, unit), not "
-                                 f"{spec!r}") from None
+                raise _usage(f"partition_by must be a column or (column, unit), not "
+                             f"{spec!r}") from None
         if column not in dtypes:
             raise _usage(f"cannot partition by {column!r}: not a column of this query")
         dtype = dtypes[column]
@@ -1012,18 +1012,12 @@ def _sort_columns(manifest: Mapping[str, Any], specs: Mapping[str, Any]) -> list
     return keys
 
 
-def _order_spec(order: Any) -> tuple[str, bool, bool | None] | None:
-    """``(attribute, descending, nulls_first)`` from ``"-field"`` or ``{attribute, ...}``."""
-    if not order:
-        return None
-    if isinstance(order, str):
-        return (order[1:], True, None) if order.startswith("-") else (order, False, None)
-    if isinstance(order, Mapping):
-        return (order["attribute"], bool(order.get("descending", False)),
-                order.get("nullsFirst"))
-    if isinstance(order, Sequence) and order:
-        return _order_spec(order[0])
-    return None
+def _order_spec(order: Any) -> tuple[str, bool, bool] | None:
+    """``(attribute, descending, nulls_first)`` of a recorded order, read as the client reads it."""
+    from .query import parse_order
+
+    parsed = parse_order(order) if order else None
+    return (parsed.attribute, parsed.descending, parsed.nulls_first) if parsed else None
 
 
 def _sort(frame: pd.DataFrame, manifest: Mapping[str, Any], keys: list[str]) -> pd.DataFrame:
@@ -1033,8 +1027,6 @@ def _sort(frame: pd.DataFrame, manifest: Mapping[str, Any], keys: list[str]) -> 
     order = _order_spec(manifest["query"].get("order"))
     if order and order[0] == keys[0]:
         attribute, descending, nulls_first = order
-        if nulls_first is None:
-            nulls_first = descending  # SQL's default: nulls sort as largest
         frame = frame.sort_values(keys[1:], kind="stable") if len(keys) > 1 else frame
         return frame.sort_values(attribute, ascending=not descending, kind="stable",
                                  na_position="first" if nulls_first else "last")
