@@ -314,7 +314,7 @@ def _hash(key: str, j: int, seed: int) -> str:
 
 
 def create_tables(con: sqlite3.Connection) -> None:
-    """Create the empty tables with indexes on id-like columns used by includes and paging."""
+    """Create the empty tables (indexes come after the data, see :func:`create_indexes`)."""
     for url in RESOURCES:
         res = CATALOG.resource(url)
         cols = [f'"{f.name}" {_SQL_TYPES.get(f.kind, "TEXT")}'
@@ -322,12 +322,16 @@ def create_tables(con: sqlite3.Connection) -> None:
         cols += [f'"{k}" {t}' for k, t in EXTRA_FIELDS.items()]
         table = table_name(url)
         con.execute(f'CREATE TABLE {table} (id INTEGER PRIMARY KEY, {", ".join(cols)})')
-        for rel in res.belongs_to:
-            if res.has_field(rel.foreign_key) and rel.foreign_key != "id":
-                key = rel.foreign_key
-                con.execute(f'CREATE INDEX {table}_{key} ON {table}("{key}")')
-        for name in ("createdAt", "updatedAt"):
-            con.execute(f'CREATE INDEX {table}_{name} ON {table}("{name}")')
+
+
+def create_indexes(con: sqlite3.Connection, url: str) -> None:
+    """Index the foreign keys (used by includes) and the dates of one table."""
+    res = CATALOG.resource(url)
+    table = table_name(url)
+    keys = [r.foreign_key for r in res.belongs_to if res.has_field(r.foreign_key)]
+    for key in [*keys, "createdAt", "updatedAt"]:
+        if key != "id":
+            con.execute(f'CREATE INDEX IF NOT EXISTS {table}_{key} ON {table}("{key}")')
 
 
 def insert_rows(con: sqlite3.Connection, url: str, count: int | None, *, seed: int,
@@ -380,6 +384,7 @@ def generate(con: sqlite3.Connection, *, seed: int = 0, purchases: int = 3000) -
     counts = {}
     for url in RESOURCES:
         counts[url] = insert_rows(con, url, None, seed=seed, purchases=purchases)
+        create_indexes(con, url)  # after the bulk insert: faster than maintaining them
     con.commit()
     return counts
 

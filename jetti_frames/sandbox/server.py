@@ -1,7 +1,8 @@
 """The sandbox HTTP server: the Jetti REST API over a synthetic SQLite account on 127.0.0.1.
 
 ``GET /api/<url>.json`` answers a bare JSON array, ``GET /api/<url>/<id>.json`` a bare object.
-Errors are problem documents (``application/problem+json``). Every response carries
+Errors are problem documents (``application/problem+json``); a request line plus headers over
+16 KiB gets 431, as from Node. While the rate limit is on, every authenticated response carries
 ``X-RateLimit-Limit`` (bucket capacity) and ``X-RateLimit-Remaining``; a 429 also carries
 ``Retry-After`` rounded **up** to whole seconds (at least 1, as HTTP wants an integer) and
 ``X-RateLimit-Reset``, the exact fractional seconds until one slot frees.
@@ -46,6 +47,8 @@ from .sql import Problem, QueryPlan, serialize_rows
 __all__ = ["Sandbox", "serve"]
 
 _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
+#: Node's default limit on the request line plus headers; longer requests get 431.
+MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
                "get_burst", "write_rate", "faults", "strict", "qs_version", "tokens", "quirks")
 
@@ -315,6 +318,9 @@ class Sandbox:
         if length:
             req.rfile.read(length)
         try:
+            head = len(req.requestline) + sum(len(k) + len(v) + 4 for k, v in req.headers.items())
+            if head > MAX_HEADER_BYTES:
+                raise Problem(431, f"request line and headers over {MAX_HEADER_BYTES} bytes")
             if token is None or token not in self._knobs["tokens"]:
                 raise Problem(401, "missing or invalid bearer token")
             if self._knobs["rate"] != "off":
@@ -326,9 +332,6 @@ class Sandbox:
                     headers["Retry-After"] = str(max(1, -int(-wait // 1)))
                     headers["X-RateLimit-Reset"] = f"{wait:.3f}"
                     raise Problem(429, f"rate limit exceeded; retry in {wait:.3f} s")
-            else:
-                headers["X-RateLimit-Limit"] = "0"
-                headers["X-RateLimit-Remaining"] = "0"
             fault = self._knobs["faults"].next()
             if fault == "503":
                 raise Problem(503, "service temporarily unavailable (injected)")

@@ -47,7 +47,8 @@ class Problem(Exception):
 
     TITLES: ClassVar[dict[int, str]] = {
         400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-        429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
+        429: "Too Many Requests", 431: "Request Header Fields Too Large",
+        500: "Internal Server Error", 503: "Service Unavailable",
     }
 
     def __init__(self, status: int, detail: str) -> None:

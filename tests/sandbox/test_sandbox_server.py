@@ -55,6 +55,13 @@ def test_rate_limit_burst_draws_429(make_sandbox: Any) -> None:
     assert status(url) == 200
 
 
+def test_long_request_line_is_431(sandbox: Sandbox) -> None:
+    query = "&".join(f"where[id][$in][]={100000 + i}" for i in range(900))
+    r = requests.get(sandbox.base_url + "purchases.json?" + query, headers=AUTH, timeout=30)
+    assert r.status_code == 431 and r.json()["status"] == 431
+    assert "X-RateLimit-Limit" not in r.headers  # the rate limit is off in this sandbox
+
+
 def test_spaced_gets_are_never_limited(make_sandbox: Any) -> None:
     sb = make_sandbox()
     codes = []
