@@ -88,6 +88,9 @@ class PageRequest:
         Order by id descending (the probe of the top of the id range).
     page : int or None
         Ordered mode only: the ``from`` page index; ``None`` in keyset mode.
+    fresh : bool
+        The same request was answered earlier in this pull (the tail asked again at the end,
+        to see late inserts): it must not be answered from a cache.
     """
 
     key: int
@@ -96,6 +99,7 @@ class PageRequest:
     lte: int | None = None
     descending: bool = False
     page: int | None = None
+    fresh: bool = False
 
     def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
         """The paging part of the query, merged with the user's ``where``.
@@ -332,7 +336,9 @@ class Pager:
         limit = self.page_size
         if self.max_rows is not None:
             limit = max(1, min(limit, self.max_rows - self.stats.rows))
-        w.inflight = PageRequest(next(self._keys), limit, gt=w.cursor, lte=w.hi)
+        w.inflight = PageRequest(next(self._keys), limit, gt=w.cursor, lte=w.hi,
+                                 fresh=w.parked)
+        w.parked = False
         return self._send(w.inflight, w)
 
     def _on_window_page(self, w: _Window, request: PageRequest, ids: list[int]) -> int:

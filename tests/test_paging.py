@@ -61,8 +61,13 @@ def drive(pager: Pager | OrderedPager, server: SimServer, *, rng: random.Random 
     got: list[int] = []
     by_page: dict[int, list[int]] = {}
     step = 0
+    asked: set[tuple[object, ...]] = set()
     while not pager.done:
-        pending += pager.next_requests()
+        for req in pager.next_requests():
+            shape = (req.gt, req.lte, req.descending, req.limit, req.page)
+            assert req.fresh or shape not in asked, req  # a repeat must bypass any cache
+            asked.add(shape)
+            pending.append(req)
         assert pending, "the pager stalled"
         assert len(pending) == pager.in_flight <= pager.parallel
         if peak is not None:
