@@ -1,0 +1,805 @@
+"""An ipywidgets query form: build a Jetti query by pointing and clicking, see the frame.
+
+The form lists every resource of the catalogue (the analytics resources first), the resource's
+attributes, filter rows whose value input fits the field, the related models to include, an order
+and a row limit.  **Preview** reads the first page, **Load** reads everything in a background
+thread (with a progress bar and a **Cancel** button), **Snapshot** writes a parquet snapshot.
+The form shows the frame, its row count, the requests sent and cache hits, and the equivalent
+``read_jetti(...)`` call, ready to copy.
+
+Without a token (no ``JETTI_API_TOKEN`` and no client given) the form starts an in-process
+sandbox, kept alive for the kernel, and says so in its header.
+
+Examples
+--------
+>>> from jetti_frames.widgets import build_where
+>>> build_where([("purchaseType", "=", "dropship"), ("total", "$gte", 100.0)])
+{'purchaseType': 'dropship', 'total': {'$gte': 100.0}}
+>>> form = query_form()                                              # doctest: +SKIP
+>>> form.resource.value = "purchases"; form.preview.click(); form.wait()  # doctest: +SKIP
+>>> form.df.shape                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt  # noqa: F401  (doctests)
+import html
+import pprint
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+import pandas as pd
+
+from .catalog import CATALOG, Field, Resource
+from .errors import JettiError, JettiQueryError
+from .settings import SANDBOX_TOKEN, Settings
+
+if TYPE_CHECKING:
+    from .client import JettiClient
+
+__all__ = ["ANALYTICS_RESOURCES", "QueryForm", "build_where", "format_call", "query_form",
+           "resource_options"]
+
+#: Resources an analyst reaches for first; listed at the top of the picker.
+ANALYTICS_RESOURCES = (
+    "purchases", "purchase-items", "purchase-statuses", "sales", "sale-items",
+    "dropship-providers", "products", "variants", "channels", "customers", "warehouses",
+    "variant-warehouses", "fulfillments", "fulfillment-items", "dropshipments",
+    "dropshipment-items", "purchase-invoices", "sale-returns", "sale-return-items", "vendors",
+    "currencies",
+)
+
+#: Rows shown in the form's table.
+HEAD_ROWS = 50
+
+NULL, NOT_NULL, EQ = "is null", "is not null", "="
+_ORDERED = [EQ, "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$notIn", NULL, NOT_NULL]
+#: Operators offered for each field kind.
+OPERATORS: dict[str, list[str]] = {
+    "integer": _ORDERED,
+    "number": _ORDERED,
+    "datetime": [EQ, "$gt", "$gte", "$lt", "$lte", NULL, NOT_NULL],
+    "enum": [EQ, "$ne", "$in", "$notIn", NULL, NOT_NULL],
+    "string": [EQ, "$ne", "$in", "$notIn", "$like", NULL, NOT_NULL],
+    "boolean": [EQ, "$ne", NULL, NOT_NULL],
+    "array": [NULL, NOT_NULL],
+    "json": [NULL, NOT_NULL],
+}
+_LIST_OPS = ("$in", "$notIn")
+
+
+def resource_options() -> list[str]:
+    """Resource names for the picker: the analytics resources first, then the rest A-Z.
+
+    >>> resource_options()[:3]
+    ['purchases', 'purchase-items', 'purchase-statuses']
+    """
+    first = [name for name in ANALYTICS_RESOURCES if name in CATALOG]
+    rest = sorted(r.url for r in CATALOG if r.url not in first)
+    return first + rest
+
+
+# -- pure helpers: values, where, code --------------------------------------------------------
+
+
+def parse_scalar(kind: str, text: str) -> Any:
+    """Convert one typed-in value to the Python value of a field kind.
+
+    >>> parse_scalar("integer", " 42 "), parse_scalar("number", "1.5"), parse_scalar("enum", "paid")
+    (42, 1.5, 'paid')
+    """
+    text = text.strip()
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        raise JettiQueryError(f"{text!r} is not a {kind}") from None
+    if kind == "boolean":
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise JettiQueryError(f"{text!r} is not a boolean")
+    if kind == "datetime":
+        return iso_datetime(text)
+    return text
+
+
+def parse_list(kind: str, text: str) -> list[Any]:
+    """Split comma-separated text into typed values (for ``$in`` and ``$notIn``).
+
+    >>> parse_list("integer", "3, 1,2,")
+    [3, 1, 2]
+    """
+    return [parse_scalar(kind, part) for part in text.split(",") if part.strip()]
+
+
+def iso_datetime(value: Any) -> str:
+    """A date or datetime as an ISO-8601 UTC string, the way the form writes it in code.
+
+    >>> iso_datetime(dt.date(2024, 3, 1))
+    '2024-03-01T00:00:00Z'
+    >>> iso_datetime("2024-03-01 12:30")
+    '2024-03-01T12:30:00Z'
+    """
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise JettiQueryError(f"{value!r} is not a date") from None
+    if pd.isna(stamp):
+        raise JettiQueryError("pick a date")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    text = stamp.isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def build_where(conditions: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
+    """Turn ``(field, operator, value)`` rows into a ``where`` dict.
+
+    ``"="`` gives a bare value, ``"is null"``/``"is not null"`` give ``None``/``{"$ne": None}``;
+    several operators on one field merge into one dict.
+
+    >>> build_where([("createdAt", "$gte", "2024-01-01"), ("saleId", "is not null", None),
+    ...              ("createdAt", "$lt", "2024-02-01")])
+    {'createdAt': {'$gte': '2024-01-01', '$lt': '2024-02-01'}, 'saleId': {'$ne': None}}
+    """
+    where: dict[str, Any] = {}
+    for name, op, value in conditions:
+        if op == NULL:
+            op, value = EQ, None
+        elif op == NOT_NULL:
+            op, value = "$ne", None
+        current = where.get(name, _MISSING)
+        if op == EQ:
+            if current is not _MISSING:
+                raise JettiQueryError(f"{name}: '=' cannot be combined with another condition")
+            where[name] = value
+            continue
+        if current is _MISSING:
+            where[name] = {op: value}
+        elif isinstance(current, dict) and op not in current:
+            current[op] = value
+        else:
+            raise JettiQueryError(f"{name}: two conditions with {op!r} or '=' and {op!r}")
+    return where
+
+
+_MISSING = object()
+
+
+def format_call(func: str, resource: str, options: dict[str, Any], *,
+                extra_args: Iterable[str] = (), connection: dict[str, str] | None = None,
+                imports: Iterable[str] = ()) -> str:
+    """Python code calling ``func`` with the form's options, one argument a line.
+
+    ``connection`` maps keyword names to Python expressions (e.g. ``{"token": "SANDBOX_TOKEN"}``).
+
+    >>> print(format_call("read_jetti", "purchases", {"where": {"id": 3}, "limit": None}))
+    from jetti_frames import read_jetti
+    <BLANKLINE>
+    df = read_jetti(
+        "purchases",
+        where={'id': 3},
+    )
+    """
+    module = "jetti_frames.snapshot" if func == "snapshot" else "jetti_frames"
+    lines = [f"from {module} import {func}", *imports, ""]
+    lines.append(f"{'info' if func == 'snapshot' else 'df'} = {func}(")
+    lines.append(f'    "{resource}",')
+    lines.extend(f"    {arg}," for arg in extra_args)
+    for key, value in options.items():
+        if value is None or value == [] or value == {}:
+            continue
+        text = pprint.pformat(value, width=96 - len(key), sort_dicts=False)
+        lines.append(f"    {key}={text},".replace("\n", "\n    " + " " * (len(key) + 1)))
+    for key, expr in (connection or {}).items():
+        lines.append(f"    {key}={expr},")
+    lines.append(")")
+    return "\n".join(lines)
+
+
+# -- the sandbox the form falls back on --------------------------------------------------------
+
+_SANDBOX: dict[str, Any] = {}
+_SANDBOX_LOCK = threading.Lock()
+
+
+def sandbox_base_url() -> str:
+    """Start (once per process) an in-process sandbox and return its base URL.
+
+    The sandbox lives as long as the kernel (it is stopped at exit).
+    """
+    with _SANDBOX_LOCK:
+        if "sandbox" not in _SANDBOX:
+            from .sandbox import Sandbox
+
+            sandbox = Sandbox().start()
+            atexit.register(sandbox.stop)
+            _SANDBOX["sandbox"] = sandbox
+        return str(_SANDBOX["sandbox"].base_url)
+
+
+def default_client() -> tuple[JettiClient, bool]:
+    """A client from the ``JETTI_*`` environment, or one on an in-process sandbox.
+
+    Returns the client and whether the form started the sandbox itself.
+    """
+    from .client import JettiClient
+
+    settings = Settings.from_env()
+    if settings.token:
+        return JettiClient(progress=False), False
+    return JettiClient(token=SANDBOX_TOKEN, base_url=sandbox_base_url(), progress=False), True
+
+
+# -- widgets -----------------------------------------------------------------------------------
+
+
+class FilterRow:
+    """One ``field operator value`` row of the form; the value input fits the field's kind."""
+
+    def __init__(self, resource: Resource, on_remove: Callable[[FilterRow], None]) -> None:
+        self.resource = resource
+        names = [f.name for f in resource.fields]
+        self.field = w.Dropdown(options=names, value="id" if "id" in names else names[0],
+                                layout=w.Layout(width="220px"))
+        self.op = w.Dropdown(options=OPERATORS[self.kind], layout=w.Layout(width="120px"))
+        self.value: w.Widget = self._value_widget()
+        self.remove = w.Button(description="✕", tooltip="remove this filter",
+                               layout=w.Layout(width="36px"))
+        self.box = w.HBox([self.field, self.op, self.value, self.remove])
+        self.box.add_class("jf-filter")
+        self.field.observe(self._on_field, names="value")
+        self.op.observe(self._on_op, names="value")
+        self.remove.on_click(lambda _: on_remove(self))
+
+    @property
+    def spec(self) -> Field:
+        return self.resource.field(self.field.value)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def set(self, field: str | None = None, op: str | None = None, value: Any = None) -> FilterRow:
+        """Set the field, operator and value in one call (what a user would click)."""
+        if field is not None:
+            self.field.value = field
+        if op is not None:
+            self.op.value = op
+        if value is not None:
+            self.value.value = value
+        return self
+
+    def condition(self) -> tuple[str, str, Any]:
+        """``(field, operator, value)`` with the value converted to the field's kind."""
+        op = self.op.value
+        return self.field.value, op, self._converted(op)
+
+    def _converted(self, op: str) -> Any:
+        kind, raw = self.kind, getattr(self.value, "value", None)
+        name = self.field.value
+        if op in (NULL, NOT_NULL):
+            return None
+        if op in _LIST_OPS:
+            return parse_list(kind, str(raw or ""))
+        if kind == "datetime":
+            if raw is None:
+                raise JettiQueryError(f"{name}: pick a date")
+            return iso_datetime(raw)
+        if kind == "boolean":
+            return bool(raw)
+        if kind in ("integer", "number"):
+            if raw is None:
+                raise JettiQueryError(f"{name}: enter a number")
+            return int(raw) if kind == "integer" else float(raw)
+        if kind == "enum" and raw is None:
+            raise JettiQueryError(f"{name}: pick a value")
+        return raw
+
+    def _value_widget(self) -> w.Widget:
+        kind, op = self.kind, self.op.value
+        layout = w.Layout(width="260px")
+        widget: w.Widget
+        if op in (NULL, NOT_NULL):
+            widget = w.Label("", layout=layout)
+        elif op in _LIST_OPS:
+            hint = ", ".join(self.spec.enum[:3]) if self.spec.enum else "1, 2, 3"
+            widget = w.Text(placeholder=f"comma-separated, e.g. {hint}", layout=layout)
+        elif kind == "datetime":
+            widget = w.DatePicker(layout=layout)
+        elif kind == "enum":
+            widget = w.Dropdown(options=list(self.spec.enum or ()), layout=layout)
+        elif kind == "integer":
+            widget = w.IntText(layout=layout)
+        elif kind == "number":
+            widget = w.FloatText(layout=layout)
+        elif kind == "boolean":
+            widget = w.Checkbox(value=True, description="true", indent=False, layout=layout)
+        else:
+            widget = w.Text(placeholder="%" if op == "$like" else "", layout=layout)
+        widget.add_class("jf-filter-value")
+        return widget
+
+    def _replace_value(self) -> None:
+        self.value = self._value_widget()
+        self.box.children = (self.field, self.op, self.value, self.remove)
+
+    def _on_field(self, _: Any) -> None:
+        ops = OPERATORS[self.kind]
+        keep = self.op.value if self.op.value in ops else ops[0]
+        with self.op.hold_trait_notifications():
+            self.op.options = ops
+            self.op.value = keep
+        self._replace_value()
+
+    def _on_op(self, change: dict[str, Any]) -> None:
+        old, new = change["old"], change["new"]
+        shape = {NULL: 0, NOT_NULL: 0, "$in": 1, "$notIn": 1}
+        if shape.get(old, 2) != shape.get(new, 2) or new == "$like" or old == "$like":
+            self._replace_value()
+
+
+class QueryForm:
+    """The query form: widgets, the running job and its last result.
+
+    Parts (widgets) tests and users can drive: ``resource``, ``attributes``, ``add_filter_button``
+    (or :meth:`add_filter`), ``filters`` (a list of :class:`FilterRow`), ``include`` and
+    ``include_attributes`` (model -> attribute picker), ``order_field``, ``order_direction``,
+    ``max_rows``, ``preview``, ``load``, ``snapshot_path``, ``snapshot``, ``cancel``, ``progress``,
+    ``status``, ``error``, ``table``, ``stats``, ``code``.  The last frame is ``df``.
+    """
+
+    def __init__(self, client: JettiClient, *, sandbox: bool = False) -> None:
+        self.client = client
+        self.started_sandbox = sandbox
+        self.df: pd.DataFrame | None = None
+        self.info: Any = None
+        self.filters: list[FilterRow] = []
+        self.include_attributes: dict[str, w.SelectMultiple] = {}
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._last_code = ""
+        self._build()
+        self._on_resource()
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.header = w.HTML(self._header_html())
+        self.header.add_class("jf-header")
+        options = resource_options()
+        self.resource = w.Combobox(value="purchases", options=options, ensure_option=True,
+                                   placeholder="type to search resources",
+                                   description="Resource")
+        self.resource.add_class("jf-resource")
+        self.attributes = w.SelectMultiple(options=[], rows=8, description="Attributes")
+        self.attributes.add_class("jf-attributes")
+        self.add_filter_button = w.Button(description="Add filter", icon="plus")
+        self.add_filter_button.add_class("jf-add-filter")
+        self.filter_box = w.VBox([])
+        self.include = w.SelectMultiple(options=[], rows=6, description="Include")
+        self.include.add_class("jf-include")
+        self.include_box = w.VBox([])
+        self.order_field = w.Dropdown(options=[("(server order)", "")], description="Order by")
+        self.order_field.add_class("jf-order")
+        self.order_direction = w.ToggleButtons(options=["ascending", "descending"],
+                                               value="ascending")
+        self.max_rows = w.BoundedIntText(value=0, min=0, max=10**9, description="Max rows",
+                                         tooltip="0 = all rows")
+        self.max_rows.add_class("jf-max-rows")
+        self.preview = w.Button(description="Preview", button_style="info", icon="eye",
+                                tooltip="first page only")
+        self.preview.add_class("jf-preview")
+        self.load = w.Button(description="Load", button_style="primary", icon="download",
+                             tooltip="every row, in the background")
+        self.load.add_class("jf-load")
+        self.cancel = w.Button(description="Cancel", button_style="warning", icon="stop",
+                               disabled=True)
+        self.cancel.add_class("jf-cancel")
+        self.snapshot_path = w.Text(placeholder="data/purchases", description="Path")
+        self.snapshot_path.add_class("jf-snapshot-path")
+        self.snapshot = w.Button(description="Snapshot", icon="save",
+                                 tooltip="write a parquet snapshot to the path")
+        self.snapshot.add_class("jf-snapshot")
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="Pages",
+                                      layout=w.Layout(visibility="hidden"))
+        self.status = w.HTML("")
+        self.status.add_class("jf-status")
+        self.error = w.HTML("")
+        self.error.add_class("jf-error")
+        self.stats = w.HTML("")
+        self.stats.add_class("jf-stats")
+        self.code = w.Textarea(value="", rows=10, disabled=False,
+                               layout=w.Layout(width="100%", font_family="monospace"))
+        self.code.add_class("jf-code")
+        self.table = w.HTML("")
+        self.table.add_class("jf-table")
+
+        self.resource.observe(self._on_resource, names="value")
+        self.include.observe(self._on_include, names="value")
+        self.add_filter_button.on_click(lambda _: self.add_filter())
+        self.preview.on_click(lambda _: self.run_preview())
+        self.load.on_click(lambda _: self.run_load())
+        self.snapshot.on_click(lambda _: self.run_snapshot())
+        self.cancel.on_click(lambda _: self.request_cancel())
+        for widget in (self.attributes, self.order_field, self.order_direction, self.max_rows,
+                       self.snapshot_path):
+            widget.observe(lambda _: self._refresh_code(), names="value")
+
+        query = w.VBox([
+            self.resource, self.attributes,
+            w.HTML("<b>Filters</b>"), self.filter_box, self.add_filter_button,
+            self.include, self.include_box,
+            w.HBox([self.order_field, self.order_direction]), self.max_rows,
+        ])
+        actions = w.HBox([self.preview, self.load, self.cancel, self.snapshot_path,
+                          self.snapshot])
+        self.box = w.VBox([
+            self.header, query, actions, w.HBox([self.progress, self.status]), self.error,
+            self.stats, w.HTML("<b>Equivalent code</b>"), self.code, self.table,
+        ])
+        self.box.add_class("jf-query-form")
+
+    def _header_html(self) -> str:
+        base = html.escape(str(getattr(self.client, "base_url", "")))
+        if self.started_sandbox or getattr(self.client, "is_sandbox", False):
+            return ("<div style='padding:4px 8px;background:#fff3cd;border:1px solid #e0c36a'>"
+                    "<b>Sandbox data</b>: a synthetic Jetti account served at "
+                    f"<code>{base}</code>, not your company's data. Set "
+                    "<code>JETTI_API_TOKEN</code> to query the real API.</div>")
+        return f"<div><b>Jetti API</b> at <code>{base}</code></div>"
+
+    # -- display ------------------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.box._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.box)
+
+    # -- reacting to the user -----------------------------------------------------------------
+
+    @property
+    def resource_spec(self) -> Resource:
+        return CATALOG.resource(self.resource.value or "purchases")
+
+    def _on_resource(self, _: Any = None) -> None:
+        if not self.resource.value:
+            return
+        spec = self.resource_spec
+        names = spec.field_names
+        self.attributes.value = ()
+        self.attributes.options = names
+        for row in list(self.filters):
+            self.remove_filter(row)
+        self.include.value = ()
+        self.include.options = self._include_options(spec)
+        self.order_field.options = [("(server order)", ""), *[(n, n) for n in names]]
+        self.order_field.value = ""
+        self.snapshot_path.placeholder = f"data/{spec.url}"
+        self._refresh_code()
+
+    @staticmethod
+    def _include_options(spec: Resource) -> list[tuple[str, str]]:
+        options: dict[str, str] = {}
+        for kind, relations in (("belongs to", spec.belongs_to), ("has many", spec.has_many)):
+            for rel in relations:
+                if rel.model in options or rel.model not in CATALOG:
+                    continue
+                options[rel.model] = f"{rel.model} ({kind}, via {rel.foreign_key})"
+        return sorted(((label, model) for model, label in options.items()), key=lambda o: o[1])
+
+    def _on_include(self, _: Any = None) -> None:
+        chosen = list(self.include.value)
+        for model in list(self.include_attributes):
+            if model not in chosen:
+                del self.include_attributes[model]
+        for model in chosen:
+            if model not in self.include_attributes:
+                picker = w.SelectMultiple(options=CATALOG.model(model).field_names, rows=5,
+                                          description=model,
+                                          style={"description_width": "initial"})
+                picker.add_class("jf-include-attributes")
+                picker.observe(lambda _: self._refresh_code(), names="value")
+                self.include_attributes[model] = picker
+        self.include_box.children = [self.include_attributes[m] for m in chosen]
+        self._refresh_code()
+
+    def add_filter(self, field: str | None = None, op: str | None = None,
+                   value: Any = None) -> FilterRow:
+        """Add a filter row (optionally set) and return it."""
+        row = FilterRow(self.resource_spec, self.remove_filter)
+        row.set(field, op, value)
+        for widget in (row.field, row.op):
+            widget.observe(lambda _: self._refresh_code(), names="value")
+        row.box.observe(lambda _: self._watch_value(row), names="children")
+        self._watch_value(row)
+        self.filters.append(row)
+        self.filter_box.children = [r.box for r in self.filters]
+        self._refresh_code()
+        return row
+
+    def _watch_value(self, row: FilterRow) -> None:
+        if "value" in row.value.keys:
+            row.value.observe(lambda _: self._refresh_code(), names="value")
+        self._refresh_code()
+
+    def remove_filter(self, row: FilterRow) -> None:
+        """Remove a filter row."""
+        if row in self.filters:
+            self.filters.remove(row)
+            self.filter_box.children = [r.box for r in self.filters]
+            self._refresh_code()
+
+    # -- the query ----------------------------------------------------------------------------
+
+    def options(self, *, preview: bool = False) -> dict[str, Any]:
+        """The keyword arguments of ``read_jetti`` the form stands for.
+
+        Raises
+        ------
+        JettiQueryError
+            For a value that does not fit its field.
+        """
+        include: list[Any] = []
+        for model in self.include.value:
+            attrs = list(self.include_attributes[model].value)
+            include.append({"model": model, "attributes": attrs} if attrs else model)
+        order: str | None = None
+        if self.order_field.value:
+            desc = self.order_direction.value == "descending"
+            order = ("-" if desc else "") + self.order_field.value
+        limit = self.max_rows.value or None
+        if preview:
+            page = int(getattr(getattr(self.client, "settings", None), "page_size", 0)
+                       or Settings.from_env().page_size)
+            limit = min(limit, page) if limit else page
+        attributes = list(self.attributes.value)
+        return {
+            "where": build_where(row.condition() for row in self.filters) or None,
+            "attributes": attributes or None,
+            "include": include or None,
+            "order": order,
+            "limit": limit,
+        }
+
+    def connection(self) -> tuple[dict[str, str], list[str]]:
+        """Keyword expressions and imports that point the code at the form's server."""
+        if self.started_sandbox:
+            return ({"base_url": repr(self.client.base_url), "token": "SANDBOX_TOKEN"},
+                    ["from jetti_frames.settings import SANDBOX_TOKEN"])
+        if self.client.base_url != Settings.from_env().base_url:
+            return {"base_url": repr(self.client.base_url)}, []
+        return {}, []
+
+    def code_for(self, action: str = "load") -> str:
+        """The Python code equivalent to ``action`` (``"preview"``, ``"load"``, ``"snapshot"``)."""
+        options = self.options(preview=action == "preview")
+        connection, imports = self.connection()
+        if action == "snapshot":
+            options.pop("limit", None)
+            extra = [repr(self.snapshot_path.value or self.snapshot_path.placeholder)]
+            return format_call("snapshot", self.resource_spec.url, options, extra_args=extra,
+                               connection=connection, imports=imports)
+        return format_call("read_jetti", self.resource_spec.url, options,
+                           connection=connection, imports=imports)
+
+    def _refresh_code(self) -> None:
+        if self.running:
+            return
+        try:
+            self.code.value = self.code_for("load")
+            self.error.value = ""
+        except JettiError as exc:
+            self.error.value = _error_html(exc)
+
+    # -- running ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> pd.DataFrame | None:
+        """Block until the running job (if any) ends; return :attr:`df`."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.df
+
+    def request_cancel(self) -> None:
+        """Ask the running job to stop after the page it is reading."""
+        self._cancel.set()
+        self.status.value = "cancelling…"
+
+    def run_preview(self) -> None:
+        """Read the first page (in the background)."""
+        self._start("preview", self._preview_job)
+
+    def run_load(self) -> None:
+        """Read every row (or ``max_rows``), page by page, in the background."""
+        self._start("load", self._load_job)
+
+    def run_snapshot(self) -> None:
+        """Write a parquet snapshot to ``snapshot_path`` (in the background)."""
+        self._start("snapshot", self._snapshot_job)
+
+    def _start(self, action: str, job: Callable[[str, dict[str, Any]], pd.DataFrame | None]
+               ) -> None:
+        if self.running:
+            self.status.value = "busy: cancel the running job first"
+            return
+        try:
+            options = self.options(preview=action == "preview")
+            code = self.code_for(action)
+        except JettiError as exc:
+            self.error.value = _error_html(exc)
+            return
+        self.error.value = ""
+        self.code.value = code
+        self._cancel = threading.Event()
+        self._set_busy(True)
+        self.status.value = f"{action}…"
+        resource = self.resource_spec.url
+        self._thread = threading.Thread(target=self._run, args=(action, job, resource, options),
+                                        name=f"jetti-form-{action}", daemon=True)
+        self._thread.start()
+
+    def _run(self, action: str, job: Callable[[str, dict[str, Any]], pd.DataFrame | None],
+             resource: str, options: dict[str, Any]) -> None:
+        try:
+            frame = job(resource, options)
+        except Exception as exc:  # shown in the form, never as a traceback
+            self.error.value = _error_html(exc)
+            self.status.value = f"{action} failed"
+        else:
+            if frame is None:
+                self.status.value = f"{action} cancelled"
+            else:
+                self.df = frame
+                self._show(frame, action)
+        finally:
+            self._set_busy(False)
+
+    def _preview_job(self, resource: str, options: dict[str, Any]) -> pd.DataFrame:
+        return self.client.read(resource, progress=False, **_clean(options))
+
+    def _load_job(self, resource: str, options: dict[str, Any]) -> pd.DataFrame | None:
+        self.progress.layout.visibility = "visible"
+        self.progress.value, self.progress.max = 0, 1
+        pull, added = _with_sort_keys(_clean(options))
+        frames: list[pd.DataFrame] = []
+        rows = 0
+        pages = self.client.iter_frames(resource, progress=False, **pull)
+        try:
+            for frame in pages:
+                frames.append(frame)
+                rows += len(frame)
+                self.progress.max = max(self.progress.max, len(frames) + 1)
+                self.progress.value = len(frames)
+                self.status.value = f"loading… {rows:,} rows, {len(frames)} pages"
+                if self._cancel.is_set():
+                    return None
+        finally:
+            pages.close()  # stops the pager: nothing more is requested
+        self.progress.max = self.progress.value = max(len(frames), 1)
+        if not frames:
+            return self.client.read(resource, progress=False, **_clean(options))
+        return assemble(frames, pull, added)
+
+    def _snapshot_job(self, resource: str, options: dict[str, Any]) -> pd.DataFrame:
+        from .snapshot import read_snapshot, snapshot
+
+        path = self.snapshot_path.value or self.snapshot_path.placeholder
+        options = {k: v for k, v in _clean(options).items() if k != "limit"}
+        self.info = snapshot(resource, path, client=self.client, **options)
+        return read_snapshot(path)
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in (self.preview, self.load, self.snapshot):
+            button.disabled = busy
+        self.cancel.disabled = not busy
+
+    def _show(self, frame: pd.DataFrame, action: str) -> None:
+        stats = getattr(self.client, "last_stats", None)
+        requests, hits = _stat(stats, "requests"), _stat(stats, "cache_hits")
+        self.status.value = f"{action} done"
+        self.stats.value = (
+            f"<span class='jf-rows'><b>{len(frame):,}</b> rows</span> · "
+            f"<span class='jf-requests'>{requests} requests sent</span> · "
+            f"<span class='jf-cache-hits'>{hits} cache hits</span>"
+            + (f" · showing the first {HEAD_ROWS}" if len(frame) > HEAD_ROWS else "")
+        )
+        self.table.value = frame.head(HEAD_ROWS).to_html(
+            classes="jf-frame", max_cols=40, border=0, na_rep="<NA>")
+
+
+def _with_sort_keys(options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Options that also fetch ``id`` and the order attribute, and the names so added."""
+    attributes = options.get("attributes")
+    if not attributes:
+        return options, []
+    order = options.get("order")
+    keys = ["id"] + ([str(order).lstrip("-")] if order else [])
+    added = [k for k in dict.fromkeys(keys) if k not in attributes]
+    return {**options, "attributes": [*attributes, *added]}, added
+
+
+def assemble(frames: list[pd.DataFrame], options: dict[str, Any], added: Iterable[str] = ()
+             ) -> pd.DataFrame:
+    """Page frames (in arrival order) -> the frame ``read()`` returns for the same options.
+
+    Rows are ordered by ``id``, then stably by the order attribute (nulls last), cut to
+    ``limit``; with a ``limit`` and an ``order`` the server's order is kept.  Columns in
+    ``added`` (fetched only to sort) are dropped.
+
+    >>> pages = [pd.DataFrame({"id": [5, 6], "t": [1.0, None]}),
+    ...          pd.DataFrame({"id": [2], "t": [1.0]})]
+    >>> assemble(pages, {"order": "-t"}).id.tolist()
+    [2, 5, 6]
+    """
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    order, limit = options.get("order"), options.get("limit")
+    if not (order and limit):
+        if "id" in frame.columns:
+            frame = frame.sort_values("id", kind="stable", na_position="last")
+        if order:
+            name = str(order).lstrip("-")
+            frame = frame.sort_values(name, ascending=not str(order).startswith("-"),
+                                      kind="stable", na_position="last", key=_sort_key)
+    if limit:
+        frame = frame.head(limit)
+    return frame.drop(columns=list(added)).reset_index(drop=True)
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype("string")
+    return column
+
+
+def _clean(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _stat(stats: Any, name: str) -> int:
+    if stats is None:
+        return 0
+    value = stats.get(name, 0) if isinstance(stats, dict) else getattr(stats, name, 0)
+    return int(value or 0)
+
+
+def _error_html(exc: BaseException) -> str:
+    kind = type(exc).__name__
+    text = str(exc) or kind
+    status = getattr(exc, "status", None)
+    prefix = f"{kind}" + (f" (HTTP {status})" if status else "")
+    return ("<div style='color:#a00;border-left:3px solid #a00;padding-left:6px'>"
+            f"<b>{html.escape(prefix)}</b>: {html.escape(text)}</div>")
+
+
+def query_form(client: JettiClient | None = None) -> QueryForm:
+    """A query form on ``client``; without one, on the ``JETTI_*`` environment or a sandbox.
+
+    Parameters
+    ----------
+    client
+        The client to read with. ``None``: a client from ``JETTI_API_TOKEN``/``JETTI_BASE_URL``,
+        or, without a token, one on an in-process sandbox kept alive for the kernel.
+
+    Examples
+    --------
+    >>> form = query_form()              # doctest: +SKIP
+    >>> form                             # doctest: +SKIP
+    """
+    started = False
+    if client is None:
+        client, started = default_client()
+    return QueryForm(client, sandbox=started)
