@@ -1,0 +1,686 @@
+"""The reading API: :class:`JettiClient`, :func:`read_jetti` and :func:`get_jetti`.
+
+A read goes through these steps (each its own module)::
+
+    build_query()        validate against the catalogue, split long arrays      query.py
+    Pager                keyset pages on id, several id windows in flight       paging.py
+    Transport            HTTP cache -> rate limiter -> network, retries         transport.py
+    frame_from_records   flatten includes, type every column                    flatten.py/schema.py
+
+Paging strategy
+---------------
+Records are read in keyset pages on ``id`` (``where[id][$gt]=<last id>``), several id windows in
+flight at once so that the whole allowance of 2 requests/s is used even on a slow server.  Pages
+never shift under inserts or updates, and a server that silently caps ``limit`` loses nothing (a
+short page is not taken as the end until an empty or a shorter-than-seen page proves it).
+
+When a read took more than one page, :meth:`JettiClient.read` then asks once more for the records
+updated since the read began (``updatedAt >= <server time of the first answer>``) and merges them
+by ``id``, so records inserted or changed while paging are returned as they are at the end of the
+read.  A user ``order`` is applied locally to the complete result; with ``limit=N`` and an
+``order`` the server's order is used instead (offset pages, then no consistency pass).
+
+Examples
+--------
+>>> from jetti_frames.sandbox import serve
+>>> with serve(rate="off", purchases=200) as base_url:
+...     client = JettiClient("sandbox-token", base_url=base_url, cache=False, progress=False)
+...     df = client.read("purchases", where={"purchaseType": "dropship"},
+...                      attributes=["id", "total"], include="PurchaseStatus")
+>>> df.columns.tolist()[:3]
+['id', 'total', 'purchase_status_createdAt']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
+from itertools import count
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .errors import JettiAuthError, JettiQueryError
+from .flatten import frame_from_records, frame_tables
+from .paging import OrderedPager, PageRequest, Pager
+from .query import (
+    Include,
+    Order,
+    Query,
+    and_where,
+    build_query,
+    encode,
+    explain_query,
+    request_params,
+    split_where,
+)
+from .schema import (
+    DEFAULT_SEP,
+    FrameSpec,
+    IncludeSpec,
+    column_dtypes,
+    empty_frame,
+)
+from .settings import Settings
+from .transport import Transport, explain_seconds
+
+__all__ = ["Explanation", "JettiClient", "ReadStats", "get_jetti", "read_jetti"]
+
+log = logging.getLogger("jetti_frames")
+
+IncludeMode = Literal["joined", "tables"]
+DtypeBackend = Literal["numpy_nullable", "pyarrow"]
+#: Hosts on which the embedded sandbox runs.
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class ReadStats:
+    """What one read (or the client in total) cost.
+
+    ``requests`` left the process; ``cache_hits`` were answered from the HTTP cache;
+    ``status_429`` answers made us wait; ``retries`` were resent after a 5xx or a dropped
+    connection; ``limiter_wait`` is the seconds spent waiting for the rate limiter.
+    """
+
+    requests: int = 0
+    cache_hits: int = 0
+    status_429: int = 0
+    retries: int = 0
+    pages: int = 0
+    rows: int = 0
+    limiter_wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The requests a read would send, and how long they would take under the rate limit."""
+
+    resource: str
+    urls: tuple[str, ...]
+    min_requests: int
+    estimated_seconds: float
+    notes: str
+
+    def __str__(self) -> str:
+        return (f"{self.notes}\nat least {self.min_requests} request(s), about "
+                f"{self.estimated_seconds:.1f} s at the rate limit")
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+
+@dataclass
+class _Plan:
+    """A validated read: the query, the wanted frame and the request streams."""
+
+    query: Query
+    spec: FrameSpec
+    parts: list[dict[str, Any]]
+    page_size: int
+    limit: int | None
+
+    @property
+    def server_ordered(self) -> bool:
+        """Top-N in the user's order: offset pages on the server's order."""
+        return (self.limit is not None and self.query.order is not None
+                and len(self.parts) == 1 and not self.query.post_filter)
+
+
+@dataclass
+class _Stream:
+    """One pager over one part of the query, inside a :class:`_Fanout`."""
+
+    part: dict[str, Any]
+    pager: Pager | OrderedPager
+    pages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class _Fanout:
+    """Several pagers driven as one, so that split ``$in`` chunks run in parallel too."""
+
+    def __init__(self, streams: list[_Stream], max_rows: int | None) -> None:
+        self.streams = streams
+        self.max_rows = max_rows if len(streams) == 1 else None
+        self.parallel = max(s.pager.parallel for s in streams)
+        self._keys = count()
+        self._owner: dict[int, tuple[_Stream, PageRequest]] = {}
+        self._answered: dict[int, tuple[_Stream, PageRequest]] = {}
+
+    @property
+    def done(self) -> bool:
+        return all(s.pager.done for s in self.streams)
+
+    def next_requests(self) -> list[PageRequest]:
+        out: list[PageRequest] = []
+        for stream in self.streams:
+            room = self.parallel - len(self._owner) - len(out)
+            if room <= 0:
+                break
+            if isinstance(stream.pager, Pager) and stream.pager.max_rows is None:
+                stream.pager.parallel = stream.pager.in_flight + room
+            for req in stream.pager.next_requests():
+                outer = replace(req, key=next(self._keys))
+                self._owner[outer.key] = (stream, req)
+                out.append(outer)
+        return out
+
+    def on_page(self, request: PageRequest, ids: list[int]) -> int:
+        stream, inner = self._answered[request.key] = self._owner.pop(request.key)
+        return stream.pager.on_page(inner, ids)
+
+    def stream_of(self, request: PageRequest) -> tuple[_Stream, PageRequest]:
+        """The stream and inner request behind an outer request still in flight."""
+        return self._owner[request.key]
+
+    def answered(self, request: PageRequest) -> tuple[_Stream, PageRequest]:
+        """The stream and inner request of an answered request (once)."""
+        return self._answered.pop(request.key)
+
+
+class JettiClient:
+    """A connection to one Jetti account: settings, HTTP cache, rate limiter.
+
+    Parameters
+    ----------
+    token : str, optional
+        API token (Integrations > Api in Jetti); default ``$JETTI_API_TOKEN``.  Never written to
+        disk, logs or error messages.
+    base_url : str, optional
+        Default ``$JETTI_BASE_URL`` or ``https://api.jetti.io/api/``; point it at the sandbox
+        (``jetti_frames.sandbox.serve()``) to work without an account.
+    cache : bool or path, default True
+        ``True``: the on-disk HTTP cache in the user's cache directory; a path: that SQLite file;
+        ``False``: no cache.
+    cache_expire : float, optional
+        Seconds a cached answer is reused (default one hour); ``refresh=True`` always refetches.
+    page_size : int, optional
+        ``limit`` asked per page (default 100, the largest the live service is known to honour).
+    progress : bool, default True
+        Show a progress bar (terminal or notebook) while reading.
+    **options
+        Any other :class:`~jetti_frames.settings.Settings` field (``retries``, ``timeout``,
+        ``max_in_flight``, ``get_rate``, ...).
+
+    Examples
+    --------
+    >>> from jetti_frames.sandbox import serve
+    >>> with serve(rate="off", purchases=50) as base_url:
+    ...     client = JettiClient("sandbox-token", base_url=base_url, cache=False,
+    ...                          progress=False)
+    ...     statuses = client.read("purchase-statuses", attributes=["id", "name"])
+    ...     one = client.get("purchase-statuses", int(statuses.id[0]))
+    >>> statuses.dtypes.astype(str).tolist(), one["name"] == statuses.name[0]
+    (['Int64', 'string'], True)
+    """
+
+    def __init__(self, token: str | None = None, *, base_url: str | None = None,
+                 cache: bool | str | Path = True, cache_expire: float | None = None,
+                 page_size: int | None = None, progress: bool = True,
+                 **options: Any) -> None:
+        cache_path = None if isinstance(cache, bool) else Path(cache)
+        self.settings = Settings.from_env(
+            token=token, base_url=base_url, cache=cache is not False, cache_path=cache_path,
+            cache_expire=cache_expire, page_size=page_size, **options)
+        if self.settings.page_size < 1:
+            raise JettiQueryError("page_size must be at least 1")
+        self.progress = progress
+        self.stats = ReadStats()
+        self.last_stats = ReadStats()
+        self._transport = Transport(self.settings)
+
+    def __repr__(self) -> str:
+        cache = self.settings.resolved_cache_path if self.settings.cache else None
+        return f"JettiClient(base_url={self.base_url!r}, cache={str(cache) if cache else None!r})"
+
+    def close(self) -> None:
+        """Release the HTTP session and worker threads."""
+        self._transport.close()
+
+    def __enter__(self) -> JettiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def is_sandbox(self) -> bool:
+        """True when the client talks to a server on this machine (the sandbox)."""
+        return urlsplit(self.base_url).hostname in LOCAL_HOSTS
+
+    # -- cache ------------------------------------------------------------------------------
+    def cache_info(self) -> dict[str, Any]:
+        """Where the HTTP cache lives, how many answers it holds for this account, its size."""
+        return self._transport.cache_info()
+
+    def clear_cache(self) -> int:
+        """Delete this account's cached answers; return how many were deleted."""
+        return self._transport.clear_cache()
+
+    # -- planning ---------------------------------------------------------------------------
+    def _plan(self, resource: str, *, where: Mapping[str, Any] | None = None,
+              attributes: Sequence[str] | None = None, include: Any = None, order: Any = None,
+              limit: int | None = None, page_size: int | None = None) -> _Plan:
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise JettiQueryError(f"limit must be a whole number >= 0, not {limit!r}")
+        size = self.settings.page_size if page_size is None else page_size
+        if not isinstance(size, int) or size < 1:
+            raise JettiQueryError(f"page_size must be a whole number >= 1, not {size!r}")
+        query = build_query(resource, where=where, attributes=attributes, include=include,
+                            order=order)
+        parts = [] if query.is_empty or limit == 0 else split_where(query)
+        return _Plan(query, frame_spec(query), parts, size, limit)
+
+    def _check_token(self) -> None:
+        if not self.settings.token:
+            raise JettiAuthError(
+                "no API token: pass token=... or set JETTI_API_TOKEN (to try the toolkit "
+                "without an account, run a sandbox: jetti_frames.sandbox.serve())")
+
+    # -- pulling ----------------------------------------------------------------------------
+    def _pull(self, plan: _Plan, *, refresh: bool, bar: Any = None,
+              start_dates: list[dt.datetime] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Pages of records (post-filtered, not yet deduplicated across parts)."""
+        if not plan.parts:
+            return
+        self._check_token()
+        query = plan.query
+        url = f"{query.resource.url}.json"
+        if plan.server_ordered:
+            streams = [_Stream(p, OrderedPager(plan.page_size, max_rows=plan.limit,
+                                               parallel=self.settings.max_in_flight))
+                       for p in plan.parts]
+        else:
+            max_rows = plan.limit if len(plan.parts) == 1 and not query.post_filter else None
+            streams = [_Stream(p, Pager(plan.page_size, max_rows=max_rows)) for p in plan.parts]
+        fanout = _Fanout(streams, plan.limit)
+
+        def build(req: PageRequest) -> tuple[str, str]:
+            stream, inner = fanout.stream_of(req)
+            return url, encode(page_params(query, stream.part, inner))
+
+        transport = self._transport
+        for req, records in transport.run_pager(fanout, build, refresh=refresh):
+            stream, inner = fanout.answered(req)
+            if query.post_filter:
+                records = [r for r in records if query.keep(r)]
+            if bar is not None:
+                bar.update(1)
+            if inner.page is not None:  # offset pages: hand them over in page order
+                stream.pages[inner.page] = records
+                continue
+            yield records
+        for stream in streams:
+            for page in sorted(stream.pages):
+                yield stream.pages[page]
+
+    def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
+                 consistent: bool = True) -> list[dict[str, Any]]:
+        """Every record of a plan, deduplicated, post-filtered, in the final order."""
+        stats_before = self._snapshot_stats()
+        dates: list[dt.datetime] = []
+        by_id: dict[Any, dict[str, Any]] = {}
+        pages_with_rows = 0
+        with self._bar(plan, progress) as bar:
+            for records in self._pull(plan, refresh=refresh, bar=bar, start_dates=dates):
+                pages_with_rows += bool(records)
+                for record in records:
+                    by_id[record.get("id")] = record
+                    if plan.limit is not None and len(by_id) >= plan.limit:
+                        break
+                if plan.limit is not None and len(by_id) >= plan.limit:
+                    break
+                self._bar_rows(bar, len(by_id))
+            if (consistent and plan.limit is None and pages_with_rows > 1 and dates
+                    and plan.query.resource.has_field("updatedAt")):
+                since = min(dates) - dt.timedelta(seconds=2)
+                catch_up = replace(plan, parts=[and_where(p, {"updatedAt": {"$gte": since}})
+                                                for p in plan.parts])
+                for records in self._pull(catch_up, refresh=refresh, bar=bar):
+                    for record in records:
+                        by_id[record.get("id")] = record
+                self._bar_rows(bar, len(by_id))
+        records = list(by_id.values())
+        if not plan.server_ordered:
+            records = sort_records(records, plan.query.order)
+        if plan.limit is not None:
+            records = records[:plan.limit]
+        self._finish_stats(stats_before, rows=len(records))
+        return records
+
+    def _bar(self, plan: _Plan, progress: bool | None) -> Any:
+        show = self.progress if progress is None else progress
+        return tqdm(desc=plan.query.resource.url, unit=" pages", disable=None if show else True,
+                    leave=False)
+
+    @staticmethod
+    def _bar_rows(bar: Any, rows: int) -> None:
+        if not bar.disable:
+            bar.set_postfix(rows=rows, refresh=False)
+
+    def _snapshot_stats(self) -> dict[str, float]:
+        s = self._transport.stats
+        return {"requests": s.network, "cache_hits": s.cache_hits, "status_429": s.throttled,
+                "retries": s.retries, "limiter_wait": s.limiter_wait, "pages": 0}
+
+    def _finish_stats(self, before: dict[str, float], *, rows: int) -> None:
+        now = self._snapshot_stats()
+        last = ReadStats(
+            requests=int(now["requests"] - before["requests"]),
+            cache_hits=int(now["cache_hits"] - before["cache_hits"]),
+            status_429=int(now["status_429"] - before["status_429"]),
+            retries=int(now["retries"] - before["retries"]),
+            limiter_wait=round(now["limiter_wait"] - before["limiter_wait"], 3),
+            rows=rows,
+        )
+        last.pages = last.requests + last.cache_hits
+        self.last_stats = last
+        for name in ("requests", "cache_hits", "status_429", "retries", "pages", "rows"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(last, name))
+        self.stats.limiter_wait = round(self.stats.limiter_wait + last.limiter_wait, 3)
+
+    # -- public reading API ---------------------------------------------------------------
+    def read(self, resource: str, *, where: Mapping[str, Any] | None = None,
+             attributes: Sequence[str] | None = None, include: Any = None, order: Any = None,
+             limit: int | None = None, page_size: int | None = None, refresh: bool = False,
+             dtype_backend: DtypeBackend = "numpy_nullable", include_mode: IncludeMode = "joined",
+             sep: str = DEFAULT_SEP, progress: bool | None = None, explain: bool = False,
+             consistent: bool = True) -> Any:
+        """Read every matching record of ``resource`` into a typed DataFrame.
+
+        Parameters
+        ----------
+        resource : str
+            ``"purchases"``, ``"purchase-items"`` or ``"purchase_items"`` (any list endpoint).
+        where : dict, optional
+            Conditions ANDed together: ``{"purchaseType": "dropship"}``,
+            ``{"createdAt": {"$gte": datetime(2024, 1, 1)}}``, ``{"id": [1, 2, 3]}`` (a list
+            means ``$in``, of any length), ``{"saleId": None}`` (SQL NULL).  Operators:
+            ``$eq $ne $in $notIn $gt $gte $lt $lte $like $notLike $between $or $and``.
+        attributes : list of str, optional
+            Columns to return, in this order (default: every field).
+        include : str, dict or list, optional
+            Related models: ``"PurchaseStatus"``, or
+            ``{"model": "Sale", "attributes": [...], "include": [...]}`` (two levels at most).
+            Belongs-to models become prefixed columns (``purchase_status_name``); has-many
+            models explode into one row per child.
+        order : str, tuple or dict, optional
+            ``"dateOrdered"``, ``"-dateOrdered"`` (descending), ``("total", "desc")`` or
+            ``{"attribute": ..., "descending": ..., "nullsFirst": ...}``.  Default: by ``id``.
+        limit : int, optional
+            At most this many records, with the fewest requests.
+        page_size : int, optional
+            ``limit`` asked per request (default ``settings.page_size``).
+        refresh : bool, default False
+            Ignore cached answers (fresh ones are still stored).
+        dtype_backend : {"numpy_nullable", "pyarrow"}
+            As in :func:`pandas.read_csv`.
+        include_mode : {"joined", "tables"}
+            ``"tables"`` returns a dict of frames (the resource and each include) linked by keys.
+        sep : str, default "_"
+            Between an include's key and its field names.
+        progress : bool, optional
+            Show a progress bar (default: the client's setting).
+        explain : bool, default False
+            Return an :class:`Explanation` of the requests instead of sending them.
+        consistent : bool, default True
+            After a multi-page read, fetch the records updated while paging once more.
+
+        Returns
+        -------
+        pandas.DataFrame, dict of DataFrame, or Explanation
+
+        Raises
+        ------
+        JettiQueryError
+            Unknown resource, field, operator or model (before any request), or a 400 answer.
+        JettiAuthError, JettiRateLimitError, JettiServerError, JettiNotFoundError
+            From the server, after retries where they make sense.
+        """
+        options = dict(where=where, attributes=attributes, include=include, order=order,
+                       limit=limit, page_size=page_size)
+        if explain:
+            return self.explain(resource, **options)
+        plan = self._plan(resource, **options)
+        records = self._records(plan, refresh=refresh, progress=progress, consistent=consistent)
+        if include_mode == "tables":
+            return frame_tables(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
+        if include_mode != "joined":
+            raise JettiQueryError(f"include_mode must be 'joined' or 'tables', not "
+                                  f"{include_mode!r}")
+        if not records:
+            return empty_frame(plan.spec, sep=sep, dtype_backend=dtype_backend)
+        return frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
+
+    def iter_pages(self, resource: str, *, refresh: bool = False, progress: bool | None = None,
+                   **options: Any) -> Iterator[list[dict[str, Any]]]:
+        """Raw records, one list per page, as pages arrive (not in any particular order).
+
+        Takes the options of :meth:`read` that shape the request.  Records are never repeated;
+        a record updated while paging comes with the values it had when its page was read.
+        """
+        plan = self._plan(resource, **options)
+        before = self._snapshot_stats()
+        seen: set[Any] = set()
+        rows = 0
+        multi = len(plan.parts) > 1
+        try:
+            with self._bar(plan, progress) as bar:
+                for records in self._pull(plan, refresh=refresh, bar=bar):
+                    if multi:
+                        records = [r for r in records if r.get("id") not in seen]
+                        seen.update(r.get("id") for r in records)
+                    if plan.limit is not None:
+                        records = records[:max(0, plan.limit - rows)]
+                    rows += len(records)
+                    self._bar_rows(bar, rows)
+                    yield records
+                    if plan.limit is not None and rows >= plan.limit:
+                        return
+        finally:
+            self._finish_stats(before, rows=rows)
+
+    def iter_records(self, resource: str, **options: Any) -> Iterator[dict[str, Any]]:
+        """Raw records one by one; see :meth:`iter_pages`."""
+        for page in self.iter_pages(resource, **options):
+            yield from page
+
+    def iter_frames(self, resource: str, *, dtype_backend: DtypeBackend = "numpy_nullable",
+                    sep: str = DEFAULT_SEP, **options: Any) -> Iterator[pd.DataFrame]:
+        """Typed frames, one per page, each with the columns and dtypes :meth:`read` returns.
+
+        Examples
+        --------
+        >>> from jetti_frames.sandbox import serve
+        >>> with serve(rate="off", purchases=120) as base_url:
+        ...     client = JettiClient("sandbox-token", base_url=base_url, cache=False,
+        ...                          progress=False)
+        ...     sizes = [len(f) for f in client.iter_frames("purchases", page_size=50)]
+        >>> sum(sizes)
+        120
+        """
+        wanted = ("where", "attributes", "include", "order", "limit", "page_size")
+        plan = self._plan(resource, **{k: v for k, v in options.items() if k in wanted})
+        dtypes = column_dtypes(plan.spec, sep=sep, dtype_backend=dtype_backend)
+        for records in self.iter_pages(resource, **options):
+            if not records:
+                continue
+            frame = frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
+            yield conform(frame, dtypes, sep=sep, spec=plan.spec, dtype_backend=dtype_backend)
+
+    def frame_dtypes(self, resource: str, *, attributes: Sequence[str] | None = None,
+                     include: Any = None, dtype_backend: DtypeBackend = "numpy_nullable",
+                     sep: str = DEFAULT_SEP) -> dict[str, Any]:
+        """The columns and dtypes :meth:`read` returns for these options (catalogue fields)."""
+        plan = self._plan(resource, attributes=attributes, include=include)
+        return column_dtypes(plan.spec, sep=sep, dtype_backend=dtype_backend)
+
+    def get(self, resource: str, id: int, *, include: Any = None,  # noqa: A002
+            refresh: bool = False) -> dict[str, Any]:
+        """One record as a dict (``GET /api/<resource>/<id>.json``).
+
+        Raises
+        ------
+        JettiNotFoundError
+            No record with that id.
+        """
+        query = build_query(resource, include=include)
+        self._check_token()
+        params = request_params(None, None, query.include)
+        before = self._snapshot_stats()
+        record = self._transport.get(f"{query.resource.url}/{int(id)}.json", encode(params),
+                                     refresh=refresh)
+        self._finish_stats(before, rows=1)
+        return dict(record)
+
+    def explain(self, resource: str, **options: Any) -> Explanation:
+        """The requests a :meth:`read` with these options would start with; sends nothing.
+
+        Examples
+        --------
+        >>> client = JettiClient("t", base_url="http://127.0.0.1:9/api/", cache=False)
+        >>> e = client.explain("purchases", where={"id": list(range(45))})
+        >>> e.min_requests, len(e.urls)
+        (3, 3)
+        """
+        plan = self._plan(resource, **{k: v for k, v in options.items()
+                                       if k not in ("refresh", "progress", "dtype_backend",
+                                                    "include_mode", "sep", "consistent")})
+        limit = plan.limit
+        per_part = 1 if limit is None else max(1, -(-limit // plan.page_size))
+        n = len(plan.parts) * per_part
+        latency = self._transport.latency or 0.5
+        notes = explain_query(plan.query, limit=min(plan.page_size, limit or plan.page_size))
+        urls = tuple(line.strip() for line in notes.splitlines()[1:]
+                     if line.startswith("  ") and ".json" in line)
+        return Explanation(plan.query.resource.url, urls, n,
+                           explain_seconds(n, rate=self.settings.get_rate, latency=latency),
+                           notes)
+
+
+# -- pure helpers --------------------------------------------------------------------------
+
+
+def frame_spec(query: Query) -> FrameSpec:
+    """The frame a query yields: the asked columns (added keys left out) and its includes."""
+    return FrameSpec(query.resource, query.attributes, tuple(_include_spec(i)
+                                                           for i in query.include))
+
+
+def _include_spec(inc: Include) -> IncludeSpec:
+    kind = "belongs_to" if inc.kind == "belongs_to" else "has_many"
+    return IncludeSpec(inc.resource, kind, inc.attributes,
+                       tuple(_include_spec(i) for i in inc.include))
+
+
+def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict[str, Any]:
+    """The parameters of one page request of one part of a query."""
+    if req.page is not None:
+        return request_params(part, query.sent_attributes, query.include, query.order,
+                              limit=req.limit, from_=req.page)
+    bounds: dict[str, Any] = {}
+    if req.gt is not None:
+        bounds["$gt"] = req.gt
+    if req.lte is not None:
+        bounds["$lte"] = req.lte
+    where = and_where(part, {"id": bounds}) if bounds else dict(part)
+    return request_params(where, query.sent_attributes, query.include,
+                          Order("id", descending=req.descending), limit=req.limit)
+
+
+def sort_records(records: list[dict[str, Any]], order: Order | None) -> list[dict[str, Any]]:
+    """Records by ``order`` (nulls placed as asked), ties by id; by id without an order."""
+    by_id = sorted(records, key=lambda r: (r.get("id") is None, r.get("id") or 0))
+    if order is None or order.attribute == "id" and not order.descending:
+        return by_id
+    name = order.attribute
+    present = [r for r in by_id if r.get(name) is not None]
+    missing = [r for r in by_id if r.get(name) is None]
+    present.sort(key=lambda r: _sort_key(r[name]), reverse=order.descending)
+    return missing + present if order.nulls_first else present + missing
+
+
+def _sort_key(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return value
+    return value
+
+
+def conform(frame: pd.DataFrame, dtypes: Mapping[str, Any], *, sep: str, spec: FrameSpec,
+            dtype_backend: str) -> pd.DataFrame:
+    """Give a page frame exactly the planned columns and dtypes (unknown fields kept after)."""
+    missing = [name for name in dtypes if name not in frame.columns]
+    if missing:
+        filler = empty_frame(spec, sep=sep, dtype_backend=dtype_backend)  # type: ignore[arg-type]
+        for name in missing:
+            frame[name] = pd.Series([None] * len(frame), dtype=filler[name].dtype,
+                                    index=frame.index)
+    planned = list(dtypes)
+    return frame[planned + [c for c in frame.columns if c not in dtypes]]
+
+
+def server_date(value: str | None) -> dt.datetime | None:
+    """The ``Date`` header as an aware datetime (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- module-level shortcuts ---------------------------------------------------------------
+
+_CLIENTS: dict[tuple[Any, ...], JettiClient] = {}
+
+
+def _client(client: JettiClient | None, token: str | None, base_url: str | None) -> JettiClient:
+    if client is not None:
+        return client
+    settings = Settings.from_env(token=token, base_url=base_url)
+    key = (settings.base_url, settings.token)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = JettiClient(settings.token, base_url=settings.base_url)
+    return _CLIENTS[key]
+
+
+def read_jetti(resource: str, *, client: JettiClient | None = None, token: str | None = None,
+               base_url: str | None = None, **options: Any) -> Any:
+    """Read a Jetti list endpoint into a typed DataFrame; see :meth:`JettiClient.read`.
+
+    Uses ``client`` if given, else one shared client per token and base URL (from the
+    arguments or ``JETTI_API_TOKEN`` / ``JETTI_BASE_URL``).
+
+    Examples
+    --------
+    >>> from jetti_frames.sandbox import serve
+    >>> with serve(rate="off", purchases=300) as base_url:
+    ...     df = read_jetti("purchases", token="sandbox-token", base_url=base_url,
+    ...                     where={"purchaseType": ["dropship", "automated_dropship"]},
+    ...                     include=["PurchaseStatus", "DropshipProvider"], progress=False)
+    >>> {"purchase_status_name", "dropship_provider_name"} <= set(df.columns)
+    True
+    >>> str(df["createdAt"].dtype), str(df["purchaseType"].dtype)
+    ('datetime64[us, UTC]', 'category')
+    """
+    return _client(client, token, base_url).read(resource, **options)
+
+
+def get_jetti(resource: str, id: int, *, include: Any = None,  # noqa: A002
+              client: JettiClient | None = None, token: str | None = None,
+              base_url: str | None = None, refresh: bool = False) -> dict[str, Any]:
+    """One record as a dict; see :meth:`JettiClient.get`."""
+    return _client(client, token, base_url).get(resource, id, include=include, refresh=refresh)
