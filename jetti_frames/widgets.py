@@ -98,7 +98,8 @@ def parse_scalar(kind: str, text: str) -> Any:
         if kind == "number":
             return float(text)
     except ValueError:
-        raise JettiQueryError(f"{text!r} is not a {kind}") from None
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise JettiQueryError(f"{text!r} is not {article} {kind}") from None
     if kind == "boolean":
         lowered = text.lower()
         if lowered in ("true", "1", "yes"):
@@ -225,17 +226,19 @@ def sandbox_base_url() -> str:
         return str(_SANDBOX["sandbox"].base_url)
 
 
-def default_client() -> tuple[JettiClient, bool]:
+def default_client(**options: Any) -> tuple[JettiClient, bool]:
     """A client from the ``JETTI_*`` environment, or one on an in-process sandbox.
 
-    Returns the client and whether the form started the sandbox itself.
+    ``options`` go to :class:`~jetti_frames.JettiClient`.  Returns the client and whether the
+    form started the sandbox itself.
     """
     from .client import JettiClient
 
-    settings = Settings.from_env()
-    if settings.token:
-        return JettiClient(progress=False), False
-    return JettiClient(token=SANDBOX_TOKEN, base_url=sandbox_base_url(), progress=False), True
+    options.setdefault("progress", False)
+    if options.get("token") or Settings.from_env().token:
+        return JettiClient(**options), False
+    options.update(token=SANDBOX_TOKEN, base_url=sandbox_base_url())
+    return JettiClient(**options), True
 
 
 # -- widgets -----------------------------------------------------------------------------------
@@ -416,8 +419,7 @@ class QueryForm:
         self.error.add_class("jf-error")
         self.stats = w.HTML("")
         self.stats.add_class("jf-stats")
-        self.code = w.Textarea(value="", rows=10, disabled=False,
-                               layout=w.Layout(width="100%", font_family="monospace"))
+        self.code = w.Textarea(value="", rows=10, layout=w.Layout(width="100%"))
         self.code.add_class("jf-code")
         self.table = w.HTML("")
         self.table.add_class("jf-table")
@@ -449,6 +451,9 @@ class QueryForm:
 
     def _header_html(self) -> str:
         base = html.escape(str(getattr(self.client, "base_url", "")))
+        return _STYLE + self._banner(base)
+
+    def _banner(self, base: str) -> str:
         if self.started_sandbox or getattr(self.client, "is_sandbox", False):
             return ("<div style='padding:4px 8px;background:#fff3cd;border:1px solid #e0c36a'>"
                     "<b>Sandbox data</b>: a synthetic Jetti account served at "
@@ -636,9 +641,13 @@ class QueryForm:
         if self.running:
             self.status.value = "busy: cancel the running job first"
             return
+        resource = self.resource_spec.url
         try:
             options = self.options(preview=action == "preview")
             code = self.code_for(action)
+            checked = {k: v for k, v in _clean(options).items()
+                       if action != "snapshot" or k != "limit"}
+            self.client.explain(resource, **checked)  # validates; sends nothing
         except JettiError as exc:
             self.error.value = _error_html(exc)
             return
@@ -647,7 +656,6 @@ class QueryForm:
         self._cancel = threading.Event()
         self._set_busy(True)
         self.status.value = f"{action}…"
-        resource = self.resource_spec.url
         self._thread = threading.Thread(target=self._run, args=(action, job, resource, options),
                                         name=f"jetti-form-{action}", daemon=True)
         self._thread.start()
@@ -688,7 +696,9 @@ class QueryForm:
                 if self._cancel.is_set():
                     return None
         finally:
-            pages.close()  # stops the pager: nothing more is requested
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # stops the pager: nothing more is requested
         self.progress.max = self.progress.value = max(len(frames), 1)
         if not frames:
             return self.client.read(resource, progress=False, **_clean(options))
@@ -765,6 +775,11 @@ def _sort_key(column: pd.Series) -> pd.Series:
     return column
 
 
+_STYLE = ("<style>.jf-code textarea{font-family:monospace;font-size:12px}"
+          ".jf-table table{border-collapse:collapse;font-size:12px}"
+          ".jf-table th,.jf-table td{padding:2px 6px;border-bottom:1px solid #ddd}</style>")
+
+
 def _clean(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
@@ -785,7 +800,7 @@ def _error_html(exc: BaseException) -> str:
             f"<b>{html.escape(prefix)}</b>: {html.escape(text)}</div>")
 
 
-def query_form(client: JettiClient | None = None) -> QueryForm:
+def query_form(client: JettiClient | None = None, **options: Any) -> QueryForm:
     """A query form on ``client``; without one, on the ``JETTI_*`` environment or a sandbox.
 
     Parameters
@@ -793,6 +808,9 @@ def query_form(client: JettiClient | None = None) -> QueryForm:
     client
         The client to read with. ``None``: a client from ``JETTI_API_TOKEN``/``JETTI_BASE_URL``,
         or, without a token, one on an in-process sandbox kept alive for the kernel.
+    **options
+        :class:`~jetti_frames.JettiClient` options for the client made when ``client`` is None
+        (``page_size``, ``cache``, ...).
 
     Examples
     --------
@@ -801,5 +819,7 @@ def query_form(client: JettiClient | None = None) -> QueryForm:
     """
     started = False
     if client is None:
-        client, started = default_client()
+        client, started = default_client(**options)
+    elif options:
+        raise TypeError("pass client options only when no client is given")
     return QueryForm(client, sandbox=started)
