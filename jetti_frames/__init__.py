@@ -1,7 +1,64 @@
-"""jetti-frames: typed pandas DataFrames and parquet datasets from the Jetti (Onport) API."""
+"""jetti-frames: typed pandas DataFrames and parquet datasets from the Jetti (Onport) API.
+
+Examples
+--------
+>>> from jetti_frames import read_jetti                                  # doctest: +SKIP
+>>> read_jetti("purchases", where={"purchaseType": "dropship"},        # doctest: +SKIP
+...            include=["PurchaseStatus", "DropshipProvider"])
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
 
-__all__ = ["__version__"]
+__version__ = "0.1.0"  # before the imports: submodules record it
+
+from .catalog import CATALOG
+from .client import Explanation, JettiClient, ReadStats, get_jetti, read_jetti
+from .errors import (
+    JettiAuthError,
+    JettiError,
+    JettiHTTPError,
+    JettiNotFoundError,
+    JettiQueryError,
+    JettiRateLimitError,
+    JettiServerError,
+    SnapshotError,
+)
+from .settings import SANDBOX_TOKEN, Settings
+from .snapshot import read_snapshot, refresh_snapshot, snapshot, snapshot_info
+
+__all__ = [
+    "CATALOG",
+    "SANDBOX_TOKEN",
+    "Explanation",
+    "JettiAuthError",
+    "JettiClient",
+    "JettiError",
+    "JettiHTTPError",
+    "JettiNotFoundError",
+    "JettiQueryError",
+    "JettiRateLimitError",
+    "JettiServerError",
+    "ReadStats",
+    "Settings",
+    "SnapshotError",
+    "__version__",
+    "get_jetti",
+    "query_form",
+    "read_jetti",
+    "read_snapshot",
+    "refresh_snapshot",
+    "snapshot",
+    "snapshot_info",
+]
+
+
+def query_form(client: JettiClient | None = None, **options: Any) -> Any:
+    """An ipywidgets query form; see :func:`jetti_frames.widgets.query_form`.
+
+    ipywidgets is imported only when a form is made.
+    """
+    from .widgets import query_form as make_form
+
+    return make_form(client, **options)

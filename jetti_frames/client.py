@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from itertools import count
@@ -48,13 +48,14 @@ from tqdm.auto import tqdm
 
 from .errors import JettiAuthError, JettiQueryError
 from .flatten import frame_from_records, frame_tables
-from .paging import OrderedPager, PageRequest, Pager
+from .paging import OrderedPager, Pager, PageRequest
 from .query import (
     Include,
     Order,
     Query,
     and_where,
     build_query,
+    compile_where,
     encode,
     explain_query,
     request_params,
@@ -173,7 +174,13 @@ class _Fanout:
 
     def on_page(self, request: PageRequest, ids: list[int]) -> int:
         stream, inner = self._answered[request.key] = self._owner.pop(request.key)
-        return stream.pager.on_page(inner, ids)
+        keep = stream.pager.on_page(inner, ids)
+        cap = stream.pager.cap
+        if cap:  # every stream talks to the same server: share what its cap is known to be
+            for other in self.streams:
+                if isinstance(other.pager, Pager):
+                    other.pager.cap = max(other.pager.cap or 0, cap)
+        return keep
 
     def stream_of(self, request: PageRequest) -> tuple[_Stream, PageRequest]:
         """The stream and inner request behind an outer request still in flight."""
@@ -289,7 +296,7 @@ class JettiClient:
 
     # -- pulling ----------------------------------------------------------------------------
     def _pull(self, plan: _Plan, *, refresh: bool, bar: Any = None,
-              start_dates: list[dt.datetime] | None = None) -> Iterator[list[dict[str, Any]]]:
+              dates: list[str] | None = None) -> Iterator[list[dict[str, Any]]]:
         """Pages of records (post-filtered, not yet deduplicated across parts)."""
         if not plan.parts:
             return
@@ -302,15 +309,17 @@ class JettiClient:
                        for p in plan.parts]
         else:
             max_rows = plan.limit if len(plan.parts) == 1 and not query.post_filter else None
-            streams = [_Stream(p, Pager(plan.page_size, max_rows=max_rows)) for p in plan.parts]
+            streams = [_Stream(p, Pager(plan.page_size, max_rows=_at_most(max_rows, p)))
+                       for p in plan.parts]
         fanout = _Fanout(streams, plan.limit)
 
         def build(req: PageRequest) -> tuple[str, str]:
             stream, inner = fanout.stream_of(req)
             return url, encode(page_params(query, stream.part, inner))
 
-        transport = self._transport
-        for req, records in transport.run_pager(fanout, build, refresh=refresh):
+        pages = self._transport.run_pager(fanout, build,  # type: ignore[arg-type]
+                                          refresh=refresh, dates=dates)
+        for req, records in pages:
             stream, inner = fanout.answered(req)
             if query.post_filter:
                 records = [r for r in records if query.keep(r)]
@@ -328,11 +337,11 @@ class JettiClient:
                  consistent: bool = True) -> list[dict[str, Any]]:
         """Every record of a plan, deduplicated, post-filtered, in the final order."""
         stats_before = self._snapshot_stats()
-        dates: list[dt.datetime] = []
+        dates: list[str] = []
         by_id: dict[Any, dict[str, Any]] = {}
         pages_with_rows = 0
         with self._bar(plan, progress) as bar:
-            for records in self._pull(plan, refresh=refresh, bar=bar, start_dates=dates):
+            for records in self._pull(plan, refresh=refresh, bar=bar, dates=dates):
                 pages_with_rows += bool(records)
                 for record in records:
                     by_id[record.get("id")] = record
@@ -341,14 +350,14 @@ class JettiClient:
                 if plan.limit is not None and len(by_id) >= plan.limit:
                     break
                 self._bar_rows(bar, len(by_id))
-            if (consistent and plan.limit is None and pages_with_rows > 1 and dates
+            began = min(filter(None, map(server_date, dates)), default=None)
+            if (consistent and plan.limit is None and pages_with_rows > 1 and began
                     and plan.query.resource.has_field("updatedAt")):
-                since = min(dates) - dt.timedelta(seconds=2)
-                catch_up = replace(plan, parts=[and_where(p, {"updatedAt": {"$gte": since}})
-                                                for p in plan.parts])
+                catch_up, member = catch_up_plan(plan, began - dt.timedelta(seconds=2))
                 for records in self._pull(catch_up, refresh=refresh, bar=bar):
                     for record in records:
-                        by_id[record.get("id")] = record
+                        if member(record):
+                            by_id[record.get("id")] = record
                 self._bar_rows(bar, len(by_id))
         records = list(by_id.values())
         if not plan.server_ordered:
@@ -525,7 +534,7 @@ class JettiClient:
         plan = self._plan(resource, attributes=attributes, include=include)
         return column_dtypes(plan.spec, sep=sep, dtype_backend=dtype_backend)
 
-    def get(self, resource: str, id: int, *, include: Any = None,  # noqa: A002
+    def get(self, resource: str, id: int, *, include: Any = None,
             refresh: bool = False) -> dict[str, Any]:
         """One record as a dict (``GET /api/<resource>/<id>.json``).
 
@@ -578,9 +587,39 @@ def frame_spec(query: Query) -> FrameSpec:
 
 
 def _include_spec(inc: Include) -> IncludeSpec:
-    kind = "belongs_to" if inc.kind == "belongs_to" else "has_many"
+    kind: Literal["belongs_to", "has_many"] = (
+        "belongs_to" if inc.kind == "belongs_to" else "has_many")
     return IncludeSpec(inc.resource, kind, inc.attributes,
                        tuple(_include_spec(i) for i in inc.include))
+
+
+def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any], bool]]:
+    """The plan that re-reads what changed since ``since``, and a filter for its records.
+
+    A query split into many requests by long ``$in`` lists is not split again: the lists are
+    left out of the request and tested locally (exact membership), so the pass usually costs a
+    single request.
+    """
+    changed = {"updatedAt": {"$gte": since}}
+    if len(plan.parts) > 1:
+        where = plan.query.wire_where
+        long_in = {k: v for k, v in where.items()
+                   if isinstance(v, Mapping) and list(v) == ["$in"] and len(v["$in"]) > 20}
+        rest = {k: v for k, v in where.items() if k not in long_in}
+        parts = split_where(replace(plan.query, wire_where=rest))
+        if len(parts) == 1:
+            return replace(plan, parts=[and_where(parts[0], changed)]), compile_where(long_in)
+    parts = [and_where(p, changed) for p in plan.parts]
+    return replace(plan, parts=parts), lambda record: True
+
+
+def _at_most(max_rows: int | None, part: Mapping[str, Any]) -> int | None:
+    """``max_rows``, lowered to the number of ids when the part lists them (``id $in``)."""
+    cond = part.get("id")
+    ids = cond.get("$in") if isinstance(cond, dict) else None
+    if not isinstance(ids, list):
+        return max_rows
+    return len(ids) if max_rows is None else min(max_rows, len(ids))
 
 
 def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict[str, Any]:
@@ -601,7 +640,7 @@ def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict
 def sort_records(records: list[dict[str, Any]], order: Order | None) -> list[dict[str, Any]]:
     """Records by ``order`` (nulls placed as asked), ties by id; by id without an order."""
     by_id = sorted(records, key=lambda r: (r.get("id") is None, r.get("id") or 0))
-    if order is None or order.attribute == "id" and not order.descending:
+    if order is None or (order.attribute == "id" and not order.descending):
         return by_id
     name = order.attribute
     present = [r for r in by_id if r.get(name) is not None]
@@ -679,7 +718,7 @@ def read_jetti(resource: str, *, client: JettiClient | None = None, token: str |
     return _client(client, token, base_url).read(resource, **options)
 
 
-def get_jetti(resource: str, id: int, *, include: Any = None,  # noqa: A002
+def get_jetti(resource: str, id: int, *, include: Any = None,
               client: JettiClient | None = None, token: str | None = None,
               base_url: str | None = None, refresh: bool = False) -> dict[str, Any]:
     """One record as a dict; see :meth:`JettiClient.get`."""

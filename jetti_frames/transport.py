@@ -311,9 +311,10 @@ class Transport:
         want = math.ceil(self.settings.get_rate * latency) + 1
         return max(1, min(self.settings.max_in_flight, want))
 
-    def submit(self, url: str, query: Query = None, *, refresh: bool = False) -> Future[Any]:
+    def submit(self, url: str, query: Query = None, *, refresh: bool = False,
+               dates: list[str] | None = None) -> Future[Any]:
         """Run :meth:`get` on the transport's thread pool."""
-        return self._pool.submit(self.get, url, query, refresh=refresh)
+        return self._pool.submit(self.get, url, query, refresh=refresh, dates=dates)
 
     def map(self, items: Iterable[Item], *, refresh: bool = False) -> Iterator[Any]:
         """Parsed answers of ``items`` (URLs or ``(url, query)`` pairs), in the input order.
@@ -349,13 +350,15 @@ class Transport:
 
     def run_pager(self, pager: Pager | OrderedPager,
                   build: Callable[[PageRequest], tuple[str, Query]], *,
-                  refresh: bool = False) -> Iterator[tuple[PageRequest, list[Any]]]:
+                  refresh: bool = False,
+                  dates: list[str] | None = None) -> Iterator[tuple[PageRequest, list[Any]]]:
         """Drive a pager: yield ``(request, records)`` per page as pages complete.
 
         ``build(request)`` returns the URL and query of a page request; each record must carry
         ``id``.  Records are already trimmed to what the pager keeps.  A request marked
         ``fresh`` (asked again within the pull) skips the cache read.  The pager's ``parallel``
-        follows :attr:`in_flight_target` unless ``max_rows`` makes it sequential.
+        follows :attr:`in_flight_target` unless ``max_rows`` makes it sequential.  ``dates``
+        collects the ``Date`` header of every answer (the server's clock, cached answers included).
         """
         running: dict[Future[Any], PageRequest] = {}
         try:
@@ -364,7 +367,8 @@ class Transport:
                     pager.parallel = self.in_flight_target
                 for req in pager.next_requests():
                     url, query = build(req)
-                    running[self.submit(url, query, refresh=refresh or req.fresh)] = req
+                    running[self.submit(url, query, refresh=refresh or req.fresh,
+                                        dates=dates)] = req
                 if not running:
                     raise RuntimeError("the pager stalled with nothing in flight")
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -384,7 +388,8 @@ class Transport:
     def url(self, url: str) -> str:
         return urljoin(self.settings.base_url, url.lstrip("/"))
 
-    def get(self, url: str, query: Query = None, *, refresh: bool = False) -> Any:
+    def get(self, url: str, query: Query = None, *, refresh: bool = False,
+            dates: list[str] | None = None) -> Any:
         """GET ``url`` (relative to ``base_url``) and return the parsed JSON answer.
 
         ``query`` is an encoded query string or a mapping.  ``refresh=True`` skips the cache
@@ -396,10 +401,10 @@ class Transport:
             params = None
         else:
             params = query or None
-        return self._request("GET", full, params, refresh=refresh)
+        return self._request("GET", full, params, refresh=refresh, dates=dates)
 
     def _request(self, method: str, url: str, params: Mapping[str, Any] | None, *,
-                 refresh: bool) -> Any:
+                 refresh: bool, dates: list[str] | None = None) -> Any:
         s = self.settings
         failures = throttled = 0
         force = refresh
@@ -424,7 +429,10 @@ class Transport:
                 status = resp.status_code
                 if status == 200:
                     try:
-                        return resp.json()
+                        body = resp.json()
+                        if dates is not None and resp.headers.get("Date"):
+                            dates.append(resp.headers["Date"])
+                        return body
                     except ValueError:
                         problem = "unreadable JSON body"
                         self._forget(resp)

@@ -39,10 +39,10 @@ from urllib.parse import unquote
 
 from ..catalog import CATALOG
 from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
-from .data import EXTRA_FIELDS, RESOURCES, cached_database, insert_rows, table_name
+from .data import RESOURCES, cached_database, insert_rows, table_name
 from .limits import FaultPlan, LeakyBucket
 from .qs import QS_VERSIONS, decode_query
-from .sql import Problem, QueryPlan, serialize_rows
+from .sql import Problem, QueryPlan
 
 __all__ = ["Sandbox", "serve"]
 
@@ -431,15 +431,16 @@ class Sandbox:
                 key = int(ident)
             except ValueError:
                 raise Problem(404, f"no {res.model} with id {ident!r}") from None
-            names = [*res.field_names, *EXTRA_FIELDS]
-            cols = ", ".join(f'"{n}"' for n in names)
-            rows = con.execute(f"SELECT {cols} FROM {table_name(url)} WHERE id = ?",
-                               (key,)).fetchall()
-            if not rows:
-                raise Problem(404, f"no {res.model} with id {key}")
-            return serialize_rows(res, names, rows)[0]
         k = self._knobs
         query = decode_query(raw_query, qs_version=k["qs_version"])
+        if ident is not None:  # one record: the same query language (include, attributes)
+            one = {**query, "where": {"id": str(key)}, "limit": "1"}
+            one.pop("from", None)
+            rows = QueryPlan.build(url, one, default_limit=1, max_limit=1, strict=k["strict"],
+                                   quirks=k["quirks"]).run(con)
+            if not rows:
+                raise Problem(404, f"no {res.model} with id {key}")
+            return rows[0]
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
                                max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"])
         return plan.run(con)
