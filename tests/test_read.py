@@ -361,3 +361,13 @@ def test_explain_sends_nothing(sandbox: Sandbox, client: JettiClient) -> None:
     assert plan.min_requests == 3 and len(plan.urls) == 3
     assert all("where%5Bid%5D%5B%24in%5D" in u or "where[id][$in]" in u for u in plan.urls)
     assert "request" in str(plan)
+
+
+def test_the_real_allowance_is_never_exceeded(make_sandbox: Callable[..., Sandbox],
+                                              tmp_path: Path) -> None:
+    sb = make_sandbox(purchases=400, latency_ms=20)  # 2 GET/s, bucket capacity 2
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=False, progress=False) as c:
+        df = c.read("purchases", attributes=["id"], page_size=40)
+    assert len(df) == 400
+    assert sb.counters()["status_429"] == 0 and c.last_stats.status_429 == 0
+    assert sb.counters()["requests"] == c.last_stats.requests >= 10
