@@ -49,7 +49,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import numpy as np
@@ -66,6 +66,8 @@ from .errors import JettiError, SnapshotError
 
 if TYPE_CHECKING:
     from .client import JettiClient
+
+DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 
 __all__ = [
     "MANIFEST",
@@ -110,7 +112,7 @@ def snapshot(
     client: JettiClient | None = None,
     token: str | None = None,
     base_url: str | None = None,
-    dtype_backend: str = "numpy_nullable",
+    dtype_backend: DtypeBackend = "numpy_nullable",
     sep: str = "_",
     page_size: int | None = None,
     refresh: bool = False,
@@ -179,7 +181,7 @@ def snapshot(
         return {"requests": stats.get("requests"), "cache_hits": stats.get("cache_hits")}
 
     return _write_version(target, dtypes, partition, manifest, fill,
-                          row_group_size=row_group_size, watermark=None)
+                          row_group_size=row_group_size, started=started, max_updated=None)
 
 
 def read_snapshot(
@@ -218,7 +220,7 @@ def read_snapshot(
     partition = _Partition.from_json(manifest.get("partition_by"))
     files = [_join(root, f["path"]) for f in manifest["files"]]
     derived = partition.name if partition and partition.derived else None
-    wanted = list(specs) if columns is None else list(columns)
+    wanted = _column_order(manifest) if columns is None else list(columns)
     unknown = [c for c in wanted if c not in specs and c != derived]
     if unknown:
         raise SnapshotError(f"no such column in the snapshot: {', '.join(map(repr, unknown))}")
@@ -279,7 +281,8 @@ def refresh_snapshot(
 ) -> dict[str, Any]:
     """Bring a snapshot up to date, fetching only the records changed since its watermark.
 
-    Asks for the recorded query ANDed with ``updatedAt >= watermark - overlap``, replaces every
+    Asks for the recorded query ANDed with ``updatedAt >= watermark - overlap`` (the watermark is
+    the newest ``updatedAt`` seen, capped at the time that fetch started), replaces every
     row of a re-fetched record (all exploded rows of a has-many include), keeps the rest, and
     publishes the result atomically with the new watermark. Requests are proportional to the
     records changed, not to the size of the snapshot. When the query has a ``where`` filter, one
@@ -383,7 +386,8 @@ def refresh_snapshot(
         return {"requests": requests, "changed_records": len(replaced)}
 
     return _write_version(target, _dtypes_from_specs(specs), partition, new_manifest, fill,
-                          row_group_size=row_group_size, watermark=manifest["watermark"])
+                          row_group_size=row_group_size, started=started,
+                          max_updated=manifest.get("max_updated_at"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,19 +401,19 @@ class _Target:
 
     fs: pafs.FileSystem
     root: str
-    prefix: str  # what to put back in front of a path to show it ("memory://", "s3://", "")
+    url: str  # the root as the user wrote it (a URL or an absolute local path)
 
     @classmethod
     def of(cls, path: str | os.PathLike[str], filesystem: Any = None) -> _Target:
         if filesystem is not None:
             fs = filesystem if isinstance(filesystem, pafs.FileSystem) else \
                 pafs.PyFileSystem(pafs.FSSpecHandler(filesystem))
-            return cls(fs, _strip(str(path)), "")
+            root = _strip(str(path))
+            return cls(fs, root, root)
         text = os.fspath(path)
         if "://" not in text:
-            return cls(pafs.LocalFileSystem(), _strip(os.path.abspath(os.path.expanduser(text))),
-                       "")
-        scheme = text.split("://", 1)[0]
+            root = _strip(os.path.abspath(os.path.expanduser(text)))
+            return cls(pafs.LocalFileSystem(), root, root)
         try:
             fs, inner = pafs.FileSystem.from_uri(text)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
@@ -422,8 +426,8 @@ class _Target:
             except (ValueError, ImportError) as exc:
                 raise SnapshotError(f"unsupported URL {text!r}: {exc}") from None
             fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
-        prefix = "" if isinstance(fs, pafs.LocalFileSystem) else f"{scheme}://"
-        return cls(fs, _strip(inner), prefix)
+        root = _strip(inner)
+        return cls(fs, root, root if isinstance(fs, pafs.LocalFileSystem) else text.rstrip("/"))
 
     @property
     def parent(self) -> str:
@@ -452,7 +456,12 @@ class _Target:
         return bool(self.fs.get_file_info(_join(path, MANIFEST)).type == pafs.FileType.File)
 
     def display(self, path: str) -> str:
-        return f"{self.prefix}{path}"
+        """``path`` as the user would write it (siblings keep the URL's scheme)."""
+        if path == self.root:
+            return self.url
+        if self.url == self.root:
+            return path
+        return f"{self.url.rsplit('/', 1)[0]}/{posixpath.basename(path)}"
 
 
 def _strip(path: str) -> str:
@@ -494,8 +503,13 @@ def _open_published(target: _Target) -> tuple[str, dict[str, Any]]:
 
 def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Partition | None,
                    manifest: dict[str, Any], fill: Any, *, row_group_size: int,
-                   watermark: str | None) -> dict[str, Any]:
-    """Write a complete version into a temporary sibling, then publish it in place of the old."""
+                   started: dt.datetime, max_updated: str | None) -> dict[str, Any]:
+    """Write a complete version into a temporary sibling, then publish it in place of the old.
+
+    The watermark is the largest ``updatedAt`` in the data, but never later than the time the
+    fetch started: a record dated in the future (or a server clock ahead of ours) must not push
+    the next refresh's window past changes it has not seen yet.
+    """
     _check_target(target)
     _clean_siblings(target)
     tmp = target.sibling("tmp", f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -509,7 +523,9 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
             writer.close()
         manifest = dict(manifest)
         manifest.update(extra)
-        manifest["watermark"] = _max_iso(watermark, writer.watermark)
+        top = _max_iso(max_updated, writer.watermark)
+        manifest["max_updated_at"] = top
+        manifest["watermark"] = top and min(pd.Timestamp(top), pd.Timestamp(started)).isoformat()
         manifest["rows"] = writer.rows
         manifest["columns"] = specs = writer.specs
         manifest["files"] = writer.files
@@ -1004,6 +1020,50 @@ def _types_mapper(dtype: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+def _column_order(manifest: Mapping[str, Any]) -> list[str]:
+    """The columns in the order ``read_jetti`` gives them.
+
+    Pages may bring fields the catalogue lacks; a read places them after the catalogue fields of
+    their model (sorted by name), before the columns of nested includes.
+    """
+    columns = list(manifest["columns"])
+    try:
+        groups = _column_groups(manifest)
+    except JettiError:  # the recorded query no longer fits the catalogue: keep stored order
+        return columns
+    planned = {c for _, names in groups for c in names}
+    extra: dict[str, list[str]] = {prefix: [] for prefix, _ in groups}
+    for name in columns:
+        if name not in planned:
+            prefix = max((p for p, _ in groups if name.startswith(p)), key=len)
+            extra[prefix].append(name)
+    present = set(columns)
+    ordered = [c for prefix, names in groups
+               for c in [*[n for n in names if n in present], *sorted(extra[prefix])]]
+    return ordered if len(ordered) == len(columns) else columns
+
+
+def _column_groups(manifest: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """``(column prefix, planned columns)`` of the resource and each include, depth first."""
+    from .client import frame_spec
+    from .query import build_query
+    from .schema import node_columns
+
+    query = manifest["query"]
+    sep = (manifest.get("options") or {}).get("sep", "_")
+    spec = frame_spec(build_query(manifest["resource"], attributes=query.get("attributes"),
+                                  include=query.get("include")))
+    groups: list[tuple[str, list[str]]] = []
+
+    def walk(node: Any, prefix: str, path: tuple[str, ...]) -> None:
+        groups.append((prefix, [c.name for c in node_columns(node, prefix, path)]))
+        for inc in node.includes:
+            walk(inc, prefix + inc.key + sep, (*path, inc.key))
+
+    walk(spec, "", ())
+    return groups
+
+
 def _sort_columns(manifest: Mapping[str, Any], specs: Mapping[str, Any]) -> list[str]:
     order = _order_spec(manifest["query"].get("order"))
     keys = [order[0]] if order and order[0] in specs else []
@@ -1029,8 +1089,15 @@ def _sort(frame: pd.DataFrame, manifest: Mapping[str, Any], keys: list[str]) -> 
         attribute, descending, nulls_first = order
         frame = frame.sort_values(keys[1:], kind="stable") if len(keys) > 1 else frame
         return frame.sort_values(attribute, ascending=not descending, kind="stable",
-                                 na_position="first" if nulls_first else "last")
+                                 na_position="first" if nulls_first else "last", key=_by_value)
     return frame.sort_values(keys, kind="stable")
+
+
+def _by_value(values: pd.Series) -> pd.Series:
+    """Sort categoricals by their values, as the client sorts records (not by category order)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.astype(object)
+    return values
 
 
 def _filter_expression(filters: Any) -> pc.Expression | None:

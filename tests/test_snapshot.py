@@ -52,6 +52,7 @@ def shared() -> Iterator[Sandbox]:
 
 def make_client(sb: Sandbox, **options: Any) -> JettiClient:
     options.setdefault("page_size", 100)
+    options.setdefault("get_rate", 1000.0)  # the sandbox's rate limit is off: do not wait
     return JettiClient(TOKEN, base_url=sb.base_url, cache=False, progress=False, **options)
 
 
@@ -59,6 +60,18 @@ def make_client(sb: Sandbox, **options: Any) -> JettiClient:
 def own(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     """A sandbox this test may change (touch, insert, latency)."""
     return make_sandbox(purchases=300, rate="off", tokens=(TOKEN,))
+
+
+def nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns with every null as None (a snapshot stores JSON null for NaN and None)."""
+    out = frame.copy()
+    for name in out.columns[out.dtypes == object]:
+        out[name] = out[name].map(lambda v: None if isinstance(v, float) and v != v else v)
+    return out
+
+
+def assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(got, nulls_as_none(expected))
 
 
 def all_bytes(root: Path) -> Iterator[tuple[Path, bytes]]:
@@ -78,7 +91,7 @@ def test_snapshot_reads_back_like_read_jetti(shared: Sandbox, tmp_path: Path,
     info = snapshot("purchases", tmp_path / "p", include=include, client=client)
     expected = client.read("purchases", include=include)
     got = read_snapshot(tmp_path / "p")
-    pd.testing.assert_frame_equal(got, expected)
+    assert_same(got, expected)
     assert info["rows"] == len(expected)
     if "PurchaseItem" in include:
         assert len(expected) > 300  # exploded: several rows per purchase
@@ -99,7 +112,7 @@ def test_snapshot_with_where_order_and_pyarrow_backend(shared: Sandbox, tmp_path
     }
     snapshot("purchases", tmp_path / "p", client=client, dtype_backend="pyarrow", **query)
     expected = client.read("purchases", dtype_backend="pyarrow", **query)
-    pd.testing.assert_frame_equal(read_snapshot(tmp_path / "p"), expected)
+    assert_same(read_snapshot(tmp_path / "p"), expected)
     info = snapshot_info(tmp_path / "p")
     assert info["query"]["where"]["dateOrdered"] == {"$gte": "2021-01-01T00:00:00+00:00"}
     assert info["query"]["order"] == "-total"
@@ -114,7 +127,7 @@ def test_columns_and_filters(shared: Sandbox, tmp_path: Path) -> None:
                         filters=[("purchaseType", "==", "dropship"), ("total", ">", 50)])
     want = full.loc[(full["purchaseType"] == "dropship") & (full["total"] > 50),
                     ["id", "total", "purchaseType"]].reset_index(drop=True)
-    pd.testing.assert_frame_equal(got, want)
+    assert_same(got, want)
     with pytest.raises(SnapshotError, match="no such column"):
         read_snapshot(tmp_path / "p", columns=["nope"])
 
@@ -134,7 +147,8 @@ def test_provenance_in_manifest_and_parquet_metadata(shared: Sandbox, tmp_path: 
                              "order": None}
     assert info["base_url"] == shared.base_url
     assert info["rows"] == truth["n"]
-    assert pd.Timestamp(info["watermark"]) == pd.Timestamp(truth["w"])
+    assert pd.Timestamp(info["max_updated_at"]) == pd.Timestamp(truth["w"])
+    assert info["watermark"] == min(info["max_updated_at"], info["fetched_at"])
     assert info["toolkit_version"] == __version__
     assert info["catalog_digest"] == CATALOG.digest
     assert pd.Timestamp(info["fetched_at"]).tzinfo is not None
@@ -173,7 +187,10 @@ def test_refresh_fetches_only_changes(own: Sandbox, tmp_path: Path) -> None:
     own.reset_counters()
     info = refresh_snapshot(tmp_path / "p", client=client)
     assert own.counters(TOKEN)["requests"] <= 2
-    assert info["changed_records"] == 30
+    since = pd.Timestamp(before["watermark"]) - pd.Timedelta(minutes=5)  # the default overlap
+    window = own.query("SELECT count(*) AS n FROM purchases WHERE updatedAt >= ?",
+                       [since.strftime("%Y-%m-%dT%H:%M:%S+00:00")])[0]["n"]
+    assert info["changed_records"] == window >= 30
     assert pd.Timestamp(info["watermark"]) > pd.Timestamp(before["watermark"])
     fresh = snapshot("purchases", tmp_path / "fresh", include=include, client=make_client(own))
     got = read_snapshot(tmp_path / "p")
@@ -181,7 +198,8 @@ def test_refresh_fetches_only_changes(own: Sandbox, tmp_path: Path) -> None:
     assert info["rows"] == fresh["rows"] == len(got)
     assert set(added) <= set(got["id"])
     changed = got[got["id"].isin(touched)]
-    assert (changed["updatedAt"] == pd.Timestamp(info["watermark"])).sum() >= 1
+    assert (changed["updatedAt"] > pd.Timestamp(before["watermark"])).all()
+    assert pd.Timestamp(info["watermark"]) <= pd.Timestamp(info["refreshed_at"])
 
 
 def test_refresh_with_where_and_partitions_equals_full(own: Sandbox, tmp_path: Path) -> None:
@@ -208,8 +226,7 @@ def test_full_refresh_rereads_everything(own: Sandbox, tmp_path: Path) -> None:
     info = refresh_snapshot(tmp_path / "p", full=True, client=client)
     assert own.counters(TOKEN)["requests"] >= 3  # 303 rows at 100 a page
     assert info["rows"] == 303
-    pd.testing.assert_frame_equal(read_snapshot(tmp_path / "p"),
-                                  client.read("purchases", include=INCLUDES))
+    assert_same(read_snapshot(tmp_path / "p"), client.read("purchases", include=INCLUDES))
 
 
 def test_refresh_needs_id_and_updated_at(shared: Sandbox, tmp_path: Path) -> None:
@@ -229,7 +246,7 @@ SLOW_SNAPSHOT = textwrap.dedent("""
     from jetti_frames.client import JettiClient
     from jetti_frames.snapshot import snapshot
     client = JettiClient(sys.argv[3], base_url=sys.argv[1], cache=False, progress=False,
-                         page_size=10)
+                         page_size=10, get_rate=1000.0)
     snapshot("purchases", sys.argv[2], include=["PurchaseStatus"], client=client)
 """)
 
@@ -350,7 +367,7 @@ def test_partition_by_plain_column_restores_its_dtype(shared: Sandbox, tmp_path:
     client = make_client(shared)
     for column in ("purchaseType", "purchaseStatusId"):
         snapshot("purchases", tmp_path / column, client=client, partition_by=column)
-        pd.testing.assert_frame_equal(read_snapshot(tmp_path / column), client.read("purchases"))
+        assert_same(read_snapshot(tmp_path / column), client.read("purchases"))
 
 
 def test_bad_partition_by(shared: Sandbox, tmp_path: Path) -> None:
@@ -369,8 +386,7 @@ def test_fsspec_url(shared: Sandbox) -> None:
     client = make_client(shared)
     url = "memory://jetti-tests/purchases"
     snapshot("purchases", url, include=INCLUDES, client=client)
-    pd.testing.assert_frame_equal(read_snapshot(url),
-                                  client.read("purchases", include=INCLUDES))
+    assert_same(read_snapshot(url), client.read("purchases", include=INCLUDES))
     assert snapshot_info(url)["path"] == url
 
 
