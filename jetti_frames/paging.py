@@ -20,11 +20,12 @@ Strategy (keyset, :class:`Pager`)
   (descending, no bound).  The probe reads the top of the id range, so the ids in between are
   known to lie in ``(last id of page 1, lowest id of the probe)``.  That gap becomes a bounded
   window; an open-ended *tail* window starts above the probe's highest id, so records inserted
-  while paging (they get higher ids) are read too.  Whenever a request slot is free and no window
-  is waiting, the window with the most estimated work left (from the observed id density and
-  page cap) is split: its in-flight request keeps the part it is reading, the rest is cut into
-  new windows (work stealing).  Windows only ever split, so they never overlap and never leave
-  gaps; a page that runs past its window's (new) upper bound is trimmed and ends the window.
+  while paging (they get higher ids) are read too; it is sent last, once nothing can be split.
+  Whenever a request slot is free and no window is waiting, the window with the most estimated
+  work left (from the observed id density and page cap) is split: its in-flight request keeps
+  the part it is reading, the rest is cut into new windows of whole pages (work stealing).
+  Windows only ever split, so they never overlap and never leave gaps; a page that runs past
+  its window's (new) upper bound is trimmed and ends the window.
 * :meth:`Pager.on_page` answers how many *leading* records of a page belong to the result: pages
   are trimmed, never filtered, because every window is an id interval.
 * ``max_rows=N`` (the user's ``limit=N``): one sequential stream, ``limit = min(page, rows
@@ -88,9 +89,6 @@ class PageRequest:
         Order by id descending (the probe of the top of the id range).
     page : int or None
         Ordered mode only: the ``from`` page index; ``None`` in keyset mode.
-    fresh : bool
-        The same request was answered earlier in this pull (the tail asked again at the end,
-        to see late inserts): it must not be answered from a cache.
     """
 
     key: int
@@ -99,7 +97,6 @@ class PageRequest:
     lte: int | None = None
     descending: bool = False
     page: int | None = None
-    fresh: bool = False
 
     def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
         """The paging part of the query, merged with the user's ``where``.
@@ -182,7 +179,6 @@ class _Window:
     cursor: int | None
     hi: int | None
     tail: bool = False
-    parked: bool = False
     closed: bool = False
     inflight: PageRequest | None = None
 
@@ -203,7 +199,9 @@ class Pager:
     parallel : int
         How many requests may be in flight at once.
     probe : bool
-        Send the descending probe that enables parallel windows (``parallel > 1`` only).
+        Send the descending probe that enables parallel windows: with the first request when
+        ``parallel > 1`` from the start; when ``parallel`` is raised later (e.g. as latency
+        becomes known), only once the first page has shown that the stream goes on.
 
     Examples
     --------
@@ -234,7 +232,8 @@ class Pager:
         self._keys = count()
         self._windows: list[_Window] = [_Window(cursor=None, hi=None)]
         self._inflight: dict[int, _Window | None] = {}
-        self._probe_pending = probe and self.parallel > 1
+        self._probe_pending = probe and max_rows is None  # sent once parallel > 1
+        self._probe_early = parallel > 1  # with the first request; else once it shows more rows
         self._seen_rows = 0
         self._seen_span = 0
         if max_rows == 0:
@@ -264,7 +263,7 @@ class Pager:
             body = [w for w in idle if not w.tail]
             if body:
                 out.append(self._issue(body[0]))
-            elif self._probe_pending and self._open_window() is not None:
+            elif self._probe_due():
                 self._probe_pending = False
                 out.append(self._send(PageRequest(next(self._keys), self.page_size,
                                                   descending=True), None))
@@ -311,15 +310,18 @@ class Pager:
         """A page that proves its stream has no more rows."""
         return n == 0 or n < min(request.limit, self.cap or 0)
 
+    def _probe_due(self) -> bool:
+        if not self._probe_pending or self.parallel < 2:
+            return False
+        w = self._open_window()
+        return w is not None and (self._probe_early or w.cursor is not None)
+
     def _tail_to_send(self, idle: list[_Window]) -> _Window | None:
         """The tail goes last, when nothing can be split, so that it reads late inserts."""
         body = [w for w in self._windows if not w.tail and not w.closed]
         if any(w.cursor is None for w in body):
             return None  # the first page is still out: splitting will be possible soon
-        for w in idle:
-            if w.tail and (not w.parked or not body):
-                return w
-        return None
+        return next((w for w in idle if w.tail), None)
 
     def _open_window(self) -> _Window | None:
         for w in self._windows:
@@ -336,9 +338,7 @@ class Pager:
         limit = self.page_size
         if self.max_rows is not None:
             limit = max(1, min(limit, self.max_rows - self.stats.rows))
-        w.inflight = PageRequest(next(self._keys), limit, gt=w.cursor, lte=w.hi,
-                                 fresh=w.parked)
-        w.parked = False
+        w.inflight = PageRequest(next(self._keys), limit, gt=w.cursor, lte=w.hi)
         return self._send(w.inflight, w)
 
     def _on_window_page(self, w: _Window, request: PageRequest, ids: list[int]) -> int:
@@ -351,9 +351,6 @@ class Pager:
             w.cursor = ids[keep - 1]
         if keep < n or self._short(request, n):
             w.closed = True
-            if w.tail and keep == n and any(not v.tail and not v.closed for v in self._windows):
-                # the tail ran dry while other windows are still read: ask once more at the end
-                w.closed, w.parked = False, True
         w.close_if_exhausted()
         return keep
 
@@ -395,7 +392,9 @@ class Pager:
         parts = max(1, min(free, int(pages)))
         hi = w.hi
         assert hi is not None
-        bounds = [start + (hi - start) * k // parts for k in range(parts + 1)]
+        # whole pages per part, so that a part ends on a full page when the density holds
+        width = math.ceil(pages / parts) * ids_per_page
+        bounds = [min(hi, start + k * width) for k in range(parts)] + [hi]
         w.hi = start
         w.close_if_exhausted()
         for lo, up in pairwise(bounds):

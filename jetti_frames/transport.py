@@ -355,8 +355,7 @@ class Transport:
         """Drive a pager: yield ``(request, records)`` per page as pages complete.
 
         ``build(request)`` returns the URL and query of a page request; each record must carry
-        ``id``.  Records are already trimmed to what the pager keeps.  A request marked
-        ``fresh`` (asked again within the pull) skips the cache read.  The pager's ``parallel``
+        ``id``.  Records are already trimmed to what the pager keeps.  The pager's ``parallel``
         follows :attr:`in_flight_target` unless ``max_rows`` makes it sequential.  ``dates``
         collects the ``Date`` header of every answer (the server's clock, cached answers included).
         """
@@ -367,7 +366,7 @@ class Transport:
                     pager.parallel = self.in_flight_target
                 for req in pager.next_requests():
                     url, query = build(req)
-                    running[self.submit(url, query, refresh=refresh or req.fresh,
+                    running[self.submit(url, query, refresh=refresh,
                                         dates=dates)] = req
                 if not running:
                     raise RuntimeError("the pager stalled with nothing in flight")
