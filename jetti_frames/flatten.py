@@ -37,23 +37,31 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from operator import itemgetter
-from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .catalog import CATALOG
 from .errors import JettiQueryError
 from .schema import (
     DEFAULT_SEP,
+    WIRE_TYPES,
     DtypeBackend,
     FrameSpec,
     IncludeSpec,
     Node,
+    arrow_to_pandas,
+    infer_kind,
+    kind_dtype,
     node_columns,
+    typed_array,
     typed_frame,
+    wire_array,
 )
 
 __all__ = [
@@ -66,7 +74,7 @@ __all__ = [
 ]
 
 Record = Mapping[str, Any]
-_EMPTY: Record = MappingProxyType({})
+_EMPTY: Record = {}
 #: Keys under which the API nests included records; never read as unknown fields.
 _INCLUDE_KEYS = frozenset(k for r in CATALOG for k in (r.key_one, r.key_many))
 
@@ -103,54 +111,114 @@ def check_joinable(spec: FrameSpec) -> None:
             )
 
 
-def _layout(records: Sequence[Record], spec: FrameSpec) -> dict[tuple[str, ...], list[Record]]:
-    """For each spec node (by include-key path), the record that fills each output row."""
-    rows: dict[tuple[str, ...], list[Record]] = {(): list(records)}
+@dataclass
+class _Part:
+    """The records of one spec node: distinct ``rows`` and, for each output row, the position of
+    its record in ``rows`` (``-1``: none); ``index=None`` means row ``i`` is ``rows[i]``."""
+
+    rows: list[Record]
+    index: np.ndarray | None = None
+
+    def positions(self, n_out: int) -> np.ndarray:
+        return np.arange(n_out, dtype=np.int64) if self.index is None else self.index
+
+
+def _layout(records: Sequence[Record], spec: FrameSpec) -> dict[tuple[str, ...], _Part]:
+    """For each spec node (by include-key path), which record fills each output row.
+
+    Belongs-to records are deduplicated (equal records under the same ``id`` are read once), so a
+    status or provider repeated on every row is converted once and then repeated with ``take``.
+    """
+    parts: dict[tuple[str, ...], _Part] = {(): _Part(list(records))}
+    n_out = len(records)
 
     def walk(node: Node, path: tuple[str, ...]) -> None:
+        nonlocal n_out
         for inc in node.includes:
-            parent = rows[path]
+            parent = parts[path]
             sub = (*path, inc.key)
             key = inc.key
             if inc.kind == "belongs_to":
-                rows[sub] = [r.get(key) or _EMPTY for r in parent]
+                fields = None
+                if inc.columns is not None and not inc.includes:
+                    fields = list(dict.fromkeys(inc.columns))
+                rows, pos = _distinct([r.get(key) for r in parent.rows], fields)
+                if parent.index is not None:
+                    pos = np.append(pos, -1)[parent.index]
+                parts[sub] = _Part(rows, pos)
             else:
-                index: list[int] = []
-                children: list[Record] = []
-                for i, r in enumerate(parent):
-                    kids = _as_list(r.get(key))
-                    if kids:
-                        index.extend([i] * len(kids))
-                        children.extend(k if k is not None else _EMPTY for k in kids)
+                at = parent.positions(n_out).tolist()
+                repeat: list[int] = []
+                child_pos: list[int] = []
+                kids: list[Record] = []
+                for o, i in enumerate(at):
+                    these = _children(parent.rows[i].get(key)) if i >= 0 else []
+                    if these:
+                        repeat.extend([o] * len(these))
+                        child_pos.extend(range(len(kids), len(kids) + len(these)))
+                        kids.extend(these)
                     else:
-                        index.append(i)
-                        children.append(_EMPTY)
-                if len(index) != len(parent):
-                    for p, lst in rows.items():
-                        rows[p] = [lst[i] for i in index]
-                rows[sub] = children
+                        repeat.append(o)
+                        child_pos.append(-1)
+                if len(repeat) != n_out:
+                    rep = np.asarray(repeat, dtype=np.int64)
+                    for part in parts.values():
+                        part.index = part.positions(n_out)[rep]
+                    n_out = len(repeat)
+                parts[sub] = _Part(kids, np.asarray(child_pos, dtype=np.int64))
             walk(inc, sub)
 
     walk(spec, ())
-    return rows
+    return parts
 
 
-def _as_list(value: Any) -> list[Any]:
+def _distinct(objs: list[Any], fields: Sequence[str] | None) -> tuple[list[Record], np.ndarray]:
+    """Distinct records of ``objs`` and each one's position among them (``-1`` for null).
+
+    Records are the same when they share an ``id`` and hold equal values: in ``fields`` when
+    given (the only fields read from them), otherwise everywhere.
+    """
+    rows: list[Record] = []
+    pos: list[int] = []
+    seen: dict[Any, int] = {}
+    pick = itemgetter(*fields) if fields else None
+    for obj in objs:
+        if not isinstance(obj, dict):
+            pos.append(-1)
+            continue
+        ident = obj.get("id")
+        key = id(obj) if ident is None else ident
+        at = seen.get(key)
+        if at is not None and rows[at] is not obj and not _same(rows[at], obj, pick):
+            at = None
+        if at is None:
+            at = seen[key] = len(rows)
+            rows.append(obj)
+        pos.append(at)
+    return rows, np.asarray(pos, dtype=np.int64)
+
+
+def _same(a: Record, b: Record, pick: itemgetter[Any] | None) -> bool:
+    if pick is None:
+        return a == b
+    try:
+        return bool(pick(a) == pick(b))
+    except KeyError:
+        return a == b
+
+
+def _children(value: Any) -> list[Record]:
     if not value:
         return []
-    return value if isinstance(value, list) else [value]
+    if isinstance(value, dict):
+        return [value]
+    return [v for v in value if isinstance(v, dict)]
 
 
 def _read_columns(rows: Sequence[Record], fields: Sequence[str]) -> list[list[Any]]:
     """The values of ``fields`` in ``rows``, one list per field (missing key = ``None``)."""
-    if not fields:
-        return []
-    if not rows:
-        return [[] for _ in fields]
     try:
-        if len(fields) == 1:
-            return [list(map(itemgetter(fields[0]), rows))]
-        return [list(col) for col in zip(*map(itemgetter(*fields), rows), strict=True)]
+        return [list(map(itemgetter(f), rows)) for f in fields]
     except KeyError:  # some record lacks some field: read the slow way
         return [[r.get(f) for r in rows] for f in fields]
 
@@ -159,25 +227,31 @@ def _unknown_fields(rows: Sequence[Record], node: Node) -> list[str]:
     """Fields found in ``rows`` that the node's catalogue lacks, sorted by name."""
     if node.columns is not None or not rows:
         return []
-    shapes = set(map(tuple, rows))
-    found: set[str] = set().union(*shapes)
-    known = node.resource.fields_by_name.keys() | {n for n, _ in node.extra_kinds}
-    found -= known
+    found: set[str] = set().union(*set(map(tuple, rows)))
+    found -= node.resource.fields_by_name.keys()
+    found -= {n for n, _ in node.extra_kinds}
     found -= {inc.key for inc in node.includes}
     found -= _INCLUDE_KEYS
     return sorted(found)
 
 
-def _node_values(node: Node, rows: Sequence[Record], prefix: str, path: tuple[str, ...],
-                 out: dict[str, list[Any]]) -> None:
-    planned = node_columns(node, prefix, path)
-    fields = [c.field for c in planned]
-    unknown = _unknown_fields(rows, node)
-    names = [c.name for c in planned] + [prefix + f for f in unknown]
-    for name, values in zip(names, _read_columns(rows, fields + unknown), strict=True):
-        if name in out:
-            raise JettiQueryError(f"two columns would be called {name!r}; choose another sep")
-        out[name] = values
+def _walk_parts(spec: FrameSpec, sep: str) -> list[tuple[Node, str, tuple[str, ...]]]:
+    """``(node, column prefix, include-key path)`` of every spec node, depth first."""
+    out: list[tuple[Node, str, tuple[str, ...]]] = []
+
+    def walk(node: Node, prefix: str, path: tuple[str, ...]) -> None:
+        out.append((node, prefix, path))
+        for inc in node.includes:
+            walk(inc, prefix + inc.key + sep, (*path, inc.key))
+
+    walk(spec, "", ())
+    return out
+
+
+def _claim(name: str, out: Mapping[str, Any]) -> str:
+    if name in out:
+        raise JettiQueryError(f"two columns would be called {name!r}; choose another sep")
+    return name
 
 
 def flatten_records(records: Sequence[Record], spec: FrameSpec, *,
@@ -196,21 +270,28 @@ def flatten_records(records: Sequence[Record], spec: FrameSpec, *,
     {'id': [1, 1, 2], 'purchase_items_quantity': [2, 5, None]}
     """
     check_joinable(spec)
-    layout = _layout(records, spec)
+    parts = _layout(records, spec)
     out: dict[str, list[Any]] = {}
-
-    def walk(node: Node, prefix: str, path: tuple[str, ...]) -> None:
-        _node_values(node, layout[path], prefix, path, out)
-        for inc in node.includes:
-            walk(inc, prefix + inc.key + sep, (*path, inc.key))
-
-    walk(spec, "", ())
+    for node, prefix, path in _walk_parts(spec, sep):
+        part = parts[path]
+        fields = [c.field for c in node_columns(node)]
+        fields += _unknown_fields(part.rows, node)
+        index = None if part.index is None else part.index.tolist()
+        for field, values in zip(fields, _read_columns(part.rows, fields), strict=True):
+            if index is not None:
+                values.append(None)  # position -1 reads this
+                values = list(map(values.__getitem__, index))
+            out[_claim(prefix + field, out)] = values
     return out
 
 
 def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str = DEFAULT_SEP,
                        dtype_backend: DtypeBackend = "numpy_nullable") -> pd.DataFrame:
-    """The joined, typed frame of ``records`` (see :func:`flatten_records`).
+    """The joined, typed frame of ``records``: same columns as :func:`flatten_records`, typed as
+    :func:`jetti_frames.schema.typed_frame` types them.
+
+    Scalar fields of each model are read into arrow in one pass (``pa.array`` of the records as
+    structs), typed per column, and repeated for the output rows with ``take``.
 
     Examples
     --------
@@ -222,8 +303,74 @@ def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str =
     >>> str(df.loc[0, "createdAt"])
     '2024-05-04 09:42:00+00:00'
     """
-    columns = flatten_records(records, spec, sep=sep)
-    return typed_frame(columns, spec, sep=sep, dtype_backend=dtype_backend)
+    check_joinable(spec)
+    kind_dtype("integer", dtype_backend=dtype_backend)  # validates the backend
+    parts = _layout(records, spec)
+    n_out = len(records)
+    for part in parts.values():
+        if part.index is not None:
+            n_out = len(part.index)
+            break
+    data: dict[str, Any] = {}
+    for node, prefix, path in _walk_parts(spec, sep):
+        part = parts[path]
+        for name, array in _node_arrays(node, part.rows, prefix, dtype_backend).items():
+            if part.index is not None:
+                array = _take(array, part.index)
+            data[_claim(name, data)] = array
+    return pd.DataFrame(data, index=pd.RangeIndex(n_out), copy=False)
+
+
+def _node_arrays(node: Node, rows: list[Record], prefix: str,
+                 dtype_backend: DtypeBackend) -> dict[str, Any]:
+    """Typed arrays of one node's columns over its distinct records, in column order."""
+    planned = node_columns(node)
+    unknown = _unknown_fields(rows, node)
+    scalar = list(dict.fromkeys(c.field for c in planned if c.kind in WIRE_TYPES))
+    other = list(dict.fromkeys(c.field for c in planned if c.kind not in WIRE_TYPES))
+    wire = _wire_arrays(rows, scalar, {c.field: c.kind for c in planned})
+    lists = dict(zip(other + unknown, _read_columns(rows, other + unknown), strict=True))
+    out: dict[str, Any] = {}
+    for col in planned:
+        name = prefix + col.field
+        if col.kind in WIRE_TYPES:
+            out[name] = arrow_to_pandas(wire[col.field], col.kind, col.enum, dtype_backend, name)
+        else:
+            out[name] = _list_array(lists[col.field], col.kind, dtype_backend, name, keep=True)
+    for field in unknown:
+        array = _list_array(lists[field], None, dtype_backend, prefix + field, keep=False)
+        if array is not None:
+            out[prefix + field] = array
+    return out
+
+
+def _wire_arrays(rows: list[Record], fields: list[str], kinds: Mapping[str, str | None]
+                 ) -> dict[str, pa.Array]:
+    if not fields:
+        return {}
+    struct = pa.struct([pa.field(f, WIRE_TYPES[str(kinds[f])]) for f in fields])
+    try:
+        arrays = pa.array(rows, type=struct).flatten()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # a value of an unexpected type somewhere: read column by column, leniently
+        return {f: wire_array(values, str(kinds[f]), f)
+                for f, values in zip(fields, _read_columns(rows, fields), strict=True)}
+    return dict(zip(fields, arrays, strict=True))
+
+
+def _list_array(values: list[Any], kind: str | None, dtype_backend: DtypeBackend, name: str,
+                *, keep: bool) -> Any:
+    if kind is None:
+        kind = infer_kind(values)
+        if kind is None:  # no value anywhere: no knowable dtype
+            return np.full(len(values), None, dtype=object) if keep else None
+    return typed_array(values, kind, None, dtype_backend, name)
+
+
+def _take(array: Any, index: np.ndarray) -> Any:
+    if isinstance(array, np.ndarray):
+        return pd.api.extensions.take(array, index, allow_fill=True, fill_value=None)
+    return array.take(index, allow_fill=True)
 
 
 def frame_tables(records: Sequence[Record], spec: FrameSpec, *, sep: str = DEFAULT_SEP,
@@ -318,7 +465,7 @@ def _plan_tables(parent: _Table, sep: str, plans: list[_Table], names: set[str])
             kids: list[Record] = []
             parent_ids: list[Any] = []
             for r in parent.rows:
-                these = [k for k in _as_list(r.get(key)) if k is not None]
+                these = _children(r.get(key))
                 kids.extend(these)
                 parent_ids.extend([r.get("id")] * len(these))
             child = _Table(name, inc, kids)

@@ -378,7 +378,9 @@ def typed_array(values: Sequence[Any], kind: str, enum: Sequence[str] | None = N
     """A pandas array of ``kind`` from JSON values (``None`` = missing).
 
     Raises :class:`ValueError` naming ``name`` when a value cannot be read as ``kind`` (never
-    turns it into a missing value).
+    turns it into a missing value).  Lenient where the meaning is plain: integral floats and
+    numeric strings for numbers, ``0``/``1``/``"true"``/``"false"`` for booleans, JSON text for a
+    non-string value in a string or enum field.
 
     Examples
     --------
@@ -388,28 +390,33 @@ def typed_array(values: Sequence[Any], kind: str, enum: Sequence[str] | None = N
     '2024-05-04 09:42:00+00:00'
     """
     _check_backend(dtype_backend)
-    if kind == "enum":
-        return _categorical(values, enum or ())
     if kind in ("array", "json"):
         return np.fromiter(values, dtype=object, count=len(values))
-    if kind not in _ARROW_TYPES:
+    if kind not in WIRE_TYPES:
         raise JettiQueryError(f"unknown field kind {kind!r}")
-    arr = _arrow_array(values, kind, name)
-    if dtype_backend == "pyarrow":
-        return pd.arrays.ArrowExtensionArray(arr)
-    if kind == "datetime":
-        return pd.array(arr.to_pandas(), dtype=_NUMPY_NULLABLE["datetime"])
-    return _NUMPY_NULLABLE[kind].__from_arrow__(arr)
+    return arrow_to_pandas(wire_array(values, kind, name), kind, enum, dtype_backend, name)
 
 
-def _arrow_array(values: Sequence[Any], kind: str, name: str) -> pa.Array:
-    if kind == "datetime":
-        text = _arrow_array(values, "string", name)
-        try:
-            return pc.cast(text, _ARROW_TYPES["datetime"])
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return _slow_datetime(values, name)
-    typ = _ARROW_TYPES[kind]
+#: The arrow type JSON values of each scalar kind are first read into (dates and enums as text).
+WIRE_TYPES: dict[str, pa.DataType] = {
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "datetime": pa.string(),
+    "enum": pa.string(),
+}
+
+
+def wire_array(values: Sequence[Any], kind: str, name: str = "") -> pa.Array:
+    """JSON values of a scalar kind as an arrow array of ``WIRE_TYPES[kind]``.
+
+    Examples
+    --------
+    >>> wire_array([1, True, None], "integer").to_pylist()
+    [1, 1, None]
+    """
+    typ = WIRE_TYPES[kind]
     try:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -423,9 +430,28 @@ def _arrow_array(values: Sequence[Any], kind: str, name: str) -> pa.Array:
         return pa.array(fixed, type=typ)
 
 
-def _slow_datetime(values: Sequence[Any], name: str) -> pa.Array:
+def arrow_to_pandas(arr: pa.Array, kind: str, enum: Sequence[str] | None = None,
+                    dtype_backend: DtypeBackend = "numpy_nullable", name: str = "") -> Any:
+    """A pandas array of ``kind`` from an arrow array of ``WIRE_TYPES[kind]``."""
+    if kind == "enum":
+        return _categorical(arr, enum or ())
+    if kind == "datetime":
+        arr = _parse_datetimes(arr, name)
+    if dtype_backend == "pyarrow":
+        return pd.arrays.ArrowExtensionArray(arr)
+    if kind == "datetime":
+        return pd.array(arr.to_pandas(), dtype=_NUMPY_NULLABLE["datetime"])
+    return _NUMPY_NULLABLE[kind].__from_arrow__(arr)
+
+
+def _parse_datetimes(text: pa.Array, name: str) -> pa.Array:
     try:
-        parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+        return pc.cast(text, _ARROW_TYPES["datetime"])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:  # dates without an offset (read as UTC), other ISO-8601 spellings
+        parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), utc=True,
+                                format="ISO8601")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"column {name!r}: cannot read dates: {exc}") from None
     return pa.array(parsed.dt.as_unit("us"), type=_ARROW_TYPES["datetime"])
@@ -459,27 +485,20 @@ def _to_str(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
-_COERCE = {"integer": _to_int, "number": _to_float, "boolean": _to_bool, "string": _to_str}
+_COERCE = {"integer": _to_int, "number": _to_float, "boolean": _to_bool, "string": _to_str,
+           "datetime": _to_str, "enum": _to_str}
 
 
-def _categorical(values: Sequence[Any], enum: Sequence[str]) -> pd.Categorical:
+def _categorical(arr: pa.Array, enum: Sequence[str]) -> pd.Categorical:
     categories = list(enum)
-    lookup: dict[Any, int] = {c: i for i, c in enumerate(categories)}
-    lookup[None] = -1
-    get = lookup.get
-    try:
-        codes = [get(v, -2) for v in values]
-    except TypeError:  # unhashable values (lists, dicts): keep them as JSON text
-        values = [None if v is None else _to_str(v) for v in values]
-        codes = [get(v, -2) for v in values]
-    if -2 in codes:
-        extra = sorted({_to_str(v) for v in values if v is not None and v not in lookup})
-        for value in extra:
-            lookup[value] = len(categories)
-            categories.append(value)
-        codes = [get(v if v is None or isinstance(v, str) else _to_str(v), -1) for v in values]
+    codes = pc.index_in(arr, value_set=pa.array(categories, type=pa.string()))
+    off_spec = pc.and_(pc.is_null(codes), pc.is_valid(arr))
+    if pc.any(off_spec).as_py():
+        categories += sorted(set(pc.filter(arr, off_spec).to_pylist()))
+        codes = pc.index_in(arr, value_set=pa.array(categories, type=pa.string()))
     dtype = pd.CategoricalDtype(categories=categories, ordered=False)
-    return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int32), dtype=dtype)
+    np_codes = codes.fill_null(-1).to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(np_codes, dtype=dtype)
 
 
 # -- frames ------------------------------------------------------------------------------------
