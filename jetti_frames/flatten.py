@@ -76,6 +76,7 @@ __all__ = [
 Record = Mapping[str, Any]
 _EMPTY: Record = {}
 #: Keys under which the API nests included records; never read as unknown fields.
+_STRUCT_KINDS = frozenset(WIRE_TYPES) - {"integer"}
 _INCLUDE_KEYS = frozenset(k for r in CATALOG for k in (r.key_one, r.key_many))
 
 
@@ -326,10 +327,14 @@ def _node_arrays(node: Node, rows: list[Record], prefix: str,
     """Typed arrays of one node's columns over its distinct records, in column order."""
     planned = node_columns(node)
     unknown = _unknown_fields(rows, node)
-    scalar = list(dict.fromkeys(c.field for c in planned if c.kind in WIRE_TYPES))
-    other = list(dict.fromkeys(c.field for c in planned if c.kind not in WIRE_TYPES))
+    # integers are read from lists: arrow's struct conversion would truncate 2.5 to 2 silently
+    scalar = list(dict.fromkeys(c.field for c in planned if c.kind in _STRUCT_KINDS))
+    other = list(dict.fromkeys(c.field for c in planned if c.kind not in _STRUCT_KINDS))
     wire = _wire_arrays(rows, scalar, {c.field: c.kind for c in planned})
     lists = dict(zip(other + unknown, _read_columns(rows, other + unknown), strict=True))
+    for col in planned:
+        if col.kind == "integer" and col.field not in wire:
+            wire[col.field] = wire_array(lists[col.field], "integer", prefix + col.field)
     out: dict[str, Any] = {}
     for col in planned:
         name = prefix + col.field

@@ -418,6 +418,8 @@ def wire_array(values: Sequence[Any], kind: str, name: str = "") -> pa.Array:
     """
     typ = WIRE_TYPES[kind]
     try:
+        if kind == "integer" and not _INT_TYPES.issuperset(map(type, values)):
+            raise pa.ArrowInvalid("not only integers")  # arrow would truncate 2.5 to 2
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         coerce = _COERCE[kind]
@@ -428,6 +430,9 @@ def wire_array(values: Sequence[Any], kind: str, name: str = "") -> pa.Array:
             except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"column {name!r}: cannot read {v!r} as {kind}") from None
         return pa.array(fixed, type=typ)
+
+
+_INT_TYPES = frozenset({int, type(None)})
 
 
 def arrow_to_pandas(arr: pa.Array, kind: str, enum: Sequence[str] | None = None,
