@@ -382,12 +382,14 @@ class QueryForm:
                                    placeholder="type to search resources",
                                    description="Resource")
         self.resource.add_class("jf-resource")
-        self.attributes = w.SelectMultiple(options=[], rows=8, description="Attributes")
+        wide = w.Layout(width="480px")
+        self.attributes = w.SelectMultiple(options=[], rows=8, description="Attributes",
+                                           layout=wide)
         self.attributes.add_class("jf-attributes")
         self.add_filter_button = w.Button(description="Add filter", icon="plus")
         self.add_filter_button.add_class("jf-add-filter")
         self.filter_box = w.VBox([])
-        self.include = w.SelectMultiple(options=[], rows=6, description="Include")
+        self.include = w.SelectMultiple(options=[], rows=6, description="Include", layout=wide)
         self.include.add_class("jf-include")
         self.include_box = w.VBox([])
         self.order_field = w.Dropdown(options=[("(server order)", "")], description="Order by")
@@ -396,6 +398,7 @@ class QueryForm:
                                                value="ascending")
         self.max_rows = w.BoundedIntText(value=0, min=0, max=10**9, description="Max rows",
                                          tooltip="0 = all rows")
+        max_rows_hint = w.HTML("<i>0 = every row</i>")
         self.max_rows.add_class("jf-max-rows")
         self.preview = w.Button(description="Preview", button_style="info", icon="eye",
                                 tooltip="first page only")
@@ -439,7 +442,8 @@ class QueryForm:
             self.resource, self.attributes,
             w.HTML("<b>Filters</b>"), self.filter_box, self.add_filter_button,
             self.include, self.include_box,
-            w.HBox([self.order_field, self.order_direction]), self.max_rows,
+            w.HBox([self.order_field, self.order_direction]),
+            w.HBox([self.max_rows, max_rows_hint]),
         ])
         actions = w.HBox([self.preview, self.load, self.cancel, self.snapshot_path,
                           self.snapshot])
@@ -511,7 +515,7 @@ class QueryForm:
         for model in chosen:
             if model not in self.include_attributes:
                 picker = w.SelectMultiple(options=CATALOG.model(model).field_names, rows=5,
-                                          description=model,
+                                          description=model, layout=w.Layout(width="480px"),
                                           style={"description_width": "initial"})
                 picker.add_class("jf-include-attributes")
                 picker.observe(lambda _: self._refresh_code(), names="value")
@@ -534,7 +538,7 @@ class QueryForm:
         return row
 
     def _watch_value(self, row: FilterRow) -> None:
-        if "value" in row.value.keys:
+        if row.value.has_trait("value"):
             row.value.observe(lambda _: self._refresh_code(), names="value")
         self._refresh_code()
 

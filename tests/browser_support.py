@@ -14,8 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -72,19 +70,17 @@ def notebook_env(base_url: str, token: str, cache_dir: Path) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, *, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None
-              ) -> None:
-    """Poll ``url`` until it answers 200 (or raise, with the server's exit code if it died)."""
+def wait_port(port: int, *, timeout: float = 60.0,
+              proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until 127.0.0.1:``port`` accepts connections (or raise if the server died)."""
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the server exited with code {proc.returncode}")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+            raise TimeoutError(f"nothing listens on port {port} after {timeout:.0f} s")
         time.sleep(0.2)
 
 
@@ -100,9 +96,8 @@ def serve_voila(notebook: Path, env: Mapping[str, str], *, log: Path | None = No
     proc = subprocess.Popen(command, env=dict(env), cwd=notebook.parent, stdout=out,
                             stderr=subprocess.STDOUT)
     try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_http(url + "api", proc=proc)
-        yield url
+        wait_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         try:

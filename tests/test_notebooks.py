@@ -8,10 +8,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser_support import NOTEBOOKS, PAGE_SIZE, notebook_env
 from nbclient import NotebookClient
 
 from jetti_frames.sandbox import Sandbox
-from browser_support import NOTEBOOKS, PAGE_SIZE, notebook_env
 
 TOKEN = "notebook-test-t0ken-3a7d"
 NAMES = ["01-quickstart.ipynb", "02-dropship-report.ipynb", "03-query-form.ipynb"]

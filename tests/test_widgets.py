@@ -123,6 +123,8 @@ def test_value_input_fits_the_field_kind(form: QueryForm) -> None:
         row.field.value = field
         assert type(row.value) is kind, field
     assert row.value.options == CATALOG.resource("purchases").field("purchaseType").enum
+    row.value.index = 1  # what a browser sends: the code box follows
+    assert "where={'purchaseType': 'dropship'}" in form.code.value
     row.op.value = "$in"
     assert type(row.value) is w.Text
     row.value.value = "dropship, automated_dropship"
@@ -221,7 +223,7 @@ def test_cancel_stops_requesting_between_pages(sb: Sandbox) -> None:
     client = make_client(sb, page_size=10, max_in_flight=1)
     form = QueryForm(client)
     sb.reset_counters()
-    sb.after_requests(2, lambda _: form.request_cancel())
+    sb.after_requests(2, lambda _: form.cancel.click())  # the user clicks Cancel
     assert run(form, form.load) is None
     assert form.status.value == "load cancelled"
     assert form.df is None and not form.running
