@@ -341,9 +341,11 @@ def _node_arrays(node: Node, rows: list[Record], prefix: str,
         if col.kind in WIRE_TYPES:
             out[name] = arrow_to_pandas(wire[col.field], col.kind, col.enum, dtype_backend, name)
         else:
-            out[name] = _list_array(lists[col.field], col.kind, dtype_backend, name, keep=True)
+            array = _list_array(lists[col.field], col.kind, dtype_backend, name)
+            if array is not None:
+                out[name] = array
     for field in unknown:
-        array = _list_array(lists[field], None, dtype_backend, prefix + field, keep=False)
+        array = _list_array(lists[field], None, dtype_backend, prefix + field)
         if array is not None:
             out[prefix + field] = array
     return out
@@ -363,12 +365,13 @@ def _wire_arrays(rows: list[Record], fields: list[str], kinds: Mapping[str, str 
     return dict(zip(fields, arrays, strict=True))
 
 
-def _list_array(values: list[Any], kind: str | None, dtype_backend: DtypeBackend, name: str,
-                *, keep: bool) -> Any:
+def _list_array(values: list[Any], kind: str | None, dtype_backend: DtypeBackend,
+                name: str) -> Any:
+    """Typed array of a list-read column; ``None`` for a field of unknown kind without values."""
     if kind is None:
         kind = infer_kind(values)
-        if kind is None:  # no value anywhere: no knowable dtype
-            return np.full(len(values), None, dtype=object) if keep else None
+        if kind is None:  # no value anywhere: no knowable dtype, leave the column out
+            return None
     return typed_array(values, kind, None, dtype_backend, name)
 
 

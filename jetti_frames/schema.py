@@ -34,9 +34,11 @@ Choices made so that every page of a result has the same columns and dtypes:
 - Fields the catalogue lacks ("unknown fields") get a kind inferred from their JSON values, see
   :func:`infer_kind`.  With ``columns=None`` they come after the catalogue fields of their
   model, sorted by name, and only when some record of the input has a value for them (an all-null
-  unknown field has no knowable dtype).  Pages are then combined by column name: ``pd.concat``
-  and :func:`concat_frames` fill a column missing from one page with nulls of the other pages'
-  dtype.  To pin such a field for every page, list it in ``extra_kinds``.
+  unknown field has no knowable dtype; the same holds for a selected name the catalogue lacks).
+  Pages are then combined by column name: ``pd.concat`` and :func:`concat_frames` fill a column
+  missing from one page with nulls of the other pages' dtype.  To pin such a field for every
+  page, list it in ``extra_kinds``.  Keys of included records (``purchase_status``...) are never
+  read as unknown fields.
 
 Examples
 --------
@@ -514,9 +516,10 @@ def typed_frame(columns: Mapping[str, Sequence[Any]], spec: FrameSpec, *,
                 dtype_backend: DtypeBackend = "numpy_nullable") -> pd.DataFrame:
     """A typed DataFrame from flat columns (name -> list of JSON values).
 
-    Columns of the spec's plan get catalogue dtypes; other columns (unknown fields) get the kind
-    :func:`infer_kind` finds, and are dropped when they hold no value.  Planned columns missing
-    from ``columns`` are added, all-null, after the given ones.
+    Columns of the spec's plan get catalogue dtypes; other columns (unknown fields, and selected
+    names the catalogue lacks) get the kind :func:`infer_kind` finds, and are left out when they
+    hold no value.  Planned columns missing from ``columns`` are added, all-null, after the given
+    ones.
 
     Examples
     --------
@@ -536,16 +539,13 @@ def typed_frame(columns: Mapping[str, Sequence[Any]], spec: FrameSpec, *,
         kind = col.kind if col is not None else None
         if kind is None:
             kind = infer_kind(values)
-            if kind is None:
-                if col is not None:  # selected by name, no value anywhere: keep it, untyped
-                    data[name] = np.full(n, None, dtype=object)
+            if kind is None:  # a field of unknown kind without values: no knowable dtype
                 continue
         enum = col.enum if col is not None else None
         data[name] = typed_array(values, kind, enum, dtype_backend, name)
     for name, col in plan.items():
-        if name not in data and name not in columns:
-            kind = col.kind or "json"
-            data[name] = typed_array([None] * n, kind, col.enum, dtype_backend, name)
+        if name not in data and name not in columns and col.kind is not None:
+            data[name] = typed_array([None] * n, col.kind, col.enum, dtype_backend, name)
     return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
 
 
@@ -577,11 +577,16 @@ def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     >>> concat_frames([a, b])["x"].cat.categories.tolist()
     ['a', 'z1', 'z2']
     """
-    frames = [f for f in frames]
+    frames = list(frames)
     if not frames:
         return pd.DataFrame()
-    if len(frames) == 1:
-        return frames[0].reset_index(drop=True)
+    empty: dict[Any, pd.Series] = {}  # every column, in order of appearance, with no rows
+    for frame in frames:
+        for name in frame.columns:
+            if name not in empty:
+                empty[name] = frame[name].iloc[:0]
+    # empty pages add no rows: leave them out (pandas 2.2 warns about them), keep their columns
+    frames = [f for f in frames if len(f)] or frames[:1]
     categories: dict[str, list[Any]] = {}
     for frame in frames:
         for name, dtype in frame.dtypes.items():
@@ -598,4 +603,8 @@ def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
                 if isinstance(dtype, pd.CategoricalDtype) and list(dtype.categories) != cats:
                     changes[name] = frame[name].cat.set_categories(cats)
         fixed.append(frame.assign(**changes) if changes else frame)
-    return pd.concat(fixed, ignore_index=True)
+    result = pd.concat(fixed, ignore_index=True)
+    for name, column in empty.items():
+        if name not in result.columns:
+            result[name] = column.reindex(result.index)
+    return result[list(empty)]

@@ -186,6 +186,16 @@ def test_unknown_fields_are_kept_with_inferred_types_after_catalogue_fields():
     assert "purchase_status_zExtra" in joined.columns
 
 
+def test_selected_names_the_catalogue_lacks_are_inferred_or_left_out_when_valueless():
+    spec = FrameSpec.of("purchases", ["id", "companyId"])
+    assert frame_from_records([{"id": 1, "companyId": None}], spec).columns.tolist() == ["id"]
+    df = frame_from_records([{"id": 1, "companyId": 4}], spec)
+    assert str(df["companyId"].dtype) == "Int64"
+    pinned = FrameSpec.of("purchases", ["id", "companyId"], extra_kinds={"companyId": "integer"})
+    df = frame_from_records([{"id": 1}], pinned)
+    assert str(df["companyId"].dtype) == "Int64"
+
+
 def test_explicit_selection_is_exact_and_ordered():
     rec = purchase(1, somethingNew=5)
     spec = FrameSpec.of("purchases", ["total", "id", "reference"])
@@ -257,24 +267,31 @@ def test_records_are_not_modified():
 def test_pages_with_different_null_patterns_have_identical_dtypes(backend):
     spec = FrameSpec.of("purchases", includes=[
         IncludeSpec.of("purchases", "PurchaseStatus"),
-        IncludeSpec.of("purchases", "PurchaseItem", ["id", "quantity", "total"])])
+        IncludeSpec.of("purchases", "PurchaseItem", ["id", "quantity", "price"])])
     page1 = [purchase(1, cancelledAt="2024-05-05T00:00:00+00:00", purchase_status=STATUS_OPEN,
-                      purchase_items=[{"id": 1, "quantity": 1, "total": 2.5}])]
+                      purchase_items=[{"id": 1, "quantity": 1, "price": 2.5}])]
     page2 = [{"id": 2, "tags": None, "files": None, "purchase_status": None},
-             {"id": 3, "purchase_items": [{"id": 4, "quantity": None, "total": None}]}]
+             {"id": 3, "purchase_items": [{"id": 4, "quantity": None, "price": None}]}]
     a = frame_from_records(page1, spec, dtype_backend=backend)
     b = frame_from_records(page2, spec, dtype_backend=backend)
     c = frame_from_records([], spec, dtype_backend=backend)
     planned = column_dtypes(spec, dtype_backend=backend)
     for frame in (a, b, c):
         assert {k: v for k, v in frame.dtypes.items() if k in planned} == planned
-    both = pd.concat([a, b, c], ignore_index=True)
+    assert set(a.columns) - set(planned) == {"purchase_status_companyId"}
+    assert set(b.columns) == set(c.columns) == set(planned)
+    both = pd.concat([a, b], ignore_index=True)
     assert {k: v for k, v in both.dtypes.items() if k in planned} == planned
     assert both["id"].tolist() == [1, 2, 3]
     assert both["purchase_items_id"].tolist()[2] == 4
+    # an unknown field only page 1 has: filled with nulls of page 1's dtype
     assert str(both["purchase_status_companyId"].dtype).startswith(("Int64", "int64"))
     assert both["purchase_status_companyId"].isna().tolist() == [False, True, True]
-    assert concat_frames([a, b, c]).dtypes.to_dict() == both.dtypes.to_dict()
+    for frames in ([a, b, c], [c, a, b]):
+        combined = concat_frames(frames)
+        assert combined.dtypes.to_dict() == both.dtypes.to_dict()
+        assert combined["id"].tolist() == [1, 2, 3]
+    assert concat_frames([c, c]).dtypes.to_dict() == c.dtypes.to_dict()
 
 
 # -- tables mode --------------------------------------------------------------------------------
