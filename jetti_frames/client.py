@@ -303,14 +303,7 @@ class JettiClient:
         self._check_token()
         query = plan.query
         url = f"{query.resource.url}.json"
-        if plan.server_ordered:
-            streams = [_Stream(p, OrderedPager(plan.page_size, max_rows=plan.limit,
-                                               parallel=self.settings.max_in_flight))
-                       for p in plan.parts]
-        else:
-            max_rows = plan.limit if len(plan.parts) == 1 and not query.post_filter else None
-            streams = [_Stream(p, Pager(plan.page_size, max_rows=_at_most(max_rows, p)))
-                       for p in plan.parts]
+        streams = self._streams(plan)
         fanout = _Fanout(streams, plan.limit)
 
         def build(req: PageRequest) -> tuple[str, str]:
@@ -332,6 +325,16 @@ class JettiClient:
         for stream in streams:
             for page in sorted(stream.pages):
                 yield stream.pages[page]
+
+    def _streams(self, plan: _Plan) -> list[_Stream]:
+        """One pager per part of the plan."""
+        if plan.server_ordered:
+            return [_Stream(p, OrderedPager(plan.page_size, max_rows=plan.limit,
+                                            parallel=self.settings.max_in_flight))
+                    for p in plan.parts]
+        max_rows = plan.limit if len(plan.parts) == 1 and not plan.query.post_filter else None
+        return [_Stream(p, Pager(plan.page_size, max_rows=_at_most(max_rows, p)))
+                for p in plan.parts]
 
     def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
                  consistent: bool = True) -> list[dict[str, Any]]:
@@ -565,16 +568,20 @@ class JettiClient:
         plan = self._plan(resource, **{k: v for k, v in options.items()
                                        if k not in ("refresh", "progress", "dtype_backend",
                                                     "include_mode", "sep", "consistent")})
-        limit = plan.limit
-        per_part = 1 if limit is None else max(1, -(-limit // plan.page_size))
+        query = plan.query
+        urls = tuple(f"{query.resource.url}.json?"
+                     + encode(page_params(query, stream.part, req), readable=True)
+                     for stream in self._streams(plan)
+                     for req in stream.pager.next_requests()[:1])
+        per_part = 1 if plan.limit is None else max(1, -(-plan.limit // plan.page_size))
         n = len(plan.parts) * per_part
         latency = self._transport.latency or 0.5
-        notes = explain_query(plan.query, limit=min(plan.page_size, limit or plan.page_size))
-        urls = tuple(line.strip() for line in notes.splitlines()[1:]
-                     if line.startswith("  ") and ".json" in line)
-        return Explanation(plan.query.resource.url, urls, n,
+        lines = explain_query(query).splitlines()
+        notes = [lines[0], *(f"  {u}" for u in urls),
+                 *(line for line in lines[1:] if ".json" not in line)]
+        return Explanation(query.resource.url, urls, n,
                            explain_seconds(n, rate=self.settings.get_rate, latency=latency),
-                           notes)
+                           "\n".join(notes))
 
 
 # -- pure helpers --------------------------------------------------------------------------
