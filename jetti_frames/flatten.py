@@ -376,8 +376,11 @@ def _list_array(values: list[Any], kind: str | None, dtype_backend: DtypeBackend
 
 
 def _take(array: Any, index: np.ndarray) -> Any:
-    if isinstance(array, np.ndarray):
-        return pd.api.extensions.take(array, index, allow_fill=True, fill_value=None)
+    if isinstance(array, np.ndarray):  # JSON objects: missing rows hold None
+        padded = np.empty(len(array) + 1, dtype=object)
+        padded[:-1] = array
+        padded[-1] = None
+        return padded[index]
     return array.take(index, allow_fill=True)
 
 
