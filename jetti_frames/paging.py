@@ -72,6 +72,14 @@ from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["OrderedPager", "PageRequest", "Pager", "PagerStats", "merge_id_bounds"]
 
+#: The gap between the first page and the probe is cut into about this many windows (enough
+#: for the requests in flight; each window boundary costs half a request on average).
+TARGET_WINDOWS = 8
+#: The smallest planned window, in pages.
+MIN_WINDOW_PAGES = 2
+#: A window found to hold more pages than planned is cut into at most this many more.
+MAX_CARVE = 16
+
 
 @dataclass(frozen=True)
 class PageRequest:
@@ -230,14 +238,18 @@ class Pager:
         self.cap: int | None = None  # largest page seen: never above the server's real cap
         self.stats = PagerStats(windows=1)
         self._keys = count()
-        self._windows: list[_Window] = [_Window(cursor=None, hi=None)]
+        self._first = _Window(cursor=None, hi=None)
+        self._windows: list[_Window] = [self._first]
         self._inflight: dict[int, _Window | None] = {}
         self._probe_pending = probe and max_rows is None  # sent once parallel > 1
         self._probe_early = parallel > 1  # with the first request; else once it shows more rows
-        self._seen_rows = 0
-        self._seen_span = 0
+        self._probe_out = False
+        self._probe_done = False
+        self._window_pages = 0  # pages per window, planned once the probe is back
+        self._first_rows = 0
+        self._first_span = 0
         if max_rows == 0:
-            self._windows[0].closed = True
+            self._first.closed = True
 
     # -- public -------------------------------------------------------------------------
     @property
@@ -256,19 +268,26 @@ class Pager:
                       key=lambda b: -math.inf if b[0] is None else b[0])
 
     def next_requests(self) -> list[PageRequest]:
-        """Requests to send now, so that at most ``parallel`` are in flight."""
+        """Requests to send now, so that at most ``parallel`` are in flight.
+
+        Which requests are sent depends only on the pages' contents, never on the order in
+        which they are answered, so the same pull asks for the same pages (and a repeated pull
+        can be answered from a cache).
+        """
         out: list[PageRequest] = []
         while len(self._inflight) < self.parallel:
-            idle = [w for w in self._windows if not w.closed and w.inflight is None]
+            first = self._first
+            waiting = (first.hi is None and first.cursor is not None
+                       and (self._probe_out or self._probe_due()))  # the plan needs the probe
+            idle = [w for w in self._windows if not w.closed and w.inflight is None
+                    and not (w is first and waiting)]
             body = [w for w in idle if not w.tail]
             if body:
                 out.append(self._issue(body[0]))
             elif self._probe_due():
-                self._probe_pending = False
+                self._probe_pending, self._probe_out = False, True
                 out.append(self._send(PageRequest(next(self._keys), self.page_size,
                                                   descending=True), None))
-            elif self._split(self.parallel - len(self._inflight)):
-                continue
             elif tail := self._tail_to_send(idle):
                 out.append(self._issue(tail))
             else:
@@ -290,8 +309,6 @@ class Pager:
         self.stats.pages += 1
         if n:
             self.cap = max(self.cap or 0, n)
-            self._seen_rows += n
-            self._seen_span += abs(ids[-1] - ids[0]) + 1
         if window is None:
             keep = self._on_probe(request, ids)
         else:
@@ -313,21 +330,16 @@ class Pager:
     def _probe_due(self) -> bool:
         if not self._probe_pending or self.parallel < 2:
             return False
-        w = self._open_window()
-        return w is not None and (self._probe_early or w.cursor is not None)
+        w = self._first
+        if w.closed or w.hi is not None:
+            return False
+        return self._probe_early or w.cursor is not None
 
     def _tail_to_send(self, idle: list[_Window]) -> _Window | None:
-        """The tail goes last, when nothing can be split, so that it reads late inserts."""
-        body = [w for w in self._windows if not w.tail and not w.closed]
-        if any(w.cursor is None for w in body):
-            return None  # the first page is still out: splitting will be possible soon
+        """The tail goes after every other window has started: it reads late inserts."""
+        if self._probe_out or (not self._first.closed and self._first.cursor is None):
+            return None
         return next((w for w in idle if w.tail), None)
-
-    def _open_window(self) -> _Window | None:
-        for w in self._windows:
-            if w.hi is None and not w.closed:
-                return w
-        return None
 
     def _send(self, request: PageRequest, window: _Window | None) -> PageRequest:
         self._inflight[request.key] = window
@@ -352,57 +364,69 @@ class Pager:
         if keep < n or self._short(request, n):
             w.closed = True
         w.close_if_exhausted()
+        if w is self._first and request.gt is None and n:
+            self._first_rows += n
+            self._first_span += ids[-1] - ids[0] + 1
+        if w is self._first and self._probe_done:
+            self._plan()
+        elif not w.closed and not w.tail and self._window_pages and n:
+            span = ids[-1] - (request.gt if request.gt is not None else ids[0] - 1)
+            self._carve(w, n / max(span, 1))
         return keep
 
     def _on_probe(self, request: PageRequest, ids: list[int]) -> int:
-        w = self._open_window()
-        if w is None or not ids:
+        self._probe_out, self._probe_done = False, True
+        w = self._first
+        if w.closed or w.hi is not None or not ids:
             return 0
         keep = len(ids) if w.cursor is None else sum(1 for i in ids if i > w.cursor)
         if keep == 0:
             return 0
+        self._first_rows += keep
+        self._first_span += ids[0] - ids[keep - 1] + 1
         top, bottom = ids[0], ids[keep - 1]
         w.hi = bottom - 1
         if keep == len(ids) and self._short(request, len(ids)):
             w.closed = True  # nothing below the probe's lowest id: the probe read it all
+            return keep
         w.close_if_exhausted()
         self._windows.append(_Window(cursor=top, hi=None, tail=True))
         self.stats.windows += 1
+        if w.inflight is None:
+            self._plan()
         return keep
 
-    def _split(self, free: int) -> bool:
-        """Cut the window with the most work left into new windows; False if none is worth it."""
-        if free < 1 or not self.cap or not self._seen_rows:
-            return False
-        density = self._seen_rows / max(self._seen_span, 1)  # rows per id
-        ids_per_page = max(1, math.ceil(self.cap / density))
-        best: tuple[float, _Window, int] | None = None
-        for w in self._windows:
-            if w.closed or w.hi is None or w.cursor is None or w.inflight is None:
-                continue  # idle windows are sent before anything is split
-            start = w.cursor + ids_per_page  # about what the in-flight request will read
-            if start >= w.hi:
-                continue
-            pages = (w.hi - start) / ids_per_page
-            if best is None or pages > best[0]:
-                best = (pages, w, start)
-        if best is None or best[0] < 1.5:
-            return False
-        pages, w, start = best
-        parts = max(1, min(free, int(pages)))
+    def _plan(self) -> None:
+        """Cut the gap between the first page and the probe into windows of whole pages."""
+        w = self._first
+        if self._window_pages or w.closed or w.cursor is None or w.hi is None:
+            return
+        if not self.cap or not self._first_rows:
+            return
+        density = self._first_rows / max(self._first_span, 1)
+        pages = (w.hi - w.cursor) * density / self.cap
+        self._window_pages = max(MIN_WINDOW_PAGES, math.ceil(pages / TARGET_WINDOWS))
+        self._carve(w, density)
+
+    def _carve(self, w: _Window, density: float) -> None:
+        """Split ``w`` if it holds clearly more than a window's worth of pages.
+
+        Depends only on the window and the density of its own pages: the same data always
+        gives the same windows.
+        """
+        if w.hi is None or w.cursor is None or not self.cap or density <= 0:
+            return
+        width = self._window_pages * max(1, math.ceil(self.cap / density))
+        if w.hi - w.cursor <= width + width // 2:
+            return
         hi = w.hi
-        assert hi is not None
-        # whole pages per part, so that a part ends on a full page when the density holds
-        width = math.ceil(pages / parts) * ids_per_page
-        bounds = [min(hi, start + k * width) for k in range(parts)] + [hi]
-        w.hi = start
-        w.close_if_exhausted()
-        for lo, up in pairwise(bounds):
-            if up > lo:
-                self._windows.append(_Window(cursor=lo, hi=up))
-                self.stats.windows += 1
+        bounds = [w.cursor + k * width for k in range(1, MAX_CARVE + 1)
+                  if w.cursor + k * width < hi]
+        w.hi = bounds[0]
+        for lo, up in pairwise([*bounds, hi]):
+            self._windows.append(_Window(cursor=lo, hi=up))
+            self.stats.windows += 1
         self.stats.splits += 1
-        return True
 
 
 class OrderedPager:

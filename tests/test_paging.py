@@ -163,9 +163,8 @@ def test_parallel_keeps_requests_in_flight_with_little_waste() -> None:
     peak: list[int] = []
     got = drive(pager, server, rng=random.Random(3), peak=peak)
     assert sorted(got) == list(range(1, 5001))
-    assert pager.stats.requests <= 50 + 6
-    busy = sum(1 for p in peak if p == 4)
-    assert busy >= 0.8 * len(peak)
+    assert pager.stats.requests <= 50 + 2
+    assert sum(peak) / len(peak) >= 3.3  # on average, at least 3.3 of 4 slots busy
 
 
 @pytest.mark.parametrize("parallel", [1, 4])
@@ -254,10 +253,32 @@ def test_windows_stay_disjoint_after_the_probe() -> None:
     assert wins[0][0] == 100 and wins[-2][1] == 9_900 and wins[-1] == (10_000, None)
     for (_, hi), (lo, _) in itertools.pairwise(wins):
         assert hi == lo or (hi, lo) == (9_900, 10_000)  # contiguous: no gap, no overlap
-    # the first window's request was cut short: what it reads past its new bound is dropped
-    [cut] = [r for r in reqs if r.gt == 100]
-    assert cut.lte == 9_900 and wins[0][1] is not None and wins[0][1] < 9_900
-    assert pager.on_page(cut, list(range(101, 201))) == wins[0][1] - 100
+    # windows of whole pages: 98 pages between the first page and the probe, about 8 windows
+    assert [(r.gt, r.lte) for r in reqs] == [(100, 1400), (1400, 2700), (2700, 4000),
+                                             (4000, 5300)]
+
+
+@pytest.mark.parametrize("cap", [None, 37])
+def test_the_same_data_gives_the_same_requests_whatever_the_answer_order(
+        cap: int | None) -> None:
+    rng = random.Random(4)
+    ids = sorted(set(rng.sample(range(1, 40_000), 3000) + list(range(20_000, 21_500))))
+    shapes = []
+    for seed in range(6):
+        server = SimServer(ids, cap=cap)
+        pager = Pager(100, parallel=2 + seed % 4)
+        asked: list[tuple[object, ...]] = []
+        pending: list[PageRequest] = []
+        order = random.Random(seed)
+        while not pager.done:
+            for req in pager.next_requests():
+                asked.append((req.gt, req.lte, req.descending, req.limit))
+                pending.append(req)
+            req = pending.pop(order.randrange(len(pending)))
+            answer = server.answer(req)
+            pager.on_page(req, answer)
+        shapes.append(sorted(asked, key=repr))
+    assert all(s == shapes[0] for s in shapes)  # a repeated pull can be served from a cache
 
 
 def test_unordered_page_is_refused() -> None:
@@ -353,7 +374,7 @@ def test_parallel_may_be_raised_after_construction() -> None:
     ids = server.answer(first)
     got = ids[:pager.on_page(first, ids)]
     pending = pager.next_requests()
-    assert [r.descending for r in pending] == [False, True]
+    assert [r.descending for r in pending] == [True]  # the first window waits for the plan
     while pending:
         req = pending.pop(0)
         ids = server.answer(req)
