@@ -711,6 +711,12 @@ def _partition_dir(value: Any, name: str) -> str:
     return f"{name}={text}"
 
 
+def _partition_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return _scalar(value)
+
+
 def _partition_key(value: Any, partition: _Partition | None) -> tuple[Any, ...]:
     return () if partition is None else (value,)
 
@@ -768,16 +774,18 @@ class _DatasetWriter:
             top = frame["updatedAt"].max()
             if top is not None and not pd.isna(top):
                 self.watermark = _max_iso(self.watermark, pd.Timestamp(top).isoformat())
+        table = self._conform(self._table(frame))
         if self.partition is None:
-            self.write_table(self._table(frame), ())
+            self._append(table, ())
             return
         keys = self.partition.keys(frame)
         codes, uniques = pd.factorize(keys, use_na_sentinel=False)
+        if len(uniques) == 1:
+            self._append(table, (_partition_value(uniques[0]),))
+            return
         for index, value in enumerate(uniques):
-            part = frame[codes == index]
-            key_value = None if value is None or (isinstance(value, float) and math.isnan(value)) \
-                else _scalar(value)
-            self.write_table(self._table(part), (key_value,))
+            rows = pa.array(np.flatnonzero(codes == index))
+            self._append(table.take(rows), (_partition_value(value),))
 
     def _table(self, frame: pd.DataFrame) -> pa.Table:
         data = frame
@@ -796,15 +804,23 @@ class _DatasetWriter:
 
     def write_table(self, table: pa.Table, key: tuple[Any, ...]) -> None:
         """Append rows to the output file of a partition; missing columns become nulls."""
-        if table.num_rows == 0:
-            return
+        self._append(self._conform(table), key)
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        """``table`` with exactly the file schema (missing columns as nulls)."""
+        if table.schema.equals(self.schema, check_metadata=False):
+            return table
         for field in self.schema:
             if field.name not in table.column_names:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))
         try:
-            table = table.select(self.schema.names).cast(self.schema)
+            return table.select(self.schema.names).cast(self.schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SnapshotError(f"rows do not fit the snapshot's columns: {exc}") from None
+
+    def _append(self, table: pa.Table, key: tuple[Any, ...]) -> None:
+        if table.num_rows == 0:
+            return
         self.rows += table.num_rows
         handle = self._open.get(key)
         if handle is None:
