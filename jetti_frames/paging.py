@@ -17,15 +17,17 @@ Strategy (keyset, :class:`Pager`)
   us stop early: while nothing larger has been seen, a short page only teaches the cap and the
   stream goes on (costing one empty request when the result really was that small).
 * Parallel windows: the first request (ascending, no bound) is sent together with a *probe*
-  (descending, no bound).  The probe reads the top of the id range, so the ids in between are
-  known to lie in ``(last id of page 1, lowest id of the probe)``.  That gap becomes a bounded
-  window; an open-ended *tail* window starts above the probe's highest id, so records inserted
-  while paging (they get higher ids) are read too; it is sent last, once nothing can be split.
-  Whenever a request slot is free and no window is waiting, the window with the most estimated
-  work left (from the observed id density and page cap) is split: its in-flight request keeps
-  the part it is reading, the rest is cut into new windows of whole pages (work stealing).
-  Windows only ever split, so they never overlap and never leave gaps; a page that runs past
-  its window's (new) upper bound is trimmed and ends the window.
+  (descending, no bound).  The probe reads the top of the id range, so the ids in between lie
+  in ``(last id of page 1, lowest id of the probe)``.  From the id density of those two pages
+  that gap is cut into about ``TARGET_WINDOWS`` windows of whole pages, paged independently
+  and started in id order as request slots free up; an open-ended *tail* window starts above
+  the probe's highest id, so records inserted while paging (they get higher ids) are read too;
+  it is sent after every other window has started.  A window whose own pages show clearly more
+  rows than planned is carved further (from its cursor on).  Windows only ever split, so they
+  never overlap and never leave gaps; a page that runs past its window's bound is trimmed.
+* Determinism: which requests are sent depends only on the pages' contents, never on the order
+  in which answers arrive or on how large ``parallel`` is (only whether it ever exceeds 1), so
+  a repeated pull asks for exactly the same pages and can be answered from the HTTP cache.
 * :meth:`Pager.on_page` answers how many *leading* records of a page belong to the result: pages
   are trimmed, never filtered, because every window is an id interval.
 * ``max_rows=N`` (the user's ``limit=N``): one sequential stream, ``limit = min(page, rows
