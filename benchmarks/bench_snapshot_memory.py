@@ -39,7 +39,7 @@ CHILD = textwrap.dedent("""
     mode, base_url, token, out, page, include = sys.argv[1:7]
     include = json.loads(include)
     client = JettiClient(token, base_url=base_url, cache=False, progress=False,
-                         page_size=int(page))
+                         page_size=int(page), get_rate=1000.0)  # the sandbox's limit is off
     began = time.perf_counter()
     if mode == "snapshot":
         from jetti_frames.snapshot import snapshot

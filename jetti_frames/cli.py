@@ -71,7 +71,8 @@ def _query_options(parser: argparse.ArgumentParser, *, limit: bool = True) -> No
     group.add_argument("--attributes", metavar="A,B", help="fields to fetch, comma separated")
     group.add_argument("--include", metavar="MODEL[,MODEL]",
                        help="related models to embed (PurchaseStatus,DropshipProvider) or JSON")
-    group.add_argument("--order", metavar="[-]FIELD", help="sort by FIELD (- for descending)")
+    group.add_argument("--order", metavar="[-]FIELD",
+                       help="sort by FIELD; -FIELD for descending (--order -total)")
     if limit:
         group.add_argument("--limit", type=int, metavar="N", help="at most N rows")
 
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jetti-frames`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_join_order(list(sys.argv[1:] if argv is None else argv)))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     func: Callable[[argparse.Namespace], int] = args.func
@@ -179,6 +180,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, _one_line(exc), EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail(args, "interrupted", EXIT_INTERRUPTED)
+
+
+def _join_order(argv: list[str]) -> list[str]:
+    """``--order -total`` as ``--order=-total`` (argparse would take ``-total`` for an option)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--order" and i + 1 < len(argv) and argv[i + 1][:1] == "-" \
+                and argv[i + 1][1:2].isalpha():
+            out.append(f"--order={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
@@ -297,7 +313,12 @@ def _format_from_suffix(out: str | None) -> str | None:
 
 def _write_frame(frame: pd.DataFrame, fmt: str, out: str | None) -> None:
     if fmt == "parquet":
+        from .snapshot import _json_text
+
         assert out is not None
+        frame = frame.copy()
+        for name in frame.select_dtypes(include="object").columns:  # JSON: stored as text
+            frame[name] = frame[name].map(_json_text).astype(object)
         frame.to_parquet(out, index=False)
         return
     if fmt == "json":
@@ -372,6 +393,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     query = _query(args)
     client = _client(args, need_credentials=False)
     explanation = client.explain(args.resource, **query, limit=args.limit)
+    print(f"base URL: {client.base_url}")
     print(str(explanation))
     return EXIT_OK
 
@@ -424,7 +446,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  the same read again: requests: {cached.get('requests', 0)}   cache hits: "
         f"{cached.get('cache_hits', 0)}   ({again:.1f} s)",
         "",
-        frame[shown].head(5).to_string(index=False, max_colwidth=24),
+        frame[shown].head(5).to_string(index=False, max_colwidth=28),
         "",
         f"Snapshot written to {info['path']}",
         f"  read it back:  jetti_frames.read_snapshot({str(args.out)!r})",
