@@ -523,12 +523,9 @@ class JettiClient:
         """
         wanted = ("where", "attributes", "include", "order", "limit", "page_size")
         plan = self._plan(resource, **{k: v for k, v in options.items() if k in wanted})
-        dtypes = column_dtypes(plan.spec, sep=sep, dtype_backend=dtype_backend)
         for records in self.iter_pages(resource, **options):
-            if not records:
-                continue
-            frame = frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
-            yield conform(frame, dtypes, sep=sep, spec=plan.spec, dtype_backend=dtype_backend)
+            if records:
+                yield frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
 
     def frame_dtypes(self, resource: str, *, attributes: Sequence[str] | None = None,
                      include: Any = None, dtype_backend: DtypeBackend = "numpy_nullable",
@@ -663,19 +660,6 @@ def _sort_key(value: Any) -> Any:
         except ValueError:
             return value
     return value
-
-
-def conform(frame: pd.DataFrame, dtypes: Mapping[str, Any], *, sep: str, spec: FrameSpec,
-            dtype_backend: str) -> pd.DataFrame:
-    """Give a page frame exactly the planned columns and dtypes (unknown fields kept after)."""
-    missing = [name for name in dtypes if name not in frame.columns]
-    if missing:
-        filler = empty_frame(spec, sep=sep, dtype_backend=dtype_backend)  # type: ignore[arg-type]
-        for name in missing:
-            frame[name] = pd.Series([None] * len(frame), dtype=filler[name].dtype,
-                                    index=frame.index)
-    planned = list(dtypes)
-    return frame[planned + [c for c in frame.columns if c not in dtypes]]
 
 
 def server_date(value: str | None) -> dt.datetime | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from platformdirs import user_cache_path
 
@@ -65,7 +65,7 @@ class Settings:
     backoff: float = 0.5
     max_array: int = MAX_ARRAY
 
-    ENV = {
+    ENV: ClassVar[dict[str, str]] = {
         "base_url": "JETTI_BASE_URL",
         "token": "JETTI_API_TOKEN",
         "cache_path": "JETTI_CACHE_PATH",
