@@ -126,6 +126,10 @@ class _Plan:
     parts: list[dict[str, Any]]
     page_size: int
     limit: int | None
+    #: Expect a small answer (the consistency pass): one sequential stream, no probe.
+    few: bool = False
+    #: The largest page the server has returned for this plan's endpoint.
+    cap: int | None = None
 
     @property
     def server_ordered(self) -> bool:
@@ -318,6 +322,7 @@ class JettiClient:
                 records = [r for r in records if query.keep(r)]
             if bar is not None:
                 bar.update(1)
+            plan.cap = max(plan.cap or 0, stream.pager.cap or 0) or None
             if inner.page is not None:  # offset pages: hand them over in page order
                 stream.pages[inner.page] = records
                 continue
@@ -333,8 +338,13 @@ class JettiClient:
                                             parallel=self.settings.max_in_flight))
                     for p in plan.parts]
         max_rows = plan.limit if len(plan.parts) == 1 and not plan.query.post_filter else None
-        return [_Stream(p, Pager(plan.page_size, max_rows=_at_most(max_rows, p)))
-                for p in plan.parts]
+        parallel = 1 if plan.few else self._transport.in_flight_target
+        streams = [_Stream(p, Pager(plan.page_size, max_rows=_at_most(max_rows, p),
+                                    parallel=parallel, probe=not plan.few))
+                   for p in plan.parts]
+        for stream in streams:
+            stream.pager.cap = plan.cap
+        return streams
 
     def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
                  consistent: bool = True) -> list[dict[str, Any]]:
@@ -612,9 +622,10 @@ def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any
         rest = {k: v for k, v in where.items() if k not in long_in}
         parts = split_where(replace(plan.query, wire_where=rest))
         if len(parts) == 1:
-            return replace(plan, parts=[and_where(parts[0], changed)]), compile_where(long_in)
+            return (replace(plan, parts=[and_where(parts[0], changed)], few=True),
+                    compile_where(long_in))
     parts = [and_where(p, changed) for p in plan.parts]
-    return replace(plan, parts=parts), lambda record: True
+    return replace(plan, parts=parts, few=True), lambda record: True
 
 
 def _at_most(max_rows: int | None, part: Mapping[str, Any]) -> int | None:

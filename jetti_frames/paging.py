@@ -365,6 +365,8 @@ class Pager:
             w.cursor = ids[keep - 1]
         if keep < n or self._short(request, n):
             w.closed = True
+            if w is self._first and request.gt is None and keep < n:
+                self._close_unsent_tail()  # the probe came back first and overlaps this page
         w.close_if_exhausted()
         if w is self._first and request.gt is None and n:
             self._first_rows += n
@@ -376,14 +378,22 @@ class Pager:
             self._carve(w, n / max(span, 1))
         return keep
 
+    def _close_unsent_tail(self) -> None:
+        for w in self._windows:
+            if w.tail and w.inflight is None:
+                w.closed = True
+
     def _on_probe(self, request: PageRequest, ids: list[int]) -> int:
         self._probe_out, self._probe_done = False, True
         w = self._first
         if w.closed or w.hi is not None or not ids:
             return 0
         keep = len(ids) if w.cursor is None else sum(1 for i in ids if i > w.cursor)
-        if keep == 0:
-            return 0
+        if keep < len(ids):
+            # the probe reached down into the first page: together they read every row, in
+            # one round, so neither the first window nor a tail has anything left
+            w.closed = True
+            return keep
         self._first_rows += keep
         self._first_span += ids[0] - ids[keep - 1] + 1
         top, bottom = ids[0], ids[keep - 1]
