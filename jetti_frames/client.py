@@ -385,10 +385,10 @@ class JettiClient:
         return tqdm(desc=plan.query.resource.url, unit=" pages", disable=None if show else True,
                     leave=False)
 
-    @staticmethod
-    def _bar_rows(bar: Any, rows: int) -> None:
+    def _bar_rows(self, bar: Any, rows: int) -> None:
         if not bar.disable:
-            bar.set_postfix(rows=rows, refresh=False)
+            bar.set_postfix(rows=rows, cache_hits=self._transport.stats.cache_hits,
+                            refresh=False)
 
     def _snapshot_stats(self) -> dict[str, float]:
         s = self._transport.stats
