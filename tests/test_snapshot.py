@@ -62,16 +62,8 @@ def own(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     return make_sandbox(purchases=300, rate="off", tokens=(TOKEN,))
 
 
-def nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:
-    """Object columns with every null as None (a snapshot stores JSON null for NaN and None)."""
-    out = frame.copy()
-    for name in out.columns[out.dtypes == object]:
-        out[name] = out[name].map(lambda v: None if isinstance(v, float) and v != v else v)
-    return out
-
-
 def assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(got, nulls_as_none(expected))
+    pd.testing.assert_frame_equal(got, expected)
 
 
 def all_bytes(root: Path) -> Iterator[tuple[Path, bytes]]:
