@@ -281,7 +281,8 @@ def _columns(res: Resource) -> list[str]:
     return [*res.field_names, *EXTRA_FIELDS]
 
 
-def _field_exprs(res: Resource, plan: Plan, seed: int) -> list[str]:
+def _field_exprs(res: Resource, plan: Plan, seed: int, *, fresh: bool = False) -> list[str]:
+    """SQL expressions of every column; ``fresh`` rows are created and last updated now."""
     exprs = []
     for i, f in enumerate(res.fields):
         if f.name == "id":
@@ -289,7 +290,8 @@ def _field_exprs(res: Resource, plan: Plan, seed: int) -> list[str]:
         elif f.name == "createdAt":
             expr = f"strftime({_ISO}, c, 'unixepoch')"
         elif f.name == "updatedAt":
-            expr = f"strftime({_ISO}, c + iif(r4 % 3 = 0, 0, r4 % 15552000), 'unixepoch')"
+            later = "0" if fresh else "iif(r4 % 3 = 0, 0, r4 % 15552000)"
+            expr = f"strftime({_ISO}, c + {later}, 'unixepoch')"
         elif f.name in plan.overrides:
             expr = plan.overrides[f.name]
         else:
@@ -371,7 +373,7 @@ def insert_rows(con: sqlite3.Connection, url: str, count: int | None, *, seed: i
             f"rows AS MATERIALIZED (SELECT *, {created} AS c, "
             f"{first_id} + (n - 1) * {plan.step} + r6 % {plan.step} AS base_id FROM base)")
     cols = ", ".join(f'"{c}"' for c in _columns(res))
-    exprs = ", ".join(_field_exprs(res, plan, seed))
+    exprs = ", ".join(_field_exprs(res, plan, seed, fresh=now is not None))
     sql = f"WITH RECURSIVE {source}, {base} INSERT INTO {table} ({cols}) SELECT {exprs} FROM rows"
     before = con.total_changes
     con.execute(sql)

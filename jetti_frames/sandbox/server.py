@@ -278,7 +278,8 @@ class Sandbox:
         return ids
 
     def touch(self, resource: str, ids_or_n: int | Sequence[int]) -> list[int]:
-        """Set ``updatedAt`` to now for the given ids, or for ``n`` seeded-random records."""
+        """Update the given ids, or ``n`` seeded-random records: ``updatedAt`` becomes now and,
+        where the resource has ``notes``, the notes say so (a value a reader can see change)."""
         url = CATALOG.resource(resource).url
         table = table_name(url)
         now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
@@ -290,8 +291,10 @@ class Sandbox:
                     all_ids, min(ids_or_n, len(all_ids))))
             else:
                 ids = [int(i) for i in ids_or_n]
-            con.executemany(f'UPDATE {table} SET "updatedAt" = ? WHERE id = ?',
-                            [(now, i) for i in ids])
+            sets = '"updatedAt" = ?1'
+            if CATALOG.resource(url).has_field("notes"):
+                sets += ", \"notes\" = 'updated at ' || ?1"
+            con.executemany(f"UPDATE {table} SET {sets} WHERE id = ?2", [(now, i) for i in ids])
             con.commit()
         return ids
 
