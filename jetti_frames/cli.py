@@ -408,8 +408,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Sandbox -> snapshot -> summary.
 
     The sandbox keeps Jetti's real allowance (2 GET/s, which the client's limiter honours) unless
-    ``--rate off``; 1000 purchases take about a dozen requests, a few seconds. The HTTP cache is
-    a temporary file (or ``--cache``), read a second time to show cache hits.
+    ``--rate off``; 1000 purchases take about a dozen requests, a few seconds. The snapshot of the
+    same query is then written from the HTTP cache (a temporary file, or ``--cache``).
     """
     import tempfile
 
@@ -427,24 +427,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         client = _client(args, need_credentials=False, base_url=sandbox.base_url,
                          token=SANDBOX_TOKEN,
                          **({"get_rate": 1000.0} if args.rate == "off" else {}))
-        info = snapshot("purchases", args.out, include=DEMO_INCLUDE, client=client,
-                        progress=not args.quiet)
+        client.read("purchases", include=DEMO_INCLUDE, progress=not args.quiet)
+        pulled = _stats(client)
         seconds = time.perf_counter() - began
         again = time.perf_counter()
-        client.read("purchases", include=DEMO_INCLUDE, progress=False)
-        cached = _stats(client)
+        info = snapshot("purchases", args.out, include=DEMO_INCLUDE, client=client,
+                        progress=False)
         again = time.perf_counter() - again
         client.close()
     frame = read_snapshot(args.out)
     shown = [c for c in ("id", "reference", "dateOrdered", "total", "purchaseType",
                          "purchase_status_name", "dropship_provider_name") if c in frame.columns]
     lines = [
-        f"Pulled {info['rows']} purchases with {' and '.join(DEMO_INCLUDE)} from the sandbox "
-        f"in {seconds:.1f} s",
-        f"  rows: {len(frame)}   columns: {len(frame.columns)}   requests: {info['requests']}   "
-        f"cache hits: {info.get('cache_hits') or 0}",
-        f"  the same read again: requests: {cached.get('requests', 0)}   cache hits: "
-        f"{cached.get('cache_hits', 0)}   ({again:.1f} s)",
+        f"Pulled {pulled.get('rows')} purchases with {' and '.join(DEMO_INCLUDE)} from the "
+        f"sandbox in {seconds:.1f} s: {pulled.get('requests')} requests, "
+        f"{pulled.get('status_429', 0)} answered 429",
+        f"Wrote the same query as a parquet snapshot from the HTTP cache in {again:.1f} s: "
+        f"{info.get('requests') or 0} requests, {info.get('cache_hits') or 0} cache hits",
+        f"  rows: {len(frame)}   columns: {len(frame.columns)}",
         "",
         frame[shown].head(5).to_string(index=False, max_colwidth=28),
         "",

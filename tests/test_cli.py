@@ -210,7 +210,8 @@ def test_demo_subprocess(tmp_path: Path) -> None:
                           "JETTI_CACHE_PATH": str(tmp_path / "cache.sqlite")})
     assert result.returncode == 0, result.stderr
     assert "rows: 200" in result.stdout
-    assert "requests:" in result.stdout and "cache hits:" in result.stdout
+    assert "0 answered 429" in result.stdout
+    assert "from the HTTP cache" in result.stdout and " 0 requests" in result.stdout
     assert str(out) in result.stdout
     frame = read_snapshot(out)
     assert {"purchase_status_name", "dropship_provider_name"} <= set(frame.columns)
