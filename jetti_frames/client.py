@@ -347,14 +347,16 @@ class JettiClient:
         return streams
 
     def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
-                 consistent: bool = True) -> list[dict[str, Any]]:
+                 consistent: bool = True,
+                 on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
         """Every record of a plan, deduplicated, post-filtered, in the final order."""
         stats_before = self._snapshot_stats()
         dates: list[str] = []
         by_id: dict[Any, dict[str, Any]] = {}
-        pages_with_rows = 0
+        pages = pages_with_rows = 0
         with self._bar(plan, progress) as bar:
             for records in self._pull(plan, refresh=refresh, bar=bar, dates=dates):
+                pages += 1
                 pages_with_rows += bool(records)
                 for record in records:
                     by_id[record.get("id")] = record
@@ -363,6 +365,8 @@ class JettiClient:
                 if plan.limit is not None and len(by_id) >= plan.limit:
                     break
                 self._bar_rows(bar, len(by_id))
+                if on_page is not None:
+                    on_page(pages, len(by_id))
             began = min(filter(None, map(server_date, dates)), default=None)
             if (consistent and plan.limit is None and pages_with_rows > 1 and began
                     and plan.query.resource.has_field("updatedAt")):
@@ -417,7 +421,7 @@ class JettiClient:
              limit: int | None = None, page_size: int | None = None, refresh: bool = False,
              dtype_backend: DtypeBackend = "numpy_nullable", include_mode: IncludeMode = "joined",
              sep: str = DEFAULT_SEP, progress: bool | None = None, explain: bool = False,
-             consistent: bool = True) -> Any:
+             consistent: bool = True, on_page: Callable[[int, int], Any] | None = None) -> Any:
         """Read every matching record of ``resource`` into a typed DataFrame.
 
         Parameters
@@ -457,6 +461,9 @@ class JettiClient:
             Return an :class:`Explanation` of the requests instead of sending them.
         consistent : bool, default True
             After a multi-page read, fetch the records updated while paging once more.
+        on_page : callable, optional
+            Called as ``on_page(pages, rows)`` after every page; an exception it raises stops
+            the read (nothing more is requested) and propagates.
 
         Returns
         -------
@@ -474,7 +481,8 @@ class JettiClient:
         if explain:
             return self.explain(resource, **options)
         plan = self._plan(resource, **options)
-        records = self._records(plan, refresh=refresh, progress=progress, consistent=consistent)
+        records = self._records(plan, refresh=refresh, progress=progress, consistent=consistent,
+                                on_page=on_page)
         if include_mode == "tables":
             return frame_tables(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
         if include_mode != "joined":
@@ -574,7 +582,8 @@ class JettiClient:
         """
         plan = self._plan(resource, **{k: v for k, v in options.items()
                                        if k not in ("refresh", "progress", "dtype_backend",
-                                                    "include_mode", "sep", "consistent")})
+                                                    "include_mode", "sep", "consistent",
+                                                    "on_page")})
         query = plan.query
         urls = tuple(f"{query.resource.url}.json?"
                      + encode(page_params(query, stream.part, req), readable=True)

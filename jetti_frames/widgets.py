@@ -686,27 +686,21 @@ class QueryForm:
     def _load_job(self, resource: str, options: dict[str, Any]) -> pd.DataFrame | None:
         self.progress.layout.visibility = "visible"
         self.progress.value, self.progress.max = 0, 1
-        pull, added = _with_sort_keys(_clean(options))
-        frames: list[pd.DataFrame] = []
-        rows = 0
-        pages = self.client.iter_frames(resource, progress=False, **pull)
+
+        def on_page(pages: int, rows: int) -> None:
+            if self._cancel.is_set():
+                raise _Cancelled  # stops the read: nothing more is requested
+            self.progress.max = max(self.progress.max, pages + 1)
+            self.progress.value = pages
+            self.status.value = f"loading… {rows:,} rows, {pages} pages"
+
         try:
-            for frame in pages:
-                frames.append(frame)
-                rows += len(frame)
-                self.progress.max = max(self.progress.max, len(frames) + 1)
-                self.progress.value = len(frames)
-                self.status.value = f"loading… {rows:,} rows, {len(frames)} pages"
-                if self._cancel.is_set():
-                    return None
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()  # stops the pager: nothing more is requested
-        self.progress.max = self.progress.value = max(len(frames), 1)
-        if not frames:
-            return self.client.read(resource, progress=False, **_clean(options))
-        return assemble(frames, pull, added)
+            frame = self.client.read(resource, progress=False, on_page=on_page,
+                                     **_clean(options))
+        except _Cancelled:
+            return None
+        self.progress.max = self.progress.value = max(self.progress.value, 1)
+        return frame
 
     def _snapshot_job(self, resource: str, options: dict[str, Any]) -> pd.DataFrame:
         from .snapshot import read_snapshot, snapshot
@@ -735,48 +729,8 @@ class QueryForm:
             classes="jf-frame", max_cols=40, border=0, na_rep="<NA>")
 
 
-def _with_sort_keys(options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Options that also fetch ``id`` and the order attribute, and the names so added."""
-    attributes = options.get("attributes")
-    if not attributes:
-        return options, []
-    order = options.get("order")
-    keys = ["id"] + ([str(order).lstrip("-")] if order else [])
-    added = [k for k in dict.fromkeys(keys) if k not in attributes]
-    return {**options, "attributes": [*attributes, *added]}, added
-
-
-def assemble(frames: list[pd.DataFrame], options: dict[str, Any], added: Iterable[str] = ()
-             ) -> pd.DataFrame:
-    """Page frames (in arrival order) -> the frame ``read()`` returns for the same options.
-
-    Rows are ordered by ``id``, then stably by the order attribute (nulls last), cut to
-    ``limit``; with a ``limit`` and an ``order`` the server's order is kept.  Columns in
-    ``added`` (fetched only to sort) are dropped.
-
-    >>> pages = [pd.DataFrame({"id": [5, 6], "t": [1.0, None]}),
-    ...          pd.DataFrame({"id": [2], "t": [1.0]})]
-    >>> assemble(pages, {"order": "-t"}).id.tolist()
-    [2, 5, 6]
-    """
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    order, limit = options.get("order"), options.get("limit")
-    if not (order and limit):
-        if "id" in frame.columns:
-            frame = frame.sort_values("id", kind="stable", na_position="last")
-        if order:
-            name = str(order).lstrip("-")
-            frame = frame.sort_values(name, ascending=not str(order).startswith("-"),
-                                      kind="stable", na_position="last", key=_sort_key)
-    if limit:
-        frame = frame.head(limit)
-    return frame.drop(columns=list(added)).reset_index(drop=True)
-
-
-def _sort_key(column: pd.Series) -> pd.Series:
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.astype("string")
-    return column
+class _Cancelled(Exception):
+    """Raised from the progress callback to stop a load the user cancelled."""
 
 
 _STYLE = ("<style>.jf-code textarea{font-family:monospace;font-size:12px}"

@@ -14,7 +14,7 @@ import ipywidgets as w
 import pandas as pd
 import pytest
 
-from jetti_frames import transport, widgets
+from jetti_frames import transport
 from jetti_frames.catalog import CATALOG
 from jetti_frames.client import JettiClient
 from jetti_frames.errors import JettiQueryError
@@ -24,7 +24,6 @@ from jetti_frames.snapshot import read_snapshot
 from jetti_frames.widgets import (
     ANALYTICS_RESOURCES,
     QueryForm,
-    assemble,
     build_where,
     parse_list,
     query_form,
@@ -97,18 +96,6 @@ def test_parse_list_types_values_and_reports_bad_ones() -> None:
     assert parse_list("enum", "dropship, replenishment") == ["dropship", "replenishment"]
     with pytest.raises(JettiQueryError, match="'x' is not an integer"):
         parse_list("integer", "1, x")
-
-
-def test_assemble_matches_read_order_for_pages_out_of_order(sb: Sandbox) -> None:
-    client = make_client(sb, page_size=40)
-    options = {"attributes": ["reference", "total"], "order": "-total",
-               "include": [{"model": "PurchaseItem", "attributes": ["quantity"]}]}
-    pull, added = widgets._with_sort_keys(options)
-    frames = list(client.iter_frames("purchases", **pull))
-    assert len(frames) > 2
-    assert added == ["id"]
-    got = assemble(frames[::-1], pull, added)  # arrival order must not matter
-    pd.testing.assert_frame_equal(got, client.read("purchases", **options))
 
 
 # -- the widgets ----------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def build_catalog(spec: dict[str, Any]) -> dict[str, Any]:
             "belongs_to": [],
             "has_many": [],
         }
-    for url, res in resources.items():
+    for res in resources.values():
         for field in res["fields"]:
             name = field["name"]
             if not name.endswith("Id") or field["kind"] != "integer" or name == "id":
