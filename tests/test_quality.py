@@ -1,0 +1,33 @@
+"""The package stays lint-clean, type-clean, and exports exactly what it documents."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jetti_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+
+
+def test_ruff_is_clean() -> None:
+    result = run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean_on_the_package() -> None:
+    result = run("mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_public_name_is_exported() -> None:
+    names = jetti_frames.__all__  # ruff (RUF022) keeps it sorted
+    public = {n for n in dir(jetti_frames) if not n.startswith("_")
+              and not isinstance(getattr(jetti_frames, n), type(jetti_frames))}
+    assert set(names) - {"__version__"} == public - {"annotations", "Any"}
