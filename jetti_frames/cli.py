@@ -27,6 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -277,9 +278,7 @@ def _partition(text: str | None) -> Any:
 
 
 def _stats(client: Any) -> dict[str, Any]:
-    from .snapshot import _stats as stats
-
-    return stats(client)
+    return asdict(client.last_stats)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Literal
@@ -1142,17 +1142,9 @@ def _client(client: JettiClient | None, token: str | None, base_url: str | None)
     return JettiClient(token, base_url=base_url)
 
 
-def _stats(client: Any) -> dict[str, Any]:
-    stats = getattr(client, "last_stats", None)
-    if stats is None:
-        return {}
-    if isinstance(stats, Mapping):
-        return dict(stats)
-    if hasattr(stats, "_asdict"):
-        return dict(stats._asdict())
-    if hasattr(stats, "__dataclass_fields__"):
-        return {k: getattr(stats, k) for k in stats.__dataclass_fields__}
-    return {k: getattr(stats, k) for k in ("requests", "cache_hits", "rows") if hasattr(stats, k)}
+def _stats(client: JettiClient) -> dict[str, Any]:
+    """What the client's last read cost (requests, cache hits, rows, ...)."""
+    return asdict(client.last_stats)
 
 
 def _query(where: Any, attributes: Any, include: Any, order: Any) -> dict[str, Any]:
