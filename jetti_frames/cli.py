@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except BrokenPipeError:  # the reader went away (``| head``): not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return EXIT_OK
     except UsageError as exc:
         return _fail(args, f"{args.command}: {exc}", EXIT_USAGE)
     except JettiQueryError as exc:
