@@ -648,17 +648,9 @@ def _at_most(max_rows: int | None, part: Mapping[str, Any]) -> int | None:
 
 def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict[str, Any]:
     """The parameters of one page request of one part of a query."""
-    if req.page is not None:
-        return request_params(part, query.sent_attributes, query.include, query.order,
-                              limit=req.limit, from_=req.page)
-    bounds: dict[str, Any] = {}
-    if req.gt is not None:
-        bounds["$gt"] = req.gt
-    if req.lte is not None:
-        bounds["$lte"] = req.lte
-    where = and_where(part, {"id": bounds}) if bounds else dict(part)
-    return request_params(where, query.sent_attributes, query.include,
-                          Order("id", descending=req.descending), limit=req.limit)
+    paging = req.params(dict(part))
+    return request_params(paging.get("where"), query.sent_attributes, query.include,
+                          paging.get("order", query.order), limit=req.limit, from_=req.page)
 
 
 def sort_records(records: list[dict[str, Any]], order: Order | None) -> list[dict[str, Any]]:

@@ -70,9 +70,10 @@ from dataclasses import dataclass
 from itertools import count, pairwise
 from typing import Any
 
+from .query import and_where
 from .settings import DEFAULT_PAGE_SIZE
 
-__all__ = ["OrderedPager", "PageRequest", "Pager", "PagerStats", "merge_id_bounds"]
+__all__ = ["OrderedPager", "PageRequest", "Pager", "PagerStats"]
 
 #: The gap between the first page and the probe is cut into about this many windows (enough
 #: for the requests in flight; each window boundary costs half a request on average).
@@ -125,44 +126,12 @@ class PageRequest:
             out: dict[str, Any] = {"where": dict(where)} if where else {}
             out.update(limit=self.limit, **{"from": self.page})
             return out
-        merged = merge_id_bounds(where, gt=self.gt, lte=self.lte)
+        bounds = {op: v for op, v in (("$gt", self.gt), ("$lte", self.lte)) if v is not None}
+        merged = and_where(where or {}, {"id": bounds}) if bounds else dict(where or {})
         out = {"where": merged} if merged else {}
         out["order"] = {"attribute": "id", "descending": self.descending}
         out["limit"] = self.limit
         return out
-
-
-def merge_id_bounds(where: dict[str, Any] | None, *, gt: int | None = None,
-                    lte: int | None = None) -> dict[str, Any]:
-    """AND ``id > gt`` and ``id <= lte`` into a user ``where`` (never loosening the user's bounds).
-
-    A scalar or list condition on ``id`` becomes ``$in`` so that the bounds can sit beside it.
-
-    Examples
-    --------
-    >>> merge_id_bounds({"id": {"$gt": 10}}, gt=3, lte=50)
-    {'id': {'$gt': 10, '$lte': 50}}
-    >>> merge_id_bounds({"id": 7}, gt=3)
-    {'id': {'$in': [7], '$gt': 3}}
-    """
-    out = dict(where or {})
-    if gt is None and lte is None:
-        return out
-    cond = out.get("id")
-    if cond is None:
-        ops: dict[str, Any] = {}
-    elif isinstance(cond, dict):
-        ops = dict(cond)
-    elif isinstance(cond, list | tuple):
-        ops = {"$in": list(cond)}
-    else:
-        ops = {"$in": [cond]}
-    if gt is not None:
-        ops["$gt"] = max(int(ops["$gt"]), gt) if ops.get("$gt") not in (None, "") else gt
-    if lte is not None:
-        ops["$lte"] = min(int(ops["$lte"]), lte) if ops.get("$lte") not in (None, "") else lte
-    out["id"] = ops
-    return out
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jetti_frames.paging import OrderedPager, Pager, PageRequest, merge_id_bounds
+from jetti_frames.paging import OrderedPager, Pager, PageRequest
 
 
 class SimServer:
@@ -359,8 +359,9 @@ def test_params_and_where_merging() -> None:
     p = PageRequest(0, 50, gt=10, lte=20, descending=True).params({"id": {"$lte": 15}})
     assert p["where"] == {"id": {"$lte": 15, "$gt": 10}}
     assert p["order"]["descending"] is True
-    assert merge_id_bounds({"id": [1, 2]}, lte=5) == {"id": {"$in": [1, 2], "$lte": 5}}
-    assert merge_id_bounds({"x": 1}) == {"x": 1}
+    assert PageRequest(0, 9, lte=5).params({"id": [1, 2]})["where"] == {
+        "id": {"$in": [1, 2], "$lte": 5}}
+    assert PageRequest(0, 9).params({"x": 1})["where"] == {"x": 1}
     assert PageRequest(3, 37, page=2).params({"a": 1}) == {"where": {"a": 1}, "limit": 37,
                                                              "from": 2}
 
