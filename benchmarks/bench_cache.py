@@ -1,0 +1,82 @@
+"""Scenario 3: the same query again, answered by the on-disk HTTP cache.
+
+A client with a cache file pulls every purchase at the real allowance (cold); a second client
+(as a new notebook session would make) reads the same query from the same cache file (warm).
+Reported: wall time, requests the sandbox saw, cache hits, the speed-up and whether both frames
+are equal.
+
+Run alone::
+
+    python benchmarks/bench_cache.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import PAGE_SIZE, Scale, fmt, markdown_table, ratio
+
+
+def run(scale: Scale) -> dict[str, Any]:
+    import pandas as pd
+
+    from jetti_frames import JettiClient
+    from jetti_frames.sandbox import Sandbox
+    from jetti_frames.settings import SANDBOX_TOKEN
+
+    out: dict[str, Any] = {"pages": scale.pages, "latency_ms": scale.cache_latency_ms}
+    with tempfile.TemporaryDirectory() as tmp, Sandbox(
+            purchases=scale.purchases, latency_ms=scale.cache_latency_ms,
+            max_limit=PAGE_SIZE) as sb:
+        frames = []
+        for label in ("cold", "warm"):
+            client = JettiClient(SANDBOX_TOKEN, base_url=sb.base_url,
+                                 cache=Path(tmp) / "http-cache.sqlite", progress=False,
+                                 page_size=PAGE_SIZE)
+            sb.reset_counters()
+            began = time.perf_counter()
+            frame = client.read("purchases")
+            seconds = time.perf_counter() - began
+            stats = client.last_stats
+            out[label] = {"seconds": round(seconds, 4), "requests": sb.counters()["requests"],
+                          "cache_hits": stats.cache_hits, "rows": len(frame)}
+            frames.append(frame)
+            client.close()
+        try:
+            pd.testing.assert_frame_equal(frames[0], frames[1])
+            out["same_frame"] = True
+        except AssertionError:
+            out["same_frame"] = False
+    out["speedup"] = ratio(out["cold"]["seconds"], out["warm"]["seconds"])
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [[label, f"{r['rows']:,}", r["requests"], r["cache_hits"], fmt(r["seconds"], 3)]
+            for label, r in (("cold (empty cache)", result["cold"]),
+                             ("warm (same query again)", result["warm"]))]
+    text = markdown_table(["read", "rows", "requests", "cache hits", "wall s"], rows,
+                          align="-rrrr")
+    same = "equal" if result["same_frame"] else "NOT equal"
+    return (text + f"\n\nWarm read {result['speedup']:,.0f}x faster than cold "
+            f"(server latency {result['latency_ms']:.0f} ms); the two frames are {same}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    print(table(run(Scale.quick() if args.quick else Scale.full())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
