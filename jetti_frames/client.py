@@ -145,15 +145,20 @@ class _Stream:
     part: dict[str, Any]
     pager: Pager | OrderedPager
     pages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Set on the streams of the consistency pass: which of their records belong to the result.
+    member: Callable[[Any], bool] | None = None
 
 
 class _Fanout:
     """Several pagers driven as one, so that split ``$in`` chunks run in parallel too."""
 
-    def __init__(self, streams: list[_Stream], max_rows: int | None) -> None:
+    def __init__(self, streams: list[_Stream], max_rows: int | None,
+                 late: Callable[[], list[_Stream]] | None = None) -> None:
         self.streams = streams
         self.max_rows = max_rows if len(streams) == 1 else None
         self.parallel = max(s.pager.parallel for s in streams)
+        #: Asked for more streams once every pager has sent all it knows it needs.
+        self.late = late
         self._keys = count()
         self._owner: dict[int, tuple[_Stream, PageRequest]] = {}
         self._answered: dict[int, tuple[_Stream, PageRequest]] = {}
@@ -163,7 +168,17 @@ class _Fanout:
         return all(s.pager.done for s in self.streams)
 
     def next_requests(self) -> list[PageRequest]:
-        out: list[PageRequest] = []
+        out = self._collect([])
+        if self.late is not None and len(self._owner) < self.parallel and all(
+                isinstance(s.pager, Pager) and s.pager.draining for s in self.streams):
+            more = self.late()
+            if more:
+                self.late = None
+                self.streams.extend(more)
+                out = self._collect(out)
+        return out
+
+    def _collect(self, out: list[PageRequest]) -> list[PageRequest]:
         for stream in self.streams:
             room = self.parallel - len(self._owner) - len(out)
             if room <= 0:
@@ -300,15 +315,20 @@ class JettiClient:
 
     # -- pulling ----------------------------------------------------------------------------
     def _pull(self, plan: _Plan, *, refresh: bool, bar: Any = None,
-              dates: list[str] | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Pages of records (post-filtered, not yet deduplicated across parts)."""
+              dates: list[str] | None = None,
+              late: Callable[[], list[_Stream]] | None = None,
+              ) -> Iterator[tuple[_Stream, list[dict[str, Any]]]]:
+        """Pages of records with their stream (post-filtered, not deduplicated across parts).
+
+        ``late`` may add streams (the consistency pass) once every pager is draining.
+        """
         if not plan.parts:
             return
         self._check_token()
         query = plan.query
         url = f"{query.resource.url}.json"
         streams = self._streams(plan)
-        fanout = _Fanout(streams, plan.limit)
+        fanout = _Fanout(streams, plan.limit, late)
 
         def build(req: PageRequest) -> tuple[str, str]:
             stream, inner = fanout.stream_of(req)
@@ -326,10 +346,10 @@ class JettiClient:
             if inner.page is not None:  # offset pages: hand them over in page order
                 stream.pages[inner.page] = records
                 continue
-            yield records
+            yield stream, records
         for stream in streams:
             for page in sorted(stream.pages):
-                yield stream.pages[page]
+                yield stream, stream.pages[page]
 
     def _streams(self, plan: _Plan) -> list[_Stream]:
         """One pager per part of the plan."""
@@ -349,32 +369,45 @@ class JettiClient:
     def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,
                  on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
-        """Every record of a plan, deduplicated, post-filtered, in the final order."""
+        """Every record of a plan, deduplicated, post-filtered, in the final order.
+
+        With ``consistent``, a read of several pages also asks for the records updated since
+        its first answer (the consistency pass); that request goes out as soon as every other
+        request of the read has been sent, and the newer version of each record wins.
+        """
         stats_before = self._snapshot_stats()
         dates: list[str] = []
         by_id: dict[Any, dict[str, Any]] = {}
         pages = pages_with_rows = 0
+        wanted = (consistent and plan.limit is None
+                  and plan.query.resource.has_field("updatedAt"))
+        passes: list[_Stream] = []
+
+        def catch_up() -> list[_Stream]:
+            began = min(filter(None, map(server_date, dates)), default=None)
+            if not wanted or passes or not pages_with_rows or began is None:
+                return []
+            again, member = catch_up_plan(plan, began - dt.timedelta(seconds=2))
+            passes.extend(replace(s, member=member) for s in self._streams(again))
+            return passes
+
         with self._bar(plan, progress) as bar:
-            for records in self._pull(plan, refresh=refresh, bar=bar, dates=dates):
+            for stream, records in self._pull(plan, refresh=refresh, bar=bar, dates=dates,
+                                              late=catch_up):
                 pages += 1
-                pages_with_rows += bool(records)
-                for record in records:
-                    by_id[record.get("id")] = record
-                    if plan.limit is not None and len(by_id) >= plan.limit:
-                        break
+                pages_with_rows += bool(records) and stream.member is None
+                merge(by_id, records, stream.member)
                 if plan.limit is not None and len(by_id) >= plan.limit:
                     break
                 self._bar_rows(bar, len(by_id))
                 if on_page is not None:
                     on_page(pages, len(by_id))
-            began = min(filter(None, map(server_date, dates)), default=None)
-            if (consistent and plan.limit is None and pages_with_rows > 1 and began
-                    and plan.query.resource.has_field("updatedAt")):
-                catch_up, member = catch_up_plan(plan, began - dt.timedelta(seconds=2))
-                for records in self._pull(catch_up, refresh=refresh, bar=bar):
-                    for record in records:
-                        if member(record):
-                            by_id[record.get("id")] = record
+            # a read answered in its first round (the first page and the probe) is one moment;
+            # one that went on, and whose pass found nothing to overlap, catches up now
+            if pages > 2 and not passes and catch_up():
+                again = replace(plan, parts=[s.part for s in passes], few=True)
+                for _, records in self._pull(again, refresh=refresh, bar=bar):
+                    merge(by_id, records, passes[0].member)
                 self._bar_rows(bar, len(by_id))
         records = list(by_id.values())
         if not plan.server_ordered:
@@ -506,7 +539,7 @@ class JettiClient:
         multi = len(plan.parts) > 1
         try:
             with self._bar(plan, progress) as bar:
-                for records in self._pull(plan, refresh=refresh, bar=bar):
+                for _, records in self._pull(plan, refresh=refresh, bar=bar):
                     if multi:
                         records = [r for r in records if r.get("id") not in seen]
                         seen.update(r.get("id") for r in records)
@@ -651,6 +684,27 @@ def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict
     paging = req.params(dict(part))
     return request_params(paging.get("where"), query.sent_attributes, query.include,
                           paging.get("order", query.order), limit=req.limit, from_=req.page)
+
+
+def merge(by_id: dict[Any, dict[str, Any]], records: list[dict[str, Any]],
+          member: Callable[[Any], bool] | None = None) -> None:
+    """Put records into ``by_id``; of two versions of a record the later ``updatedAt`` wins
+    (or the later answer, without ``updatedAt``).  ``member`` filters consistency-pass records."""
+    for record in records:
+        if member is not None and not member(record):
+            continue
+        key = record.get("id")
+        old = by_id.get(key)
+        if old is None or not _older(record, old):
+            by_id[key] = record
+
+
+def _older(record: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether ``record`` was updated before ``other`` (False when either lacks updatedAt)."""
+    mine, theirs = record.get("updatedAt"), other.get("updatedAt")
+    if mine is None or theirs is None:
+        return False
+    return bool(_sort_key(mine) < _sort_key(theirs))
 
 
 def sort_records(records: list[dict[str, Any]], order: Order | None) -> list[dict[str, Any]]:

