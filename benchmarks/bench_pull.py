@@ -220,7 +220,7 @@ def dlt_table(result: dict[str, Any]) -> str:
                      fmt(extract) if extract is not None else "-",
                      fmt(r["wall_vs_floor"], 2), fmt(r["utilisation"], 2)])
     text = markdown_table(
-        ["latency ms", "tool", "requests", "429s", "rows", "wall s", "of which HTTP s",
+        ["latency ms", "tool", "requests", "429s", "rows", "wall s", "of which extract s",
          "wall / floor", "utilisation"], rows, align="r-rrrrrrr")
     text += "\n\n" + columns_text(result["columns"], f"the full pull ({result['pages']} pages)")
     filtered = result.get("filtered_columns")
@@ -238,15 +238,22 @@ def columns_text(c: dict[str, Any], what: str) -> str:
     kinds = "; ".join(f"`{k}` ({n})" for k, n in sorted(c["retyped_kinds"].items()))
     names = ", ".join(f"`{n}`" for n in null_dropped[:10]) + (", ..." if len(null_dropped) > 10
                                                               else "")
+    verb = "is" if len(null_dropped) == 1 else "are"
+    others = f" (and {len(other_dropped)} others)" if other_dropped else ""
     return (
         f"Columns of {what}: jetti-frames writes {c['ours_columns']} typed columns, every one "
         f"kept even when empty; dlt writes {c['dlt_columns']} in `purchases` plus "
-        f"{len(c['dlt_tables']) - 1} child tables. dlt leaves out {len(null_dropped)} columns "
-        f"that are all null in this pull{': ' + names if names else ''}"
-        f"{f' (and {len(other_dropped)} others)' if other_dropped else ''}; moves "
-        f"{len(c['nested_into_child_tables'])} list/JSON columns into child tables; flattens "
-        f"{len(c['flattened'])} JSON objects into `<column>__<key>` columns; stores "
-        f"{len(c['retyped'])} with another type: {kinds or 'none'}.")
+        f"{len(c['dlt_tables']) - 1} child tables. dlt leaves out "
+        f"{_n(len(null_dropped), 'column')} that {verb} all null in this pull"
+        f"{': ' + names if names else ''}{others}; moves "
+        f"{_n(len(c['nested_into_child_tables']), 'list/JSON column')} into child tables; "
+        f"flattens {_n(len(c['flattened']), 'JSON object')} into `<column>__<key>` columns; "
+        f"stores {len(c['retyped'])} with another type: {kinds or 'none'}.")
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 column``, ``2 columns``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def table(result: dict[str, Any]) -> str:

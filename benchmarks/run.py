@@ -6,6 +6,7 @@ Usage::
     python -m benchmarks                      # the full run (about 8 minutes on 2 cores)
     python -m benchmarks --quick              # a smoke run at small sizes (about 1 minute)
     python -m benchmarks --only cache,refresh # some scenarios (names below)
+    python -m benchmarks --render benchmarks/results/latest.json   # tables of an earlier run
 
 Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 
@@ -143,10 +144,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         low = min(r["utilisation"] for r in mine)
         throttled = sum(r["status_429"] for r in mine)
         add("utilisation >= 0.95 at every latency, zero 429s",
-            f"lowest {low:.2f}, {throttled} 429s", low >= 0.95 and throttled == 0)
+            f"lowest {low:.3f}, {throttled} 429s", low >= 0.95 and throttled == 0)
         worst = max(r["wall_vs_floor"] for r in mine)
         add("wall time within 5% of the floor (pages / 2 + one latency)",
-            f"worst {worst:.2f}x the floor", worst <= 1.05)
+            f"worst {worst:.3f}x the floor", worst <= 1.05)
     if (c := ok("cache")) is not None:
         add("warm cache >= 50x faster, zero requests",
             f"{c['speedup']:,.0f}x, {c['warm']['requests']} requests",
@@ -171,6 +172,19 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
                            for t in rows])
 
 
+def render(document: dict[str, Any]) -> str:
+    """The markdown of a results file: machine, every scenario's table, the targets."""
+    info, scale = document["machine"], document["scale"]
+    results = document["results"]
+    head = (f"Measured {info['date']} on {info['cpus']} x {info['cpu_model']}, Python "
+            f"{info['python']}, pandas {info['pandas']}, pyarrow {info['pyarrow']} "
+            f"({scale['name']} run, {document['elapsed_seconds']:.0f} s).\n")
+    body = "".join(_section(s.name, results[s.name]) for s in SCENARIOS if s.name in results)
+    goals = targets(results)
+    tail = f"\n### Targets\n\n{targets_table(goals)}\n" if goals else ""
+    return head + body + tail
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks",
                                      description=__doc__.splitlines()[0])
@@ -178,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated scenarios among {', '.join(NAMES)}")
     parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="print the tables of an earlier run's results file; run nothing")
     args = parser.parse_args(argv)
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return 0
     names = args.only.split(",") if args.only else list(NAMES)
     names = [n for n in names if n not in args.skip.split(",")]
     unknown = sorted(set(names) - set(NAMES))
@@ -202,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(document, indent=2, default=str)
     for name in (f"{stamp}-{scale.name}.json", "latest.json"):
         (args.out / name).write_text(text)
-    markdown = "\n".join(_section(n, results[n]) for n in names if n in results)
-    if goals:
-        markdown += f"\n### Targets\n\n{targets_table(goals)}\n"
-    (args.out / "latest.md").write_text(markdown)
+    (args.out / "latest.md").write_text(render(document))
     print(f"Results: {args.out / (stamp + '-' + scale.name + '.json')}", file=sys.stderr)
     failed = [n for n, r in results.items() if "error" in r]
     return 1 if failed else 0
