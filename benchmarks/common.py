@@ -186,7 +186,13 @@ def machine() -> dict[str, Any]:
     import pandas
     import pyarrow
 
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        commit = ""
     return {
+        "commit": commit or "unknown",
         "cpus": os.cpu_count(),
         "cpu_model": cpu,
         "python": platform.python_version(),

@@ -178,7 +178,8 @@ def render(document: dict[str, Any]) -> str:
     results = document["results"]
     head = (f"Measured {info['date']} on {info['cpus']} x {info['cpu_model']}, Python "
             f"{info['python']}, pandas {info['pandas']}, pyarrow {info['pyarrow']} "
-            f"({scale['name']} run, {document['elapsed_seconds']:.0f} s).\n")
+            f"(commit {info.get('commit', '?')}, {scale['name']} run, "
+            f"{document['elapsed_seconds']:.0f} s).\n")
     body = "".join(_section(s.name, results[s.name]) for s in SCENARIOS if s.name in results)
     goals = targets(results)
     tail = f"\n### Targets\n\n{targets_table(goals)}\n" if goals else ""
