@@ -45,7 +45,7 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import PurePath
@@ -1233,13 +1233,3 @@ def _iso(moment: dt.datetime) -> str:
 def _max_iso(*values: str | None) -> str | None:
     present = [pd.Timestamp(v) for v in values if v]
     return max(present).isoformat() if present else None
-
-
-def iter_snapshot_files(path: str | os.PathLike[str], *,
-                        filesystem: Any = None) -> Iterator[str]:
-    """The data files of a published snapshot, as paths inside its filesystem."""
-    target = _Target.of(path, filesystem)
-    root, manifest = _open_published(target)
-    for entry in manifest["files"]:
-        yield _join(root, entry["path"])
-
