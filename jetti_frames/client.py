@@ -132,6 +132,12 @@ class _Plan:
     cap: int | None = None
 
     @property
+    def id_ordered(self) -> bool:
+        """The result is wanted in id order, the order keyset pages come in."""
+        order = self.query.order
+        return order is None or (order.attribute == "id" and not order.descending)
+
+    @property
     def server_ordered(self) -> bool:
         """Top-N in the user's order: offset pages on the server's order."""
         return (self.limit is not None and self.query.order is not None
@@ -357,7 +363,8 @@ class JettiClient:
             return [_Stream(p, OrderedPager(plan.page_size, max_rows=plan.limit,
                                             parallel=self.settings.max_in_flight))
                     for p in plan.parts]
-        max_rows = plan.limit if len(plan.parts) == 1 and not plan.query.post_filter else None
+        # limit=N: each stream stops after N rows when they are the first N in the wanted order
+        max_rows = plan.limit if plan.id_ordered and not plan.query.post_filter else None
         parallel = 1 if plan.few else self._transport.in_flight_target
         streams = [_Stream(p, Pager(plan.page_size, max_rows=_at_most(max_rows, p),
                                     parallel=parallel, probe=not plan.few))
@@ -397,8 +404,9 @@ class JettiClient:
                 pages += 1
                 pages_with_rows += bool(records) and stream.member is None
                 merge(by_id, records, stream.member)
-                if plan.limit is not None and len(by_id) >= plan.limit:
-                    break
+                if (plan.limit is not None and plan.id_ordered and len(plan.parts) == 1
+                        and len(by_id) >= plan.limit):
+                    break  # the first N in id order are in
                 self._bar_rows(bar, len(by_id))
                 if on_page is not None:
                     on_page(pages, len(by_id))

@@ -371,3 +371,16 @@ def test_the_real_allowance_is_never_exceeded(make_sandbox: Callable[..., Sandbo
     assert len(df) == 400
     assert sb.counters()["status_429"] == 0 and c.last_stats.status_429 == 0
     assert sb.counters()["requests"] == c.last_stats.requests >= 10
+
+
+def test_limit_with_a_long_in_list_and_an_order(sandbox: Sandbox, client: JettiClient) -> None:
+    ids = [r["id"] for r in sandbox.query("SELECT id FROM purchases ORDER BY id DESC LIMIT 90")]
+    listed = ", ".join(map(str, ids))
+    first = client.read("purchases", where={"id": ids}, attributes=["id"], limit=7)
+    want = sandbox.query(f"SELECT id FROM purchases WHERE id IN ({listed}) ORDER BY id LIMIT 7")
+    assert first["id"].tolist() == [r["id"] for r in want]
+    top = client.read("purchases", where={"id": ids}, attributes=["id", "total"], order="-total",
+                      limit=7)
+    want = sandbox.query(f"SELECT id FROM purchases WHERE id IN ({listed}) "
+                         "ORDER BY total DESC, id LIMIT 7")
+    assert top["id"].tolist() == [r["id"] for r in want]
