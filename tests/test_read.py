@@ -384,3 +384,19 @@ def test_limit_with_a_long_in_list_and_an_order(sandbox: Sandbox, client: JettiC
     want = sandbox.query(f"SELECT id FROM purchases WHERE id IN ({listed}) "
                          "ORDER BY total DESC, id LIMIT 7")
     assert top["id"].tolist() == [r["id"] for r in want]
+
+
+def test_nested_include_two_levels(sandbox: Sandbox, client: JettiClient) -> None:
+    got = client.read("purchases", attributes=["id"], where={"saleId": {"$ne": None}},
+                      include={"model": "Sale", "attributes": ["id"],
+                               "include": [{"model": "Customer", "attributes": ["email"]}]},
+                      limit=60)
+    want = truth(sandbox, "SELECT p.id, s.id AS sale_id, c.email AS sale_customer_email "
+                 "FROM purchases p JOIN sales s ON s.id = p.saleId "
+                 "LEFT JOIN customers c ON c.id = s.customerId ORDER BY p.id LIMIT 60", (),
+                 {"id": ("purchases", "id"), "sale_id": ("sales", "id"),
+                  "sale_customer_email": ("customers", "email")})
+    pd.testing.assert_frame_equal(got, want)
+    with pytest.raises(JettiQueryError, match="level"):
+        client.read("purchases", include={"model": "Sale", "include": [
+            {"model": "Customer", "include": ["Channel"]}]})
