@@ -589,9 +589,9 @@ def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if len(f)] or frames[:1]
     categories: dict[str, list[Any]] = {}
     for frame in frames:
-        for name, dtype in frame.dtypes.items():
+        for label, dtype in frame.dtypes.items():
             if isinstance(dtype, pd.CategoricalDtype):
-                cats = categories.setdefault(str(name), [])
+                cats = categories.setdefault(str(label), [])
                 seen = set(cats)
                 cats.extend(c for c in dtype.categories if c not in seen)
     fixed = []

@@ -760,14 +760,14 @@ class _DatasetWriter:
             for name in new:
                 self.dtypes[name] = frame[name].dtype
             self._set_schema()
-        for name, dtype in frame.dtypes.items():
-            known = self.dtypes[str(name)]
+        for column, dtype in frame.dtypes.items():
+            known = self.dtypes[str(column)]
             if isinstance(dtype, pd.CategoricalDtype) and isinstance(known, pd.CategoricalDtype):
                 extra = dtype.categories.difference(known.categories, sort=False)
                 if len(extra):
-                    self.dtypes[str(name)] = pd.CategoricalDtype(
+                    self.dtypes[str(column)] = pd.CategoricalDtype(
                         known.categories.append(extra), ordered=known.ordered)
-                    self.specs[str(name)] = _dtype_spec(self.dtypes[str(name)])
+                    self.specs[str(column)] = _dtype_spec(self.dtypes[str(column)])
         if frame.empty:
             return
         if "updatedAt" in frame.columns:
