@@ -7,12 +7,11 @@ are equal.
 
 Run alone::
 
-    python benchmarks/bench_cache.py [--quick]
+    python -m benchmarks --only cache [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -68,15 +67,3 @@ def table(result: dict[str, Any]) -> str:
     same = "equal" if result["same_frame"] else "NOT equal"
     return (text + f"\n\nWarm read {result['speedup']:,.0f}x faster than cold "
             f"(server latency {result['latency_ms']:.0f} ms); the two frames are {same}.")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    print(table(run(Scale.quick() if args.quick else Scale.full())))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

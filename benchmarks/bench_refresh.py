@@ -8,12 +8,11 @@ holding the same data.
 
 Run alone::
 
-    python benchmarks/bench_refresh.py [--quick]
+    python -m benchmarks --only refresh [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -90,15 +89,3 @@ def table(result: dict[str, Any]) -> str:
             f"{result['request_ratio']:.0f}x fewer requests and is {result['speedup']:.0f}x "
             f"faster; both refreshed snapshots {same} ({result['touched_seen']:,} of "
             f"{result['changed']:,} changed records carry their new `updatedAt`).")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    print(table(run(Scale.quick() if args.quick else Scale.full())))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
