@@ -14,14 +14,10 @@ Run alone::
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import PAGE_SIZE, Scale, fmt, markdown_table, ratio
 
