@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import doctest
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -397,8 +396,6 @@ def test_matches_follows_sql_null_semantics_and_like() -> None:
 
 
 def _vector(name: str) -> dict[str, Any]:
-    path = Path(os.environ.get("JETTI_QS_VECTORS", "/work/shared/qs-vectors.json"))
-    if not path.exists():
-        pytest.skip(f"qs vectors not found at {path}")
+    path = Path(__file__).resolve().parent / "data" / "qs-vectors.json"
     cases = json.loads(path.read_text(encoding="utf-8"))["encode_cases"]
     return next(c for c in cases if c["name"] == name)
