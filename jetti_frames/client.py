@@ -540,7 +540,11 @@ class JettiClient:
         Takes the options of :meth:`read` that shape the request.  Records are never repeated;
         a record updated while paging comes with the values it had when its page was read.
         """
-        plan = self._plan(resource, **options)
+        return self._iter_pages(self._plan(resource, **options), refresh=refresh,
+                                progress=progress)
+
+    def _iter_pages(self, plan: _Plan, *, refresh: bool,
+                    progress: bool | None) -> Iterator[list[dict[str, Any]]]:
         before = self._snapshot_stats()
         seen: set[Any] = set()
         rows = 0
@@ -580,9 +584,9 @@ class JettiClient:
         >>> sum(sizes)
         120
         """
-        wanted = ("where", "attributes", "include", "order", "limit", "page_size")
-        plan = self._plan(resource, **{k: v for k, v in options.items() if k in wanted})
-        for records in self.iter_pages(resource, **options):
+        refresh, progress = options.pop("refresh", False), options.pop("progress", None)
+        plan = self._plan(resource, **options)
+        for records in self._iter_pages(plan, refresh=refresh, progress=progress):
             if records:
                 yield frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
 
