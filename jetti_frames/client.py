@@ -34,7 +34,6 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
@@ -72,8 +71,6 @@ from .settings import Settings
 from .transport import Transport, explain_seconds
 
 __all__ = ["Explanation", "JettiClient", "ReadStats", "get_jetti", "read_jetti"]
-
-log = logging.getLogger("jetti_frames")
 
 IncludeMode = Literal["joined", "tables"]
 DtypeBackend = Literal["numpy_nullable", "pyarrow"]
