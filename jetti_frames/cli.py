@@ -19,7 +19,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import json
 import os
@@ -353,11 +352,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def cmd_refresh(args: argparse.Namespace) -> int:
     from .snapshot import refresh_snapshot
 
-    if args.overlap < 0:
-        raise UsageError("--overlap must be >= 0")
     client = _client(args)
-    info = refresh_snapshot(args.path, full=args.full, client=client,
-                            overlap=dt.timedelta(seconds=args.overlap), progress=not args.quiet)
+    info = refresh_snapshot(args.path, full=args.full, client=client, overlap=args.overlap,
+                            progress=not args.quiet)  # checks the overlap before any request
     changed = info.get("changed_records")
     what = "full re-read" if args.full else f"{changed} changed records"
     _say(args, f"{what}, {info['requests']} requests; now {info['rows']} rows, watermark "

@@ -53,6 +53,7 @@ __all__ = [
     "and_where",
     "build_query",
     "compile_where",
+    "convert_value",
     "encode",
     "explain_query",
     "js_number",
@@ -61,6 +62,7 @@ __all__ = [
     "query_urls",
     "request_params",
     "split_where",
+    "to_instant",
     "to_iso",
     "to_wire",
     "where_is_empty",
@@ -261,10 +263,24 @@ def js_number(value: float | int) -> str:
     return f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
+#: The strings a date-time condition accepts, as error messages name them.
+ISO_FORMS = ("ISO-8601: a date (2025-06-01) or a date-time (2025-06-01T14:30, "
+             "2025-06-01 14:30:00.250) with Z or an offset (2025-06-01T14:30:00+02:00), "
+             "none meaning UTC")
+_ISO_INSTANT = re.compile(
+    r"(?P<year>\d{4}|[+-]\d{6})-(?P<month>\d{2})-(?P<day>\d{2})"
+    r"(?:[Tt ](?P<hour>\d{2}):(?P<minute>\d{2})"
+    r"(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d{1,9}))?)?"
+    r"(?P<offset>[Zz]|(?P<sign>[+-])(?P<oh>\d{2}):?(?P<om>\d{2}))?)?",
+    re.ASCII)
+_YEARS = "years 0001-9999"
+
+
 def to_iso(value: datetime.date | pd.Timestamp | np.datetime64 | str) -> str:
     """An instant written as JavaScript's ``Date#toISOString`` writes it.
 
-    Naive datetimes are taken as UTC, a date as midnight UTC; below milliseconds is dropped.
+    Takes what :func:`to_instant` takes; years before 1000 are zero-padded as JavaScript pads
+    them.
 
     Examples
     --------
@@ -272,27 +288,101 @@ def to_iso(value: datetime.date | pd.Timestamp | np.datetime64 | str) -> str:
     '2019-01-01T00:00:00.000Z'
     >>> to_iso(pd.Timestamp("2024-03-15 14:34:56.789999", tz="Europe/Berlin"))
     '2024-03-15T13:34:56.789Z'
+    >>> to_iso(datetime.datetime(5, 1, 2, 3, 4))
+    '0005-01-02T03:04:00.000Z'
     """
-    ts = _to_utc_datetime(value)
-    return f"{ts:%Y-%m-%dT%H:%M:%S}.{ts.microsecond // 1000:03d}Z"
+    instant = _to_utc_datetime(value)
+    return instant.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def to_instant(value: Any) -> datetime.datetime:
+    """The one rule for reading a date-time value: an aware UTC ``datetime`` floored to ms.
+
+    Accepts ``datetime.date`` (midnight UTC), ``datetime.datetime`` and ``pd.Timestamp`` (naive
+    means UTC), ``numpy.datetime64`` (UTC), and strings in ISO-8601 form only: ``YYYY-MM-DD``,
+    optionally ``T`` (or a space) ``HH:MM[:SS[.fff]]`` and ``Z`` or ``+HH:MM``; no offset means
+    UTC.  Day-first or month-first forms (``01/06/2025``), names (``June 1 2025``), compact or
+    week dates (``20250601``, ``2025-W22``), ``""``, ``"NaT"`` and missing values (``NaT``,
+    ``NA``, ``NaN``) are refused, as are instants outside years 0001-9999 in UTC.
+
+    Raises
+    ------
+    JettiQueryError
+        Naming the accepted forms.
+
+    Examples
+    --------
+    >>> to_instant("2025-06-01T14:30:00.1239+02:00")
+    datetime.datetime(2025, 6, 1, 12, 30, 0, 123000, tzinfo=datetime.timezone.utc)
+    >>> to_instant("01/06/2025")
+    Traceback (most recent call last):
+    ...
+    jetti_frames.errors.JettiQueryError: '01/06/2025' is not ISO-8601: a date (2025-06-01) or \
+a date-time (2025-06-01T14:30, 2025-06-01 14:30:00.250) with Z or an offset \
+(2025-06-01T14:30:00+02:00), none meaning UTC
+    """
+    return _to_utc_datetime(value)
 
 
 def _to_utc_datetime(value: Any) -> datetime.datetime:
     """Aware UTC ``datetime`` floored to milliseconds (JavaScript ``Date`` precision)."""
-    if isinstance(value, str | np.datetime64):
-        value = pd.Timestamp(value)
-    if isinstance(value, pd.Timestamp):
-        if value is pd.NaT:
-            raise ValueError("NaT is not an instant")
-        value = value.tz_localize(_UTC) if value.tz is None else value.tz_convert(_UTC)
-        value = value.floor("ms").to_pydatetime()
+    if isinstance(value, str):
+        instant = _parse_iso(value)
+    elif _is_missing(value) or (isinstance(value, np.datetime64) and np.isnat(value)):
+        raise JettiQueryError(f"{value!r} is a missing value, not a date-time; "
+                              f"None is how to say NULL")
+    elif isinstance(value, np.datetime64):
+        instant = _from_datetime64(value)
+    elif isinstance(value, pd.Timestamp):
+        instant = value.to_pydatetime(warn=False)
     elif isinstance(value, datetime.datetime):
-        value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+        instant = value
     elif isinstance(value, datetime.date):
-        value = datetime.datetime(value.year, value.month, value.day, tzinfo=_UTC)
+        instant = datetime.datetime(value.year, value.month, value.day)
     else:
-        raise TypeError(f"not a date: {value!r}")
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+        raise JettiQueryError(f"{value!r} is not a date-time: give a date, datetime, pandas "
+                              f"Timestamp, numpy datetime64 or a string in {ISO_FORMS}")
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        instant = instant.replace(tzinfo=_UTC)
+    else:
+        try:
+            instant = instant.astimezone(_UTC)
+        except OverflowError:
+            raise JettiQueryError(f"{value!r} falls outside {_YEARS} in UTC") from None
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
+
+def _parse_iso(text: str) -> datetime.datetime:
+    """An ISO-8601 date or date-time (see :func:`to_instant`); naive when it has no offset."""
+    match = _ISO_INSTANT.fullmatch(text.strip())
+    if match is None:
+        raise JettiQueryError(f"{text!r} is not {ISO_FORMS}")
+    year = int(match["year"])
+    if not 1 <= year <= 9999:
+        raise JettiQueryError(f"{text!r}: year {year} is outside {_YEARS}")
+    tz: datetime.tzinfo | None = _UTC if match["offset"] else None
+    if match["sign"]:
+        hours, minutes = int(match["oh"]), int(match["om"])
+        if hours > 23 or minutes > 59:
+            raise JettiQueryError(f"{text!r}: {match['offset']} is not a UTC offset")
+        offset = datetime.timedelta(hours=hours, minutes=minutes)
+        tz = datetime.timezone(-offset if match["sign"] == "-" else offset)
+    try:
+        return datetime.datetime(
+            year, int(match["month"]), int(match["day"]), int(match["hour"] or 0),
+            int(match["minute"] or 0), int(match["second"] or 0),
+            int((match["fraction"] or "")[:6].ljust(6, "0")), tzinfo=tz)
+    except ValueError as exc:
+        raise JettiQueryError(f"{text!r} is not a valid date-time ({exc})") from None
+
+
+def _from_datetime64(value: np.datetime64) -> datetime.datetime:
+    year = int(value.astype("datetime64[Y]").astype(np.int64)) + 1970
+    if not 1 <= year <= 9999:
+        raise JettiQueryError(f"{value!r}: year {year} is outside {_YEARS}")
+    instant = value.astype("datetime64[us]").item()
+    assert isinstance(instant, datetime.datetime)
+    return instant
 
 
 def _is_list_like(value: Any) -> bool:
@@ -391,6 +481,15 @@ def _suggest(name: str, choices: Iterable[str]) -> str:
 
 def _field_value(fld: Field, raw: Any, where: str) -> Any:
     """One value for ``fld``, converted and checked against the field's kind."""
+    if raw is pd.NaT or (isinstance(raw, np.datetime64) and np.isnat(raw)):
+        raise JettiQueryError(f"{where}: NaT is not a value for {fld.name!r}; "
+                              f"None is how to say NULL")
+    if fld.kind == "datetime" and raw is not None:
+        try:
+            return _to_utc_datetime(raw)
+        except JettiQueryError as exc:
+            raise JettiQueryError(f"{where}: not a valid datetime for {fld.name!r}: "
+                                  f"{exc}") from None
     value = _scalar(raw)
     if value is None:
         return None
@@ -419,15 +518,6 @@ def _field_value(fld: Field, raw: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         raise JettiQueryError(bad + " (use True or False)")
-    if kind == "datetime":
-        if isinstance(value, datetime.datetime):
-            return value
-        if isinstance(value, str):
-            try:
-                return _to_utc_datetime(value)
-            except (ValueError, TypeError):
-                raise JettiQueryError(bad + " (give a datetime or an ISO-8601 string)") from None
-        raise JettiQueryError(bad + " (give a datetime or an ISO-8601 string)")
     if kind == "enum":
         allowed = fld.enum or ()
         if isinstance(value, str) and (not allowed or value in allowed):
@@ -443,6 +533,34 @@ def _field_value(fld: Field, raw: Any, where: str) -> Any:
     if isinstance(value, datetime.datetime | str | int | float | bool):
         return value  # array / json: the server decides
     raise JettiQueryError(bad)
+
+
+def convert_value(fld: Field, op: str, value: Any, where: str = "value") -> Any:
+    """``value`` as a condition ``op`` on ``fld`` compares it: the one conversion of values.
+
+    ``read_jetti``'s ``where``, ``read_snapshot``'s ``filters``, the query form and the
+    command line's ``--where`` all convert through here: date-times by :func:`to_instant`
+    (aware UTC), integers and numbers from numbers or numeric strings, booleans from bools or
+    ``"true"``/``"false"``, enums checked against their values; a list for ``$in``, ``$notIn``
+    and ``$between``.  None is SQL NULL (``$eq``/``$ne`` only); NaT is refused.
+
+    Raises
+    ------
+    JettiQueryError
+        Naming ``where`` and the field.
+
+    Examples
+    --------
+    >>> fld = CATALOG.resource("purchases").field("dateOrdered")
+    >>> convert_value(fld, "$in", ["2025-06-01", datetime.date(2025, 6, 2)])
+    [datetime.datetime(2025, 6, 1, 0, 0, tzinfo=datetime.timezone.utc), \
+datetime.datetime(2025, 6, 2, 0, 0, tzinfo=datetime.timezone.utc)]
+    >>> convert_value(CATALOG.resource("purchases").field("id"), "$gt", "12")
+    12
+    """
+    if op not in _FIELD_OPS:
+        raise JettiQueryError(f"{where}: unknown operator {op!r}{_suggest(str(op), _FIELD_OPS)}")
+    return _norm_op(fld, op, value, where)
 
 
 def _dedupe(values: Iterable[Any]) -> list[Any]:

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import difflib
 import json
 import math
+import operator
 import os
 import posixpath
 import socket
@@ -61,8 +63,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import __version__
-from .catalog import CATALOG
-from .errors import JettiError, SnapshotError
+from .catalog import CATALOG, Field
+from .errors import JettiError, JettiQueryError, SnapshotError
 
 if TYPE_CHECKING:
     from .client import JettiClient
@@ -201,13 +203,19 @@ def read_snapshot(
         Columns to read (default all; a derived partition column such as ``dateOrdered_month``
         can be asked for by name).
     filters
-        Row filters in ``pyarrow.parquet`` form (``[("purchaseType", "==", "dropship")]``) or a
-        ``pyarrow.compute`` expression; partition columns prune whole folders.
+        Row filters in ``pyarrow.parquet`` form: ``(column, op, value)`` tuples ANDed in a list,
+        or a list of such lists ORed (``op`` one of ``== = != < <= > >= in "not in"``), or a
+        ``pyarrow.compute`` expression. Values are converted to the column's type by the rule
+        ``read_jetti``'s ``where`` uses (date strings in ISO-8601 form, dates, ``"12"`` for an
+        integer, an enum checked against its values); ``None`` with ``==``/``!=`` tests for
+        null. Partition columns prune whole folders.
 
     Raises
     ------
     SnapshotError
         When ``path`` is missing or holds no completed snapshot (e.g. an interrupted write).
+    JettiQueryError
+        A filter on an unknown column, or a value that does not fit its column.
 
     Examples
     --------
@@ -225,14 +233,14 @@ def read_snapshot(
     if unknown:
         raise SnapshotError(f"no such column in the snapshot: {', '.join(map(repr, unknown))}")
     file_schema = _arrow_schema(specs, partition)
+    part_schema = partition.arrow_schema(specs) if partition else None
+    schema = _dataset_schema(file_schema, part_schema)
+    expression = _filter_expression(filters, specs, schema)
     if files:
-        part_schema = partition.arrow_schema(specs) if partition else None
         dataset = pads.dataset(
-            files, schema=_dataset_schema(file_schema, part_schema), format="parquet",
-            filesystem=target.fs,
+            files, schema=schema, format="parquet", filesystem=target.fs,
             partitioning=pads.partitioning(part_schema, flavor="hive") if part_schema else None,
             partition_base_dir=root if part_schema else None)
-        expression = _filter_expression(filters)
         sort_keys = _sort_columns(manifest, specs)
         read_cols = list(dict.fromkeys([*wanted, *[k for k in sort_keys if k in specs]]))
         table = dataset.to_table(columns=read_cols, filter=expression)
@@ -270,7 +278,7 @@ def refresh_snapshot(
     path: str | os.PathLike[str],
     *,
     full: bool = False,
-    overlap: dt.timedelta = DEFAULT_OVERLAP,
+    overlap: dt.timedelta | float = DEFAULT_OVERLAP,
     client: JettiClient | None = None,
     token: str | None = None,
     base_url: str | None = None,
@@ -303,13 +311,21 @@ def refresh_snapshot(
         Re-run the whole recorded query instead.
     overlap
         Safety margin subtracted from the watermark (server clock skew, records changed while
-        the previous snapshot was being read). Re-fetched unchanged records are harmless.
+        the previous snapshot was being read): a ``timedelta`` or a number of **seconds**,
+        never negative. Re-fetched unchanged records are harmless.
+
+    Raises
+    ------
+    JettiQueryError
+        A negative, NaN or infinite ``overlap``, or one that is not a duration; before any
+        request.
 
     Examples
     --------
     >>> refresh_snapshot("data/purchases")["rows"]             # doctest: +SKIP
     >>> refresh_snapshot("data/purchases", full=True)         # doctest: +SKIP
     """
+    margin = _overlap(overlap)
     target = _Target.of(path, filesystem)
     root, manifest = _open_published(target)
     query = manifest["query"]
@@ -343,7 +359,7 @@ def refresh_snapshot(
     if not _compatible(_column_specs(dtypes), specs):
         raise SnapshotError("the columns of this query changed since the snapshot was taken "
                             "(new catalogue or toolkit version); use full=True")
-    since = pd.Timestamp(manifest["watermark"]) - pd.Timedelta(overlap)
+    since = _window_start(manifest["watermark"], margin)
     where = _and_updated_since(query.get("where"), since)
     started = _now()
     changed = list(client.iter_frames(
@@ -1116,17 +1132,134 @@ def _by_value(values: pd.Series) -> pd.Series:
     return values
 
 
-def _filter_expression(filters: Any) -> pc.Expression | None:
+_FILTER_OPS = {"=": "$eq", "==": "$eq", "!=": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt",
+               ">=": "$gte", "in": "$in", "not in": "$notIn"}
+_COMPARE = {"$eq": operator.eq, "$ne": operator.ne, "$lt": operator.lt, "$lte": operator.le,
+            "$gt": operator.gt, "$gte": operator.ge}
+
+
+def _filter_expression(filters: Any, specs: Mapping[str, Any],
+                       schema: pa.Schema) -> pc.Expression | None:
+    """pyarrow DNF filters as an expression, each value converted to its column's type.
+
+    The values go through :func:`jetti_frames.query.convert_value`, the conversion of
+    ``read_jetti``'s ``where``, with the column's kind taken from the manifest.
+    """
     if filters is None or isinstance(filters, pc.Expression):
         return filters
-    return pq.filters_to_expression(filters)
+    if not isinstance(filters, list | tuple):
+        raise JettiQueryError(f"filters must be a list of (column, op, value) tuples or a list "
+                              f"of such lists, got {filters!r}")
+    if not filters:
+        return None
+    nested = all(isinstance(f, list) for f in filters)
+    groups = filters if nested else [filters]
+    expression: pc.Expression | None = None
+    for i, group in enumerate(groups):
+        terms = [_filter_term(term, specs, schema, f"filters[{i}][{j}]" if nested
+                              else f"filters[{j}]")
+                 for j, term in enumerate(group)]
+        if not terms:
+            raise JettiQueryError(f"filters[{i}] is empty")
+        conjunction = terms[0]
+        for term in terms[1:]:
+            conjunction = conjunction & term
+        expression = conjunction if expression is None else expression | conjunction
+    return expression
 
 
-def _and_updated_since(where: Mapping[str, Any] | None, since: pd.Timestamp) -> dict[str, Any]:
+def _filter_term(term: Any, specs: Mapping[str, Any], schema: pa.Schema,
+                 where: str) -> pc.Expression:
+    from .query import convert_value
+
+    if not isinstance(term, tuple | list) or len(term) != 3:
+        raise JettiQueryError(f"{where}: a filter is a (column, op, value) tuple, got {term!r}")
+    column, op_text, value = term
+    op = _FILTER_OPS.get(str(op_text).strip().lower())
+    if op is None:
+        raise JettiQueryError(f"{where}: unknown filter operator {op_text!r}; use one of "
+                              f"{', '.join(_FILTER_OPS)}")
+    fld = _column_field(column, specs, schema, where)
+    converted = convert_value(fld, op, value, f"{where}[{column}]")
+    field = pc.field(column)
+    if converted is None:
+        return field.is_null() if op == "$eq" else field.is_valid()
+    if op in ("$in", "$notIn"):
+        arrow_type = schema.field(column).type
+        if pa.types.is_dictionary(arrow_type):
+            arrow_type = arrow_type.value_type
+        found = field.isin(pa.array(converted, type=arrow_type))
+        return found if op == "$in" else field.is_valid() & ~found
+    return _COMPARE[op](field, pc.scalar(converted))
+
+
+def _column_field(column: Any, specs: Mapping[str, Any], schema: pa.Schema,
+                  where: str) -> Field:
+    """A catalogue-style :class:`Field` for a snapshot column, its kind from the manifest."""
+    if not isinstance(column, str) or column not in schema.names:
+        close = difflib.get_close_matches(str(column), schema.names, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise JettiQueryError(f"{where}: the snapshot has no column {column!r}{hint}")
+    spec = specs.get(column) or {"type": "derived"}  # a derived partition column is text
+    arrow_type = schema.field(column).type
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    kind = ("boolean" if pa.types.is_boolean(arrow_type) else
+            "integer" if pa.types.is_integer(arrow_type) else
+            "number" if pa.types.is_floating(arrow_type) else
+            "datetime" if pa.types.is_timestamp(arrow_type) else
+            "string" if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+            else "json")
+    if spec["type"] == "json" or kind == "json":
+        raise JettiQueryError(f"{where}: cannot filter on {column!r}, a JSON or list column")
+    if spec["type"] == "category" and kind == "string":
+        return Field(column, "enum", enum=tuple(spec["categories"] or ()) or None)
+    return Field(column, kind)
+
+
+def _overlap(value: Any) -> dt.timedelta:
+    """A refresh overlap as a ``timedelta``: a ``timedelta`` (or ``pd.Timedelta``,
+    ``numpy.timedelta64``) or a number of seconds; negative, NaN and infinite ones are refused.
+
+    >>> _overlap(5), _overlap(dt.timedelta(minutes=1))
+    (datetime.timedelta(seconds=5), datetime.timedelta(seconds=60))
+    """
+    seconds: float
+    if isinstance(value, np.timedelta64):
+        value = pd.Timedelta(value)
+    if isinstance(value, dt.timedelta) and value is not pd.NaT:
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float | np.integer | np.floating) and \
+            not isinstance(value, bool | np.bool_):
+        seconds = float(value)
+    else:
+        raise JettiQueryError(f"overlap must be a timedelta or a number of seconds, "
+                              f"got {value!r}")
+    if not math.isfinite(seconds):
+        raise JettiQueryError(f"overlap must be a finite duration, got {value!r}")
+    if seconds < 0:
+        raise JettiQueryError(f"overlap must not be negative, got {value!r}: a negative "
+                              f"overlap would skip records changed just before the watermark")
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise JettiQueryError(f"overlap {value!r} is too long; use full=True") from None
+
+
+def _window_start(watermark: str, overlap: dt.timedelta) -> dt.datetime:
+    """``watermark - overlap``; an overlap reaching before year 1 starts at year 1."""
+    moment = pd.Timestamp(watermark).to_pydatetime(warn=False)
+    try:
+        return moment - overlap
+    except OverflowError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _and_updated_since(where: Mapping[str, Any] | None, since: dt.datetime) -> dict[str, Any]:
     """The recorded ``where`` ANDed with ``updatedAt >= since`` (the stricter bound wins)."""
     from .query import and_where
 
-    return and_where(dict(where or {}), {"updatedAt": {"$gte": since.to_pydatetime()}})
+    return and_where(dict(where or {}), {"updatedAt": {"$gte": since}})
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ Examples
 from __future__ import annotations
 
 import atexit
-import datetime as dt  # noqa: F401  (doctests)
+import datetime as dt
 import html
 import pprint
 import threading
@@ -35,6 +35,7 @@ import pandas as pd
 
 from .catalog import CATALOG, Field, Resource
 from .errors import JettiError, JettiQueryError
+from .query import convert_value, to_iso
 from .settings import SANDBOX_TOKEN, Settings
 
 if TYPE_CHECKING:
@@ -88,28 +89,13 @@ def resource_options() -> list[str]:
 def parse_scalar(kind: str, text: str) -> Any:
     """Convert one typed-in value to the Python value of a field kind.
 
+    The rule is :func:`jetti_frames.query.convert_value`'s, the one ``read_jetti`` applies;
+    date-times come back as the ISO text that is sent (see :func:`iso_datetime`).
+
     >>> parse_scalar("integer", " 42 "), parse_scalar("number", "1.5"), parse_scalar("enum", "paid")
     (42, 1.5, 'paid')
     """
-    text = text.strip()
-    try:
-        if kind == "integer":
-            return int(text)
-        if kind == "number":
-            return float(text)
-    except ValueError:
-        article = "an" if kind[0] in "aeiou" else "a"
-        raise JettiQueryError(f"{text!r} is not {article} {kind}") from None
-    if kind == "boolean":
-        lowered = text.lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise JettiQueryError(f"{text!r} is not a boolean")
-    if kind == "datetime":
-        return iso_datetime(text)
-    return text
+    return _shown(convert_value(Field("value", kind), "$eq", text.strip(), "text"))
 
 
 def parse_list(kind: str, text: str) -> list[Any]:
@@ -122,22 +108,24 @@ def parse_list(kind: str, text: str) -> list[Any]:
 
 
 def iso_datetime(value: Any) -> str:
-    """A date or datetime as an ISO-8601 UTC string, the way the form writes it in code.
+    """A date or datetime as the ISO-8601 UTC text sent for it, the way the form writes it in code.
+
+    Takes what ``read_jetti`` takes (:func:`jetti_frames.query.to_instant`): a date, datetime,
+    Timestamp or an ISO-8601 string; naive means UTC.
 
     >>> iso_datetime(dt.date(2024, 3, 1))
-    '2024-03-01T00:00:00Z'
+    '2024-03-01T00:00:00.000Z'
     >>> iso_datetime("2024-03-01 12:30")
-    '2024-03-01T12:30:00Z'
+    '2024-03-01T12:30:00.000Z'
     """
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise JettiQueryError(f"{value!r} is not a date") from None
-    if pd.isna(stamp):
-        raise JettiQueryError("pick a date")
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    text = stamp.isoformat()
-    return text.replace("+00:00", "Z")
+    return to_iso(value)
+
+
+def _shown(value: Any) -> Any:
+    """A converted value as the form shows it in code: date-times as the ISO text sent."""
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return to_iso(value) if isinstance(value, dt.datetime) else value
 
 
 def build_where(conditions: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
@@ -286,25 +274,18 @@ class FilterRow:
         return self.field.value, op, self._converted(op)
 
     def _converted(self, op: str) -> Any:
+        """The value converted by ``read_jetti``'s rule (date-times as the ISO text sent)."""
         kind, raw = self.kind, getattr(self.value, "value", None)
         name = self.field.value
         if op in (NULL, NOT_NULL):
             return None
         if op in _LIST_OPS:
-            return parse_list(kind, str(raw or ""))
-        if kind == "datetime":
-            if raw is None:
-                raise JettiQueryError(f"{name}: pick a date")
-            return iso_datetime(raw)
-        if kind == "boolean":
-            return bool(raw)
-        if kind in ("integer", "number"):
-            if raw is None:
-                raise JettiQueryError(f"{name}: enter a number")
-            return int(raw) if kind == "integer" else float(raw)
-        if kind == "enum" and raw is None:
-            raise JettiQueryError(f"{name}: pick a value")
-        return raw
+            raw = [part.strip() for part in str(raw or "").split(",") if part.strip()]
+        elif raw is None:
+            what = {"datetime": "pick a date", "integer": "enter a number",
+                    "number": "enter a number"}.get(kind, "pick a value")
+            raise JettiQueryError(f"{name}: {what}")
+        return _shown(convert_value(self.spec, "$eq" if op == EQ else op, raw, name))
 
     def _value_widget(self) -> w.Widget:
         kind, op = self.kind, self.op.value

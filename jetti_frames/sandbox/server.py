@@ -33,6 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -283,12 +284,18 @@ class Sandbox:
                                              (before,))]
         return ids
 
-    def touch(self, resource: str, ids_or_n: int | Sequence[int]) -> list[int]:
+    def touch(self, resource: str, ids_or_n: int | Sequence[int], *,
+              at: datetime | None = None) -> list[int]:
         """Update the given ids, or ``n`` seeded-random records: ``updatedAt`` becomes now and,
-        where the resource has ``notes``, the notes say so (a value a reader can see change)."""
+        where the resource has ``notes``, the notes say so (a value a reader can see change).
+
+        ``at`` (an aware datetime) dates the change earlier or later instead, as a server whose
+        clock is off, or a transaction committed late, would.
+        """
         url = CATALOG.resource(resource).url
         table = table_name(url)
-        now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()) if at is None else \
+            at.astimezone(UTC).replace(microsecond=0).isoformat()
         with self._lock:
             con = self._connect()
             if isinstance(ids_or_n, int):

@@ -24,6 +24,7 @@ Examples
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,17 +67,28 @@ def _bad(detail: str) -> Problem:
     return Problem(400, detail)
 
 
+#: What JavaScript's ``Date`` reads as ISO (its Date Time String Format): what toISOString writes,
+#: shorter forms of it, and an offset instead of ``Z``. Anything else is an Invalid Date.
+_JS_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?",
+                     re.ASCII)
+
+
 def _instant(text: str) -> str:
-    """An ISO-8601 instant as the stored UTC text (fractions only when non-zero)."""
-    raw = text.strip()
-    if raw.endswith(("Z", "z")):
-        raw = raw[:-1] + "+00:00"
+    """An ISO-8601 instant as the stored UTC text (fractions only when non-zero).
+
+    Only the forms JavaScript's ``Date`` parses as ISO are read (``2019-01-01T00:00:00.000Z``,
+    ``2019-01-01``, ``2019-01-01T02:00+02:00``); ``20190101``, ``2019-W01-1``, a year written
+    with fewer than four digits and other loose forms are invalid, as they are to the server.
+    """
+    if not _JS_ISO.fullmatch(text):
+        raise ValueError(text)
+    raw = text[:-1] + "+00:00" if text.endswith("Z") else text
     value = datetime.fromisoformat(raw)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
-    spec = "%Y-%m-%dT%H:%M:%S.%f+00:00" if value.microsecond else "%Y-%m-%dT%H:%M:%S+00:00"
-    return value.strftime(spec)
+    spec = "microseconds" if value.microsecond else "seconds"
+    return value.replace(tzinfo=None).isoformat(timespec=spec) + "+00:00"  # years zero-padded
 
 
 def coerce(res: Resource, name: str, value: Any) -> Any:
