@@ -1,7 +1,10 @@
 """The ``sandbox`` command: serve the synthetic account until Ctrl-C.
 
 ``sandbox [--port N] [--seed S] [--purchases N] [--latency-ms M] [--jitter-ms J]
-[--max-limit K] [--rate off|default] [--qs 6.13|latest] [--strict]``
+[--max-limit K] [--rate off|default] [--qs 6.13|latest] [--strict] [--token T ...]``
+
+``sandbox-token`` is always accepted; each ``--token T`` accepts one more bearer token (the
+sandbox never prints it).
 
 The product CLI can mount it as a subcommand with :func:`add_arguments` and :func:`run`.
 
@@ -40,17 +43,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="query-string semantics of the imitated server")
     parser.add_argument("--strict", action="store_true",
                         help="answer 400 where the real server silently misbehaves")
+    parser.add_argument("--token", action="append", default=[], metavar="T",
+                        help=f"accept this bearer token too (repeatable; {SANDBOX_TOKEN} is "
+                             "always accepted)")
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
     """Start a sandbox from parsed ``args``, print how to reach it, serve until Ctrl-C."""
     sandbox = Sandbox(seed=args.seed, purchases=args.purchases, latency_ms=args.latency_ms,
                       jitter_ms=args.jitter_ms, max_limit=args.max_limit, rate=args.rate,
-                      qs_version=args.qs, strict=args.strict, port=args.port)
+                      qs_version=args.qs, strict=args.strict, port=args.port,
+                      tokens=(SANDBOX_TOKEN, *args.token))
     sandbox.start()
     example = "purchases.json?limit=2&include%5B0%5D%5Bmodel%5D=PurchaseStatus"
     print(f"Jetti sandbox at {sandbox.base_url} (started in {sandbox.startup_seconds:.2f} s)")
-    print(f"token: {SANDBOX_TOKEN}")
+    more = len(set(args.token) - {SANDBOX_TOKEN})
+    print(f"token: {SANDBOX_TOKEN}" + (f" (and {more} given with --token)" if more else ""))
     print(f'try:   curl -H "Authorization: Bearer {SANDBOX_TOKEN}" "{sandbox.base_url}{example}"')
     print("Ctrl-C stops it.", flush=True)
     try:
