@@ -522,9 +522,13 @@ def _open_published(target: _Target, *, data: bool = True) -> tuple[str, dict[st
     if not isinstance(manifest, dict):
         raise SnapshotError(f"unreadable {MANIFEST} in {target.display(root)}: not a JSON "
                             f"object; {_redo(target)}")
-    if manifest.get("format") != FORMAT:
+    if "format" not in manifest:
+        if data:
+            raise SnapshotError(f"{target.display(root)}: damaged {MANIFEST} (no 'format'); "
+                                f"{_redo(target)}")
+    elif manifest["format"] != FORMAT:
         raise SnapshotError(f"{target.display(root)}: unknown snapshot format "
-                            f"{manifest.get('format')!r}")
+                            f"{manifest['format']!r} (this version reads {FORMAT!r})")
     _check_manifest(target, root, manifest, data=data)
     return root, manifest
 
@@ -547,19 +551,23 @@ def _check_manifest(target: _Target, root: str, manifest: Mapping[str, Any], *,
                     data: bool) -> None:
     """Refuse a manifest that lacks a key, or whose file list does not add up to its rows."""
     where = f"{target.display(root)}: damaged {MANIFEST}"
+    partition = manifest.get("partition_by")
     if not isinstance(manifest.get("resource"), str) or \
-            not isinstance(manifest.get("query"), dict):
-        raise SnapshotError(f"{where} (no 'resource' or 'query'); "
-                            f"{_redo(target, query_lost=True)}")
+            not isinstance(manifest.get("query"), dict) or \
+            not isinstance(manifest.get("options") or {}, dict) or \
+            not (partition is None or _good_partition(partition)):
+        raise SnapshotError(f"{where} (no 'resource', 'query', or a bad 'options' or "
+                            f"'partition_by'); {_redo(target, query_lost=True)}")
     if not data:
         return
     missing = [k for k in ("columns", "files", "rows", "watermark") if k not in manifest]
     if missing:
         raise SnapshotError(f"{where} (no {', '.join(map(repr, missing))}); {_redo(target)}")
     files, columns, rows = manifest["files"], manifest["columns"], manifest["rows"]
-    if not isinstance(columns, dict) or not all(isinstance(c, dict) and "type" in c
-                                                for c in columns.values()):
-        raise SnapshotError(f"{where} (bad 'columns'); {_redo(target)}")
+    try:
+        _dtypes_from_specs(columns)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise SnapshotError(f"{where} (bad 'columns'); {_redo(target)}") from None
     if not isinstance(files, list) or not all(_good_entry(f) for f in files) \
             or not _whole(rows):
         raise SnapshotError(f"{where} (bad 'files' or 'rows'); {_redo(target)}")
@@ -570,6 +578,11 @@ def _check_manifest(target: _Target, root: str, manifest: Mapping[str, Any], *,
     watermark = manifest["watermark"]
     if watermark is not None and not _is_timestamp(watermark):
         raise SnapshotError(f"{where} (bad watermark {str(watermark)[:40]!r}); {_redo(target)}")
+
+
+def _good_partition(raw: Any) -> bool:
+    return (isinstance(raw, dict) and isinstance(raw.get("column"), str)
+            and raw.get("unit") in (None, *PARTITION_UNITS))
 
 
 def _good_entry(entry: Any) -> bool:

@@ -113,10 +113,18 @@ def bad_watermark(path: Path) -> str:
     return "watermark 'garbage'"
 
 
+def bad_column(path: Path) -> str:
+    manifest = manifest_of(path)
+    manifest["columns"]["total"] = {"type": "numpy"}
+    write_manifest(path, manifest)
+    return "'columns'"
+
+
 DAMAGE = {"truncated": truncate, "garbage": garbage, "deleted": delete, "unlisted": unlist,
           "no-files": drop_key("files"), "no-rows": drop_key("rows"),
           "no-columns": drop_key("columns"), "no-watermark": drop_key("watermark"),
-          "bad-watermark": bad_watermark}
+          "no-format": drop_key("format"), "bad-watermark": bad_watermark,
+          "bad-column": bad_column}
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE.values()), ids=list(DAMAGE))
@@ -143,10 +151,17 @@ def test_damaged_pages_are_named_by_read_and_refresh(snap: Path, client: JettiCl
             call(snap)
 
 
-def test_a_lost_query_asks_for_a_new_snapshot(snap: Path, client: JettiClient) -> None:
-    drop_key("query")(snap)
-    with pytest.raises(SnapshotError, match=r"no 'resource' or 'query'.*re-run snapshot"):
-        refresh_snapshot(snap, full=True, client=client)
+@pytest.mark.parametrize(("key", "value"), [("query", None), ("resource", 3),
+                                            ("partition_by", "dateOrdered"),
+                                            ("options", ["x"])])
+def test_a_lost_query_asks_for_a_new_snapshot(snap: Path, client: JettiClient, key: str,
+                                              value: Any) -> None:
+    manifest = manifest_of(snap)
+    manifest[key] = value
+    write_manifest(snap, manifest)
+    for call in (read_snapshot, lambda p: refresh_snapshot(p, full=True, client=client)):
+        with pytest.raises(SnapshotError, match=r"damaged .*re-run snapshot"):
+            call(snap)
 
 
 def test_files_the_manifest_does_not_list_are_ignored(snap: Path) -> None:
