@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                "Run 'jetti-frames COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from .sandbox import add_arguments
+    from .sandbox.cli import whole
 
     demo = sub.add_parser(
         "demo", parents=[common], help="pull purchases from a built-in sandbox into data/",
@@ -107,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "its purchases with their status and dropship provider, write a parquet "
                     "snapshot and print a summary. No token needed.")
     demo.add_argument("--out", default=str(DEMO_OUT), help=f"snapshot path (default {DEMO_OUT})")
-    demo.add_argument("--purchases", type=int, default=1000, help="sandbox size (default 1000)")
+    demo.add_argument("--purchases", type=whole(1), default=1000,
+                      help="sandbox size (default 1000)")
     demo.add_argument("--rate", choices=("default", "off"), default="default",
                       help="default: Jetti's real allowance, 2 GET/s; off: no limit at all")
     demo.set_defaults(func=cmd_demo)
@@ -163,8 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="serve a synthetic Jetti account",
                              description="Serve the sandbox (a synthetic Jetti account) on "
                                          "127.0.0.1 until Ctrl-C.")
-    from .sandbox import add_arguments
-
     add_arguments(sandbox)
     sandbox.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sandbox.set_defaults(func=cmd_sandbox)

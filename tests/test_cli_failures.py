@@ -161,3 +161,14 @@ def test_damaged_snapshot_subprocess(env: Sandbox, tmp_path: Path) -> None:
         result = python_m(command, str(path))
         assert result.returncode == 1
         assert named in one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize("argv", [["sandbox", "--purchases", "-5"],
+                                  ["sandbox", "--port", "70000"],
+                                  ["sandbox", "--latency-ms", "nan"],
+                                  ["sandbox", "--max-limit", "0"],
+                                  ["demo", "--purchases", "0"]], ids=" ".join)
+def test_bad_sandbox_sizes_are_usage_errors(argv: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert argv[1] in one_line_error(capsys.readouterr().err)
