@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -42,8 +42,20 @@ DEMO_OUT = Path("data") / "purchases-demo"
 DEMO_INCLUDE = ["PurchaseStatus", "DropshipProvider"]
 
 
+#: ``--out`` suffixes and the format each one means.
+FORMATS = {"csv": "csv", "json": "json", "parquet": "parquet", "pq": "parquet"}
+
+
 class UsageError(Exception):
     """A mistake in the command line (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"jetti-frames: error: {_first_line(message)} "
+                              f"(see '{self.prog} --help')\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,8 +63,8 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _common() -> _Parser:
+    common = _Parser(add_help=False)
     group = common.add_argument_group("connection and output")
     group.add_argument("--token", help="API token (default: $JETTI_API_TOKEN); never printed")
     group.add_argument("--base-url", help="API base URL (default: $JETTI_BASE_URL or Jetti's)")
@@ -80,13 +92,15 @@ def _query_options(parser: argparse.ArgumentParser, *, limit: bool = True) -> No
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``jetti-frames`` (one subparser per command)."""
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jetti-frames",
         description="Typed tables and parquet snapshots from the Jetti (Onport) API.",
         epilog="Exit codes: 0 ok, 1 runtime/API error, 2 usage error. "
                "Run 'jetti-frames COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from .sandbox import add_arguments
+    from .sandbox.cli import whole
 
     demo = sub.add_parser(
         "demo", parents=[common], help="pull purchases from a built-in sandbox into data/",
@@ -94,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "its purchases with their status and dropship provider, write a parquet "
                     "snapshot and print a summary. No token needed.")
     demo.add_argument("--out", default=str(DEMO_OUT), help=f"snapshot path (default {DEMO_OUT})")
-    demo.add_argument("--purchases", type=int, default=1000, help="sandbox size (default 1000)")
+    demo.add_argument("--purchases", type=whole(1), default=1000,
+                      help="sandbox size (default 1000)")
     demo.add_argument("--rate", choices=("default", "off"), default="default",
                       help="default: Jetti's real allowance, 2 GET/s; off: no limit at all")
     demo.set_defaults(func=cmd_demo)
@@ -147,12 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     _query_options(explain)
     explain.set_defaults(func=cmd_explain)
 
-    sandbox = sub.add_parser("sandbox", parents=[common], help="serve a synthetic Jetti account",
+    sandbox = sub.add_parser("sandbox", help="serve a synthetic Jetti account",
                              description="Serve the sandbox (a synthetic Jetti account) on "
                                          "127.0.0.1 until Ctrl-C.")
-    from .sandbox import add_arguments
-
     add_arguments(sandbox)
+    sandbox.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
 
@@ -183,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, _one_line(exc), EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail(args, "interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:  # a bug of ours: still one line; --debug shows where
+        return _fail(args, f"unexpected {type(exc).__name__}: {_one_line(exc)} (--debug shows "
+                           "the traceback)", EXIT_ERROR)
 
 
 def _join_order(argv: list[str]) -> list[str]:
@@ -289,7 +306,7 @@ def _stats(client: Any) -> dict[str, Any]:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    fmt = args.format or _format_from_suffix(args.out) or "csv"
+    fmt = args.format or _format_from_suffix(args.out)
     if fmt == "parquet" and not args.out:
         raise UsageError("--format parquet needs --out FILE")
     if args.limit is not None and args.limit < 0:
@@ -305,11 +322,20 @@ def cmd_read(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _format_from_suffix(out: str | None) -> str | None:
-    if not out:
-        return None
-    suffix = Path(out).suffix.lower().lstrip(".")
-    return {"csv": "csv", "json": "json", "parquet": "parquet", "pq": "parquet"}.get(suffix)
+def _format_from_suffix(out: str | None) -> str:
+    """The format an ``--out`` file's suffix names (csv without one); others are refused.
+
+    >>> _format_from_suffix("x.PQ"), _format_from_suffix(None), _format_from_suffix("x")
+    ('parquet', 'csv', 'csv')
+    """
+    suffix = Path(out).suffix.lower().lstrip(".") if out else ""
+    if not suffix:
+        return "csv"
+    if suffix not in FORMATS:
+        known = ", ".join(f".{s}" for s in FORMATS)
+        raise UsageError(f"cannot write {out}: unknown format .{suffix} (known: {known}); "
+                         "or pass --format csv|json|parquet")
+    return FORMATS[suffix]
 
 
 def _write_frame(frame: pd.DataFrame, fmt: str, out: str | None) -> None:

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from .errors import JettiAuthError, JettiQueryError
 from .flatten import frame_from_records, frame_tables
+from .options import check_options, record_id
 from .paging import OrderedPager, Pager, PageRequest
 from .query import (
     Include,
@@ -514,6 +515,9 @@ class JettiClient:
         JettiAuthError, JettiRateLimitError, JettiServerError, JettiNotFoundError
             From the server, after retries where they make sense.
         """
+        check_options(limit=limit, page_size=page_size, dtype_backend=dtype_backend,
+                      include_mode=include_mode, sep=sep, progress=progress, on_page=on_page,
+                      refresh=refresh, consistent=consistent, explain=explain)
         options = dict(where=where, attributes=attributes, include=include, order=order,
                        limit=limit, page_size=page_size)
         if explain:
@@ -537,6 +541,8 @@ class JettiClient:
         Takes the options of :meth:`read` that shape the request.  Records are never repeated;
         a record updated while paging comes with the values it had when its page was read.
         """
+        check_options(refresh=refresh, progress=progress, limit=options.get("limit"),
+                      page_size=options.get("page_size"))
         return self._iter_pages(self._plan(resource, **options), refresh=refresh,
                                 progress=progress)
 
@@ -582,6 +588,8 @@ class JettiClient:
         120
         """
         refresh, progress = options.pop("refresh", False), options.pop("progress", None)
+        check_options(dtype_backend=dtype_backend, sep=sep, refresh=refresh, progress=progress,
+                      limit=options.get("limit"), page_size=options.get("page_size"))
         plan = self._plan(resource, **options)
         for records in self._iter_pages(plan, refresh=refresh, progress=progress):
             if records:
@@ -591,23 +599,30 @@ class JettiClient:
                      include: Any = None, dtype_backend: DtypeBackend = "numpy_nullable",
                      sep: str = DEFAULT_SEP) -> dict[str, Any]:
         """The columns and dtypes :meth:`read` returns for these options (catalogue fields)."""
+        check_options(dtype_backend=dtype_backend, sep=sep)
         plan = self._plan(resource, attributes=attributes, include=include)
         return column_dtypes(plan.spec, sep=sep, dtype_backend=dtype_backend)
 
-    def get(self, resource: str, id: int, *, include: Any = None,
+    def get(self, resource: str, id: int | str, *, include: Any = None,
             refresh: bool = False) -> dict[str, Any]:
         """One record as a dict (``GET /api/<resource>/<id>.json``).
 
+        ``id`` is a whole number or a string of digits.
+
         Raises
         ------
+        JettiQueryError
+            A bad ``id`` (``"../../x"``, ``1.5``), resource or include, before any request.
         JettiNotFoundError
             No record with that id.
         """
+        number = record_id(id)
+        check_options(refresh=refresh)
         query = build_query(resource, include=include)
         self._check_token()
         params = request_params(None, None, query.include)
         before = self._snapshot_stats()
-        record = self._transport.get(f"{query.resource.url}/{int(id)}.json", encode(params),
+        record = self._transport.get(f"{query.resource.url}/{number}.json", encode(params),
                                      refresh=refresh)
         self._finish_stats(before, rows=1)
         return dict(record)
@@ -622,10 +637,11 @@ class JettiClient:
         >>> e.min_requests, len(e.urls)
         (3, 3)
         """
-        plan = self._plan(resource, **{k: v for k, v in options.items()
-                                       if k not in ("refresh", "progress", "dtype_backend",
-                                                    "include_mode", "sep", "consistent",
-                                                    "on_page")})
+        reading = ("refresh", "progress", "dtype_backend", "include_mode", "sep", "consistent",
+                   "on_page")
+        check_options(**{k: v for k, v in options.items() if k in (*reading, "limit",
+                                                                    "page_size")})
+        plan = self._plan(resource, **{k: v for k, v in options.items() if k not in reading})
         query = plan.query
         urls = tuple(f"{query.resource.url}.json?"
                      + encode(page_params(query, stream.part, req), readable=True)
@@ -784,7 +800,7 @@ def read_jetti(resource: str, *, client: JettiClient | None = None, token: str |
     return _client(client, token, base_url).read(resource, **options)
 
 
-def get_jetti(resource: str, id: int, *, include: Any = None,
+def get_jetti(resource: str, id: int | str, *, include: Any = None,
               client: JettiClient | None = None, token: str | None = None,
               base_url: str | None = None, refresh: bool = False) -> dict[str, Any]:
     """One record as a dict; see :meth:`JettiClient.get`."""

@@ -5,7 +5,7 @@ small manifest, ``_jetti_snapshot.json``, written last. The manifest is the comp
 a directory without it is never read. Layout::
 
     purchases/                          <- the path given to snapshot()
-        _jetti_snapshot.json            <- provenance + file list, written last
+        _jetti_snapshot.json            <- provenance + file list (rows, size), written last
         part-00000.parquet              <- unpartitioned
         dateOrdered_month=2024-05/part-00000.parquet   <- partition_by=("dateOrdered", "month")
     .purchases.jetti-tmp-<host>-<pid>-<rand>/          <- a write in progress (sibling)
@@ -14,10 +14,20 @@ a directory without it is never read. Layout::
 Publishing renames ``path`` to the ``-old-`` sibling, the finished ``-tmp-`` sibling to ``path``,
 then deletes the old version. A crash, kill or Ctrl-C at any point leaves the previous snapshot
 readable: before the swap it is untouched; between the two renames :func:`read_snapshot` finds it
-under its ``-old-`` name and the next write puts it back. Temporary siblings of dead writers are
+under its ``-old-`` name and the next write (a snapshot or a refresh) puts it back first. Temporary
+siblings of dead writers are
 removed by the next write. On a local filesystem each rename is atomic; on object stores (through
 pyarrow or fsspec filesystems) a directory "rename" copies objects, and only the manifest makes a
 dataset trusted.
+
+The manifest lists every data file with its rows and size in bytes. :func:`snapshot_info` checks
+that each listed file is there with its size, :func:`read_snapshot` and :func:`refresh_snapshot`
+also that each file's rows are the recorded ones and that its pages decode; a manifest with a
+missing key, a bad watermark or a file list that does not add up to its rows is refused too. Each
+of these raises :class:`~jetti_frames.errors.SnapshotError` naming the file;
+``refresh_snapshot(path, full=True)`` rewrites the snapshot from its recorded query. Files the
+manifest does not list are ignored. Manifests written before sizes were recorded are read as
+before, their files' footers checked instead of sizes.
 
 Files carry pandas metadata, so categoricals, tz-aware datetimes and nullable integers come back
 with the dtypes of :func:`jetti_frames.read_jetti`; free-form JSON and array columns of the
@@ -47,7 +57,7 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import PurePath
@@ -213,7 +223,8 @@ def read_snapshot(
     Raises
     ------
     SnapshotError
-        When ``path`` is missing or holds no completed snapshot (e.g. an interrupted write).
+        When ``path`` is missing or holds no completed snapshot (e.g. an interrupted write), or
+        a listed file is missing or damaged (files the manifest does not list are ignored).
     JettiQueryError
         A filter on an unknown column, or a value that does not fit its column.
 
@@ -224,6 +235,7 @@ def read_snapshot(
     """
     target = _Target.of(path, filesystem)
     root, manifest = _open_published(target)
+    _check_files(target, root, manifest)
     specs: dict[str, Any] = manifest["columns"]
     partition = _Partition.from_json(manifest.get("partition_by"))
     files = [_join(root, f["path"]) for f in manifest["files"]]
@@ -243,7 +255,12 @@ def read_snapshot(
             partition_base_dir=root if part_schema else None)
         sort_keys = _sort_columns(manifest, specs)
         read_cols = list(dict.fromkeys([*wanted, *[k for k in sort_keys if k in specs]]))
-        table = dataset.to_table(columns=read_cols, filter=expression)
+        _check_footers(target, root, manifest, dataset)
+        try:
+            table = dataset.to_table(columns=read_cols, filter=expression)
+        except (pa.ArrowException, OSError) as exc:
+            raise _damaged(target, root, _culprit(dataset, root, manifest, read_cols),
+                           exc) from None
     else:
         sort_keys = []
         read_cols = wanted
@@ -267,6 +284,7 @@ def snapshot_info(path: str | os.PathLike[str], *, filesystem: Any = None) -> di
     """
     target = _Target.of(path, filesystem)
     root, manifest = _open_published(target)
+    _check_files(target, root, manifest)
     info = {k: v for k, v in manifest.items() if k not in ("files", "columns")}
     info["files"] = len(manifest["files"])
     info["columns"] = list(manifest["columns"])
@@ -327,7 +345,10 @@ def refresh_snapshot(
     """
     margin = _overlap(overlap)
     target = _Target.of(path, filesystem)
-    root, manifest = _open_published(target)
+    _recover(target)
+    root, manifest = _open_published(target, data=not full)
+    if not full:
+        _check_files(target, root, manifest)
     query = manifest["query"]
     options = manifest.get("options") or {}
     partition_json = manifest.get("partition_by")
@@ -390,13 +411,15 @@ def refresh_snapshot(
         ids = pa.array(sorted(replaced), type=pa.int64())
         for entry in manifest["files"]:
             key = _partition_key(entry.get("partition"), partition)
-            with target.fs.open_input_file(_join(root, entry["path"])) as handle:
-                parquet = pq.ParquetFile(handle)
-                for batch in parquet.iter_batches(batch_size=row_group_size):
-                    table = pa.Table.from_batches([batch])
+            try:
+                for table in _file_tables(target, root, entry, row_group_size):
                     ids_col = pc.cast(table.column("id"), pa.int64())
                     keep = pc.invert(pc.fill_null(pc.is_in(ids_col, value_set=ids), False))
                     writer.write_table(table.filter(keep), key)
+            except (pa.ArrowException, OSError) as exc:
+                if isinstance(exc, SnapshotError):
+                    raise
+                raise _damaged(target, root, entry["path"], exc) from None
         for frame in changed:
             writer.write_frame(frame)
         return {"requests": requests, "changed_records": len(replaced)}
@@ -489,8 +512,13 @@ def _join(*parts: str) -> str:
     return posixpath.join(*parts)
 
 
-def _open_published(target: _Target) -> tuple[str, dict[str, Any]]:
-    """The directory of the published snapshot and its manifest (recovering an interrupted swap)."""
+def _open_published(target: _Target, *, data: bool = True) -> tuple[str, dict[str, Any]]:
+    """The directory of the published snapshot and its checked manifest.
+
+    A publish killed between its two renames left the snapshot under its ``-old-`` name: it is
+    read from there (a writer puts it back first, see :func:`_recover`).  ``data=False`` checks
+    only what a full refresh needs (the query), not the file list and watermark.
+    """
     root = target.root
     if not target.is_complete(root):
         old = [p for p in target.siblings("old") if target.is_complete(p)]
@@ -505,11 +533,172 @@ def _open_published(target: _Target) -> tuple[str, dict[str, Any]]:
         try:
             manifest = json.loads(handle.read().decode("utf-8"))
         except ValueError as exc:
-            raise SnapshotError(f"unreadable {MANIFEST} in {target.display(root)}: {exc}") from None
-    if manifest.get("format") != FORMAT:
+            raise SnapshotError(f"unreadable {MANIFEST} in {target.display(root)}: {exc}; "
+                                f"{_redo(target)}") from None
+    if not isinstance(manifest, dict):
+        raise SnapshotError(f"unreadable {MANIFEST} in {target.display(root)}: not a JSON "
+                            f"object; {_redo(target)}")
+    if "format" not in manifest:
+        if data:
+            raise SnapshotError(f"{target.display(root)}: damaged {MANIFEST} (no 'format'); "
+                                f"{_redo(target)}")
+    elif manifest["format"] != FORMAT:
         raise SnapshotError(f"{target.display(root)}: unknown snapshot format "
-                            f"{manifest.get('format')!r}")
+                            f"{manifest['format']!r} (this version reads {FORMAT!r})")
+    _check_manifest(target, root, manifest, data=data)
     return root, manifest
+
+
+# --------------------------------------------------------------------------------------------
+# integrity: the manifest lists every data file with its rows and size
+# --------------------------------------------------------------------------------------------
+
+
+def _redo(target: _Target, *, query_lost: bool = False) -> str:
+    """What to do about a damaged snapshot, as one clause."""
+    if query_lost:
+        return "re-run snapshot(...) for this path to replace it"
+    path = target.display(target.root)
+    return (f"rewrite it with refresh_snapshot({path!r}, full=True) (jetti-frames refresh "
+            f"{path} --full) or re-run the snapshot")
+
+
+def _check_manifest(target: _Target, root: str, manifest: Mapping[str, Any], *,
+                    data: bool) -> None:
+    """Refuse a manifest that lacks a key, or whose file list does not add up to its rows."""
+    where = f"{target.display(root)}: damaged {MANIFEST}"
+    partition = manifest.get("partition_by")
+    if not isinstance(manifest.get("resource"), str) or \
+            not isinstance(manifest.get("query"), dict) or \
+            not isinstance(manifest.get("options") or {}, dict) or \
+            not (partition is None or _good_partition(partition)):
+        raise SnapshotError(f"{where} (no 'resource', 'query', or a bad 'options' or "
+                            f"'partition_by'); {_redo(target, query_lost=True)}")
+    if not data:
+        return
+    missing = [k for k in ("columns", "files", "rows", "watermark") if k not in manifest]
+    if missing:
+        raise SnapshotError(f"{where} (no {', '.join(map(repr, missing))}); {_redo(target)}")
+    files, columns, rows = manifest["files"], manifest["columns"], manifest["rows"]
+    try:
+        _dtypes_from_specs(columns)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise SnapshotError(f"{where} (bad 'columns'); {_redo(target)}") from None
+    if not isinstance(files, list) or not all(_good_entry(f) for f in files) \
+            or not _whole(rows):
+        raise SnapshotError(f"{where} (bad 'files' or 'rows'); {_redo(target)}")
+    listed = sum(f["rows"] for f in files)
+    if listed != rows:
+        raise SnapshotError(f"{where}: its files hold {listed} rows, not the {rows} it "
+                            f"records (a file is missing from the list); {_redo(target)}")
+    watermark = manifest["watermark"]
+    if watermark is not None and not _is_timestamp(watermark):
+        raise SnapshotError(f"{where} (bad watermark {str(watermark)[:40]!r}); {_redo(target)}")
+
+
+def _good_partition(raw: Any) -> bool:
+    return (isinstance(raw, dict) and isinstance(raw.get("column"), str)
+            and raw.get("unit") in (None, *PARTITION_UNITS))
+
+
+def _good_entry(entry: Any) -> bool:
+    """A file entry: a relative path inside the snapshot, a row count, maybe a size."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return False
+    parts = entry["path"].split("/")
+    return (bool(entry["path"]) and not entry["path"].startswith("/") and ".." not in parts
+            and _whole(entry.get("rows")) and (entry.get("size") is None
+                                               or _whole(entry["size"])))
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return pd.Timestamp(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _check_files(target: _Target, root: str, manifest: Mapping[str, Any]) -> None:
+    """Every listed file exists with the size the manifest records (cheap: no file is opened).
+
+    Manifests written before sizes were recorded have their files' footers read instead.
+    Files the manifest does not list are ignored.
+    """
+    entries = manifest["files"]
+    infos = target.fs.get_file_info([_join(root, e["path"]) for e in entries]) if entries else []
+    for entry, info in zip(entries, infos, strict=True):
+        if info.type != pafs.FileType.File:
+            raise _damaged(target, root, entry["path"], "missing")
+        size = entry.get("size")
+        if size is not None and info.size != size:
+            raise _damaged(target, root, entry["path"],
+                           f"{info.size} bytes, the manifest records {size}")
+        if size is None:
+            try:
+                with target.fs.open_input_file(info.path) as handle:
+                    rows = pq.ParquetFile(handle).metadata.num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise _damaged(target, root, entry["path"], exc) from None
+            _check_rows(target, root, entry, rows)
+
+
+def _check_rows(target: _Target, root: str, entry: Mapping[str, Any], rows: int) -> None:
+    if rows != entry["rows"]:
+        raise _damaged(target, root, entry["path"],
+                       f"{rows} rows, the manifest records {entry['rows']}")
+
+
+def _check_footers(target: _Target, root: str, manifest: Mapping[str, Any],
+                   dataset: pads.FileSystemDataset) -> None:
+    """Each file's footer holds the rows the manifest records (the scan reuses the footers)."""
+    entries = {_join(root, e["path"]): e for e in manifest["files"]}
+    for fragment in dataset.get_fragments():
+        entry = entries.get(fragment.path)
+        if entry is None:  # pragma: no cover - the dataset is built from this list
+            continue
+        try:
+            rows = fragment.metadata.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise _damaged(target, root, entry["path"], exc) from None
+        _check_rows(target, root, entry, rows)
+
+
+def _culprit(dataset: pads.FileSystemDataset, root: str, manifest: Mapping[str, Any],
+             columns: list[str]) -> str:
+    """The listed file a failed scan could not read (each is read alone to find it)."""
+    names = {_join(root, e["path"]): e["path"] for e in manifest["files"]}
+    for fragment in dataset.get_fragments():
+        try:
+            fragment.to_table(columns=[c for c in columns
+                                       if c in fragment.physical_schema.names])
+        except (pa.ArrowException, OSError):
+            return names.get(fragment.path, str(fragment.path))
+    return "a data file"
+
+
+def _file_tables(target: _Target, root: str, entry: Mapping[str, Any],
+                 batch_size: int) -> Iterator[pa.Table]:
+    """The rows of one listed file, batch by batch, after checking its footer's row count."""
+    with target.fs.open_input_file(_join(root, entry["path"])) as handle:
+        parquet = pq.ParquetFile(handle)
+        _check_rows(target, root, entry, parquet.metadata.num_rows)
+        for batch in parquet.iter_batches(batch_size=batch_size):
+            yield pa.Table.from_batches([batch])
+
+
+def _damaged(target: _Target, root: str, name: str, why: Any) -> SnapshotError:
+    """The error for a listed data file that is missing or unreadable."""
+    text = " ".join(str(why).split()) or type(why).__name__
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return SnapshotError(f"{target.display(root)}: data file {name} is damaged ({text}); "
+                         f"{_redo(target)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,7 +733,7 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
         manifest["watermark"] = top and min(pd.Timestamp(top), pd.Timestamp(started)).isoformat()
         manifest["rows"] = writer.rows
         manifest["columns"] = specs = writer.specs
-        manifest["files"] = writer.files
+        manifest["files"] = _with_sizes(target.fs, tmp, writer.files)
         _write_json(target.fs, _join(tmp, MANIFEST), manifest)  # last: the completion marker
         _publish(target, tmp)
     except BaseException:
@@ -556,6 +745,13 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
     info["columns"] = list(specs)
     info["path"] = target.display(target.root)
     return info
+
+
+def _with_sizes(fs: pafs.FileSystem, root: str,
+                files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The file list with each file's size in bytes (checked by every read)."""
+    infos = fs.get_file_info([_join(root, f["path"]) for f in files]) if files else []
+    return [{**f, "size": info.size} for f, info in zip(files, infos, strict=True)]
 
 
 def _check_target(target: _Target) -> None:
@@ -582,12 +778,17 @@ def _publish(target: _Target, tmp: str) -> None:
         target.fs.move(tmp, root)
 
 
-def _clean_siblings(target: _Target) -> None:
-    """Put back a version stranded by a killed publish; remove temp dirs of dead writers."""
+def _recover(target: _Target) -> None:
+    """Put back a version stranded by a publish killed between its two renames."""
     if not target.exists(target.root):
         old = [p for p in target.siblings("old") if target.is_complete(p)]
         if old:
             target.fs.move(old[-1], target.root)
+
+
+def _clean_siblings(target: _Target) -> None:
+    """Put back a version stranded by a killed publish; remove temp dirs of dead writers."""
+    _recover(target)
     for path in target.siblings("old"):
         with contextlib.suppress(OSError):
             target.fs.delete_dir(path)
@@ -1295,6 +1496,8 @@ def _jsonable(value: Any) -> Any:
         return float(value)
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)  # str() would record np.datetime64("2019") as "2019"
     if isinstance(value, (pd.Timestamp, dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, Mapping):
