@@ -686,7 +686,7 @@ class Transport:
                                     status=200, url=safe)
         cause = _failure_cause(failure)
         host = urlsplit(url).netloc
-        return JettiConnectionError(f"cannot reach {host}: {_CAUSES[cause]}; "
+        return JettiConnectionError(f"cannot reach {host} ({cause}): {_CAUSES[cause]}; "
                                     f"{type(failure).__name__} after {attempts} attempts",
                                     cause=cause, url=safe)
 
