@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import math
 import random
@@ -63,6 +64,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,8 @@ from ratelimit import limits, sleep_and_retry
 from requests.adapters import HTTPAdapter
 from requests_cache import CachedSession
 from requests_cache.policy.settings import DEFAULT_IGNORED_PARAMS
+from requests_cache.serializers import SerializerPipeline, Stage
+from requests_cache.serializers.preconf import json_preconf_stage
 from urllib3.exceptions import NameResolutionError
 
 from .errors import (
@@ -110,6 +114,12 @@ _CAUSES = {
     "dropped": "the connection dropped before the answer was complete",
     "connection": "the connection failed",
 }
+
+
+#: requests-cache's JSON serializer, compact: the cache never holds pickles.
+_JSON = SerializerPipeline(
+    [json_preconf_stage, Stage(dumps=partial(json.dumps, separators=(",", ":")),
+                               loads=json.loads)], name="json", is_binary=False)
 
 
 class _UnreadableBody(requests.RequestException):
@@ -388,7 +398,7 @@ class Transport:
 
         try:
             return CachedSession(
-                str(path), backend="sqlite", serializer="json",
+                str(path), backend="sqlite", serializer=_JSON,
                 expire_after=self.settings.cache_expire, allowable_codes=(200,),
                 allowable_methods=("GET", "HEAD"), ignored_parameters=DEFAULT_IGNORED_PARAMS,
                 key_fn=key_fn, stale_if_error=False,

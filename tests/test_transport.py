@@ -380,7 +380,8 @@ def test_unreachable_hosts_fail_fast_and_name_the_cause(base: str, cause: str) -
         t.get("purchases.json")
     err = info.value
     assert err.cause == cause and cause in str(err)
-    assert isinstance(err, JettiServerError) and isinstance(err.__cause__, requests.RequestException)
+    assert isinstance(err, JettiServerError)
+    assert isinstance(err.__cause__, requests.RequestException)
     assert t.stats.network == 2 and t.stats.retries == 1
     assert SECRET not in str(err)
 
@@ -401,7 +402,7 @@ def test_a_read_past_its_deadline_raises(sandbox: Sandbox, tmp_path: Path) -> No
     sandbox.configure(latency_ms=100)
     with JettiClient(SECRET, base_url=sandbox.base_url, cache=False, get_rate=200.0,
                      max_in_flight=2, page_size=10, deadline=0.4, progress=False) as client, \
-            pytest.raises(JettiTimeoutError, match="deadline=0.4") as info:
+            pytest.raises(JettiTimeoutError, match=r"deadline=0\.4") as info:
         client.read("purchases", attributes=["id"])
     assert isinstance(info.value, TimeoutError)
     assert sandbox.counters(SECRET)["requests"] < 40  # 400 rows in pages of 10
