@@ -236,7 +236,7 @@ class JettiClient:
         Show a progress bar (terminal or notebook) while reading.
     **options
         Any other :class:`~jetti_frames.settings.Settings` field (``retries``, ``timeout``,
-        ``max_in_flight``, ``get_rate``, ...).
+        ``max_in_flight``, ``get_rate``, ``deadline``, ``rate_limit_wait``, ...).
 
     Examples
     --------
