@@ -646,6 +646,8 @@ class Transport:
                     delay = _retry_after(resp)
                     if throttled > MAX_THROTTLED or waited_429 + delay > s.rate_limit_wait:
                         raise self._throttled(resp, throttled, waited_429)
+                    if deadline is not None and time.monotonic() + delay >= deadline:
+                        raise self._past_deadline(url)
                     waited_429 += delay
                     limiter = self._get_limiter if method == "GET" else self._write_limiter
                     limiter.pause(delay)
@@ -675,13 +677,16 @@ class Transport:
             return self.settings.timeout
         left = deadline - time.monotonic()
         if left <= 0:
-            with self._lock:
-                self.stats.errors += 1
-            raise JettiTimeoutError(
-                f"the read did not finish within deadline={self.settings.deadline:g} s "
-                f"(at {_safe_url(url)}): raise deadline= (JettiClient(deadline=...)) or read "
-                "fewer rows")
+            raise self._past_deadline(url)
         return min(self.settings.timeout, left)
+
+    def _past_deadline(self, url: str) -> JettiTimeoutError:
+        with self._lock:
+            self.stats.errors += 1
+        return JettiTimeoutError(
+            f"the read did not finish within deadline={self.settings.deadline:g} s "
+            f"(at {_safe_url(url)}): raise deadline= (JettiClient(deadline=...)) or read "
+            "fewer rows")
 
     def _give_up(self, url: str, response: requests.Response | None, failure: Exception,
                  attempts: int) -> Exception:

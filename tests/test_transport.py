@@ -386,6 +386,31 @@ def test_unreachable_hosts_fail_fast_and_name_the_cause(base: str, cause: str) -
     assert SECRET not in str(err)
 
 
+@pytest.mark.parametrize("cause", ["TLS", "proxy"])
+def test_tls_and_proxy_failures_name_the_cause(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
+                                               cause: str) -> None:
+    base = sandbox.base_url.replace("http://", "https://")  # the sandbox speaks plain HTTP
+    if cause == "proxy":
+        for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+        base = "http://jetti-frames-test.invalid/api/"
+    settings = Settings(base_url=base, token=SECRET, cache=False, retries=1, backoff=0.01,
+                        get_rate=200.0)
+    with Transport(settings) as t, pytest.raises(JettiConnectionError) as info:
+        t.get("purchases.json")
+    assert info.value.cause == cause and info.value.__cause__ is not None
+    assert t.stats.network == 2
+
+
+def test_a_429_wait_past_the_deadline_raises_at_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.configure(faults={"rate": 1.0, "kinds": ["429"], "burst": 1})  # Retry-After: 1
+    with make(sandbox, tmp_path, cache=False, deadline=0.5) as t, \
+            pytest.raises(JettiTimeoutError):
+        t.get("purchases.json")
+    assert sandbox.counters(SECRET)["status_429"] == 1
+
+
 def test_timeouts_keep_their_retries_and_name_the_cause(sandbox: Sandbox,
                                                         tmp_path: Path) -> None:
     sandbox.configure(latency_ms=400)
