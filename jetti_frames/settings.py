@@ -108,8 +108,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", clean_token(self.token))
-        scheme, netloc = urlsplit(str(self.base_url))[:2]
-        if scheme not in ("http", "https") or not netloc:
+        if not _is_http_url(str(self.base_url)):
             raise JettiConfigError(f"base_url must be an http(s) URL, not {self.base_url!r}")
         for name, low, strict in _BOUNDS:
             value = getattr(self, name)
@@ -156,6 +155,20 @@ _BOUNDS = (("get_rate", 0, True), ("write_rate", 0, True), ("timeout", 0, True),
            ("max_in_flight", 1, False), ("page_size", 1, False), ("get_burst", 1, False),
            ("max_array", 1, False), ("retries", 0, False), ("backoff", 0, False),
            ("cache_expire", -1, False), ("deadline", 0, True), ("rate_limit_wait", 0, False))
+
+
+def _is_http_url(url: str) -> bool:
+    """``http://host[:port]/...`` or ``https://...`` with a valid port.
+
+    >>> _is_http_url("https://api.jetti.io/api/"), _is_http_url("http://h:x/"), _is_http_url("h/")
+    (True, False, False)
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def clean_token(token: str | None) -> str | None:

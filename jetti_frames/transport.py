@@ -623,6 +623,12 @@ class Transport:
                 failure = exc
             except sqlite3.DatabaseError as exc:
                 raise self._cache_error(exc) from exc
+            except requests.RequestException as exc:  # a bad URL or header, redirects, ...
+                with self._lock:
+                    self.stats.errors += 1
+                # the type only: an invalid-header message would quote the token
+                raise JettiServerError(f"cannot send the request to {_safe_url(url)}: "
+                                       f"{type(exc).__name__}", url=_safe_url(url)) from exc
             else:
                 response = resp
                 hit = bool(getattr(resp, "from_cache", False))

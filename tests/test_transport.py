@@ -172,6 +172,37 @@ def test_unreadable_json_is_retried_and_not_cached(tmp_path: Path) -> None:
         server.server_close()
 
 
+class _RedirectLoop(BaseHTTPRequestHandler):
+    """Answers every request with a redirect to itself."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_other_request_failures_are_jetti_errors(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RedirectLoop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/api/"
+        settings = Settings(base_url=base, token=SECRET, cache_path=tmp_path / "c.sqlite",
+                            get_rate=500.0)
+        with Transport(settings) as t, pytest.raises(JettiServerError,
+                                                     match="TooManyRedirects") as info:
+            t.get("purchases.json")
+        assert isinstance(info.value.__cause__, requests.TooManyRedirects)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -- errors -----------------------------------------------------------------------------------
 def test_401_is_an_auth_error_without_the_token(sandbox: Sandbox, tmp_path: Path) -> None:
     bad = "wrong-" + SECRET
@@ -340,6 +371,7 @@ def test_cli_token_with_a_newline(sandbox: Sandbox, tmp_path: Path, token: str,
 
 @pytest.mark.parametrize("options", [
     {"base_url": "ftp://example.com/api/"}, {"base_url": "api.jetti.io/api/"},
+    {"base_url": "http://127.0.0.1:port/api/"},
     {"get_rate": 0}, {"get_rate": -1.0}, {"write_rate": 0}, {"max_in_flight": 0},
     {"timeout": 0}, {"timeout": -5}, {"retries": -1}, {"page_size": 0},
     {"deadline": 0}, {"rate_limit_wait": -1}, {"timeout": "soon"},
