@@ -22,7 +22,8 @@ from requests_cache.cache_keys import create_key
 from requests_cache.policy.settings import DEFAULT_IGNORED_PARAMS
 
 from jetti_frames import JettiClient
-from jetti_frames.errors import JettiServerError
+from jetti_frames.cli import main
+from jetti_frames.errors import JettiCacheError, JettiServerError
 from jetti_frames.query import encode
 from jetti_frames.sandbox import Sandbox
 from jetti_frames.settings import CACHE_FILE, Settings
@@ -237,6 +238,28 @@ def test_a_damaged_cache_file_is_moved_aside(sandbox: Sandbox, tmp_path: Path,
     assert sandbox.counters()["requests"] == 1
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("c.sqlite.damaged-")]
     assert len(aside) == 1 and aside[0].read_bytes() != path.read_bytes()
+
+
+def test_damage_found_later_says_how_to_clear_and_the_advice_works(
+        sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.sqlite"
+    _filled(sandbox, path)
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for offset in range(page, len(data), page):  # every page but the header's: garbage
+        data[offset:offset + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+    with make(sandbox, path) as t, pytest.raises(JettiCacheError) as info:
+        t.get("purchases.json", "limit=50&from=0&x=0")
+    message = str(info.value)
+    assert str(path) in message and "jetti-frames cache clear" in message
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    code = main(["cache", "clear", "--cache", str(path), "--token", TOKEN,
+                 "--base-url", sandbox.base_url])
+    assert code == 0, capsys.readouterr().err
+    with make(sandbox, path) as t:
+        assert len(t.get("purchases.json", "limit=50&from=0&x=0")) == 50
+        assert t.stats.network == 1
 
 
 def test_cache_given_as_a_directory_holds_the_file(sandbox: Sandbox, tmp_path: Path) -> None:
