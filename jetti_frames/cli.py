@@ -259,7 +259,7 @@ def _client(args: argparse.Namespace, *, need_credentials: bool = True,
     if args.no_cache:
         options["cache"] = False
     elif args.cache:
-        options["cache"] = Path(args.cache).expanduser()
+        options["cache"] = args.cache  # a trailing separator means a directory
     return JettiClient(token, base_url=base_url, **options)
 
 

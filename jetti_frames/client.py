@@ -226,7 +226,8 @@ class JettiClient:
         Default ``$JETTI_BASE_URL`` or ``https://api.jetti.io/api/``; point it at the sandbox
         (``jetti_frames.sandbox.serve()``) to work without an account.
     cache : bool or path, default True
-        ``True``: the on-disk HTTP cache in the user's cache directory; a path: that SQLite file;
+        ``True``: the on-disk HTTP cache in the user's cache directory; a path: that SQLite file,
+        or ``http-cache.sqlite`` inside it when it is a directory (or ends with ``/``);
         ``False``: no cache.
     cache_expire : float, optional
         Seconds a cached answer is reused (default one hour); ``refresh=True`` always refetches.
@@ -236,7 +237,7 @@ class JettiClient:
         Show a progress bar (terminal or notebook) while reading.
     **options
         Any other :class:`~jetti_frames.settings.Settings` field (``retries``, ``timeout``,
-        ``max_in_flight``, ``get_rate``, ...).
+        ``max_in_flight``, ``get_rate``, ``deadline``, ``rate_limit_wait``, ...).
 
     Examples
     --------
@@ -254,7 +255,7 @@ class JettiClient:
                  cache: bool | str | Path = True, cache_expire: float | None = None,
                  page_size: int | None = None, progress: bool = True,
                  **options: Any) -> None:
-        cache_path = None if isinstance(cache, bool) else Path(cache)
+        cache_path = None if isinstance(cache, bool) else cache  # a file, or a directory
         self.settings = Settings.from_env(
             token=token, base_url=base_url, cache=cache is not False, cache_path=cache_path,
             cache_expire=cache_expire, page_size=page_size, **options)

@@ -20,6 +20,11 @@ class JettiError(Exception):
     """Root of every error raised by jetti-frames."""
 
 
+class JettiConfigError(JettiError, ValueError):
+    """A setting that cannot work (a base URL that is not http(s), a rate <= 0, a non-numeric
+    ``JETTI_*`` variable, ...), raised when the settings are made."""
+
+
 class JettiQueryError(JettiError, ValueError):
     """A query that cannot be right: unknown resource, field, operator, model or a bad value.
 
@@ -46,6 +51,16 @@ class JettiHTTPError(JettiError):
         self.problem = problem or {}
 
 
+class JettiBadRequestError(JettiQueryError, JettiHTTPError):
+    """400: the server refused the query; both a :class:`JettiQueryError` and a
+    :class:`JettiHTTPError`."""
+
+    def __init__(self, message: str, *, status: int | None = 400, detail: str | None = None,
+                 url: str | None = None, problem: dict[str, Any] | None = None) -> None:
+        JettiHTTPError.__init__(self, message, status=status, detail=detail, url=url,
+                                problem=problem)
+
+
 class JettiAuthError(JettiHTTPError, PermissionError):
     """401 or 403: the token is missing, wrong or lacks the permission."""
 
@@ -58,11 +73,30 @@ class JettiNotFoundError(JettiHTTPError, KeyError):
 
 
 class JettiRateLimitError(JettiHTTPError):
-    """429 answers kept coming after every allowed retry."""
+    """429 answers kept coming longer than ``rate_limit_wait`` seconds or after every allowed
+    retry."""
 
 
 class JettiServerError(JettiHTTPError):
-    """5xx answers or dropped connections after every allowed retry."""
+    """5xx answers, malformed answers or dropped connections after every allowed retry."""
+
+
+class JettiConnectionError(JettiServerError):
+    """No answer: the connection failed.  ``cause`` names why: ``"name resolution"``,
+    ``"refused"``, ``"timeout"``, ``"TLS"``, ``"proxy"`` or ``"dropped"``; ``__cause__`` is the
+    underlying exception."""
+
+    def __init__(self, message: str, *, cause: str, url: str | None = None) -> None:
+        super().__init__(message, url=url)
+        self.cause = cause
+
+
+class JettiTimeoutError(JettiError, TimeoutError):
+    """A read ran past its ``deadline`` (seconds)."""
+
+
+class JettiCacheError(JettiError, OSError):
+    """The HTTP cache file is damaged or cannot be used."""
 
 
 class SnapshotError(JettiError, OSError):

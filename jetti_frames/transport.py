@@ -19,15 +19,30 @@ network jitter.  Limiters are shared by every :class:`Transport` of the same acc
 base URL) in the process, one for GET and one for other methods.  A 429 pauses the account's
 limiter for ``Retry-After`` and the same request is sent again.
 
-Cache.  Only 200 answers are stored, in SQLite at ``settings.resolved_cache_path``.  Keys mix in
-a non-reversible account id (HMAC-SHA256 of the token), so two tokens never share an entry, and
-the ``Authorization`` header is an ignored parameter: it is left out of keys and redacted from
-stored requests, so the token never reaches the cache file.
+Cache.  Only well-formed 200 answers are stored, as JSON (never pickles), in SQLite at
+``settings.resolved_cache_path``.  The key is :func:`cache_key`: the method, the URL exactly as
+sent (query string byte for byte: ``where[saleId]=`` and no condition are two keys) and a
+non-reversible account id (HMAC-SHA256 of the token), so two tokens never share an entry; the key
+is versioned, so entries written by older versions are never served.  The ``Authorization``
+header is redacted from stored requests, so the token never reaches the cache file.  Every 200
+answer is checked before it is stored (:func:`answer_problem`: a list where a list is due,
+records with an integer ``id``, ids in the requested order); a malformed one raises
+:class:`~jetti_frames.errors.JettiServerError` and the next read asks the server again.  A cache
+file that is not SQLite or is truncated is moved aside with a warning and started afresh.
+
+Connections.  A failed connection raises
+:class:`~jetti_frames.errors.JettiConnectionError` naming its cause; a host name that does not
+resolve or a refused connection is tried twice only, timeouts and 5xx answers ``retries`` times
+with backoff.  ``settings.deadline`` bounds one read, ``settings.rate_limit_wait`` the time one
+request waits out 429 answers.
 
 Examples
 --------
 >>> explain_seconds(120, rate=2.0, latency=1.5)
 61.5
+>>> url = "http://h/api/sales.json"
+>>> cache_key("GET", url + "?where[saleId]=", "acc") == cache_key("GET", url, "acc")
+False
 """
 
 from __future__ import annotations
@@ -35,46 +50,83 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import math
 import random
+import socket
+import sqlite3
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 from ratelimit import limits, sleep_and_retry
 from requests.adapters import HTTPAdapter
 from requests_cache import CachedSession
-from requests_cache.cache_keys import create_key
 from requests_cache.policy.settings import DEFAULT_IGNORED_PARAMS
+from requests_cache.serializers import SerializerPipeline, Stage
+from requests_cache.serializers.preconf import json_preconf_stage
+from urllib3.exceptions import NameResolutionError
 
 from .errors import (
     JettiAuthError,
+    JettiBadRequestError,
+    JettiCacheError,
+    JettiConnectionError,
     JettiHTTPError,
     JettiNotFoundError,
-    JettiQueryError,
     JettiRateLimitError,
     JettiServerError,
+    JettiTimeoutError,
 )
 from .paging import OrderedPager, Pager, PageRequest
 from .settings import Settings
 
-__all__ = ["Transport", "TransportStats", "account_id", "explain_seconds"]
+__all__ = ["Transport", "TransportStats", "account_id", "answer_problem", "cache_key",
+           "explain_seconds"]
 
 log = logging.getLogger("jetti_frames.transport")
 
 _SALT = b"jetti-frames/account-id/v1"
+#: The version of :func:`cache_key`: entries under any other version are never served.
+CACHE_KEY_VERSION = "v2"
 #: How many 429 answers in a row one request may wait out before giving up.
 MAX_THROTTLED = 20
-_RETRYABLE = (requests.ConnectionError, requests.Timeout,
+#: Failures that no retry cures soon: tried this many times at most.
+_FAST_FAIL = {"name resolution": 2, "refused": 2}
+_CAUSES = {
+    "name resolution": "the host name does not resolve (check base_url and the network)",
+    "refused": "the connection was refused (is the server running? check base_url)",
+    "timeout": "no answer in time (raise timeout=, or check the network)",
+    "TLS": "the TLS handshake failed (certificate, or a proxy in between?)",
+    "proxy": "the proxy failed (check HTTP_PROXY / HTTPS_PROXY)",
+    "dropped": "the connection dropped before the answer was complete",
+    "connection": "the connection failed",
+}
+
+
+#: requests-cache's JSON serializer, compact: the cache never holds pickles.
+_JSON = SerializerPipeline(
+    [json_preconf_stage, Stage(dumps=partial(json.dumps, separators=(",", ":")),
+                               loads=json.loads)], name="json", is_binary=False)
+
+
+class _UnreadableBody(requests.RequestException):
+    """A 200 answer whose body is not JSON (cut short, or garbage): retried, never stored."""
+
+
+_RETRYABLE = (requests.ConnectionError, requests.Timeout, _UnreadableBody,
               requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 
 Query = str | Mapping[str, Any] | None
@@ -94,6 +146,75 @@ def account_id(token: str | None, base_url: str = "") -> str:
     """
     digest = hmac.new(_SALT, f"{base_url}\0{token or ''}".encode(), hashlib.sha256)
     return digest.hexdigest()[:16]
+
+
+def cache_key(method: str, url: str, account: str) -> str:
+    """The HTTP cache key of a request: the method, the URL exactly as sent and the account.
+
+    Nothing is normalised: two URLs that differ in any byte (``where[saleId]=`` against no
+    condition, parameter order) are two keys.  The key starts with ``<account>-<version>-`` so
+    an account's entries can be counted, and entries of older key versions never match.
+
+    Examples
+    --------
+    >>> k = cache_key("GET", "http://h/api/sales.json?where[saleId][$ne]=", "0123abcd")
+    >>> k.startswith("0123abcd-v2-"), len(k)
+    (True, 76)
+    >>> k == cache_key("get", "http://h/api/sales.json?where[saleId][$ne]=", "0123abcd")
+    True
+    >>> k == cache_key("GET", "http://h/api/sales.json", "0123abcd")
+    False
+    """
+    raw = f"{method.upper()}\0{url}".encode("utf-8", "surrogatepass")
+    return f"{account}-{CACHE_KEY_VERSION}-{hashlib.sha256(raw).hexdigest()}"
+
+
+def answer_problem(path: str, query: str, body: Any) -> str | None:
+    """Why ``body``, a 200 answer to ``path?query``, cannot be right; None when it can.
+
+    ``path`` is relative to the API root: ``purchases.json`` is a list endpoint (a JSON array
+    of records, each with an integer ``id``), ``purchases/7.json`` answers one object.  Ids must
+    ascend when the query has no ``order`` or orders by ``id``, and descend for
+    ``order[attribute]=id&order[descending]=true``; other orders are not checked.
+
+    Examples
+    --------
+    >>> answer_problem("sales.json", "", [{"id": 1}, {"id": 3}]) is None
+    True
+    >>> answer_problem("sales.json", "limit=2", {"id": 1})
+    'a JSON object where a list was due'
+    >>> answer_problem("sales.json", "", [{"id": 1}, {"total": 2}])
+    'a record without an integer id'
+    >>> answer_problem("sales.json", "", [{"id": 3}, {"id": 1}])
+    'ids not in ascending order'
+    >>> answer_problem("sales.json", "order[attribute]=id&order[descending]=true",
+    ...                [{"id": 3}, {"id": 1}]) is None
+    True
+    >>> answer_problem("sales.json", "order[attribute]=total", [{"id": 3}, {"id": 1}]) is None
+    True
+    """
+    if "/" in path.strip("/"):  # one record, or an action
+        return None if isinstance(body, dict) else f"a JSON {_kind(body)} where an object was due"
+    if not isinstance(body, list):
+        return f"a JSON {_kind(body)} where a list was due"
+    found = [r.get("id") if isinstance(r, dict) else None for r in body]
+    ids = [i for i in found if isinstance(i, int) and not isinstance(i, bool)]
+    if len(ids) != len(found):
+        return "a record without an integer id"
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    attribute = params.get("order[attribute]")
+    if attribute not in (None, "id"):
+        return None
+    descending = attribute == "id" and params.get("order[descending]", "").lower() == "true"
+    step = -1 if descending else 1
+    if any((b - a) * step <= 0 for a, b in pairwise(ids)):
+        return f"ids not in {'descending' if descending else 'ascending'} order"
+    return None
+
+
+def _kind(body: Any) -> str:
+    names: dict[type, str] = {dict: "object", list: "list", str: "string"}
+    return names.get(type(body), "value")
 
 
 def explain_seconds(n_requests: int, *, rate: float = 2.0, latency: float = 1.0,
@@ -220,16 +341,19 @@ class Transport:
         self._write_limiter = _limiter(self.account, settings.base_url, "write",
                                        settings.write_rate)
         self.session = self._make_session()
-        self.session.headers["Accept"] = "application/json"
-        self.session.headers["User-Agent"] = "jetti-frames"
-        if settings.token:
-            self.session.headers["Authorization"] = f"Bearer {settings.token}"
-        pool = max(10, settings.max_in_flight)
-        adapter = _LimitedAdapter(self, pool)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self._mount()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight,
                                         thread_name_prefix="jetti-transport")
+
+    def _mount(self) -> None:
+        """Headers and the rate-limited adapter on :attr:`session`."""
+        self.session.headers["Accept"] = "application/json"
+        self.session.headers["User-Agent"] = "jetti-frames"
+        if self.settings.token:
+            self.session.headers["Authorization"] = f"Bearer {self.settings.token}"
+        adapter = _LimitedAdapter(self, max(10, self.settings.max_in_flight))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def __repr__(self) -> str:
         return (f"Transport(base_url={self.settings.base_url!r}, account={self.account!r}, "
@@ -252,46 +376,108 @@ class Transport:
         return self.settings.resolved_cache_path
 
     def _make_session(self) -> requests.Session:
-        if not self.settings.cache:
-            return requests.Session()
+        session = self._cached_session() if self.settings.cache else requests.Session()
+        # answers are checked before requests-cache stores them (hooks run inside send)
+        session.hooks["response"].append(self._check_answer)
+        return session
+
+    def _cached_session(self) -> CachedSession:
         path = self.cache_path
         path.parent.mkdir(parents=True, exist_ok=True)
+        damage = _cache_damage(path)
+        if damage:
+            aside = _move_aside(path)
+            message = (f"the HTTP cache file {path} was {damage}: moved aside to {aside.name}, "
+                       "starting an empty cache")
+            log.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
         account = self.account
 
-        def key_fn(request: Any, **kwargs: Any) -> str:
-            return f"{account}-{create_key(request, **kwargs)}"
+        def key_fn(request: requests.PreparedRequest, **kwargs: Any) -> str:
+            return cache_key(request.method or "GET", request.url or "", account)
 
-        return CachedSession(
-            str(path), backend="sqlite", expire_after=self.settings.cache_expire,
-            allowable_codes=(200,), allowable_methods=("GET", "HEAD"),
-            ignored_parameters=DEFAULT_IGNORED_PARAMS, key_fn=key_fn, stale_if_error=False,
-        )
+        try:
+            return CachedSession(
+                str(path), backend="sqlite", serializer=_JSON,
+                expire_after=self.settings.cache_expire, allowable_codes=(200,),
+                allowable_methods=("GET", "HEAD"), ignored_parameters=DEFAULT_IGNORED_PARAMS,
+                key_fn=key_fn, stale_if_error=False,
+            )
+        except sqlite3.DatabaseError as exc:
+            raise self._cache_error(exc) from exc
+
+    def _cache_error(self, exc: BaseException) -> JettiCacheError:
+        return JettiCacheError(f"the HTTP cache file {self.cache_path} is damaged ({exc}): clear "
+                               "it with `jetti-frames cache clear`, or delete the file")
+
+    def _account_keys(self, *, current: bool) -> list[str]:
+        """This account's cache keys: of the current key version, or of any version."""
+        assert isinstance(self.session, CachedSession)
+        prefix = f"{self.account}-{CACHE_KEY_VERSION}-" if current else f"{self.account}-"
+        return [k for k in self.session.cache.responses if k.startswith(prefix)]
 
     def cache_info(self) -> dict[str, Any]:
-        """``enabled``, ``path``, ``entries`` (this account's), ``entries_total`` and ``size``
-        (bytes, with SQLite's side files)."""
+        """``enabled``, ``path``, ``entries`` (this account's, that reads can be served from),
+        ``entries_total`` (everyone's, of any version) and ``size`` (bytes, with side files)."""
         if not isinstance(self.session, CachedSession):
             return {"enabled": False, "path": None, "entries": 0, "entries_total": 0, "size": 0}
-        keys = list(self.session.cache.responses.keys())
         path = self.cache_path
+        try:
+            entries = len(self._account_keys(current=True))
+            total = len(self.session.cache.responses)
+        except sqlite3.DatabaseError as exc:
+            raise self._cache_error(exc) from exc
         size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
                    if p.exists())
-        return {"enabled": True, "path": str(path),
-                "entries": sum(1 for k in keys if k.startswith(self.account + "-")),
-                "entries_total": len(keys), "size": size}
+        return {"enabled": True, "path": str(path), "entries": entries, "entries_total": total,
+                "size": size}
 
     def clear_cache(self, *, all_accounts: bool = False) -> int:
-        """Delete this account's cached responses (or everyone's); return how many."""
+        """Delete this account's cached responses, of every key version (or everyone's);
+        return how many.  A damaged cache file is moved aside instead."""
         if not isinstance(self.session, CachedSession):
             return 0
         cache = self.session.cache
-        keys = [k for k in cache.responses
-                if all_accounts or k.startswith(self.account + "-")]
-        if all_accounts:
-            cache.clear()
-        elif keys:
-            cache.delete(*keys)
+        try:
+            keys = list(cache.responses.keys()) if all_accounts \
+                else self._account_keys(current=False)
+            if all_accounts:
+                cache.clear()
+            elif keys:
+                cache.delete(*keys)
+        except sqlite3.DatabaseError:
+            self.session.close()
+            aside = _move_aside(self.cache_path)
+            log.warning("the HTTP cache file %s was damaged: moved aside to %s",
+                        self.cache_path, aside.name)
+            self.session = self._make_session()
+            self._mount()
+            return 0
         return len(keys)
+
+    def _check_answer(self, response: requests.Response, *args: Any,
+                      **kwargs: Any) -> requests.Response:
+        """Response hook: a 200 that is not JSON is retried, one of the wrong shape raises;
+        either way it is never stored.  Cached answers were checked when they were stored."""
+        if (response.status_code != 200 or getattr(response, "from_cache", False)
+                or getattr(response, "jetti_checked", False)):
+            return response
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise _UnreadableBody("unreadable JSON body") from exc
+        parts = urlsplit(response.url or "")
+        root = urlsplit(self.settings.base_url).path
+        path = parts.path[len(root):] if parts.path.startswith(root) else parts.path
+        problem = answer_problem(path, parts.query, body)
+        if problem:
+            with self._lock:
+                self.stats.errors += 1
+            url = _safe_url(response.url)
+            raise JettiServerError(f"malformed answer from {url}: {problem} (not cached)",
+                                   status=200, url=url)
+        response.jetti_checked = True  # type: ignore[attr-defined]
+        return response
 
     # -- concurrency -------------------------------------------------------------------------
     def _observe_latency(self, seconds: float) -> None:
@@ -312,9 +498,16 @@ class Transport:
         return max(1, min(self.settings.max_in_flight, want))
 
     def submit(self, url: str, query: Query = None, *, refresh: bool = False,
-               dates: list[str] | None = None) -> Future[Any]:
+               dates: list[str] | None = None, deadline: float | None = None) -> Future[Any]:
         """Run :meth:`get` on the transport's thread pool."""
-        return self._pool.submit(self.get, url, query, refresh=refresh, dates=dates)
+        return self._pool.submit(self.get, url, query, refresh=refresh, dates=dates,
+                                 deadline=deadline)
+
+    def deadline(self) -> float | None:
+        """The ``time.monotonic()`` by which a read starting now must end (``settings.deadline``
+        from now), or None."""
+        limit = self.settings.deadline
+        return None if limit is None else time.monotonic() + limit
 
     def map(self, items: Iterable[Item], *, refresh: bool = False) -> Iterator[Any]:
         """Parsed answers of ``items`` (URLs or ``(url, query)`` pairs), in the input order.
@@ -322,6 +515,7 @@ class Transport:
         Keeps :attr:`in_flight_target` requests running; the first error is raised.
         """
         todo = iter(items)
+        deadline = self.deadline()
         queue: deque[Future[Any]] = deque()
         running: set[Future[Any]] = set()
         exhausted = False
@@ -333,7 +527,7 @@ class Transport:
                         exhausted = True
                         break
                     url, query = (item, None) if isinstance(item, str) else item
-                    fut = self.submit(url, query, refresh=refresh)
+                    fut = self.submit(url, query, refresh=refresh, deadline=deadline)
                     queue.append(fut)
                     running.add(fut)
                 if not queue:
@@ -360,16 +554,17 @@ class Transport:
         collects the ``Date`` header of every answer (the server's clock, cached answers included).
         """
         running: dict[Future[Any], PageRequest] = {}
+        deadline = self.deadline()
         try:
             while not pager.done:
                 if pager.max_rows is None:
                     pager.parallel = self.in_flight_target
                 for req in pager.next_requests():
                     url, query = build(req)
-                    running[self.submit(url, query, refresh=refresh,
-                                        dates=dates)] = req
+                    running[self.submit(url, query, refresh=refresh, dates=dates,
+                                        deadline=deadline)] = req
                 if not running:
-                    raise RuntimeError("the pager stalled with nothing in flight")
+                    raise JettiServerError("the pager stalled with nothing in flight")
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in finished:
                     req = running.pop(fut)
@@ -388,36 +583,52 @@ class Transport:
         return urljoin(self.settings.base_url, url.lstrip("/"))
 
     def get(self, url: str, query: Query = None, *, refresh: bool = False,
-            dates: list[str] | None = None) -> Any:
+            dates: list[str] | None = None, deadline: float | None = None) -> Any:
         """GET ``url`` (relative to ``base_url``) and return the parsed JSON answer.
 
         ``query`` is an encoded query string or a mapping.  ``refresh=True`` skips the cache
-        read (the answer is still stored).  Raises the matching :mod:`jetti_frames.errors`.
+        read (the answer is still stored).  ``deadline`` is a ``time.monotonic()`` value
+        (default: ``settings.deadline`` from now).  Raises the matching
+        :mod:`jetti_frames.errors`.
         """
+        if deadline is None:
+            deadline = self.deadline()
         full = self.url(url)
         if isinstance(query, str) and query:
             full = f"{full}{'&' if '?' in full else '?'}{query.lstrip('?')}"
             params = None
         else:
             params = query or None
-        return self._request("GET", full, params, refresh=refresh, dates=dates)
+        return self._request("GET", full, params, refresh=refresh, dates=dates,
+                             deadline=deadline)
 
     def _request(self, method: str, url: str, params: Mapping[str, Any] | None, *,
-                 refresh: bool, dates: list[str] | None = None) -> Any:
+                 refresh: bool, dates: list[str] | None = None,
+                 deadline: float | None = None) -> Any:
         s = self.settings
         failures = throttled = 0
+        waited_429 = 0.0
         force = refresh
         while True:
+            timeout = self._time_left(deadline, url)
             began = time.monotonic()
-            kwargs: dict[str, Any] = {"params": params, "timeout": s.timeout}
+            kwargs: dict[str, Any] = {"params": params, "timeout": timeout}
             if isinstance(self.session, CachedSession):
                 kwargs["force_refresh"] = force
-            problem: str
             response: requests.Response | None = None
+            failure: Exception
             try:
                 resp = self.session.request(method, url, **kwargs)
             except _RETRYABLE as exc:
-                problem = type(exc).__name__
+                failure = exc
+            except sqlite3.DatabaseError as exc:
+                raise self._cache_error(exc) from exc
+            except requests.RequestException as exc:  # a bad URL or header, redirects, ...
+                with self._lock:
+                    self.stats.errors += 1
+                # the type only: an invalid-header message would quote the token
+                raise JettiServerError(f"cannot send the request to {_safe_url(url)}: "
+                                       f"{type(exc).__name__}", url=_safe_url(url)) from exc
             else:
                 response = resp
                 hit = bool(getattr(resp, "from_cache", False))
@@ -429,47 +640,86 @@ class Transport:
                 if status == 200:
                     try:
                         body = resp.json()
-                        if dates is not None and resp.headers.get("Date"):
-                            dates.append(resp.headers["Date"])
-                        return body
-                    except ValueError:
-                        problem = "unreadable JSON body"
-                        self._forget(resp)
-                elif status == 429:
+                    except ValueError as exc:  # a cached answer cannot be unreadable: checked
+                        raise self._cache_error(exc) from exc
+                    if dates is not None and resp.headers.get("Date"):
+                        dates.append(resp.headers["Date"])
+                    return body
+                if status == 429:
                     throttled += 1
                     with self._lock:
                         self.stats.throttled += 1
-                    if throttled > MAX_THROTTLED:
-                        raise self._error(resp, JettiRateLimitError)
                     delay = _retry_after(resp)
+                    if throttled > MAX_THROTTLED or waited_429 + delay > s.rate_limit_wait:
+                        raise self._throttled(resp, throttled, waited_429)
+                    if deadline is not None and time.monotonic() + delay >= deadline:
+                        raise self._past_deadline(url)
+                    waited_429 += delay
                     limiter = self._get_limiter if method == "GET" else self._write_limiter
                     limiter.pause(delay)
                     log.info("429 from %s: waiting %.3f s", _safe_url(resp.url), delay)
                     continue
-                elif status >= 500:
-                    problem = f"HTTP {status}"
-                else:
+                if status < 500:
                     raise self._error(resp)
+                failure = JettiServerError(f"HTTP {status}")
             failures += 1
             force = True  # never answer a retry from the cache
-            if failures > s.retries:
-                if response is not None and response.status_code >= 500:
-                    raise self._error(response, JettiServerError)
-                with self._lock:
-                    self.stats.errors += 1
-                raise JettiServerError(f"{problem} from {_safe_url(url)} after "
-                                       f"{failures} attempts", url=_safe_url(url))
+            cause = _failure_cause(failure)
+            if failures > min(s.retries, _FAST_FAIL.get(cause, s.retries + 1) - 1):
+                raise self._give_up(url, response, failure, failures) from failure
             with self._lock:
                 self.stats.retries += 1
             delay = s.backoff * 2 ** (failures - 1) * (0.5 + random.random())
-            log.info("retrying %s in %.3f s (%s)", _safe_url(url), delay, problem)
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
+            reason = failure if isinstance(failure, (JettiServerError, _UnreadableBody)) else cause
+            log.info("retrying %s in %.3f s (%s)", _safe_url(url), delay, reason)
             time.sleep(delay)
 
-    def _forget(self, response: requests.Response) -> None:
-        key = getattr(response, "cache_key", None)
-        if key and isinstance(self.session, CachedSession):
-            with contextlib.suppress(Exception):
-                self.session.cache.delete(key)
+    def _time_left(self, deadline: float | None, url: str) -> float:
+        """The timeout of the next attempt: ``settings.timeout``, cut to what the deadline
+        leaves; raises :class:`JettiTimeoutError` when nothing is left."""
+        if deadline is None:
+            return self.settings.timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._past_deadline(url)
+        return min(self.settings.timeout, left)
+
+    def _past_deadline(self, url: str) -> JettiTimeoutError:
+        with self._lock:
+            self.stats.errors += 1
+        return JettiTimeoutError(
+            f"the read did not finish within deadline={self.settings.deadline:g} s "
+            f"(at {_safe_url(url)}): raise deadline= (JettiClient(deadline=...)) or read "
+            "fewer rows")
+
+    def _give_up(self, url: str, response: requests.Response | None, failure: Exception,
+                 attempts: int) -> Exception:
+        """The error raised when the retries of one request are spent."""
+        if response is not None and response.status_code >= 500:
+            return self._error(response, JettiServerError)
+        with self._lock:
+            self.stats.errors += 1
+        safe = _safe_url(url)
+        if isinstance(failure, _UnreadableBody):
+            return JettiServerError(f"unreadable JSON body from {safe} after {attempts} attempts",
+                                    status=200, url=safe)
+        cause = _failure_cause(failure)
+        host = urlsplit(url).netloc
+        return JettiConnectionError(f"cannot reach {host} ({cause}): {_CAUSES[cause]}; "
+                                    f"{type(failure).__name__} after {attempts} attempts",
+                                    cause=cause, url=safe)
+
+    def _throttled(self, response: requests.Response, answers: int,
+                   waited: float) -> JettiRateLimitError:
+        """The error raised when 429 answers outlast ``rate_limit_wait`` or MAX_THROTTLED."""
+        error = self._error(response, JettiRateLimitError)
+        assert isinstance(error, JettiRateLimitError)
+        error.args = (f"{error.args[0]} ({answers} answers 429 over {waited:.1f} s; "
+                      f"rate_limit_wait={self.settings.rate_limit_wait:g} s): the account's "
+                      "allowance is in use elsewhere; try later or raise rate_limit_wait=",)
+        return error
 
     def _log(self, response: requests.Response, hit: bool, began: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -490,10 +740,8 @@ class Transport:
         with self._lock:
             self.stats.errors += 1
         message = f"HTTP {status} from {url}: {detail}"
-        if kind is None and status == 400:
-            return JettiQueryError(message, status=status, detail=detail, url=url)
         if kind is None:
-            kind = {401: JettiAuthError, 403: JettiAuthError,
+            kind = {400: JettiBadRequestError, 401: JettiAuthError, 403: JettiAuthError,
                     404: JettiNotFoundError}.get(status, JettiHTTPError)
         return kind(message, status=status, detail=detail, url=url, problem=problem)
 
@@ -517,6 +765,67 @@ def _retry_after(response: requests.Response) -> float:
         if 0 < reset <= (after if after is not None else 60):
             after = reset
     return min(max(after if after is not None else 1.0, 0.05), 120.0)
+
+
+def _failure_cause(exc: BaseException) -> str:
+    """Why a request got no answer: a key of ``_CAUSES``, found along the exception chain.
+
+    Examples
+    --------
+    >>> _failure_cause(requests.ConnectionError(ConnectionRefusedError(111, "refused")))
+    'refused'
+    >>> _failure_cause(requests.exceptions.ReadTimeout())
+    'timeout'
+    """
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "proxy"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS"
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    seen: list[BaseException] = [exc]
+    for err in seen:  # grows while walked: args, reason, __cause__, __context__
+        if isinstance(err, (NameResolutionError, socket.gaierror)):
+            return "name resolution"
+        if isinstance(err, ConnectionRefusedError):
+            return "refused"
+        nested = [*err.args, getattr(err, "reason", None), err.__cause__, err.__context__]
+        seen.extend(e for e in nested if isinstance(e, BaseException) and e not in seen)
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
+                        requests.exceptions.ContentDecodingError)):
+        return "dropped"
+    return "connection"
+
+
+def _cache_damage(path: Path) -> str | None:
+    """What is wrong with the SQLite file at ``path`` seen from its header (``not an SQLite
+    file``, ``truncated``), or None (also for a missing or empty file)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(100)
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return "not an SQLite file"
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    if head[24:28] == head[92:96] and pages * page_size > size:
+        return f"truncated ({size} of {pages * page_size} bytes)"
+    return None
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a damaged cache file (and its side files) to ``<name>.damaged-<time>``."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            side.replace(Path(f"{aside}{suffix}"))
+    return aside
 
 
 def _safe_url(url: str | None) -> str:

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import qs_codec
+import requests
 
+from jetti_frames import JettiClient
 from jetti_frames.errors import (
     JettiAuthError,
+    JettiConfigError,
+    JettiConnectionError,
+    JettiError,
+    JettiHTTPError,
     JettiNotFoundError,
     JettiQueryError,
     JettiRateLimitError,
     JettiServerError,
+    JettiTimeoutError,
 )
 from jetti_frames.paging import OrderedPager, Pager
 from jetti_frames.sandbox import Sandbox
@@ -159,6 +172,37 @@ def test_unreadable_json_is_retried_and_not_cached(tmp_path: Path) -> None:
         server.server_close()
 
 
+class _RedirectLoop(BaseHTTPRequestHandler):
+    """Answers every request with a redirect to itself."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_other_request_failures_are_jetti_errors(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RedirectLoop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/api/"
+        settings = Settings(base_url=base, token=SECRET, cache_path=tmp_path / "c.sqlite",
+                            get_rate=500.0)
+        with Transport(settings) as t, pytest.raises(JettiServerError,
+                                                     match="TooManyRedirects") as info:
+            t.get("purchases.json")
+        assert isinstance(info.value.__cause__, requests.TooManyRedirects)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -- errors -----------------------------------------------------------------------------------
 def test_401_is_an_auth_error_without_the_token(sandbox: Sandbox, tmp_path: Path) -> None:
     bad = "wrong-" + SECRET
@@ -286,3 +330,173 @@ def test_run_ordered_pager_top_n(sandbox: Sandbox, tmp_path: Path) -> None:
 def test_explain_seconds() -> None:
     assert explain_seconds(60, rate=2.0, latency=1.5) == 31.5
     assert explain_seconds(10, cached=10) == 0.0
+
+
+# -- tokens and settings ----------------------------------------------------------------------
+def test_surrounding_whitespace_of_the_token_is_stripped(sandbox: Sandbox,
+                                                         tmp_path: Path) -> None:
+    with make(sandbox, tmp_path, token=f" {SECRET}\r\n", cache=False) as t:
+        assert len(t.get("purchases.json", "limit=2")) == 2
+    assert sandbox.counters(SECRET)["requests"] == 1
+
+
+@pytest.mark.parametrize("token", [f"{SECRET}\nx", f"{SECRET}\x00", f"{SECRET}\u20ac",
+                                   f"{SECRET}\x85x"])
+def test_a_token_no_header_can_carry_is_refused_without_its_value(token: str) -> None:
+    with pytest.raises(JettiAuthError) as info:
+        Settings.from_env(token=token)
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value.args)
+    with pytest.raises(JettiAuthError):
+        JettiClient(token, base_url="http://127.0.0.1:9/api/", cache=False)
+
+
+@pytest.mark.parametrize(("token", "ok"), [(f"{SECRET}\n", True), (f"{SECRET}\nx", False)])
+def test_cli_token_with_a_newline(sandbox: Sandbox, tmp_path: Path, token: str,
+                                  ok: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JETTI_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "jetti_frames.cli", "read", "purchases", "--limit", "3",
+         "--attributes", "id", "--format", "json", "--no-cache", "--quiet",
+         "--base-url", sandbox.base_url, "--token", token],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert SECRET not in done.stderr and SECRET not in done.stdout
+    if ok:
+        assert done.returncode == 0, done.stderr
+        assert len(json.loads(done.stdout)) == 3
+    else:
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode != 0 and len(lines) == 1 and "token" in lines[0]
+
+
+@pytest.mark.parametrize("options", [
+    {"base_url": "ftp://example.com/api/"}, {"base_url": "api.jetti.io/api/"},
+    {"base_url": "http://127.0.0.1:port/api/"},
+    {"get_rate": 0}, {"get_rate": -1.0}, {"write_rate": 0}, {"max_in_flight": 0},
+    {"timeout": 0}, {"timeout": -5}, {"retries": -1}, {"page_size": 0},
+    {"deadline": 0}, {"rate_limit_wait": -1}, {"timeout": "soon"},
+])
+def test_settings_that_cannot_work_are_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(JettiConfigError) as info:
+        Settings.from_env(**options)
+    assert isinstance(info.value, ValueError) and next(iter(options)) in str(info.value)
+    with pytest.raises(JettiConfigError):
+        JettiClient("t", cache=False, **options)
+
+
+@pytest.mark.parametrize(("var", "value"), [("JETTI_CACHE_EXPIRE", "abc"),
+                                            ("JETTI_PAGE_SIZE", "1.5x"),
+                                            ("JETTI_DEADLINE", "soon")])
+def test_non_numeric_environment_values_are_refused(monkeypatch: pytest.MonkeyPatch,
+                                                    var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(JettiConfigError, match=var):
+        Settings.from_env(token="t")
+
+
+# -- connection failures ----------------------------------------------------------------------
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(("base", "cause"), [
+    (f"http://127.0.0.1:{_closed_port()}/api/", "refused"),
+    ("http://jetti-frames-test.invalid/api/", "name resolution"),
+])
+def test_unreachable_hosts_fail_fast_and_name_the_cause(base: str, cause: str) -> None:
+    settings = Settings(base_url=base, token=SECRET, cache=False, retries=5, backoff=0.01,
+                        get_rate=200.0)
+    with Transport(settings) as t, pytest.raises(JettiConnectionError) as info:
+        t.get("purchases.json")
+    err = info.value
+    assert err.cause == cause and cause in str(err)
+    assert isinstance(err, JettiServerError)
+    assert isinstance(err.__cause__, requests.RequestException)
+    assert t.stats.network == 2 and t.stats.retries == 1
+    assert SECRET not in str(err)
+
+
+@pytest.mark.parametrize("cause", ["TLS", "proxy"])
+def test_tls_and_proxy_failures_name_the_cause(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
+                                               cause: str) -> None:
+    base = sandbox.base_url.replace("http://", "https://")  # the sandbox speaks plain HTTP
+    if cause == "proxy":
+        for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+        base = "http://jetti-frames-test.invalid/api/"
+    settings = Settings(base_url=base, token=SECRET, cache=False, retries=1, backoff=0.01,
+                        get_rate=200.0)
+    with Transport(settings) as t, pytest.raises(JettiConnectionError) as info:
+        t.get("purchases.json")
+    assert info.value.cause == cause and info.value.__cause__ is not None
+    assert t.stats.network == 2
+
+
+def test_a_429_wait_past_the_deadline_raises_at_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.configure(faults={"rate": 1.0, "kinds": ["429"], "burst": 1})  # Retry-After: 1
+    with make(sandbox, tmp_path, cache=False, deadline=0.5) as t, \
+            pytest.raises(JettiTimeoutError):
+        t.get("purchases.json")
+    assert sandbox.counters(SECRET)["status_429"] == 1
+
+
+def test_timeouts_keep_their_retries_and_name_the_cause(sandbox: Sandbox,
+                                                        tmp_path: Path) -> None:
+    sandbox.configure(latency_ms=400)
+    with make(sandbox, tmp_path, cache=False, timeout=0.05, retries=2) as t, \
+            pytest.raises(JettiConnectionError) as info:
+        t.get("purchases.json", "limit=1")
+    assert info.value.cause == "timeout" and "timeout" in str(info.value)
+    assert isinstance(info.value.__cause__, requests.Timeout)
+    assert t.stats.network == 3 and t.stats.retries == 2
+
+
+# -- deadline and 429 storms --------------------------------------------------------------
+def test_a_read_past_its_deadline_raises(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.configure(latency_ms=100)
+    with JettiClient(SECRET, base_url=sandbox.base_url, cache=False, get_rate=200.0,
+                     max_in_flight=2, page_size=10, deadline=0.4, progress=False) as client, \
+            pytest.raises(JettiTimeoutError, match=r"deadline=0\.4") as info:
+        client.read("purchases", attributes=["id"])
+    assert isinstance(info.value, TimeoutError)
+    assert sandbox.counters(SECRET)["requests"] < 40  # 400 rows in pages of 10
+
+
+def test_the_wait_on_a_429_storm_is_bounded(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.configure(faults={"rate": 1.0, "kinds": ["429"], "burst": 1})  # Retry-After: 1
+    with make(sandbox, tmp_path, cache=False, rate_limit_wait=0.5) as t, \
+            pytest.raises(JettiRateLimitError, match="rate_limit_wait") as info:
+        t.get("purchases.json")
+    assert info.value.status == 429
+    assert sandbox.counters(SECRET)["status_429"] == 1
+
+
+# -- error classes --------------------------------------------------------------------------
+def test_a_400_is_a_query_error_and_an_http_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    with make(sandbox, tmp_path) as t:
+        try:
+            t.get("purchases.json", "attributes[0]=noSuchField")
+        except JettiHTTPError as exc:
+            assert isinstance(exc, JettiQueryError) and isinstance(exc, ValueError)
+            assert exc.status == 400 and exc.problem.get("status") == 400
+        else:
+            pytest.fail("a 400 was not raised")
+
+
+class _StalledPager:
+    """A pager that asks for nothing while not done (a defect the transport must report)."""
+
+    done = False
+    max_rows = 1
+    parallel = 1
+
+    def next_requests(self) -> list[Any]:
+        return []
+
+
+def test_a_stalled_pager_is_a_jetti_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    with make(sandbox, tmp_path) as t, pytest.raises(JettiError, match="stalled"):
+        list(t.run_pager(_StalledPager(), _build))  # type: ignore[arg-type]

@@ -16,7 +16,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["FaultPlan", "LeakyBucket"]
+__all__ = ["MALFORMED", "FaultPlan", "LeakyBucket"]
+
+#: Fault kinds that answer 200 with a body of the wrong shape.
+MALFORMED = ("object", "no-id", "unordered")
 
 
 class LeakyBucket:
@@ -51,7 +54,9 @@ class FaultPlan:
     """Inject faults into a fraction ``rate`` of requests, deterministically from ``seed``.
 
     ``kinds`` chooses among ``"503"`` (a problem document), ``"429"`` (a burst of ``burst``
-    consecutive 429 answers) and ``"drop"`` (the connection is closed halfway through the body).
+    consecutive 429 answers) and ``"drop"`` (the connection is closed halfway through the body),
+    and malformed 200 answers (:data:`MALFORMED`): ``"object"`` (a JSON object where a list is
+    due), ``"no-id"`` (records without ``id``) and ``"unordered"`` (the page's ids reversed).
     """
 
     rate: float = 0.0
@@ -63,7 +68,7 @@ class FaultPlan:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        unknown = set(self.kinds) - {"503", "429", "drop"}
+        unknown = set(self.kinds) - {"503", "429", "drop", *MALFORMED}
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}")
         self._rng = random.Random(self.seed)

@@ -42,7 +42,7 @@ from urllib.parse import unquote
 from ..catalog import CATALOG
 from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
 from .data import RESOURCES, cached_database, insert_rows, table_name
-from .limits import FaultPlan, LeakyBucket
+from .limits import MALFORMED, FaultPlan, LeakyBucket
 from .qs import QS_VERSIONS, decode_query
 from .sql import Problem, QueryPlan
 
@@ -110,7 +110,8 @@ class Sandbox:
         Reproduce the Sequelize failures of the API notes (500 when attributes lack a key an
         include needs, or the order attribute while a has-many include is present).
     faults
-        ``{"rate": 0.1, "kinds": ("503", "429", "drop"), "seed": 0, "burst": 3}`` or a rate.
+        ``{"rate": 0.1, "kinds": ("503", "429", "drop"), "seed": 0, "burst": 3}`` or a rate;
+        the kinds ``"object"``, ``"no-id"`` and ``"unordered"`` answer 200 with a malformed body.
     port
         0 picks a free port. The server binds 127.0.0.1 only.
 
@@ -356,6 +357,8 @@ class Sandbox:
                 headers["X-RateLimit-Reset"] = "1.000"
                 raise Problem(429, "rate limit exceeded (injected)")
             payload = self._answer(req.command, path, raw_query)
+            if fault in MALFORMED:
+                payload = _malform(payload, fault)
             rows = len(payload) if isinstance(payload, list) else 1
             body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
             status = 200
@@ -460,6 +463,24 @@ class Sandbox:
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
                                max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"])
         return plan.run(con)
+
+
+def _malform(payload: Any, kind: str) -> Any:
+    """A well-formed answer made wrong: ``object``, ``no-id`` or ``unordered`` (see FaultPlan).
+
+    >>> _malform([{"id": 1}, {"id": 2}], "unordered"), _malform([{"id": 1}], "no-id")
+    ([{'id': 2}, {'id': 1}], [{}])
+    >>> _malform([{"id": 1}], "object")
+    {'data': [{'id': 1}]}
+    """
+    if kind == "object":
+        return {"data": payload}
+    records = payload if isinstance(payload, list) else [payload]
+    if kind == "no-id":
+        records = [{k: v for k, v in r.items() if k != "id"} for r in records]
+    else:
+        records = records[::-1] if len(records) > 1 else [*records, *records]
+    return records if isinstance(payload, list) else records[0]
 
 
 def _zero() -> dict[str, int]:
