@@ -131,7 +131,9 @@ class Include:
     :attr:`key`); ``relation.foreign_key`` is a field of the parent for belongs-to and of this
     model for has-many.  ``attributes`` is what was asked (None: all fields); ``sent_attributes``
     what goes on the wire, ``added_attributes`` the keys added for the join (drop them unless
-    asked for).  ``where`` is already in wire form.
+    asked for).  ``where`` is already in wire form.  ``exclude`` lists the credential fields sent
+    as ``attributes[exclude]`` when no attributes are sent (first include level only: a deeper
+    one would pass the 5 bracket levels qs reads).
     """
 
     model: str
@@ -143,6 +145,7 @@ class Include:
     where: dict[str, Any] = field(default_factory=dict)
     sent_attributes: tuple[str, ...] | None = None
     added_attributes: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -154,6 +157,8 @@ class Include:
         out: dict[str, Any] = {"model": self.model}
         if self.sent_attributes:
             out["attributes"] = list(self.sent_attributes)
+        elif self.exclude:
+            out["attributes"] = {"exclude": list(self.exclude)}
         if self.include:
             out["include"] = [inc.to_wire() for inc in self.include]
         if self.where:
@@ -181,6 +186,9 @@ class Query:
         but ``sent_attributes`` is None (more than ``MAX_ARRAY``), select ``attributes`` locally.
     is_empty
         The answer is known to be empty (e.g. ``$in: []``): make no request.
+    exclude
+        Credential fields not named in ``attributes``, sent as ``attributes[exclude]`` when no
+        ``attributes`` are sent (at most ``MAX_ARRAY``; the response hook strips them anyway).
     """
 
     resource: Resource
@@ -193,11 +201,12 @@ class Query:
     sent_attributes: tuple[str, ...] | None = None
     added_attributes: tuple[str, ...] = ()
     is_empty: bool = False
+    exclude: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         parts = [f"resource={self.resource.url!r}", f"where={self.where!r}"]
         for name in ("attributes", "include", "order", "post_filter", "sent_attributes",
-                     "added_attributes", "is_empty"):
+                     "added_attributes", "is_empty", "exclude"):
             value = getattr(self, name)
             if value not in (None, (), {}, False):
                 parts.append(f"{name}={value!r}")
@@ -680,6 +689,22 @@ def _with_needed(res: Resource, attrs: tuple[str, ...] | None,
     return sent, added
 
 
+def _exclude(res: Resource, attrs: tuple[str, ...] | None,
+             sent: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Credential fields to send as ``attributes[exclude]``: those not named, when no
+    ``attributes`` list is sent and they fit in one array.
+
+    >>> _exclude(CATALOG.resource("channels"), None, None)
+    ('shipstationPassword',)
+    >>> _exclude(CATALOG.resource("channels"), ("id", "shipstationPassword"), None)
+    ()
+    """
+    if sent is not None:
+        return ()
+    names = tuple(n for n in res.credentials if attrs is None or n not in attrs)
+    return names if len(names) <= MAX_ARRAY else ()
+
+
 def parse_order(order: Any) -> Order | None:
     """Read an order given as ``"field"``, ``"-field"``, ``("field", "desc")``,
     ``("field", "desc", "nulls first")``, ``{"attribute", "descending", "nullsFirst"}`` or an
@@ -803,7 +828,9 @@ def _norm_includes(parent: Resource, spec: Any, level: int, path: str) -> tuple[
                                   f"include or the condition")
         _check_arrays(wire, f"{here}[where]", "an include where cannot be split into several "
                       "requests; query the included resource separately instead")
-        out.append(Include(res.model, res, kind, rel, attrs, nested, wire, sent, added))
+        exclude = _exclude(res, attrs, sent) if level == 1 else ()
+        out.append(Include(res.model, res, kind, rel, attrs, nested, wire, sent, added,
+                           exclude))
     return tuple(out)
 
 
@@ -894,9 +921,10 @@ def build_query(resource: str | Resource, *, where: Mapping[str, Any] | None = N
     needed += _where_fields(post)
     sent, added = _with_needed(res, attrs, needed)
     query = Query(res, full, attrs, includes, parsed_order, wire or {}, post, sent, added,
-                  is_empty=wire is None)
+                  is_empty=wire is None, exclude=_exclude(res, attrs, sent))
     for part in split_where(query):  # surface depth and size problems before any request
-        request_params(part, sent, includes, parsed_order, limit=1, from_=0)
+        request_params(part, sent, includes, parsed_order, limit=1, from_=0,
+                       exclude=query.exclude)
     return query
 
 
@@ -1107,12 +1135,14 @@ def request_params(query_where: Mapping[str, Any] | None,
                    attributes: Sequence[str] | None = None,
                    include: Sequence[Include | Mapping[str, Any]] | None = (),
                    order: Any = None, limit: int | None = None,
-                   from_: int | None = None) -> dict[str, Any]:
+                   from_: int | None = None, *,
+                   exclude: Sequence[str] = ()) -> dict[str, Any]:
     """One request's parameters in Jetti's wire form, checked for qs limits.
 
     ``query_where`` is one of :func:`split_where`'s dicts (possibly with keyset constraints from
-    :func:`and_where`); ``attributes`` normally ``Query.sent_attributes``.  Values stay Python
-    values; :func:`encode` formats them.
+    :func:`and_where`); ``attributes`` normally ``Query.sent_attributes``, and without them
+    ``exclude`` (normally ``Query.exclude``) is sent as ``attributes[exclude]``.  Values stay
+    Python values; :func:`encode` formats them.
 
     Raises
     ------
@@ -1130,6 +1160,8 @@ def request_params(query_where: Mapping[str, Any] | None,
         params["where"] = dict(query_where)
     if attributes:
         params["attributes"] = list(attributes)
+    elif exclude:
+        params["attributes"] = {"exclude": list(exclude)}
     if include:
         params["include"] = [inc.to_wire() if isinstance(inc, Include) else dict(inc)
                              for inc in include]
@@ -1154,7 +1186,8 @@ def query_urls(query: Query, *, limit: int | None = None, readable: bool = False
     """
     urls = []
     for part in split_where(query):
-        params = request_params(part, query.sent_attributes, query.include, query.order, limit)
+        params = request_params(part, query.sent_attributes, query.include, query.order, limit,
+                                exclude=query.exclude)
         text = encode(params, readable=readable)
         urls.append(f"{query.resource.url}.json" + (f"?{text}" if text else ""))
     return urls

@@ -56,6 +56,7 @@ from requests_cache import CachedSession
 from requests_cache.cache_keys import create_key
 from requests_cache.policy.settings import DEFAULT_IGNORED_PARAMS
 
+from .credentials import drop_exclude, has_exclude, strip_response
 from .errors import (
     JettiAuthError,
     JettiHTTPError,
@@ -154,6 +155,8 @@ class _Limiter:
 
 
 _LIMITERS: dict[tuple[str, str, str], _Limiter] = {}
+#: Accounts (account id, base URL) whose server answered ``attributes[exclude]`` with 400.
+_EXCLUDE_REFUSED: set[tuple[str, str]] = set()
 _LIMITERS_LOCK = threading.Lock()
 
 
@@ -220,6 +223,8 @@ class Transport:
         self._write_limiter = _limiter(self.account, settings.base_url, "write",
                                        settings.write_rate)
         self.session = self._make_session()
+        # credential fields the request did not name leave the body before the cache stores it
+        self.session.hooks["response"].append(strip_response)
         self.session.headers["Accept"] = "application/json"
         self.session.headers["User-Agent"] = "jetti-frames"
         if settings.token:
@@ -400,7 +405,20 @@ class Transport:
             params = None
         else:
             params = query or None
-        return self._request("GET", full, params, refresh=refresh, dates=dates)
+        refused = (self.account, self.settings.base_url) in _EXCLUDE_REFUSED
+        if refused or not has_exclude(full):
+            return self._request("GET", drop_exclude(full) if refused else full, params,
+                                 refresh=refresh, dates=dates)
+        try:
+            return self._request("GET", full, params, refresh=refresh, dates=dates)
+        except JettiQueryError as exc:
+            if exc.status != 400:
+                raise
+        body = self._request("GET", drop_exclude(full), params, refresh=refresh, dates=dates)
+        _EXCLUDE_REFUSED.add((self.account, self.settings.base_url))
+        log.info("the server refused attributes[exclude]: reading without it "
+                 "(credential fields are still stripped)")
+        return body
 
     def _request(self, method: str, url: str, params: Mapping[str, Any] | None, *,
                  refresh: bool, dates: list[str] | None = None) -> Any:
