@@ -9,7 +9,9 @@ snapshots and logs unless the user names them in ``attributes``:
   ``attributes[exclude][i]=...`` form (built by :mod:`jetti_frames.query`);
 * whatever the server answers, :func:`strip_response` (a ``requests`` response hook, run before
   requests-cache stores an answer) removes every credential field that the request's own
-  ``attributes`` did not name, in the records and in their included records.
+  ``attributes`` did not name, in the records and in their included records.  In the exclude
+  form a credential the list leaves out counts as named: the client sends that form with a
+  named credential only when more than 20 attributes are selected locally.
 
 A server that refuses the exclude form (400) is asked again without it (:func:`drop_exclude`);
 the transport remembers that per account.
@@ -49,18 +51,33 @@ _EXCLUDE_KEY = re.compile(r"(?:^|\])(?:\[)?attributes\]?\[exclude\]")
 
 @dataclass
 class _Level:
-    """What one level of a request (the resource, or an include) named and included."""
+    """What one level of a request (the resource, or an include) named and included.
 
-    named: frozenset[str] = frozenset()
+    ``named`` is the ``attributes`` list, or None for the exclude form, whose ``excluded``
+    fields are the only ones not asked for.
+    """
+
+    named: frozenset[str] | None = frozenset()
+    excluded: frozenset[str] = frozenset()
     includes: dict[str, _Level] = field(default_factory=dict)
 
+    def keeps(self, name: str) -> bool:
+        return name not in self.excluded if self.named is None else name in self.named
 
-def _named(raw: Any) -> frozenset[str]:
+
+def _names(raw: Any) -> frozenset[str]:
     if isinstance(raw, str):
         return frozenset((raw,))
     if isinstance(raw, list):
         return frozenset(a for a in raw if isinstance(a, str))
-    return frozenset()  # absent, or an object (the exclude form): nothing named
+    return frozenset()
+
+
+def _attributes(raw: Any) -> _Level:
+    """The attributes of one level: a list, the exclude form, or nothing named."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("exclude"), list | str):
+        return _Level(None, _names(raw["exclude"]))
+    return _Level(_names(raw))
 
 
 def _entries(raw: Any) -> list[Any]:
@@ -73,7 +90,7 @@ def _entries(raw: Any) -> list[Any]:
 
 def _level(params: Mapping[str, Any]) -> _Level:
     """The named attributes and includes of one level of decoded query parameters."""
-    out = _Level(_named(params.get("attributes")))
+    out = _attributes(params.get("attributes"))
     for entry in _entries(params.get("include")):
         item = {"model": entry} if isinstance(entry, str) else entry
         model = item.get("model") if isinstance(item, Mapping) else None
@@ -86,7 +103,7 @@ def _level(params: Mapping[str, Any]) -> _Level:
 
 
 def _strip(records: list[Any], res: Resource, level: _Level) -> int:
-    drop = [n for n in res.credentials if n not in level.named]
+    drop = [n for n in res.credentials if not level.keeps(n)]
     removed = 0
     for record in records:
         if not isinstance(record, dict):

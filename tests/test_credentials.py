@@ -136,6 +136,14 @@ def test_strip_records_follows_the_include_keys_of_the_request() -> None:
     providers = [{"id": 1, "shippoToken": "t", "taxJarToken": "x", "name": "p"}]
     assert strip_records("dropship-providers", providers, "attributes[0]=taxJarToken") == 1
     assert providers == [{"id": 1, "taxJarToken": "x", "name": "p"}]
+    # the exclude form asks for everything it does not list
+    providers = [{"id": 1, "shippoToken": "t", "taxJarToken": "x", "authenticationToken": "a"}]
+    query = "attributes[exclude][0]=shippoToken&attributes[exclude][1]=authenticationToken"
+    assert strip_records("dropship-providers", providers, query) == 2
+    assert providers == [{"id": 1, "taxJarToken": "x"}]
+    one = {"id": 1, "shipstationPassword": "p"}  # one record, and an exclude qs made an object
+    assert strip_records("channels", one, "&".join(
+        f"attributes[exclude][{i}]=name" for i in range(25))) == 1
 
 
 def test_drop_exclude_keeps_every_other_parameter() -> None:
@@ -211,6 +219,20 @@ def test_naming_a_credential_returns_it(make_sandbox: Callable[..., Sandbox],
     assert files_with_secrets(tmp_path) == ["http.sqlite"]
 
 
+@pytest.mark.parametrize("mode", ["honor", "ignore"])
+def test_a_credential_named_among_many_attributes_is_returned(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path, mode: str) -> None:
+    sb = make_sandbox(rate="off", exclude=mode)
+    wanted = [*CATALOG.resource("dropship-providers").default_field_names[:24], "shippoToken"]
+    with make_client(sb, tmp_path / "http.sqlite") as client:
+        df = client.read("dropship-providers", attributes=wanted)  # too many to send: local
+        assert client.last_stats.requests == BASELINE["dropship-providers"]
+    assert df.columns.tolist() == wanted
+    assert df["shippoToken"].str.startswith(FAKE_SECRET).all()
+    assert "attributes[exclude][0]=authenticationSecret" in sb.log[0]["target"]
+    assert "shippoToken" not in sb.log[0]["target"]
+
+
 def test_a_server_refusing_exclude_is_read_without_it(make_sandbox: Callable[..., Sandbox],
                                                       tmp_path: Path) -> None:
     sb = make_sandbox(rate="off", exclude="refuse")
@@ -238,3 +260,19 @@ def test_without_a_cache_the_client_sees_no_credential(
                    for r in page]
     providers = [r["dropship_provider"] for r in records if r["dropship_provider"]]
     assert providers and not any(set(PROVIDER_SECRETS) & set(p) for p in providers)
+
+
+def test_the_query_form_marks_credentials(sandbox: Sandbox) -> None:
+    from jetti_frames.widgets import QueryForm
+
+    form = QueryForm(make_client(sandbox, False))
+    form.resource.value = "dropship-providers"
+    marked = {name for label, name in form.attributes.options if "(credential)" in label}
+    assert marked == set(PROVIDER_SECRETS)
+    form.resource.value = "purchases"
+    form.include.value = ("DropshipProvider",)
+    picker = form.include_attributes["DropshipProvider"]
+    assert {name for label, name in picker.options if label.startswith("🔒")} == marked
+    picker.value = ("id", "shippoToken")
+    assert form.options()["include"] == [{"model": "DropshipProvider",
+                                          "attributes": ["id", "shippoToken"]}]
