@@ -858,6 +858,25 @@ def _where_fields(where: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _check_local_credentials(res: Resource, attrs: tuple[str, ...] | None,
+                             fields: Iterable[str]) -> None:
+    """A condition applied locally needs the field's values: a credential must be named.
+
+    >>> _check_local_credentials(CATALOG.resource("channels"), None, ["shipstationPassword"])
+    Traceback (most recent call last):
+    ...
+    jetti_frames.errors.JettiQueryError: where on credential field 'shipstationPassword' is \
+applied locally and needs its values: name it in attributes (it is then read and cached like \
+any field)
+    """
+    for name in _dedupe(fields):
+        fld = res.fields_by_name.get(name)
+        if fld is not None and fld.credential and (attrs is None or name not in attrs):
+            raise JettiQueryError(
+                f"where on credential field {name!r} is applied locally and needs its values: "
+                f"name it in attributes (it is then read and cached like any field)")
+
+
 def build_query(resource: str | Resource, *, where: Mapping[str, Any] | None = None,
                 attributes: Any = None, include: Any = None, order: Any = None) -> Query:
     """Validate a query against the catalogue and normalise it.
@@ -919,6 +938,7 @@ def build_query(resource: str | Resource, *, where: Mapping[str, Any] | None = N
         needed.append(parsed_order.attribute)
     needed += [inc.relation.foreign_key for inc in includes if inc.kind == "belongs_to"]
     needed += _where_fields(post)
+    _check_local_credentials(res, attrs, _where_fields(post))
     sent, added = _with_needed(res, attrs, needed)
     query = Query(res, full, attrs, includes, parsed_order, wire or {}, post, sent, added,
                   is_empty=wire is None, exclude=_exclude(res, attrs, sent))

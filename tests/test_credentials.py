@@ -276,3 +276,16 @@ def test_the_query_form_marks_credentials(sandbox: Sandbox) -> None:
     picker.value = ("id", "shippoToken")
     assert form.options()["include"] == [{"model": "DropshipProvider",
                                           "attributes": ["id", "shippoToken"]}]
+
+
+def test_a_local_condition_on_a_credential_needs_it_named(sandbox: Sandbox) -> None:
+    from jetti_frames.errors import JettiQueryError
+
+    with make_client(sandbox, False) as client:
+        before = sandbox.counters()["requests"]
+        with pytest.raises(JettiQueryError, match="credential field 'shippoToken'"):
+            client.read("dropship-providers", where={"shippoToken": None})  # IS NULL: local
+        assert sandbox.counters()["requests"] == before
+        named = client.read("dropship-providers", where={"shippoToken": {"$ne": None}},
+                            attributes=["id", "shippoToken"])
+        assert len(named) == 40
