@@ -11,6 +11,8 @@ Examples
 ('purchase-items', 'PurchaseItem')
 >>> CATALOG.resource("purchases").field("purchaseType").enum[:2]
 ('replenishment', 'dropship')
+>>> CATALOG.resource("dropship-providers").credentials
+('authenticationSecret', 'authenticationToken', 'shippoToken', 'taxJarToken')
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ KINDS = ("integer", "number", "boolean", "datetime", "enum", "string", "array", 
 
 @dataclass(frozen=True)
 class Field:
-    """One field of a resource, as Jetti's OpenAPI document describes it."""
+    """One field of a resource, as Jetti's OpenAPI document describes it.
+
+    ``credential`` marks a secret of a connected service (``shippoToken``, ``clientSecret``,
+    ``shipstationPassword``, ...): reads leave it out unless it is named in ``attributes``.
+    """
 
     name: str
     kind: str
@@ -41,6 +47,7 @@ class Field:
     enum: tuple[str, ...] | None = None
     default: Any = None
     items: str | None = None
+    credential: bool = False
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Field:
@@ -53,6 +60,7 @@ class Field:
             enum=tuple(enum) if enum is not None else None,
             default=raw.get("default"),
             items=raw.get("items"),
+            credential=raw.get("credential", False),
         )
 
 
@@ -88,6 +96,16 @@ class Resource:
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    @cached_property
+    def credentials(self) -> tuple[str, ...]:
+        """Names of the credential fields (see :attr:`Field.credential`)."""
+        return tuple(f.name for f in self.fields if f.credential)
+
+    @property
+    def default_field_names(self) -> list[str]:
+        """The fields a read returns when ``attributes`` are not given: all but credentials."""
+        return [f.name for f in self.fields if not f.credential]
 
     def field(self, name: str) -> Field:
         """The field called ``name``; :class:`JettiQueryError` with close matches otherwise."""

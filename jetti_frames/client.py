@@ -621,7 +621,7 @@ class JettiClient:
         check_options(refresh=refresh)
         query = build_query(resource, include=include)
         self._check_token()
-        params = request_params(None, None, query.include)
+        params = request_params(None, None, query.include, exclude=query.exclude)
         before = self._snapshot_stats()
         record = self._transport.get(f"{query.resource.url}/{number}.json", encode(params),
                                      refresh=refresh)
@@ -709,7 +709,8 @@ def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict
     """The parameters of one page request of one part of a query."""
     paging = req.params(dict(part))
     return request_params(paging.get("where"), query.sent_attributes, query.include,
-                          paging.get("order", query.order), limit=req.limit, from_=req.page)
+                          paging.get("order", query.order), limit=req.limit, from_=req.page,
+                          exclude=query.exclude)
 
 
 def merge(by_id: dict[Any, dict[str, Any]], records: list[dict[str, Any]],

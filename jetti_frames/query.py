@@ -133,7 +133,9 @@ class Include:
     :attr:`key`); ``relation.foreign_key`` is a field of the parent for belongs-to and of this
     model for has-many.  ``attributes`` is what was asked (None: all fields); ``sent_attributes``
     what goes on the wire, ``added_attributes`` the keys added for the join (drop them unless
-    asked for).  ``where`` is already in wire form.
+    asked for).  ``where`` is already in wire form.  ``exclude`` lists the credential fields sent
+    as ``attributes[exclude]`` when no attributes are sent (first include level only: a deeper
+    one would pass the 5 bracket levels qs reads).
     """
 
     model: str
@@ -145,6 +147,7 @@ class Include:
     where: dict[str, Any] = field(default_factory=dict)
     sent_attributes: tuple[str, ...] | None = None
     added_attributes: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -156,6 +159,8 @@ class Include:
         out: dict[str, Any] = {"model": self.model}
         if self.sent_attributes:
             out["attributes"] = list(self.sent_attributes)
+        elif self.exclude:
+            out["attributes"] = {"exclude": list(self.exclude)}
         if self.include:
             out["include"] = [inc.to_wire() for inc in self.include]
         if self.where:
@@ -183,6 +188,9 @@ class Query:
         but ``sent_attributes`` is None (more than ``MAX_ARRAY``), select ``attributes`` locally.
     is_empty
         The answer is known to be empty (e.g. ``$in: []``): make no request.
+    exclude
+        Credential fields not named in ``attributes``, sent as ``attributes[exclude]`` when no
+        ``attributes`` are sent (at most ``MAX_ARRAY``; the response hook strips them anyway).
     """
 
     resource: Resource
@@ -195,11 +203,12 @@ class Query:
     sent_attributes: tuple[str, ...] | None = None
     added_attributes: tuple[str, ...] = ()
     is_empty: bool = False
+    exclude: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         parts = [f"resource={self.resource.url!r}", f"where={self.where!r}"]
         for name in ("attributes", "include", "order", "post_filter", "sent_attributes",
-                     "added_attributes", "is_empty"):
+                     "added_attributes", "is_empty", "exclude"):
             value = getattr(self, name)
             if value not in (None, (), {}, False):
                 parts.append(f"{name}={value!r}")
@@ -798,6 +807,22 @@ def _with_needed(res: Resource, attrs: tuple[str, ...] | None,
     return sent, added
 
 
+def _exclude(res: Resource, attrs: tuple[str, ...] | None,
+             sent: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Credential fields to send as ``attributes[exclude]``: those not named, when no
+    ``attributes`` list is sent and they fit in one array.
+
+    >>> _exclude(CATALOG.resource("channels"), None, None)
+    ('shipstationPassword',)
+    >>> _exclude(CATALOG.resource("channels"), ("id", "shipstationPassword"), None)
+    ()
+    """
+    if sent is not None:
+        return ()
+    names = tuple(n for n in res.credentials if attrs is None or n not in attrs)
+    return names if len(names) <= MAX_ARRAY else ()
+
+
 def parse_order(order: Any) -> Order | None:
     """Read an order given as ``"field"``, ``"-field"``, ``("field", "desc")``,
     ``("field", "desc", "nulls first")``, ``{"attribute", "descending", "nullsFirst"}`` or an
@@ -921,7 +946,9 @@ def _norm_includes(parent: Resource, spec: Any, level: int, path: str) -> tuple[
                                   f"include or the condition")
         _check_arrays(wire, f"{here}[where]", "an include where cannot be split into several "
                       "requests; query the included resource separately instead")
-        out.append(Include(res.model, res, kind, rel, attrs, nested, wire, sent, added))
+        exclude = _exclude(res, attrs, sent) if level == 1 else ()
+        out.append(Include(res.model, res, kind, rel, attrs, nested, wire, sent, added,
+                           exclude))
     return tuple(out)
 
 
@@ -947,6 +974,25 @@ def _where_fields(where: Mapping[str, Any]) -> list[str]:
         else:
             out.append(key)
     return out
+
+
+def _check_local_credentials(res: Resource, attrs: tuple[str, ...] | None,
+                             fields: Iterable[str]) -> None:
+    """A condition applied locally needs the field's values: a credential must be named.
+
+    >>> _check_local_credentials(CATALOG.resource("channels"), None, ["shipstationPassword"])
+    Traceback (most recent call last):
+    ...
+    jetti_frames.errors.JettiQueryError: where on credential field 'shipstationPassword' is \
+applied locally and needs its values: name it in attributes (it is then read and cached like \
+any field)
+    """
+    for name in _dedupe(fields):
+        fld = res.fields_by_name.get(name)
+        if fld is not None and fld.credential and (attrs is None or name not in attrs):
+            raise JettiQueryError(
+                f"where on credential field {name!r} is applied locally and needs its values: "
+                f"name it in attributes (it is then read and cached like any field)")
 
 
 def build_query(resource: str | Resource, *, where: Mapping[str, Any] | None = None,
@@ -1010,11 +1056,13 @@ def build_query(resource: str | Resource, *, where: Mapping[str, Any] | None = N
         needed.append(parsed_order.attribute)
     needed += [inc.relation.foreign_key for inc in includes if inc.kind == "belongs_to"]
     needed += _where_fields(post)
+    _check_local_credentials(res, attrs, _where_fields(post))
     sent, added = _with_needed(res, attrs, needed)
     query = Query(res, full, attrs, includes, parsed_order, wire or {}, post, sent, added,
-                  is_empty=wire is None)
+                  is_empty=wire is None, exclude=_exclude(res, attrs, sent))
     for part in split_where(query):  # surface depth and size problems before any request
-        request_params(part, sent, includes, parsed_order, limit=1, from_=0)
+        request_params(part, sent, includes, parsed_order, limit=1, from_=0,
+                       exclude=query.exclude)
     return query
 
 
@@ -1225,12 +1273,14 @@ def request_params(query_where: Mapping[str, Any] | None,
                    attributes: Sequence[str] | None = None,
                    include: Sequence[Include | Mapping[str, Any]] | None = (),
                    order: Any = None, limit: int | None = None,
-                   from_: int | None = None) -> dict[str, Any]:
+                   from_: int | None = None, *,
+                   exclude: Sequence[str] = ()) -> dict[str, Any]:
     """One request's parameters in Jetti's wire form, checked for qs limits.
 
     ``query_where`` is one of :func:`split_where`'s dicts (possibly with keyset constraints from
-    :func:`and_where`); ``attributes`` normally ``Query.sent_attributes``.  Values stay Python
-    values; :func:`encode` formats them.
+    :func:`and_where`); ``attributes`` normally ``Query.sent_attributes``, and without them
+    ``exclude`` (normally ``Query.exclude``) is sent as ``attributes[exclude]``.  Values stay
+    Python values; :func:`encode` formats them.
 
     Raises
     ------
@@ -1248,6 +1298,8 @@ def request_params(query_where: Mapping[str, Any] | None,
         params["where"] = dict(query_where)
     if attributes:
         params["attributes"] = list(attributes)
+    elif exclude:
+        params["attributes"] = {"exclude": list(exclude)}
     if include:
         params["include"] = [inc.to_wire() if isinstance(inc, Include) else dict(inc)
                              for inc in include]
@@ -1272,7 +1324,8 @@ def query_urls(query: Query, *, limit: int | None = None, readable: bool = False
     """
     urls = []
     for part in split_where(query):
-        params = request_params(part, query.sent_attributes, query.include, query.order, limit)
+        params = request_params(part, query.sent_attributes, query.include, query.order, limit,
+                                exclude=query.exclude)
         text = encode(params, readable=readable)
         urls.append(f"{query.resource.url}.json" + (f"?{text}" if text else ""))
     return urls

@@ -231,8 +231,9 @@ Node = FrameSpec | IncludeSpec
 def node_columns(node: Node, prefix: str = "", path: tuple[str, ...] = ()) -> list[Column]:
     """The planned columns of one spec node itself (not of its includes), in order.
 
-    With ``columns=None`` these are the catalogue fields followed by ``extra_kinds``; unknown fields
-    found in records come on top of these (see :func:`jetti_frames.flatten.flatten_records`).
+    With ``columns=None`` these are the catalogue fields but credentials (which only a selection
+    naming them brings) followed by ``extra_kinds``; unknown fields found in records come on top
+    of these (see :func:`jetti_frames.flatten.flatten_records`).
     """
     res = node.resource
     extra = dict(node.extra_kinds)
@@ -240,7 +241,7 @@ def node_columns(node: Node, prefix: str = "", path: tuple[str, ...] = ()) -> li
         _check_kind(kind)
     names: Iterable[str]
     if node.columns is None:
-        names = [*res.field_names, *(n for n in extra if not res.has_field(n))]
+        names = [*res.default_field_names, *(n for n in extra if not res.has_field(n))]
     else:
         names = node.columns
     out = []

@@ -79,6 +79,7 @@ from requests_cache.serializers import SerializerPipeline, Stage
 from requests_cache.serializers.preconf import json_preconf_stage
 from urllib3.exceptions import NameResolutionError
 
+from .credentials import drop_exclude, has_exclude, strip_response
 from .errors import (
     JettiAuthError,
     JettiBadRequestError,
@@ -116,10 +117,12 @@ _CAUSES = {
 }
 
 
-#: requests-cache's JSON serializer, compact: the cache never holds pickles.
+#: requests-cache's JSON serializer, compact: the cache never holds pickles.  With the session's
+#: ``decode_content=True`` JSON bodies are stored as JSON (not base64), so the file can be read.
 _JSON = SerializerPipeline(
-    [json_preconf_stage, Stage(dumps=partial(json.dumps, separators=(",", ":")),
-                               loads=json.loads)], name="json", is_binary=False)
+    [json_preconf_stage,
+     Stage(dumps=partial(json.dumps, separators=(",", ":")), loads=json.loads)],
+    name="json", is_binary=False)
 
 
 class _UnreadableBody(requests.RequestException):
@@ -275,6 +278,8 @@ class _Limiter:
 
 
 _LIMITERS: dict[tuple[str, str, str], _Limiter] = {}
+#: Accounts (account id, base URL) whose server answered ``attributes[exclude]`` with 400.
+_EXCLUDE_REFUSED: set[tuple[str, str]] = set()
 _LIMITERS_LOCK = threading.Lock()
 
 
@@ -377,8 +382,9 @@ class Transport:
 
     def _make_session(self) -> requests.Session:
         session = self._cached_session() if self.settings.cache else requests.Session()
-        # answers are checked before requests-cache stores them (hooks run inside send)
-        session.hooks["response"].append(self._check_answer)
+        # hooks run inside send, before requests-cache stores the answer: credential fields the
+        # request did not name leave the body, then the answer's shape is checked
+        session.hooks["response"].extend([strip_response, self._check_answer])
         return session
 
     def _cached_session(self) -> CachedSession:
@@ -398,7 +404,7 @@ class Transport:
 
         try:
             return CachedSession(
-                str(path), backend="sqlite", serializer=_JSON,
+                str(path), backend="sqlite", serializer=_JSON, decode_content=True,
                 expire_after=self.settings.cache_expire, allowable_codes=(200,),
                 allowable_methods=("GET", "HEAD"), ignored_parameters=DEFAULT_IGNORED_PARAMS,
                 key_fn=key_fn, stale_if_error=False,
@@ -599,8 +605,21 @@ class Transport:
             params = None
         else:
             params = query or None
-        return self._request("GET", full, params, refresh=refresh, dates=dates,
+        refused = (self.account, self.settings.base_url) in _EXCLUDE_REFUSED
+        if refused or not has_exclude(full):
+            return self._request("GET", drop_exclude(full) if refused else full, params,
+                                 refresh=refresh, dates=dates, deadline=deadline)
+        try:
+            return self._request("GET", full, params, refresh=refresh, dates=dates,
+                                 deadline=deadline)
+        except JettiBadRequestError:
+            pass
+        body = self._request("GET", drop_exclude(full), params, refresh=refresh, dates=dates,
                              deadline=deadline)
+        _EXCLUDE_REFUSED.add((self.account, self.settings.base_url))
+        log.info("the server refused attributes[exclude]: reading without it "
+                 "(credential fields are still stripped)")
+        return body
 
     def _request(self, method: str, url: str, params: Mapping[str, Any] | None, *,
                  refresh: bool, dates: list[str] | None = None,

@@ -41,7 +41,8 @@ from .settings import SANDBOX_TOKEN, Settings
 if TYPE_CHECKING:
     from .client import JettiClient
 
-__all__ = ["ANALYTICS_RESOURCES", "QueryForm", "build_where", "format_call", "query_form",
+__all__ = ["ANALYTICS_RESOURCES", "QueryForm", "build_where", "field_options", "format_call",
+           "query_form",
            "resource_options"]
 
 #: Resources an analyst reaches for first; listed at the top of the picker.
@@ -84,6 +85,18 @@ def resource_options() -> list[str]:
 
 
 # -- pure helpers: values, where, code --------------------------------------------------------
+
+
+def field_options(resource: Resource) -> list[tuple[str, str]]:
+    """``(label, field)`` pairs for an attribute picker; credential fields are marked.
+
+    A credential is only read when picked (and is then stored in the HTTP cache like any field).
+
+    >>> [label for label, name in field_options(CATALOG.resource("channels")) if label != name]
+    ['🔒 shipstationPassword (credential)']
+    """
+    return [(f"🔒 {f.name} (credential)" if f.credential else f.name, f.name)
+            for f in resource.fields]
 
 
 def parse_scalar(kind: str, text: str) -> Any:
@@ -468,7 +481,7 @@ class QueryForm:
         spec = self.resource_spec
         names = spec.field_names
         self.attributes.value = ()
-        self.attributes.options = names
+        self.attributes.options = field_options(spec)
         for row in list(self.filters):
             self.remove_filter(row)
         self.include.value = ()
@@ -495,7 +508,7 @@ class QueryForm:
                 del self.include_attributes[model]
         for model in chosen:
             if model not in self.include_attributes:
-                picker = w.SelectMultiple(options=CATALOG.model(model).field_names, rows=5,
+                picker = w.SelectMultiple(options=field_options(CATALOG.model(model)), rows=5,
                                           description=model, layout=w.Layout(width="480px"),
                                           style={"description_width": "initial"})
                 picker.add_class("jf-include-attributes")

@@ -50,6 +50,7 @@ def test_notebook_runs_top_to_bottom(name: str, kernel_env: dict[str, str],
     client.execute()  # raises CellExecutionError on the first failing cell
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    assert "fake-secret-" not in nbformat.writes(nb)  # no credential in any output
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert kernel_env["JETTI_BASE_URL"] in text or name.startswith("03")
     if name.startswith("02"):

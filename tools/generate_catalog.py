@@ -25,6 +25,20 @@ DEFAULT_OUT = ROOT / "jetti_frames" / "catalog.json"
 LIST_PATH = re.compile(r"^/(?P<url>[a-z0-9-]+)\.json$")
 ANY_JSON = {"object", "array", "boolean", "integer", "number", "string"}
 
+#: A field is a credential when its last word (camelCase split) is one of these ...
+SECRET_NOUNS = frozenset({"token", "secret", "password", "passwd", "passphrase", "credential",
+                          "credentials", "apikey"})
+#: ... or its last two words are one of these (``apiKey``, ``consumerKey``, ``s3Key``, ...).
+SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"),
+                          ("secret", "key"), ("consumer", "key"), ("signing", "key"),
+                          ("s3", "key"), ("client", "secret"), ("refresh", "token")})
+#: Matching names that are not secrets: Shippo's service-level token is a public code
+#: (``usps_priority``) naming a shipping service.
+NOT_SECRET = frozenset({"serviceLevelToken"})
+#: Only values that can hold a secret: a flag (``passwordSet``) or a count is not one.
+SECRET_KINDS = frozenset({"string", "json"})
+_WORD = re.compile(r"[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*(?![a-z])|[0-9]+[a-z]*")
+
 
 def pascal(kebab: str) -> str:
     """``purchase-status`` -> ``PurchaseStatus``."""
@@ -49,8 +63,46 @@ def field_kind(prop: dict[str, Any]) -> str:
     return str(kind)
 
 
+def words(text: str) -> list[str]:
+    """Lower-case words of a camelCase name or a phrase.
+
+    >>> words("taxJarToken"), words("s3Secret"), words("Api key"), words("passwordResetAt")
+    (['tax', 'jar', 'token'], ['s3', 'secret'], ['api', 'key'], ['password', 'reset', 'at'])
+    """
+    return [w.lower() for part in re.split(r"[^A-Za-z0-9]+", text) for w in _WORD.findall(part)]
+
+
+def _names_a_secret(parts: list[str]) -> bool:
+    """The last word is a secret noun, or the last two words name a key or secret."""
+    return bool(parts) and (parts[-1] in SECRET_NOUNS or tuple(parts[-2:]) in SECRET_PAIRS)
+
+
+def is_credential(name: str, prop: dict[str, Any]) -> bool:
+    """Whether a field holds a credential of a connected service, from its name and the spec.
+
+    The head noun decides (the last camelCase word), so ``shippoToken``, ``clientSecret``,
+    ``apiPassword`` and ``consumerKey`` are credentials while ``passwordSet`` (a flag),
+    ``passwordResetAt``, ``tokenized``, ``credentialCycles`` or ``orderSplittingKey`` are not;
+    a short spec description ("Shippo API token") counts like the name.
+
+    >>> [is_credential(n, {"type": "string"}) for n in
+    ...  ("shippoToken", "apiKey", "s3Key", "token", "passwordResetAt", "tokenized", "storeHash")]
+    [True, True, True, True, False, False, False]
+    >>> is_credential("hasPassword", {"type": "boolean"}), is_credential("serviceLevelToken", {})
+    (False, False)
+    >>> is_credential("shippo", {"type": "string", "description": "Shippo API token"})
+    True
+    """
+    if name in NOT_SECRET or field_kind(prop) not in SECRET_KINDS:
+        return False
+    described = words(str(prop.get("description", "")))
+    return _names_a_secret(words(name)) or (len(described) <= 5 and _names_a_secret(described))
+
+
 def describe_field(name: str, prop: dict[str, Any]) -> dict[str, Any]:
     field: dict[str, Any] = {"name": name, "kind": field_kind(prop)}
+    if is_credential(name, prop):
+        field["credential"] = True
     if "type" in prop:
         field["type"] = prop["type"]
     if "format" in prop:
@@ -139,6 +191,12 @@ def render(catalog: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def credential_fields(catalog: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(resource url, field name)`` of every field marked as a credential."""
+    return [(res["url"], f["name"]) for res in catalog["resources"]
+            for f in res["fields"] if f.get("credential")]
+
+
 def generate(spec_path: Path) -> str:
     text = spec_path.read_bytes()
     spec = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -150,8 +208,12 @@ def generate(spec_path: Path) -> str:
 def main(argv: list[str]) -> int:
     spec_path = Path(argv[1]) if len(argv) > 1 else DEFAULT_SPEC
     out_path = Path(argv[2]) if len(argv) > 2 else DEFAULT_OUT
-    out_path.write_text(generate(spec_path), encoding="utf-8")
-    print(f"wrote {out_path}")
+    text = generate(spec_path)
+    out_path.write_text(text, encoding="utf-8")
+    marked = credential_fields(json.loads(text))
+    names = sorted({name for _, name in marked})
+    print(f"wrote {out_path}: {len(marked)} credential fields on "
+          f"{len({url for url, _ in marked})} resources ({', '.join(names)})")
     return 0
 
 

@@ -7,7 +7,10 @@ produced by SQL expressions over a seeded integer hash, so generation runs insid
 
 * booleans are 0/1, datetimes are UTC text ``YYYY-MM-DDTHH:MM:SS+00:00`` (compares as instants),
 * ``array`` and ``json`` fields are JSON text,
-* ids are increasing but not contiguous and do not start at 1; ``updatedAt >= createdAt``.
+* ids are increasing but not contiguous and do not start at 1; ``updatedAt >= createdAt``,
+* every credential field holds a fake secret ``fake-secret-<url>-<field>-<id>`` (never NULL),
+  so that a leak into a frame, cache file, snapshot or log is found by grepping bytes for
+  :data:`FAKE_SECRET`.
 
 Examples
 --------
@@ -34,6 +37,7 @@ from ..catalog import CATALOG, Field, Resource
 
 __all__ = [
     "EXTRA_FIELDS",
+    "FAKE_SECRET",
     "RESOURCES",
     "cached_database",
     "generate",
@@ -49,7 +53,9 @@ RESOURCES = (
 #: Fields real responses carry that the catalogue does not list: name -> SQL type.
 EXTRA_FIELDS = {"companyId": "INTEGER"}
 COMPANY_ID = 4821
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
+#: The prefix of every fake secret in credential fields.
+FAKE_SECRET = "fake-secret-"
 
 _P = 2147483647
 _START = 1546300800  # 2019-01-01T00:00:00Z
@@ -292,6 +298,8 @@ def _field_exprs(res: Resource, plan: Plan, seed: int, *, fresh: bool = False) -
         elif f.name == "updatedAt":
             later = "0" if fresh else "iif(r4 % 3 = 0, 0, r4 % 15552000)"
             expr = f"strftime({_ISO}, c + {later}, 'unixepoch')"
+        elif f.credential:
+            expr = f"'{FAKE_SECRET}{res.url}-{f.name}-' || base_id"
         elif f.name in plan.overrides:
             expr = plan.overrides[f.name]
         else:

@@ -44,7 +44,7 @@ from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
 from .data import RESOURCES, cached_database, insert_rows, table_name
 from .limits import MALFORMED, FaultPlan, LeakyBucket
 from .qs import QS_VERSIONS, decode_query
-from .sql import Problem, QueryPlan
+from .sql import EXCLUDE_MODES, Problem, QueryPlan
 
 __all__ = ["Sandbox", "serve"]
 
@@ -52,7 +52,8 @@ _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 #: Node's default limit on the request line plus headers; longer requests get 431.
 MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
-               "get_burst", "write_rate", "faults", "strict", "qs_version", "tokens", "quirks")
+               "get_burst", "write_rate", "faults", "strict", "qs_version", "tokens", "quirks",
+               "exclude")
 
 
 def token_hash(token: str) -> str:
@@ -109,6 +110,9 @@ class Sandbox:
     quirks
         Reproduce the Sequelize failures of the API notes (500 when attributes lack a key an
         include needs, or the order attribute while a has-many include is present).
+    exclude
+        How ``attributes[exclude][i]=...`` (Sequelize's "every field but these") is treated:
+        ``"honor"`` (default), ``"ignore"`` (every field comes back) or ``"refuse"`` (400).
     faults
         ``{"rate": 0.1, "kinds": ("503", "429", "drop"), "seed": 0, "burst": 3}`` or a rate;
         the kinds ``"object"``, ``"no-id"`` and ``"unordered"`` answer 200 with a malformed body.
@@ -130,6 +134,7 @@ class Sandbox:
                  rate: str = "default", get_rate: float = GET_RATE, get_burst: int = GET_BURST,
                  write_rate: float = WRITE_RATE, tokens: Sequence[str] = (SANDBOX_TOKEN,),
                  qs_version: str = "6.13", strict: bool = False, quirks: bool = True,
+                 exclude: str = "honor",
                  faults: FaultPlan | dict | float | None = None, port: int = 0,
                  log_size: int = 100_000) -> None:
         self.seed = seed
@@ -149,7 +154,8 @@ class Sandbox:
         self.configure(latency_ms=latency_ms, jitter_ms=jitter_ms, max_limit=max_limit,
                        default_limit=default_limit, rate=rate, get_rate=get_rate,
                        get_burst=get_burst, write_rate=write_rate, tokens=tokens,
-                       qs_version=qs_version, strict=strict, quirks=quirks, faults=faults)
+                       qs_version=qs_version, strict=strict, quirks=quirks, faults=faults,
+                       exclude=exclude)
         self.reset_counters()
 
     # ----------------------------------------------------------------- lifecycle
@@ -203,7 +209,7 @@ class Sandbox:
     # ----------------------------------------------------------------- knobs
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: latency_ms, jitter_ms, max_limit, default_limit, rate, get_rate,
-        get_burst, write_rate, faults, strict, quirks, qs_version, tokens."""
+        get_burst, write_rate, faults, strict, quirks, qs_version, tokens, exclude."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
@@ -211,6 +217,8 @@ class Sandbox:
             raise ValueError("rate must be 'default' or 'off'")
         if knobs.get("qs_version", "6.13") not in QS_VERSIONS:
             raise ValueError(f"qs_version must be one of {QS_VERSIONS}")
+        if knobs.get("exclude", "honor") not in EXCLUDE_MODES:
+            raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
         with self._lock:
             if "faults" in knobs:
                 knobs["faults"] = FaultPlan.from_option(knobs["faults"])
@@ -456,12 +464,13 @@ class Sandbox:
             one = {**query, "where": {"id": str(key)}, "limit": "1"}
             one.pop("from", None)
             rows = QueryPlan.build(url, one, default_limit=1, max_limit=1, strict=k["strict"],
-                                   quirks=k["quirks"]).run(con)
+                                   quirks=k["quirks"], exclude=k["exclude"]).run(con)
             if not rows:
                 raise Problem(404, f"no {res.model} with id {key}")
             return rows[0]
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
-                               max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"])
+                               max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"],
+                               exclude=k["exclude"])
         return plan.run(con)
 
 

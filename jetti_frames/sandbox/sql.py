@@ -8,6 +8,11 @@ turned a long array into an object (see the API notes) is reproduced: an ``$in``
 nothing, a ``$notIn`` object is dropped, an ``attributes`` object is ignored; with
 ``strict=True`` these answer 400 instead.
 
+``attributes`` may also be Sequelize's object form ``{"exclude": [...]}`` (every field but
+those), at the top level and in an include; the ``exclude`` knob makes the server ``"ignore"``
+that form (every field comes back) or ``"refuse"`` it (400). An ``exclude`` that qs turned into
+an object fails as it does in Sequelize (500).
+
 An include with a ``where`` is *required* (as in Sequelize): records without a matching related
 record are left out.
 
@@ -34,7 +39,8 @@ from typing import Any, ClassVar
 from ..catalog import CATALOG, Resource
 from .data import EXTRA_FIELDS, RESOURCES, table_name
 
-__all__ = ["MAX_INCLUDE_DEPTH", "Problem", "QueryPlan", "coerce", "serialize_rows"]
+__all__ = ["EXCLUDE_MODES", "MAX_INCLUDE_DEPTH", "Problem", "QueryPlan", "coerce",
+           "serialize_rows"]
 
 #: Include levels a default qs depth lets a query string carry.
 MAX_INCLUDE_DEPTH = 2
@@ -269,13 +275,20 @@ class Include:
     children: list[Include]
 
 
-def _attributes(res: Resource, raw: Any, strict: bool) -> list[str] | None:
+#: How the server treats ``attributes[exclude]``: Sequelize's meaning, or not at all.
+EXCLUDE_MODES = ("honor", "ignore", "refuse")
+
+
+def _attributes(res: Resource, raw: Any, strict: bool,
+                exclude: str = "honor") -> list[str] | None:
     if raw is None:
         return None
     if isinstance(raw, str):
         raw = [raw]
+    if isinstance(raw, dict) and "exclude" in raw:
+        return _excluding(res, raw["exclude"], strict, exclude)
     if isinstance(raw, dict):
-        if strict:
+        if strict and raw and all(k.isdigit() for k in raw):
             raise _bad("attributes arrived as an object (array too long)")
         return None
     if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
@@ -285,7 +298,27 @@ def _attributes(res: Resource, raw: Any, strict: bool) -> list[str] | None:
     return list(dict.fromkeys(raw))
 
 
-def _includes(parent: Resource, raw: Any, strict: bool, depth: int) -> list[Include]:
+def _excluding(res: Resource, raw: Any, strict: bool, mode: str) -> list[str] | None:
+    """Every column but ``raw`` (``attributes[exclude]``), as the ``exclude`` mode has it."""
+    if mode == "refuse":
+        raise _bad("attributes must be an array of field names")
+    if mode == "ignore":
+        return None
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        if strict:
+            raise _bad("attributes[exclude] arrived as an object (array too long)")
+        raise Problem(500, "options.attributes.exclude.includes is not a function")
+    for name in raw:
+        if not isinstance(name, str):
+            raise _bad("attributes[exclude] must be a list of field names")
+        _check_field(res, name)
+    return [n for n in (*res.field_names, *EXTRA_FIELDS) if n not in raw]
+
+
+def _includes(parent: Resource, raw: Any, strict: bool, depth: int,
+              exclude: str = "honor") -> list[Include]:
     if raw is None or raw == "":
         return []
     if isinstance(raw, (str, dict)) and not (isinstance(raw, dict) and all(
@@ -320,9 +353,9 @@ def _includes(parent: Resource, raw: Any, strict: bool, depth: int) -> list[Incl
         child = CATALOG.model(model)
         out.append(Include(
             res=child, kind=kind, foreign_key=relation.foreign_key,
-            attributes=_attributes(child, item.get("attributes"), strict),
+            attributes=_attributes(child, item.get("attributes"), strict, exclude),
             where=item.get("where"),
-            children=_includes(child, item.get("include"), strict, depth + 1),
+            children=_includes(child, item.get("include"), strict, depth + 1, exclude),
         ))
     return out
 
@@ -357,11 +390,12 @@ class QueryPlan:
 
     @classmethod
     def build(cls, url: str, query: dict[str, Any], *, default_limit: int = 50,
-              max_limit: int = 100, strict: bool = False, quirks: bool = True) -> QueryPlan:
+              max_limit: int = 100, strict: bool = False, quirks: bool = True,
+              exclude: str = "honor") -> QueryPlan:
         """Validate a decoded query; :class:`Problem` (400) names what is wrong."""
         res = CATALOG.resource(url)
-        attributes = _attributes(res, query.get("attributes"), strict)
-        includes = _includes(res, query.get("include"), strict, 1)
+        attributes = _attributes(res, query.get("attributes"), strict, exclude)
+        includes = _includes(res, query.get("include"), strict, 1, exclude)
         order = None
         raw_order = query.get("order")
         if raw_order not in (None, ""):
