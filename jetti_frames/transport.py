@@ -64,7 +64,7 @@ from .errors import (
     JettiRateLimitError,
     JettiServerError,
 )
-from .paging import OrderedPager, Pager, PageRequest
+from .paging import Pager, PageRequest
 from .settings import Settings
 
 __all__ = ["Transport", "TransportStats", "account_id", "explain_seconds"]
@@ -348,7 +348,7 @@ class Transport:
             for fut in queue:
                 fut.cancel()
 
-    def run_pager(self, pager: Pager | OrderedPager,
+    def run_pager(self, pager: Pager,
                   build: Callable[[PageRequest], tuple[str, Query]], *,
                   refresh: bool = False,
                   dates: list[str] | None = None) -> Iterator[tuple[PageRequest, list[Any]]]:
