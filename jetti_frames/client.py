@@ -596,6 +596,8 @@ class JettiClient:
 
         Takes the options of :meth:`read` that shape the request.  Records are never repeated;
         a record updated while paging comes with the values it had when its page was read.
+        With ``limit`` and an ``order``, the first N are read first, then handed over in order
+        in pages of ``page_size``.
         """
         return self._iter_pages(self._plan(resource, **options), refresh=refresh,
                                 progress=progress)
