@@ -204,13 +204,15 @@ class Where:
                 return "0" if op == "$in" else "1"
             values = [self._value(name, v) for v in items]
             present = [v for v in values if v is not None]
+            if op == "$notIn" and len(present) < len(values):
+                return "0"  # as SQL: NOT IN (.., NULL) is never true
             conds = []
             if present:
                 self.params.extend(present)
                 marks = ", ".join("?" * len(present))
                 conds.append(f"{col} {'IN' if op == '$in' else 'NOT IN'} ({marks})")
             if len(present) < len(values):
-                conds.append(f"{col} IS {'' if op == '$in' else 'NOT '}NULL")
+                conds.append(f"{col} IS NULL")
             if not conds:
                 return "0" if op == "$in" else "1"
             return self._join(conds, "OR" if op == "$in" else "AND")

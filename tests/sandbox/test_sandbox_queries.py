@@ -343,3 +343,10 @@ def test_every_resource_lists(sandbox: Sandbox, auth: dict[str, str], resource: 
     rows = ok(sandbox, auth, f"{resource}.json", "limit=3")
     assert len(rows) == 3 and rows[0]["id"] < rows[1]["id"]
     assert ok(sandbox, auth, f"{resource}/{rows[1]['id']}.json") == rows[1]
+
+
+def test_not_in_with_a_null_matches_nothing(sandbox: Sandbox, auth: dict[str, str]) -> None:
+    """As SQL (and so Sequelize on PostgreSQL): ``x NOT IN (4, NULL)`` is never true."""
+    base = "attributes[0]=id&limit=5&where[purchaseStatusId][$notIn][0]=4"
+    assert len(ok(sandbox, auth, "purchases.json", base)) == 5
+    assert ok(sandbox, auth, "purchases.json", base + "&where[purchaseStatusId][$notIn][1]=") == []
