@@ -661,6 +661,8 @@ class TopPager:
                                  self._limit(left + 1 if run else left))
             return
         self._boundary = self._keyset(last, left)  # a heavy value: read it all by id
-        known = sum(1 for rec in records if self._kept(rec))
+        # the value has at least n rows (which of them came back is chance: with a
+        # post-filter nothing certain is known about how many it keeps)
+        known = 0 if self.keep is not None else n
         if known < left:
             self._range = _Range({self.attribute: {after: last}}, self._limit(left - known + 1))
