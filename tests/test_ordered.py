@@ -191,3 +191,11 @@ def test_explain_shows_the_value_range_requests(client: JettiClient) -> None:
     assert "where[purchaseStatusId][$ne]=&" in text          # the first value range
     assert "where[purchaseStatusId]=&" in text               # the nulls, read first
     assert "from=" not in text
+
+
+def test_a_string_column_is_read_in_full_and_ordered_locally(sandbox: Sandbox,
+                                                             client: JettiClient) -> None:
+    """A null on a string field cannot be asked for, so no value ranges: every row, sorted."""
+    got = ids_of(client, attributes=["id", "billingCity"], order="-billingCity", limit=90)
+    assert got == first_ids(sandbox, "billingCity", 90, desc=True)
+    assert client.last_stats.requests >= 30  # 3000 purchases at 100 a page
