@@ -17,8 +17,9 @@ short page is not taken as the end until an empty or a shorter-than-seen page pr
 When a read took more than one page, :meth:`JettiClient.read` then asks once more for the records
 updated since the read began (``updatedAt >= <server time of the first answer>``) and merges them
 by ``id``, so records inserted or changed while paging are returned as they are at the end of the
-read.  A user ``order`` is applied locally to the complete result; with ``limit=N`` and an
-``order`` the server's order is used instead (offset pages, then no consistency pass).
+read.  A user ``order`` is applied locally to the complete result.  With ``limit=N`` and an
+``order`` the first N are read exactly by value ranges of the order attribute
+(:class:`~jetti_frames.paging.TopPager`), then no consistency pass.
 
 Examples
 --------
@@ -35,7 +36,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from itertools import count
 from pathlib import Path
@@ -45,10 +47,10 @@ from urllib.parse import urlsplit
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .errors import JettiAuthError, JettiQueryError
+from .errors import JettiAuthError, JettiQueryError, JettiServerError
 from .flatten import frame_from_records, frame_tables
 from .options import check_options, record_id
-from .paging import OrderedPager, Pager, PageRequest
+from .paging import Pager, PageRequest, TopPager
 from .query import (
     Include,
     Order,
@@ -136,10 +138,15 @@ class _Plan:
         return order is None or (order.attribute == "id" and not order.descending)
 
     @property
-    def server_ordered(self) -> bool:
-        """Top-N in the user's order: offset pages on the server's order."""
-        return (self.limit is not None and self.query.order is not None
-                and len(self.parts) == 1 and not self.query.post_filter)
+    def top(self) -> bool:
+        """The first N in a user order: read by value ranges (:class:`TopPager`).
+
+        Not for a string attribute: a null there cannot be asked for (it is sent as ``''``),
+        so such a read takes every matching record and orders them locally.
+        """
+        order = self.query.order
+        return (self.limit is not None and order is not None and not self.id_ordered
+                and self.query.resource.field(order.attribute).kind != "string")
 
 
 @dataclass
@@ -147,8 +154,7 @@ class _Stream:
     """One pager over one part of the query, inside a :class:`_Fanout`."""
 
     part: dict[str, Any]
-    pager: Pager | OrderedPager
-    pages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    pager: Pager
     #: Set on the streams of the consistency pass: which of their records belong to the result.
     member: Callable[[Any], bool] | None = None
 
@@ -174,7 +180,7 @@ class _Fanout:
     def next_requests(self) -> list[PageRequest]:
         out = self._collect([])
         if self.late is not None and len(self._owner) < self.parallel and all(
-                isinstance(s.pager, Pager) and s.pager.draining for s in self.streams):
+                s.pager.draining for s in self.streams):
             more = self.late()
             if more:
                 self.late = None
@@ -187,7 +193,7 @@ class _Fanout:
             room = self.parallel - len(self._owner) - len(out)
             if room <= 0:
                 break
-            if isinstance(stream.pager, Pager) and stream.pager.max_rows is None:
+            if stream.pager.max_rows is None:
                 stream.pager.parallel = stream.pager.in_flight + room
             for req in stream.pager.next_requests():
                 outer = replace(req, key=next(self._keys))
@@ -201,8 +207,7 @@ class _Fanout:
         cap = stream.pager.cap
         if cap:  # every stream talks to the same server: share what its cap is known to be
             for other in self.streams:
-                if isinstance(other.pager, Pager):
-                    other.pager.cap = max(other.pager.cap or 0, cap)
+                other.pager.cap = max(other.pager.cap or 0, cap)
         return keep
 
     def stream_of(self, request: PageRequest) -> tuple[_Stream, PageRequest]:
@@ -342,26 +347,16 @@ class JettiClient:
         pages = self._transport.run_pager(fanout, build,  # type: ignore[arg-type]
                                           refresh=refresh, dates=dates)
         for req, records in pages:
-            stream, inner = fanout.answered(req)
+            stream, _ = fanout.answered(req)
             if query.post_filter:
                 records = [r for r in records if query.keep(r)]
             if bar is not None:
                 bar.update(1)
             plan.cap = max(plan.cap or 0, stream.pager.cap or 0) or None
-            if inner.page is not None:  # offset pages: hand them over in page order
-                stream.pages[inner.page] = records
-                continue
             yield stream, records
-        for stream in streams:
-            for page in sorted(stream.pages):
-                yield stream, stream.pages[page]
 
     def _streams(self, plan: _Plan) -> list[_Stream]:
         """One pager per part of the plan."""
-        if plan.server_ordered:
-            return [_Stream(p, OrderedPager(plan.page_size, max_rows=plan.limit,
-                                            parallel=self.settings.max_in_flight))
-                    for p in plan.parts]
         # limit=N: each stream stops after N rows when they are the first N in the wanted order
         max_rows = plan.limit if plan.id_ordered and not plan.query.post_filter else None
         parallel = 1 if plan.few else self._transport.in_flight_target
@@ -371,6 +366,68 @@ class JettiClient:
         for stream in streams:
             stream.pager.cap = plan.cap
         return streams
+
+    def _top_pagers(self, plan: _Plan) -> list[tuple[dict[str, Any], TopPager]]:
+        """One :class:`TopPager` per part of a ``plan.top`` plan."""
+        order, query = plan.query.order, plan.query
+        assert order is not None and plan.limit is not None
+        keep = query.keep if query.post_filter else None
+        return [(part, TopPager(order.attribute, _at_most(plan.limit, part) or 0,
+                                plan.page_size, descending=order.descending,
+                                nulls_first=order.nulls_first, unique=order.attribute == "id",
+                                keep=keep))
+                for part in plan.parts]
+
+    def _top(self, plan: _Plan, *, refresh: bool, bar: Any = None,
+             on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
+        """The first ``plan.limit`` records in the plan's order, exactly (value ranges).
+
+        Every request a pager asks for is awaited, even once the rows are known, so that a
+        repeated read asks for nothing the cache does not hold.
+        """
+        if not plan.parts:
+            return []
+        self._check_token()
+        query = plan.query
+        url = f"{query.resource.url}.json"
+        pagers = self._top_pagers(plan)
+        running: dict[Future[Any], tuple[TopPager, PageRequest]] = {}
+        pages = 0
+        try:
+            while True:
+                for part, pager in pagers:
+                    for req in pager.next_requests():
+                        fut = self._transport.submit(
+                            url, encode(page_params(query, part, req)), refresh=refresh)
+                        running[fut] = (pager, req)
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    pager, req = running.pop(fut)
+                    records = fut.result()
+                    if not isinstance(records, list):
+                        raise JettiServerError("a list endpoint did not answer a JSON array",
+                                               status=200)
+                    pager.on_page(req, records)
+                    pages += 1
+                    rows = sum(len(p.result()) for _, p in pagers)
+                    if bar is not None:
+                        bar.update(1)
+                        self._bar_rows(bar, rows)
+                    if on_page is not None:
+                        on_page(pages, rows)
+        finally:
+            for fut in running:
+                fut.cancel()
+        if not all(p.done for _, p in pagers):
+            raise RuntimeError("an ordered read stalled with nothing in flight")
+        if len(pagers) == 1:
+            return [dict(r) for r in pagers[0][1].result()]
+        by_id: dict[Any, dict[str, Any]] = {}
+        for _, pager in pagers:
+            merge(by_id, [dict(r) for r in pager.result()])
+        return sort_records(list(by_id.values()), query.order)[:plan.limit]
 
     def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,
@@ -397,6 +454,11 @@ class JettiClient:
             passes.extend(replace(s, member=member) for s in self._streams(again))
             return passes
 
+        if plan.top:
+            with self._bar(plan, progress) as bar:
+                records = self._top(plan, refresh=refresh, bar=bar, on_page=on_page)
+            self._finish_stats(stats_before, rows=len(records))
+            return records
         with self._bar(plan, progress) as bar:
             for stream, records in self._pull(plan, refresh=refresh, bar=bar, dates=dates,
                                               late=catch_up):
@@ -416,9 +478,7 @@ class JettiClient:
                 for _, records in self._pull(again, refresh=refresh, bar=bar):
                     merge(by_id, records, passes[0].member)
                 self._bar_rows(bar, len(by_id))
-        records = list(by_id.values())
-        if not plan.server_ordered:
-            records = sort_records(records, plan.query.order)
+        records = sort_records(list(by_id.values()), plan.query.order)
         if plan.limit is not None:
             records = records[:plan.limit]
         self._finish_stats(stats_before, rows=len(records))
@@ -541,6 +601,8 @@ class JettiClient:
 
         Takes the options of :meth:`read` that shape the request.  Records are never repeated;
         a record updated while paging comes with the values it had when its page was read.
+        With ``limit`` and an ``order``, the first N are read first, then handed over in order
+        in pages of ``page_size``.
         """
         check_options(refresh=refresh, progress=progress, limit=options.get("limit"),
                       page_size=options.get("page_size"))
@@ -554,6 +616,13 @@ class JettiClient:
         rows = 0
         multi = len(plan.parts) > 1
         try:
+            if plan.top:  # the order is only known once the first N are: pages in order
+                with self._bar(plan, progress) as bar:
+                    records = self._top(plan, refresh=refresh, bar=bar)
+                rows = len(records)
+                for start in range(0, rows, plan.page_size):
+                    yield records[start:start + plan.page_size]
+                return
             with self._bar(plan, progress) as bar:
                 for _, records in self._pull(plan, refresh=refresh, bar=bar):
                     if multi:
@@ -644,12 +713,15 @@ class JettiClient:
                                                                     "page_size")})
         plan = self._plan(resource, **{k: v for k, v in options.items() if k not in reading})
         query = plan.query
+        firsts = ([(part, req) for part, pager in self._top_pagers(plan)
+                   for req in pager.next_requests()] if plan.top else
+                  [(stream.part, req) for stream in self._streams(plan)
+                   for req in stream.pager.next_requests()[:1]])
         urls = tuple(f"{query.resource.url}.json?"
-                     + encode(page_params(query, stream.part, req), readable=True)
-                     for stream in self._streams(plan)
-                     for req in stream.pager.next_requests()[:1])
+                     + encode(page_params(query, part, req), readable=True)
+                     for part, req in firsts)
         per_part = 1 if plan.limit is None else max(1, -(-plan.limit // plan.page_size))
-        n = len(plan.parts) * per_part
+        n = max(len(urls), len(plan.parts) * per_part)
         latency = self._transport.latency or 0.5
         lines = explain_query(query).splitlines()
         notes = [lines[0], *(f"  {u}" for u in urls),
@@ -709,7 +781,7 @@ def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict
     """The parameters of one page request of one part of a query."""
     paging = req.params(dict(part))
     return request_params(paging.get("where"), query.sent_attributes, query.include,
-                          paging.get("order", query.order), limit=req.limit, from_=req.page,
+                          paging.get("order", query.order), limit=req.limit,
                           exclude=query.exclude)
 
 

@@ -38,14 +38,30 @@ inserted during the pull is delivered at most once (with ``parallel > 1`` only i
 the probe's highest id, or before the first page for a sequential pull); a record deleted during
 the pull may or may not appear.
 
-Strategy (ordered, :class:`OrderedPager`)
------------------------------------------
-For a user ``order`` together with ``max_rows``, rows must come in the server's order: offset
-paging with ``from`` (a zero-based page index; offset = ``from`` x effective limit).  Page 0
-teaches the cap; later requests ask for ``limit = cap``, which gives the same offsets whether the
-server multiplies ``from`` by the requested or by the capped limit.  Once the cap is known all the
-needed pages (``ceil(N / cap)``) are sent at once.  Offset paging is not stable under concurrent
-inserts or deletes (a row may shift across a page boundary); use keyset paging for exact pulls.
+Strategy (ordered, :class:`TopPager`)
+-------------------------------------
+For a user ``order`` with ``max_rows`` (the user's ``limit=N``) the first N rows in that order
+are read exactly by *value ranges*, never by offsets: rows that tie on the order attribute come
+back in a different order on every request (PostgreSQL), so offset pages overlap and skip rows,
+and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on the server.
+
+* A range request is the user's ``where`` AND a bound on the order attribute (``$ne: null``
+  first, then ``$gt``/``$gte`` a value, ``$lt``/``$lte`` when descending), ordered by the
+  attribute.  In its answer every row *before* the trailing run of rows equal to the page's
+  last value is final: no other row with those values exists.  The trailing run is not.
+* A page that is all one value (a heavy value): every row of that value is read by id keyset
+  (a sequential :class:`Pager` with ``where col = value``, stopping at the rows still
+  needed), and the next range starts after the value (``$gt``).  Otherwise the next range
+  starts *at* the last value (``$gte``), which reads that value's rows again, all of them
+  first.  ``limit`` is the rows still needed plus one, so the last page usually proves the
+  N-th row final.
+* Nulls (``$eq: null``) are read by id keyset, first or last as ``nulls_first`` says,
+  whatever the server's default is; ``id`` is never null and never ties.
+* Rows that tie are put in id order, so the result is the first N by ``(attribute, id)``.
+* Determinism: each decision uses only answers whose content it depends on (a range answer
+  is used once every segment before it is known exactly), so the same data always sends the
+  same requests and a repeated read is answered from the HTTP cache.  At most one range
+  request (sent while the heavy value before it is read) can turn out unneeded.
 
 Examples
 --------
@@ -67,14 +83,15 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
-from itertools import count, pairwise
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from itertools import count, groupby, pairwise
 from typing import Any
 
 from .query import and_where
 from .settings import DEFAULT_PAGE_SIZE
 
-__all__ = ["OrderedPager", "PageRequest", "Pager", "PagerStats"]
+__all__ = ["PageRequest", "Pager", "PagerStats", "TopPager"]
 
 #: The gap between the first page and the probe is cut into about this many windows (enough
 #: for the requests in flight; each window boundary costs half a request on average).
@@ -99,8 +116,10 @@ class PageRequest:
         Id bounds (``where[id][$gt]`` / ``where[id][$lte]``); None means unbounded.
     descending : bool
         Order by id descending (the probe of the top of the id range).
-    page : int or None
-        Ordered mode only: the ``from`` page index; ``None`` in keyset mode.
+    where : dict, optional
+        More conditions ANDed onto the user's ``where`` (a value range of the order attribute).
+    by_order : bool
+        Ordered by the user's ``order`` (a value range) rather than by id.
     """
 
     key: int
@@ -108,29 +127,31 @@ class PageRequest:
     gt: int | None = None
     lte: int | None = None
     descending: bool = False
-    page: int | None = None
+    where: dict[str, Any] | None = field(default=None, hash=False)
+    by_order: bool = False
 
     def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
         """The paging part of the query, merged with the user's ``where``.
 
-        Keyset requests also set ``order`` (by id); ordered requests only add ``limit`` and
-        ``from`` (the caller keeps the user's ``order``).
+        Keyset requests also set ``order`` (by id); ``by_order`` requests leave it out (the
+        caller keeps the user's ``order``).
 
         Examples
         --------
         >>> PageRequest(key=0, limit=100, gt=5, lte=90).params({"status": "open"})
         {'where': {'status': 'open', 'id': {'$gt': 5, '$lte': 90}}, 'order': {'attribute': 'id', 'descending': False}, 'limit': 100}
-        >>> PageRequest(key=1, limit=37, page=2).params()
-        {'limit': 37, 'from': 2}
+        >>> PageRequest(1, 37, where={"total": {"$gte": 9.5}}, by_order=True).params({"a": 1})
+        {'where': {'a': 1, 'total': {'$gte': 9.5}}, 'limit': 37}
         """  # noqa: E501
-        if self.page is not None:
-            out: dict[str, Any] = {"where": dict(where)} if where else {}
-            out.update(limit=self.limit, **{"from": self.page})
-            return out
+        merged = dict(where or {})
+        if self.where:
+            merged = and_where(merged, self.where)
         bounds = {op: v for op, v in (("$gt", self.gt), ("$lte", self.lte)) if v is not None}
-        merged = and_where(where or {}, {"id": bounds}) if bounds else dict(where or {})
-        out = {"where": merged} if merged else {}
-        out["order"] = {"attribute": "id", "descending": self.descending}
+        if bounds:
+            merged = and_where(merged, {"id": bounds})
+        out: dict[str, Any] = {"where": merged} if merged else {}
+        if not self.by_order:
+            out["order"] = {"attribute": "id", "descending": self.descending}
         out["limit"] = self.limit
         return out
 
@@ -408,86 +429,240 @@ class Pager:
         self.stats.splits += 1
 
 
-class OrderedPager:
-    """Offset pager (``from`` page index) for a user ``order``, usually with ``max_rows``.
+Record = Mapping[str, Any]
 
-    Pages may be answered out of order: put records together by ``request.page``.
+
+@dataclass(eq=False)
+class _Keyset:
+    """Every record of one value of the order attribute (or its nulls), in id order, up to
+    ``need`` of them kept."""
+
+    where: dict[str, Any]
+    pager: Pager
+    need: int
+    rows: list[Record] = field(default_factory=list)
+
+    @property
+    def satisfied(self) -> bool:
+        return self.pager.done or len(self.rows) >= self.need
+
+    @property
+    def complete(self) -> bool:
+        return self.satisfied and not self.pager.in_flight
+
+
+@dataclass(eq=False)
+class _Range:
+    """One range request: the rows after a bound, ordered by the attribute."""
+
+    where: dict[str, Any]
+    limit: int
+    sent: bool = False
+    records: list[Record] | None = None
+
+
+class TopPager:
+    """The exact first ``max_rows`` records in a one-attribute order, by value ranges.
+
+    A pure state machine like :class:`Pager` (see the module docstring for the strategy), fed
+    whole records, since it needs the order attribute's values.  :meth:`result` gives the
+    rows in order: by the attribute with nulls placed as asked, ties by id.
+
+    Parameters
+    ----------
+    attribute : str
+        The order attribute; its values must come back in every record, with ``id``.
+    max_rows : int
+        How many rows (the user's ``limit``).
+    page_size : int
+        The largest ``limit`` asked.
+    descending, nulls_first : bool
+        The order.
+    unique : bool
+        The attribute never ties and is never null (``id``): no keyset reads.
+    keep : callable, optional
+        Rows for which it is false do not count (a local post-filter).
 
     Examples
     --------
-    >>> p = OrderedPager(100, max_rows=80, parallel=4)
-    >>> [r] = p.next_requests(); (r.page, r.limit)
-    (0, 80)
-    >>> p.on_page(r, list(range(37))), p.done          # capped at 37: two more pages needed
-    (37, False)
-    >>> [(r.page, r.limit) for r in p.next_requests()]
-    [(1, 37), (2, 37)]
+    >>> import operator, random
+    >>> totals = {1: 5, 2: 3, 3: 5, 4: None, 5: 3, 6: 9, 7: 5}       # id -> total
+    >>> OPS = {"$gt": operator.gt, "$gte": operator.ge, "$ne": operator.ne}
+    >>> def match(value, cond):
+    ...     if not isinstance(cond, dict):                   # a keyset read of one value
+    ...         return value == cond
+    ...     (op, bound), = cond.items()
+    ...     return value is not None and (bound is None or OPS[op](value, bound))
+    >>> def serve(req):
+    ...     rows = [{"id": i, "total": v} for i, v in totals.items()
+    ...             if match(v, req.where["total"]) and (req.gt is None or i > req.gt)]
+    ...     if req.by_order:                                 # ties in any order
+    ...         random.shuffle(rows)
+    ...         rows.sort(key=lambda r: r["total"])
+    ...     return rows[:req.limit]
+    >>> top = TopPager("total", 4, page_size=2)
+    >>> while not top.done:
+    ...     for req in top.next_requests():
+    ...         top.on_page(req, serve(req))
+    >>> [(r["id"], r["total"]) for r in top.result()]
+    [(2, 3), (5, 3), (1, 5), (3, 5)]
     """
 
-    def __init__(self, page_size: int = DEFAULT_PAGE_SIZE, *, max_rows: int | None = None,
-                 parallel: int = 1) -> None:
-        if page_size < 1 or parallel < 1:
-            raise ValueError("page_size and parallel must be at least 1")
-        if max_rows is not None and max_rows < 0:
+    def __init__(self, attribute: str, max_rows: int, page_size: int = DEFAULT_PAGE_SIZE, *,
+                 descending: bool = False, nulls_first: bool = False, unique: bool = False,
+                 keep: Callable[[Record], bool] | None = None) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        if max_rows < 0:
             raise ValueError("max_rows must be >= 0")
+        self.attribute = attribute
         self.max_rows = max_rows
-        self.parallel = parallel
-        self.limit = page_size if max_rows is None else max(1, min(page_size, max_rows))
-        self.cap: int | None = None
-        self.stats = PagerStats(windows=1)
+        self.page_size = page_size
+        self.descending = descending
+        self.unique = unique
+        self.nulls_last = not nulls_first and not unique
+        self.keep = keep
+        self.cap: int | None = None  # the largest range page seen
+        self.stats = PagerStats()
+        self._rows: list[Record] = []
         self._keys = count()
-        self._next_page = 0
-        self._end: int | None = 0 if max_rows == 0 else None  # pages >= this hold nothing
-        self._inflight: dict[int, PageRequest] = {}
+        self._owner: dict[int, tuple[_Keyset | _Range, PageRequest | None]] = {}
+        self._finished = max_rows == 0
+        self._head = None if unique or not nulls_first else self._keyset(None, max_rows)
+        self._boundary: _Keyset | None = None
+        self._tail: _Keyset | None = None
+        first = {} if unique else {attribute: {"$ne": None}}
+        self._range: _Range | None = _Range(first, self._limit(max_rows + (not unique)))
 
+    # -- public -------------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return not self._inflight and self._end is not None and self._next_page >= self._end
+        """True once the first ``max_rows`` are known and no request is in flight."""
+        return self._finished and not self._owner
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        return len(self._owner)
+
+    def result(self) -> list[Record]:
+        """The rows known so far, in the final order (all of them once :attr:`done`)."""
+        return self._rows[:self.max_rows]
 
     def next_requests(self) -> list[PageRequest]:
+        """Requests to send now (at most one per segment: a keyset read and a range)."""
         out: list[PageRequest] = []
-        if self.cap is None and self._next_page > 0:
-            return out  # page 0 must teach the cap first
-        while len(self._inflight) < self.parallel and (
-                self._end is None or self._next_page < self._end):
-            req = PageRequest(next(self._keys), self.cap or self.limit, page=self._next_page)
-            self._inflight[req.key] = req
-            self._next_page += 1
-            self.stats.requests += 1
-            out.append(req)
-            if self.cap is None:
-                break
+        if self._finished:
+            return out
+        for seg in (self._head, self._boundary, self._tail):
+            if seg is not None and not seg.satisfied:
+                for inner in seg.pager.next_requests():
+                    out.append(self._send(replace(inner, key=next(self._keys),
+                                                  where=seg.where), seg, inner))
+        r = self._range
+        if r is not None and not r.sent:
+            r.sent = True
+            out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
+                                              by_order=True), r, None))
         return out
 
-    def on_page(self, request: PageRequest, ids: list[int]) -> int:
-        """Record a page; return how many leading records belong to the result."""
-        self._inflight.pop(request.key)
-        page = request.page or 0
-        n = len(ids)
+    def on_page(self, request: PageRequest, records: list[Record]) -> None:
+        """Record the answer to ``request`` (its records, as returned)."""
+        seg, inner = self._owner.pop(request.key)
         self.stats.pages += 1
-        if page == 0:
-            self.cap = n or None
-            if n == 0:
-                self._end = 0
-            elif self.max_rows is not None:
-                self._set_end(math.ceil(self.max_rows / n))
-        elif n < request.limit:
-            self._set_end(page + 1)
-        start = page * (self.cap or 0)
-        keep = n
-        if self._end is not None and page >= self._end:
-            keep = 0
-        if self.max_rows is not None:
-            keep = max(0, min(keep, self.max_rows - start))
-        self.stats.rows += keep
-        self.stats.dropped += n - keep
-        if keep == 0:
+        if self._finished:
             self.stats.wasted += 1
-        return keep
+            return
+        if isinstance(seg, _Range):
+            seg.records = list(records)
+            if records:
+                self.cap = max(self.cap or 0, len(records))
+        else:
+            assert inner is not None
+            n = seg.pager.on_page(inner, [int(r["id"]) for r in records])
+            kept = [r for r in records[:n] if self._kept(r)]
+            seg.rows += kept[:max(0, seg.need - len(seg.rows))]
+        self._advance()
 
-    def _set_end(self, end: int) -> None:
-        self._end = end if self._end is None else min(self._end, end)
+    # -- internals ----------------------------------------------------------------------
+    def _send(self, request: PageRequest, seg: _Keyset | _Range,
+              inner: PageRequest | None) -> PageRequest:
+        self._owner[request.key] = (seg, inner)
+        self.stats.requests += 1
+        return request
+
+    def _kept(self, record: Record) -> bool:
+        return self.keep is None or self.keep(record)
+
+    def _limit(self, wanted: int) -> int:
+        """A range's ``limit``: the rows still wanted (all of a page with a post-filter)."""
+        return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
+
+    def _keyset(self, value: Any, need: int) -> _Keyset:
+        pager = Pager(self.page_size, max_rows=None if self.keep else need, probe=False)
+        pager.cap = self.cap
+        return _Keyset({self.attribute: value}, pager, need)
+
+    def _take(self, rows: list[Record]) -> None:
+        self._rows += rows
+        if len(self._rows) >= self.max_rows:
+            self._finished = True
+
+    def _advance(self) -> None:
+        """Settle segments in result order as far as their answers allow."""
+        while not self._finished:
+            seg = self._head or self._boundary
+            if seg is not None:
+                if not seg.complete:
+                    return
+                self._take(seg.rows)
+                if seg is self._head:
+                    self._head = None
+                else:
+                    self._boundary = None
+            elif self._range is not None:
+                if self._range.records is None:
+                    return
+                self._on_range(self._range)
+            elif self._tail is not None:
+                if not self._tail.complete:
+                    return
+                self._take(self._tail.rows)
+                self._tail = None
+            else:
+                self._finished = True
+
+    def _in_order(self, records: list[Record]) -> list[Record]:
+        """Kept records in the server's order, each run of equal values in id order."""
+        out: list[Record] = []
+        for _, run in groupby(records, key=lambda r: r.get(self.attribute)):
+            out += sorted((r for r in run if self._kept(r)), key=lambda r: r["id"])
+        return out
+
+    def _on_range(self, r: _Range) -> None:
+        self._range = None
+        records = r.records or []
+        n = len(records)
+        if n == 0 or n < min(r.limit, self.cap or 0):  # the rest of the range: all final
+            self._take(self._in_order(records))
+            if not self._finished and self.nulls_last:
+                self._tail = self._keyset(None, self.max_rows - len(self._rows))
+            return
+        last = records[-1].get(self.attribute)
+        run = 0  # the trailing run of rows equal to the last value: not final
+        while not self.unique and run < n and records[n - 1 - run].get(self.attribute) == last:
+            run += 1
+        self._take(self._in_order(records[:n - run]))
+        if self._finished:
+            return
+        left = self.max_rows - len(self._rows)
+        after, at = ("$lt", "$lte") if self.descending else ("$gt", "$gte")
+        if run < n:  # progress: start the next range at the last value, which it reads again
+            self._range = _Range({self.attribute: {at if run else after: last}},
+                                 self._limit(left + 1 if run else left))
+            return
+        self._boundary = self._keyset(last, left)  # a heavy value: read it all by id
+        # the value has at least n rows (which of them came back is chance: with a
+        # post-filter nothing certain is known about how many it keeps)
+        known = 0 if self.keep is not None else n
+        if known < left:
+            self._range = _Range({self.attribute: {after: last}}, self._limit(left - known + 1))

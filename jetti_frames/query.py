@@ -1195,8 +1195,12 @@ def _merge_ops(old: dict[str, Any], new: Mapping[str, Any], name: str) -> dict[s
         elif op == "$eq":
             del out[op]
             out["$in"] = []  # two different values: nothing matches
-        elif op == "$ne":
-            out["$notIn"] = _dedupe([*out.get("$notIn", []), out.pop(op), value])
+        elif op == "$ne":  # NOT IN (.., NULL) matches nothing in SQL: keep IS NOT NULL apart
+            values = [out.pop(op), value]
+            if None in values:
+                out[op] = None
+            out["$notIn"] = _dedupe([*out.get("$notIn", []),
+                                     *(v for v in values if v is not None)])
         else:
             raise JettiQueryError(f"cannot AND two different {op} conditions on {name!r}")
     for strict, loose, lower in (("$gt", "$gte", True), ("$lt", "$lte", False)):
@@ -1220,6 +1224,8 @@ def and_where(where: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, A
     {'id': {'$eq': 5, '$gt': 3}, 'total': {'$gt': 20}}
     >>> and_where({"id": {"$in": [1, 2, 3]}}, {"id": {"$in": [2, 3, 4], "$lte": 2}})
     {'id': {'$in': [2, 3], '$lte': 2}}
+    >>> and_where({"saleId": {"$ne": 4}}, {"saleId": {"$ne": None}})
+    {'saleId': {'$ne': None, '$notIn': [4]}}
     """
     out = dict(where)
     for key, cond in extra.items():

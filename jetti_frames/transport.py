@@ -91,7 +91,7 @@ from .errors import (
     JettiServerError,
     JettiTimeoutError,
 )
-from .paging import OrderedPager, Pager, PageRequest
+from .paging import Pager, PageRequest
 from .settings import Settings
 
 __all__ = ["Transport", "TransportStats", "account_id", "answer_problem", "cache_key",
@@ -548,7 +548,7 @@ class Transport:
             for fut in queue:
                 fut.cancel()
 
-    def run_pager(self, pager: Pager | OrderedPager,
+    def run_pager(self, pager: Pager,
                   build: Callable[[PageRequest], tuple[str, Query]], *,
                   refresh: bool = False,
                   dates: list[str] | None = None) -> Iterator[tuple[PageRequest, list[Any]]]:

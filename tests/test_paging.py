@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jetti_frames.paging import OrderedPager, Pager, PageRequest
+from jetti_frames.paging import Pager, PageRequest, TopPager
 
 
 class SimServer:
@@ -21,7 +23,6 @@ class SimServer:
         self.rows: dict[int, int] = {i: 0 for i in ids}  # id -> version
         self.cap = cap
         self.served = 0
-        self.sort_key: Callable[[int], object] = lambda i: i
 
     def insert(self, n: int) -> list[int]:
         top = max(self.rows, default=0)
@@ -35,9 +36,6 @@ class SimServer:
     def answer(self, req: PageRequest) -> list[int]:
         self.served += 1
         limit = min(req.limit, self.cap or req.limit)
-        if req.page is not None:  # offset paging, offset = from x capped limit
-            ordered = sorted(self.rows, key=self.sort_key)
-            return ordered[req.page * limit:(req.page + 1) * limit]
         sel = sorted((i for i in self.rows if (req.gt is None or i > req.gt)
                       and (req.lte is None or i <= req.lte)), reverse=req.descending)
         return sel[:limit]
@@ -53,18 +51,17 @@ def check_windows(pager: Pager, got: list[int]) -> None:
             assert not ((lo is None or i > lo) and (hi is None or i <= hi)), (i, wins)
 
 
-def drive(pager: Pager | OrderedPager, server: SimServer, *, rng: random.Random | None = None,
+def drive(pager: Pager, server: SimServer, *, rng: random.Random | None = None,
           between: Callable[[int], None] | None = None, peak: list[int] | None = None,
           ) -> list[int]:
     """Run a pull; pages are answered in random order when ``rng`` is given."""
     pending: list[PageRequest] = []
     got: list[int] = []
-    by_page: dict[int, list[int]] = {}
     step = 0
     asked: set[tuple[object, ...]] = set()
     while not pager.done:
         for req in pager.next_requests():
-            shape = (req.gt, req.lte, req.descending, req.limit, req.page)
+            shape = (req.gt, req.lte, req.descending, req.limit)
             assert shape not in asked, req  # a repeat could be answered from a cache
             asked.add(shape)
             pending.append(req)
@@ -78,17 +75,11 @@ def drive(pager: Pager | OrderedPager, server: SimServer, *, rng: random.Random 
         ids = server.answer(req)
         keep = pager.on_page(req, ids)
         assert 0 <= keep <= len(ids)
-        if req.page is not None:
-            by_page[req.page] = ids[:keep]
-        else:
-            got += ids[:keep]
-        if isinstance(pager, Pager):
-            check_windows(pager, got)
+        got += ids[:keep]
+        check_windows(pager, got)
         step += 1
         assert step < 10_000
     assert not pending
-    if by_page:
-        got = [i for p in sorted(by_page) for i in by_page[p]]
     return got
 
 
@@ -317,40 +308,123 @@ def test_property_nothing_lost_nothing_twice(ids: set[int], cap: int | None, pag
         assert len(got) == min(max_rows, len(server.rows))
 
 
-# -- ordered (offset) ------------------------------------------------------------------------
-def _ordered_server(n: int, cap: int | None) -> SimServer:
-    server = SimServer(list(range(1, n + 1)), cap=cap)
-    server.sort_key = lambda i: ((i * 7919) % 101, i)  # a user order unrelated to id
-    return server
+# -- ordered (value ranges) -----------------------------------------------------------------
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le,
+    "$ne": operator.ne}
 
 
-@pytest.mark.parametrize("cap", [None, 37])
-@pytest.mark.parametrize("n", [0, 1, 37, 74, 80, 100, 101, 250, 999, 1000, 1500])
-@pytest.mark.parametrize("parallel", [1, 4])
-def test_ordered_top_n(n: int, cap: int | None, parallel: int) -> None:
-    server = _ordered_server(1000, cap)
-    pager = OrderedPager(100, max_rows=n, parallel=parallel)
-    got = drive(pager, server, rng=random.Random(n))
-    assert got == sorted(server.rows, key=server.sort_key)[:n]
-    effective = min(cap or 100, 100, max(n, 1))
-    if n <= 1000:
-        assert pager.stats.requests == math.ceil(n / effective)
+class SimTable:
+    """Records ``{"id", "v"}`` answered like a PostgreSQL-backed list endpoint: ordered by
+    ``v`` with ties in a new random order on every request, a silent ``limit`` cap."""
+
+    def __init__(self, values: dict[int, Any], *, descending: bool, cap: int | None,
+                 rng: random.Random) -> None:
+        self.values, self.descending, self.cap, self.rng = values, descending, cap, rng
+        self.asked: list[tuple[object, ...]] = []
+
+    def matches(self, value: Any, cond: Any) -> bool:
+        if not isinstance(cond, dict):
+            return value == cond  # None: IS NULL
+        return all(value is not None and (arg is None or _OPS[op](value, arg))
+                   for op, arg in cond.items())
+
+    def answer(self, req: PageRequest) -> list[dict[str, Any]]:
+        self.asked.append((repr(req.where), req.gt, req.lte, req.limit, req.by_order))
+        cond = (req.where or {}).get("v", {})
+        rows = [{"id": i, "v": v} for i, v in self.values.items()
+                if self.matches(v, cond) and (req.gt is None or i > req.gt)
+                and (req.lte is None or i <= req.lte)]
+        if req.by_order:
+            self.rng.shuffle(rows)
+            present = sorted((r for r in rows if r["v"] is not None), key=lambda r: r["v"],
+                             reverse=self.descending)
+            rows = present + [r for r in rows if r["v"] is None]
+        else:
+            rows.sort(key=lambda r: r["id"], reverse=req.descending)
+        return rows[:min(req.limit, self.cap or req.limit)]
 
 
-@pytest.mark.parametrize("cap", [None, 37])
-def test_ordered_without_max_rows_reads_everything(cap: int | None) -> None:
-    server = _ordered_server(500, cap)
-    pager = OrderedPager(100, parallel=4)
-    got = drive(pager, server, rng=random.Random(9))
-    assert got == sorted(server.rows, key=server.sort_key)
+def run_top(pager: TopPager, table: SimTable, rng: random.Random) -> list[int]:
+    pending: list[PageRequest] = []
+    while not pager.done:
+        pending += pager.next_requests()
+        assert pending, "the pager stalled"
+        req = pending.pop(rng.randrange(len(pending)))
+        pager.on_page(req, table.answer(req))
+    return [r["id"] for r in pager.result()]
 
 
-def test_ordered_keeps_later_pages_at_the_learned_cap() -> None:
-    pager = OrderedPager(100, max_rows=500, parallel=3)
-    [r] = pager.next_requests()
-    assert pager.next_requests() == []  # nothing more until the cap is known
-    pager.on_page(r, list(range(37)))
-    assert [(q.page, q.limit) for q in pager.next_requests()] == [(1, 37), (2, 37), (3, 37)]
+def expected_top(values: dict[int, Any], n: int, descending: bool, nulls_first: bool,
+                 keep: Callable[[int], bool] = lambda i: True) -> list[int]:
+    present = sorted((i for i, v in values.items() if v is not None and keep(i)),
+                     key=lambda i: (values[i] if not descending else -values[i], i))
+    nulls = sorted(i for i, v in values.items() if v is None and keep(i))
+    return ((nulls + present) if nulls_first else (present + nulls))[:n]
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.integers(0, 6), st.integers(0, 400)),
+                       max_size=400),
+       n=st.integers(0, 450), page=st.sampled_from([1, 3, 10, 100]),
+       cap=st.sampled_from([None, 2, 7]), descending=st.booleans(), nulls_first=st.booleans(),
+       seed=st.integers(0, 2**16), filtered=st.booleans())
+def test_top_pager_is_exact_and_deterministic(values: list[Any], n: int, page: int,
+                                              cap: int | None, descending: bool,
+                                              nulls_first: bool, seed: int,
+                                              filtered: bool) -> None:
+    table = dict(enumerate(values, start=1))
+
+    def keep(i: int) -> bool:
+        return not filtered or i % 3 != 0
+
+    asked = []
+    for run in range(2):  # other tie orders and answer orders: the same requests
+        rng = random.Random(seed + run)
+        sim = SimTable(table, descending=descending, cap=cap, rng=rng)
+        pager = TopPager("v", n, page, descending=descending, nulls_first=nulls_first,
+                         keep=(lambda r: keep(r["id"])) if filtered else None)
+        got = run_top(pager, sim, rng)
+        assert got == expected_top(table, n, descending, nulls_first, keep)
+        asked.append(sorted(sim.asked, key=repr))
+        assert pager.stats.requests == len(sim.asked)
+    assert asked[0] == asked[1]
+
+
+@pytest.mark.parametrize(("n", "page", "requests"), [
+    (50, 100, 1),      # 51 distinct values: the 51st proves the 50th final
+    (130, 50, 3),      # 50 + 49 + 31: each page repeats its last value's one row
+    (1000, 100, 11),
+])
+def test_top_pager_on_distinct_values_costs_about_n_over_page(n: int, page: int,
+                                                             requests: int) -> None:
+    values = {i: (i * 7919) % 3001 for i in range(1, 3001)}  # distinct, unrelated to id
+    rng = random.Random(1)
+    pager = TopPager("v", n, page, descending=True)
+    got = run_top(pager, SimTable(values, descending=True, cap=None, rng=rng), rng)
+    assert got == expected_top(values, n, True, False)
+    assert pager.stats.requests == requests
+
+
+def test_top_pager_reads_a_heavy_value_by_id() -> None:
+    values = {i: i % 3 for i in range(1, 601)}  # three values of 200 rows
+    rng = random.Random(2)
+    sim = SimTable(values, descending=False, cap=None, rng=rng)
+    pager = TopPager("v", 250, 100)
+    assert run_top(pager, sim, rng) == expected_top(values, 250, False, False)
+    keysets = [a for a in sim.asked if not a[-1]]
+    assert [(a[0], a[1]) for a in keysets] == [
+        ("{'v': 0}", None), ("{'v': 0}", 300), ("{'v': 0}", 600),
+        ("{'v': 1}", None)]  # 200 rows of 0 (the last page proves the end), 50 of 1
+
+
+def test_top_pager_by_id_needs_no_keyset_reads() -> None:
+    values = {i: i for i in range(1, 501)}
+    rng = random.Random(3)
+    sim = SimTable(values, descending=True, cap=37, rng=rng)
+    pager = TopPager("v", 120, 100, descending=True, unique=True)
+    assert run_top(pager, sim, rng) == list(range(500, 380, -1))
+    assert all(by_order for *_, by_order in sim.asked) and len(sim.asked) == 4
 
 
 # -- request parameters ---------------------------------------------------------------------
@@ -363,8 +437,11 @@ def test_params_and_where_merging() -> None:
     assert PageRequest(0, 9, lte=5).params({"id": [1, 2]})["where"] == {
         "id": {"$in": [1, 2], "$lte": 5}}
     assert PageRequest(0, 9).params({"x": 1})["where"] == {"x": 1}
-    assert PageRequest(3, 37, page=2).params({"a": 1}) == {"where": {"a": 1}, "limit": 37,
-                                                             "from": 2}
+    ranged = PageRequest(3, 37, where={"a": {"$gt": 4}}, by_order=True)
+    assert ranged.params({"a": {"$in": [1, 5, 9]}}) == {
+        "where": {"a": {"$in": [1, 5, 9], "$gt": 4}}, "limit": 37}
+    assert PageRequest(0, 9, gt=7, where={"a": None}).params({"b": 1})["where"] == {
+        "b": 1, "a": None, "id": {"$gt": 7}}
 
 
 def test_parallel_may_be_raised_after_construction() -> None:
@@ -392,3 +469,17 @@ def test_a_stream_raised_to_parallel_that_ends_on_its_first_page_sends_no_probe(
     pager.cap = 100  # known from another stream of the same pull
     assert pager.on_page(first, [5, 9, 12]) == 3
     assert pager.done and pager.next_requests() == [] and pager.stats.requests == 1
+
+
+def test_top_pager_requests_do_not_depend_on_which_ties_come_back() -> None:
+    """With a post-filter, how many rows of a heavy page it keeps is chance: not used."""
+    values = {i: i % 2 for i in range(1, 601)}
+    asked = set()
+    for seed in range(20):
+        rng = random.Random(seed)
+        sim = SimTable(values, descending=False, cap=None, rng=rng)
+        pager = TopPager("v", 66, 100, keep=lambda r: r["id"] % 3 != 0)
+        got = run_top(pager, sim, rng)
+        assert got == expected_top(values, 66, False, False, lambda i: i % 3 != 0)
+        asked.add(tuple(sorted(sim.asked, key=repr)))
+    assert len(asked) == 1

@@ -31,7 +31,7 @@ from jetti_frames.errors import (
     JettiServerError,
     JettiTimeoutError,
 )
-from jetti_frames.paging import OrderedPager, Pager
+from jetti_frames.paging import Pager
 from jetti_frames.sandbox import Sandbox
 from jetti_frames.settings import SANDBOX_TOKEN, Settings
 from jetti_frames.transport import Transport, account_id, explain_seconds
@@ -309,22 +309,6 @@ def test_run_pager_reads_every_row_once(sandbox: Sandbox, tmp_path: Path, cap: i
     expected = [r["id"] for r in sandbox.query("SELECT id FROM purchases ORDER BY id")]
     assert sorted(ids) == expected and len(ids) == len(set(ids))
     assert sandbox.counters()["requests"] == pager.stats.requests == t.stats.network
-
-
-def test_run_ordered_pager_top_n(sandbox: Sandbox, tmp_path: Path) -> None:
-    sandbox.configure(max_limit=37)
-
-    def build(req):  # type: ignore[no-untyped-def]
-        return "purchases.json", qs_codec.encode({
-            **req.params(), "attributes": ["id"],
-            "order": {"attribute": "id", "descending": True}})
-
-    with make(sandbox, tmp_path) as t:
-        pager = OrderedPager(100, max_rows=90, parallel=3)
-        pages = sorted(t.run_pager(pager, build), key=lambda p: p[0].page or 0)
-    ids = [r["id"] for _, recs in pages for r in recs]
-    top = [r["id"] for r in sandbox.query("SELECT id FROM purchases ORDER BY id DESC LIMIT 90")]
-    assert ids == top and pager.stats.requests == 3
 
 
 def test_explain_seconds() -> None:

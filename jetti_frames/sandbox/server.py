@@ -44,7 +44,7 @@ from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
 from .data import RESOURCES, cached_database, insert_rows, table_name
 from .limits import MALFORMED, FaultPlan, LeakyBucket
 from .qs import QS_VERSIONS, decode_query
-from .sql import EXCLUDE_MODES, Problem, QueryPlan
+from .sql import EXCLUDE_MODES, TIE_PRIME, Problem, QueryPlan
 
 __all__ = ["Sandbox", "serve"]
 
@@ -53,7 +53,7 @@ _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
                "get_burst", "write_rate", "faults", "strict", "qs_version", "tokens", "quirks",
-               "exclude")
+               "exclude", "ties", "ties_seed")
 
 
 def token_hash(token: str) -> str:
@@ -116,6 +116,11 @@ class Sandbox:
     faults
         ``{"rate": 0.1, "kinds": ("503", "429", "drop"), "seed": 0, "burst": 3}`` or a rate;
         the kinds ``"object"``, ``"no-id"`` and ``"unordered"`` answer 200 with a malformed body.
+    ties, ties_seed
+        ``ties="shuffle"`` (default): rows that tie on the ``order`` attribute come back in a
+        different order on every request, as from PostgreSQL, so offset pages (``from``) on a
+        non-unique attribute overlap; ``ties_seed`` makes that sequence of orders repeatable.
+        ``ties="id"``: ties by id (a tie-breaker the real server does not have).
     port
         0 picks a free port. The server binds 127.0.0.1 only.
 
@@ -135,7 +140,8 @@ class Sandbox:
                  write_rate: float = WRITE_RATE, tokens: Sequence[str] = (SANDBOX_TOKEN,),
                  qs_version: str = "6.13", strict: bool = False, quirks: bool = True,
                  exclude: str = "honor",
-                 faults: FaultPlan | dict | float | None = None, port: int = 0,
+                 faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
+                 ties_seed: int | None = None, port: int = 0,
                  log_size: int = 100_000) -> None:
         self.seed = seed
         self.purchases = purchases
@@ -155,7 +161,7 @@ class Sandbox:
                        default_limit=default_limit, rate=rate, get_rate=get_rate,
                        get_burst=get_burst, write_rate=write_rate, tokens=tokens,
                        qs_version=qs_version, strict=strict, quirks=quirks, faults=faults,
-                       exclude=exclude)
+                       exclude=exclude, ties=ties, ties_seed=ties_seed)
         self.reset_counters()
 
     # ----------------------------------------------------------------- lifecycle
@@ -209,7 +215,8 @@ class Sandbox:
     # ----------------------------------------------------------------- knobs
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: latency_ms, jitter_ms, max_limit, default_limit, rate, get_rate,
-        get_burst, write_rate, faults, strict, quirks, qs_version, tokens, exclude."""
+        get_burst, write_rate, faults, strict, quirks, qs_version, tokens, exclude, ties,
+        ties_seed."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
@@ -219,6 +226,8 @@ class Sandbox:
             raise ValueError(f"qs_version must be one of {QS_VERSIONS}")
         if knobs.get("exclude", "honor") not in EXCLUDE_MODES:
             raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
+        if knobs.get("ties", "id") not in ("id", "shuffle"):
+            raise ValueError("ties must be 'shuffle' or 'id'")
         with self._lock:
             if "faults" in knobs:
                 knobs["faults"] = FaultPlan.from_option(knobs["faults"])
@@ -227,6 +236,16 @@ class Sandbox:
             self._knobs.update(knobs)
             if {"rate", "get_rate", "get_burst", "write_rate"} & set(knobs):
                 self._buckets: dict[tuple[str, bool], LeakyBucket] = {}
+            if "ties_seed" in knobs:
+                seed = knobs["ties_seed"]
+                self._ties_rng = random.Random() if seed is None else random.Random(seed)
+
+    def _tie_order(self) -> tuple[int, int] | None:
+        """A fresh tie order for one request (None: by id)."""
+        with self._lock:
+            if self._knobs["ties"] != "shuffle":
+                return None
+            return self._ties_rng.randrange(1, TIE_PRIME), self._ties_rng.randrange(TIE_PRIME)
 
     def knob(self, name: str) -> Any:
         return self._knobs[name]
@@ -470,7 +489,7 @@ class Sandbox:
             return rows[0]
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
                                max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"],
-                               exclude=k["exclude"])
+                               exclude=k["exclude"], ties=self._tie_order())
         return plan.run(con)
 
 

@@ -44,6 +44,8 @@ __all__ = ["EXCLUDE_MODES", "MAX_INCLUDE_DEPTH", "Problem", "QueryPlan", "coerce
 
 #: Include levels a default qs depth lets a query string carry.
 MAX_INCLUDE_DEPTH = 2
+#: The modulus of the tie order (a prime above every id, so that ``id * m + s`` is a permutation).
+TIE_PRIME = 2_147_483_647
 SERVED_MODELS = {CATALOG.resource(u).model: u for u in RESOURCES}
 OPERATORS = ("$eq", "$ne", "$in", "$notIn", "$gt", "$gte", "$lt", "$lte", "$like", "$between",
              "$or", "$and", "$not")
@@ -220,13 +222,15 @@ class Where:
                 return "0" if op == "$in" else "1"
             values = [self._value(name, v) for v in items]
             present = [v for v in values if v is not None]
+            if op == "$notIn" and len(present) < len(values):
+                return "0"  # as SQL: NOT IN (.., NULL) is never true
             conds = []
             if present:
                 self.params.extend(present)
                 marks = ", ".join("?" * len(present))
                 conds.append(f"{col} {'IN' if op == '$in' else 'NOT IN'} ({marks})")
             if len(present) < len(values):
-                conds.append(f"{col} IS {'' if op == '$in' else 'NOT '}NULL")
+                conds.append(f"{col} IS NULL")
             if not conds:
                 return "0" if op == "$in" else "1"
             return self._join(conds, "OR" if op == "$in" else "AND")
@@ -387,12 +391,21 @@ class QueryPlan:
     offset: int
     strict: bool = False
     quirks: bool = True
+    #: ``(multiplier, shift)`` of the order rows tying on the order attribute come back in
+    #: (``(id * m + s) mod p``); None: by id.
+    ties: tuple[int, int] | None = None
 
     @classmethod
     def build(cls, url: str, query: dict[str, Any], *, default_limit: int = 50,
               max_limit: int = 100, strict: bool = False, quirks: bool = True,
-              exclude: str = "honor") -> QueryPlan:
-        """Validate a decoded query; :class:`Problem` (400) names what is wrong."""
+              exclude: str = "honor",
+              ties: tuple[int, int] | None = None) -> QueryPlan:
+        """Validate a decoded query; :class:`Problem` (400) names what is wrong.
+
+        ``ties`` orders rows that tie on the order attribute by ``(id * m + s) mod p``, a
+        permutation of the ids that differs per ``(m, s)``: as PostgreSQL, which returns
+        ties in whatever order its plan produces, the server gives no tie order.
+        """
         res = CATALOG.resource(url)
         attributes = _attributes(res, query.get("attributes"), strict, exclude)
         includes = _includes(res, query.get("include"), strict, 1, exclude)
@@ -410,7 +423,7 @@ class QueryPlan:
         limit = min(_int(query.get("limit"), "limit", default_limit), max_limit)
         page = _int(query.get("from"), "from", 0)
         plan = cls(res, query.get("where"), attributes, includes, order, limit, page * limit,
-                   strict, quirks)
+                   strict, quirks, ties)
         # validate the where clauses now (a 400 before any work)
         plan._conditions()
         return plan
@@ -455,7 +468,11 @@ class QueryPlan:
             attr, desc, nulls_first = self.order
             direction = "DESC" if desc else "ASC"
             nulls = "FIRST" if nulls_first else "LAST"
-            order = f't."{attr}" {direction} NULLS {nulls}, t.id ASC'
+            tie = "t.id ASC"
+            if self.ties is not None and attr != "id":
+                m, s = self.ties
+                tie = f"(t.id * {int(m)} + {int(s)}) % {TIE_PRIME}"
+            order = f't."{attr}" {direction} NULLS {nulls}, {tie}'
         sql = (f"SELECT {', '.join('t.' + c for c in cols)} FROM {table_name(self.res.url)} t "
                f"WHERE {cond} ORDER BY {order} LIMIT {self.limit} OFFSET {self.offset}")
         return sql, params

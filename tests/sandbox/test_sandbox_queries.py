@@ -218,15 +218,44 @@ def test_cap_is_configurable(make_sandbox: Any, auth: dict[str, str]) -> None:
     assert len(ok(sb, auth, "purchases.json", "limit=100")) == 7
 
 
-def test_order_nulls_first(sandbox: Sandbox, auth: dict[str, str]) -> None:
+def test_order_nulls_first(make_sandbox: Any, auth: dict[str, str]) -> None:
+    sb = make_sandbox(rate="off", ties="id")  # ties by id, to compare with SQL row for row
     query = "order[attribute]=saleId&order[nullsFirst]=true&limit=100&from=1"
-    expected = truth(sandbox, "SELECT id FROM purchases ORDER BY saleId ASC NULLS FIRST, id "
-                              "LIMIT 100 OFFSET 100")
-    assert ids(ok(sandbox, auth, "purchases.json", query)) == expected
+    expected = truth(sb, "SELECT id FROM purchases ORDER BY saleId ASC NULLS FIRST, id "
+                         "LIMIT 100 OFFSET 100")
+    assert ids(ok(sb, auth, "purchases.json", query)) == expected
     query = "order[attribute]=saleId&order[descending]=true&limit=100"
-    expected = truth(sandbox, "SELECT id FROM purchases ORDER BY saleId DESC NULLS LAST, id "
-                              "LIMIT 100")
-    assert ids(ok(sandbox, auth, "purchases.json", query)) == expected
+    expected = truth(sb, "SELECT id FROM purchases ORDER BY saleId DESC NULLS LAST, id "
+                         "LIMIT 100")
+    assert ids(ok(sb, auth, "purchases.json", query)) == expected
+
+
+def test_ties_come_back_in_a_new_order_on_every_request(make_sandbox: Any,
+                                                        auth: dict[str, str]) -> None:
+    """As from PostgreSQL: offset pages on a column with ties overlap and skip rows."""
+    sb = make_sandbox(rate="off", purchases=1000)
+    query = "attributes[0]=id&order[attribute]=purchaseStatusId&limit=100&from={}"
+    pages = [ids(ok(sb, auth, "purchases.json", query.format(p))) for p in range(10)]
+    seen = {i for page in pages for i in page}
+    assert len(seen) < 1000 == sum(map(len, pages))
+    again = [ids(ok(sb, auth, "purchases.json", query.format(0))) for _ in range(3)]
+    assert len({tuple(p) for p in again}) == 3
+    # rows are still ordered by the attribute, nulls last
+    rows = ok(sb, auth, "purchases.json", query.format(0).replace("=id&", "=id&attributes[1]="
+                                                                   "purchaseStatusId&"))
+    values = [r["purchaseStatusId"] for r in rows]
+    assert values == sorted(values, key=lambda v: (v is None, v or 0))
+    # a seed repeats the sequence of tie orders; ties="id" breaks them by id
+    seeded = []
+    for _ in range(2):
+        sb.configure(ties_seed=7)
+        seeded.append([ids(ok(sb, auth, "purchases.json", query.format(p))) for p in range(2)])
+    assert seeded[0] == seeded[1]
+    sb.configure(ties="id")
+    want = truth(sb, "SELECT id FROM purchases ORDER BY purchaseStatusId NULLS LAST, id LIMIT 100")
+    assert ids(ok(sb, auth, "purchases.json", query.format(0))) == want
+    with pytest.raises(ValueError, match="ties"):
+        sb.configure(ties="random")
 
 
 # --------------------------------------------------------------------- includes
@@ -314,3 +343,10 @@ def test_every_resource_lists(sandbox: Sandbox, auth: dict[str, str], resource: 
     rows = ok(sandbox, auth, f"{resource}.json", "limit=3")
     assert len(rows) == 3 and rows[0]["id"] < rows[1]["id"]
     assert ok(sandbox, auth, f"{resource}/{rows[1]['id']}.json") == rows[1]
+
+
+def test_not_in_with_a_null_matches_nothing(sandbox: Sandbox, auth: dict[str, str]) -> None:
+    """As SQL (and so Sequelize on PostgreSQL): ``x NOT IN (4, NULL)`` is never true."""
+    base = "attributes[0]=id&limit=5&where[purchaseStatusId][$notIn][0]=4"
+    assert len(ok(sandbox, auth, "purchases.json", base)) == 5
+    assert ok(sandbox, auth, "purchases.json", base + "&where[purchaseStatusId][$notIn][1]=") == []

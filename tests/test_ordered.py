@@ -1,0 +1,201 @@
+"""``limit=N`` with an ``order``: the exact first N rows, over a real socket.
+
+The sandbox answers rows that tie on the order attribute in a different order on every request
+(as PostgreSQL does), so a read that pages with offsets (``from``) on a non-unique attribute
+overlaps and loses rows.  Every expected answer is SQL over the sandbox's own database, with
+ties broken by id: ``ORDER BY col [DESC] NULLS FIRST|LAST, id LIMIT N``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jetti_frames import JettiClient
+from jetti_frames.sandbox import Sandbox
+from jetti_frames.settings import SANDBOX_TOKEN
+
+FAST = {"get_rate": 1000.0, "progress": False}
+
+
+def first_ids(sb: Sandbox, col: str, limit: int, *, desc: bool = False,
+              nulls_first: bool = False, where: str = "1", params: tuple[Any, ...] = (),
+              table: str = "purchases") -> list[int]:
+    """The ids of the exact first ``limit`` rows, ties by id."""
+    direction = "DESC" if desc else "ASC"
+    nulls = "FIRST" if nulls_first else "LAST"
+    rows = sb.query(f'SELECT id FROM {table} WHERE {where} ORDER BY "{col}" {direction} '
+                    f"NULLS {nulls}, id LIMIT {limit}", params)
+    return [r["id"] for r in rows]
+
+
+@pytest.fixture
+def client(sandbox: Sandbox, tmp_path: Path) -> Iterator[JettiClient]:
+    with JettiClient(SANDBOX_TOKEN, base_url=sandbox.base_url, cache=tmp_path / "cache.sqlite",
+                     **FAST) as c:
+        yield c
+
+
+def ids_of(client: JettiClient, **options: Any) -> list[int]:
+    df = client.read("purchases", **options)
+    return [int(i) for i in df["id"]]
+
+
+def test_top_n_by_a_column_with_ties_is_exact(sandbox: Sandbox, client: JettiClient) -> None:
+    """The reported failure: 1000 rows by purchaseStatusId (10 values over 3000 rows)."""
+    before = len(sandbox.log)
+    got = ids_of(client, attributes=["id", "purchaseStatusId"], order="purchaseStatusId",
+                 limit=1000)
+    assert len(set(got)) == 1000
+    assert got == first_ids(sandbox, "purchaseStatusId", 1000)
+    # 5 value ranges, 4 heavy values read by id (201 + 165 + 374 + 260 rows): 12 pages
+    assert client.last_stats.requests == 17
+    targets = [entry["target"] for entry in list(sandbox.log)[before:]]
+    assert len(targets) == 17 and not any("from=" in t for t in targets)
+
+
+@pytest.mark.parametrize(("order", "col", "desc", "nulls_first", "limit"), [
+    ("approved", "approved", False, False, 950),                 # a boolean
+    ("-approved", "approved", True, False, 120),
+    ({"attribute": "cancelledAt", "nullsFirst": True}, "cancelledAt", False, True, 180),
+    ({"attribute": "cancelledAt", "nullsFirst": False}, "cancelledAt", False, False, 180),
+    ({"attribute": "cancelledAt", "descending": True, "nullsFirst": True},
+     "cancelledAt", True, True, 150),
+    ("-cancelledAt", "cancelledAt", True, False, 160),            # nulls after 145 dates
+    ("-purchaseStatusId", "purchaseStatusId", True, False, 700),
+    ({"attribute": "purchaseStatusId", "nullsFirst": True}, "purchaseStatusId", False, True,
+     300),
+    ("-dateOrdered", "dateOrdered", True, False, 50),
+    ("muteError", "muteError", False, False, 1200),               # nullable boolean
+    ("-total", "total", True, False, 250),
+    ("purchaseType", "purchaseType", False, False, 1500),         # an enum
+    ("-id", "id", True, False, 333),
+])
+def test_orders_with_ties_and_nulls(sandbox: Sandbox, client: JettiClient, order: Any,
+                                    col: str, desc: bool, nulls_first: bool,
+                                    limit: int) -> None:
+    got = ids_of(client, attributes=["id", col], order=order, limit=limit)
+    assert got == first_ids(sandbox, col, limit, desc=desc, nulls_first=nulls_first)
+
+
+def test_a_where_on_the_order_column_and_on_others(sandbox: Sandbox,
+                                                   client: JettiClient) -> None:
+    where = {"purchaseStatusId": {"$in": [5, 7, 10, 12]}, "purchaseType": "dropship"}
+    got = ids_of(client, attributes=["id"], where=where, order="-purchaseStatusId", limit=300)
+    want = first_ids(sandbox, "purchaseStatusId", 300, desc=True,
+                     where="purchaseStatusId IN (5, 7, 10, 12) AND purchaseType = 'dropship'")
+    assert got == want
+    got = ids_of(client, attributes=["id"], where={"purchaseStatusId": {"$gte": 10}},
+                 order="purchaseStatusId", limit=900)
+    assert got == first_ids(sandbox, "purchaseStatusId", 900, where="purchaseStatusId >= 10")
+    # $ne on the order column meets the ranges' $ne: null (NOT IN (4, NULL) matches nothing)
+    got = ids_of(client, attributes=["id"], where={"purchaseStatusId": {"$ne": 4}},
+                 order="purchaseStatusId", limit=300)
+    assert got == first_ids(sandbox, "purchaseStatusId", 300, where="purchaseStatusId != 4")
+    # the order column must be NULL: only the null read answers
+    got = ids_of(client, attributes=["id"], where={"purchaseStatusId": None},
+                 order="purchaseStatusId", limit=40)
+    assert got == first_ids(sandbox, "purchaseStatusId", 40, where="purchaseStatusId IS NULL")
+
+
+def test_a_split_in_list(sandbox: Sandbox, client: JettiClient) -> None:
+    ids = [r["id"] for r in sandbox.query("SELECT id FROM purchases WHERE id % 7 = 3")]
+    assert len(ids) > 200  # many parts of 20
+    listed = ", ".join(map(str, ids))
+    got = ids_of(client, attributes=["id"], where={"id": ids}, order="purchaseStatusId",
+                 limit=120)
+    assert got == first_ids(sandbox, "purchaseStatusId", 120, where=f"id IN ({listed})")
+
+
+def test_a_post_filtered_where(sandbox: Sandbox, client: JettiClient) -> None:
+    """$notIn with more than 20 values: the rest is applied locally, rows are still N."""
+    top = first_ids(sandbox, "purchaseStatusId", 200)
+    dropped = top[::4][:45]
+    got = ids_of(client, attributes=["id"], where={"id": {"$notIn": dropped}},
+                 order="purchaseStatusId", limit=200)
+    listed = ", ".join(map(str, dropped))
+    assert got == first_ids(sandbox, "purchaseStatusId", 200, where=f"id NOT IN ({listed})")
+
+
+def test_a_has_many_include_counts_records(sandbox: Sandbox, client: JettiClient) -> None:
+    df = client.read("purchases", attributes=["id", "purchaseStatusId"],
+                     include={"model": "PurchaseItem", "attributes": ["id"]},
+                     order="-purchaseStatusId", limit=130)
+    assert len(df) > 130  # one row per item
+    got = list(dict.fromkeys(int(i) for i in df["id"]))
+    assert got == first_ids(sandbox, "purchaseStatusId", 130, desc=True)
+
+
+def test_a_page_cap_below_page_size(make_sandbox: Any, tmp_path: Path) -> None:
+    sb = make_sandbox(rate="off", purchases=600, max_limit=37)
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=False, **FAST) as c:
+        got = ids_of(c, attributes=["id"], order="purchaseStatusId", limit=250)
+        assert got == first_ids(sb, "purchaseStatusId", 250)
+        got = ids_of(c, attributes=["id"], order="-dateOrdered", limit=100)
+        assert got == first_ids(sb, "dateOrdered", 100, desc=True)
+        assert c.last_stats.requests == 3  # 37 + 36 + 29 rows, the last row of each repeated
+
+
+def test_limit_beyond_the_matching_rows(sandbox: Sandbox, client: JettiClient) -> None:
+    where = {"purchaseType": "adjusted_dropship"}
+    got = ids_of(client, attributes=["id"], where=where, order="purchaseStatusId",
+                 limit=5000)
+    want = first_ids(sandbox, "purchaseStatusId", 5000, where="purchaseType = 'adjusted_dropship'")
+    assert 100 < len(want) < 5000 and got == want
+
+
+def test_limit_below_one_page(sandbox: Sandbox, client: JettiClient) -> None:
+    got = ids_of(client, attributes=["id"], order="-dateOrdered", limit=50)
+    assert got == first_ids(sandbox, "dateOrdered", 50, desc=True)
+    assert client.last_stats.requests == 1  # 51 rows: the 51st proves the 50th complete
+    got = ids_of(client, attributes=["id"], order="purchaseStatusId", limit=7)
+    assert got == first_ids(sandbox, "purchaseStatusId", 7)
+
+
+def test_a_repeated_read_is_answered_from_the_cache(make_sandbox: Any, tmp_path: Path) -> None:
+    """Answers arrive in another order each time (jitter); the requests depend on data only."""
+    sb = make_sandbox(rate="off", purchases=1500, latency_ms=2, jitter_ms=25)
+    options: dict[str, Any] = dict(attributes=["id", "purchaseStatusId"],
+                                   order={"attribute": "purchaseStatusId", "nullsFirst": True},
+                                   limit=600, page_size=50)
+    want = first_ids(sb, "purchaseStatusId", 600, nulls_first=True)
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=tmp_path / "c.sqlite",
+                     **FAST) as c:
+        assert ids_of(c, **options) == want
+        sent = c.last_stats.requests
+        assert sent > 10
+        assert ids_of(c, **options) == want
+        assert c.last_stats.requests == 0 and c.last_stats.cache_hits == sent
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=tmp_path / "c.sqlite",
+                     **FAST) as c:  # a new process, the same cache file
+        assert ids_of(c, **options) == want and c.last_stats.requests == 0
+
+
+def test_iteration_gives_the_same_rows(sandbox: Sandbox, client: JettiClient) -> None:
+    options: dict[str, Any] = dict(attributes=["id", "purchaseStatusId"],
+                                   order="purchaseStatusId", limit=450, page_size=100)
+    want = first_ids(sandbox, "purchaseStatusId", 450)
+    pages = list(client.iter_pages("purchases", **options))
+    assert [r["id"] for page in pages for r in page] == want
+    frames = list(client.iter_frames("purchases", **options))
+    assert [int(i) for f in frames for i in f["id"]] == want
+    assert [r["id"] for r in client.iter_records("purchases", **options)] == want
+
+
+def test_explain_shows_the_value_range_requests(client: JettiClient) -> None:
+    text = str(client.explain("purchases", attributes=["id"], limit=300,
+                              order={"attribute": "purchaseStatusId", "nullsFirst": True}))
+    assert "where[purchaseStatusId][$ne]=&" in text          # the first value range
+    assert "where[purchaseStatusId]=&" in text               # the nulls, read first
+    assert "from=" not in text
+
+
+def test_a_string_column_is_read_in_full_and_ordered_locally(sandbox: Sandbox,
+                                                             client: JettiClient) -> None:
+    """A null on a string field cannot be asked for, so no value ranges: every row, sorted."""
+    got = ids_of(client, attributes=["id", "billingCity"], order="-billingCity", limit=90)
+    assert got == first_ids(sandbox, "billingCity", 90, desc=True)
+    assert client.last_stats.requests >= 30  # 3000 purchases at 100 a page
