@@ -307,11 +307,8 @@ class JettiClient:
     def _plan(self, resource: str, *, where: Mapping[str, Any] | None = None,
               attributes: Sequence[str] | None = None, include: Any = None, order: Any = None,
               limit: int | None = None, page_size: int | None = None) -> _Plan:
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise JettiQueryError(f"limit must be a whole number >= 0, not {limit!r}")
-        size = self.settings.page_size if page_size is None else page_size
-        if not isinstance(size, int) or size < 1:
-            raise JettiQueryError(f"page_size must be a whole number >= 1, not {size!r}")
+        limit = None if limit is None else int(limit)  # checked by check_options: numpy ints
+        size = self.settings.page_size if page_size is None else int(page_size)
         query = build_query(resource, where=where, attributes=attributes, include=include,
                             order=order)
         parts = [] if query.is_empty or limit == 0 else split_where(query)
@@ -588,9 +585,6 @@ class JettiClient:
                                 on_page=on_page)
         if include_mode == "tables":
             return frame_tables(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
-        if include_mode != "joined":
-            raise JettiQueryError(f"include_mode must be 'joined' or 'tables', not "
-                                  f"{include_mode!r}")
         if not records:
             return empty_frame(plan.spec, sep=sep, dtype_backend=dtype_backend)
         return frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
