@@ -275,7 +275,7 @@ def js_number(value: float | int) -> str:
 #: The strings a date-time condition accepts, as error messages name them.
 ISO_FORMS = ("ISO-8601: a date (2025-06-01) or a date-time (2025-06-01T14:30, "
              "2025-06-01 14:30:00.250) with Z or an offset (2025-06-01T14:30:00+02:00), "
-             "none meaning UTC")
+             "or neither (read as UTC)")
 _ISO_INSTANT = re.compile(
     r"(?P<year>\d{4}|[+-]\d{6})-(?P<month>\d{2})-(?P<day>\d{2})"
     r"(?:[Tt ](?P<hour>\d{2}):(?P<minute>\d{2})"
@@ -328,7 +328,7 @@ def to_instant(value: Any) -> datetime.datetime:
     ...
     jetti_frames.errors.JettiQueryError: '01/06/2025' is not ISO-8601: a date (2025-06-01) or \
 a date-time (2025-06-01T14:30, 2025-06-01 14:30:00.250) with Z or an offset \
-(2025-06-01T14:30:00+02:00), none meaning UTC
+(2025-06-01T14:30:00+02:00), or neither (read as UTC)
     """
     return _to_utc_datetime(value)
 

@@ -54,6 +54,7 @@ import json
 import logging
 import math
 import random
+import re
 import socket
 import sqlite3
 import threading
@@ -74,6 +75,7 @@ import requests
 from ratelimit import limits, sleep_and_retry
 from requests.adapters import HTTPAdapter
 from requests_cache import CachedSession
+from requests_cache.backends.sqlite import SQLiteCache
 from requests_cache.policy.settings import DEFAULT_IGNORED_PARAMS
 from requests_cache.serializers import SerializerPipeline, Stage
 from requests_cache.serializers.preconf import json_preconf_stage
@@ -170,6 +172,23 @@ def cache_key(method: str, url: str, account: str) -> str:
     """
     raw = f"{method.upper()}\0{url}".encode("utf-8", "surrogatepass")
     return f"{account}-{CACHE_KEY_VERSION}-{hashlib.sha256(raw).hexdigest()}"
+
+
+def _drop_old_versions(session: CachedSession) -> int:
+    """Delete every entry written under an older key scheme, and vacuum the file.
+
+    They can never be served (their keys never match), and entries of versions before
+    credential stripping may hold integration secrets: they must not stay on disk.
+    """
+    current = re.compile(rf"[0-9a-f]+-{CACHE_KEY_VERSION}-[0-9a-f]{{64}}\Z")
+    cache = session.cache
+    assert isinstance(cache, SQLiteCache)
+    old = [k for k in cache.responses if not current.match(k)]
+    if old:
+        cache.delete(*old, vacuum=False)
+        cache.responses.vacuum()  # deleted rows would stay in free pages otherwise
+        log.info("dropped %d cache entries of older versions", len(old))
+    return len(old)
 
 
 def answer_problem(path: str, query: str, body: Any) -> str | None:
@@ -388,29 +407,43 @@ class Transport:
         return session
 
     def _cached_session(self) -> CachedSession:
+        """The cache session; a file too damaged to open is moved aside with a warning."""
         path = self.cache_path
         path.parent.mkdir(parents=True, exist_ok=True)
         damage = _cache_damage(path)
-        if damage:
-            aside = _move_aside(path)
-            message = (f"the HTTP cache file {path} was {damage}: moved aside to {aside.name}, "
-                       "starting an empty cache")
-            log.warning(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+        if damage is None:
+            try:
+                return self._open_cache(path)
+            except sqlite3.DatabaseError as exc:
+                damage = f"unreadable ({exc})"
+        aside = _move_aside(path)
+        message = (f"the HTTP cache file {path} was {damage}: moved aside to {aside.name}, "
+                   "starting an empty cache")
+        log.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=5)
+        try:
+            return self._open_cache(path)
+        except sqlite3.DatabaseError as exc:
+            raise self._cache_error(exc) from exc
+
+    def _open_cache(self, path: Path) -> CachedSession:
         account = self.account
 
         def key_fn(request: requests.PreparedRequest, **kwargs: Any) -> str:
             return cache_key(request.method or "GET", request.url or "", account)
 
+        session = CachedSession(
+            str(path), backend="sqlite", serializer=_JSON, decode_content=True,
+            expire_after=self.settings.cache_expire, allowable_codes=(200,),
+            allowable_methods=("GET", "HEAD"), ignored_parameters=DEFAULT_IGNORED_PARAMS,
+            key_fn=key_fn, stale_if_error=False,
+        )
         try:
-            return CachedSession(
-                str(path), backend="sqlite", serializer=_JSON, decode_content=True,
-                expire_after=self.settings.cache_expire, allowable_codes=(200,),
-                allowable_methods=("GET", "HEAD"), ignored_parameters=DEFAULT_IGNORED_PARAMS,
-                key_fn=key_fn, stale_if_error=False,
-            )
-        except sqlite3.DatabaseError as exc:
-            raise self._cache_error(exc) from exc
+            _drop_old_versions(session)
+        except sqlite3.DatabaseError:
+            session.close()
+            raise
+        return session
 
     def _cache_error(self, exc: BaseException) -> JettiCacheError:
         return JettiCacheError(f"the HTTP cache file {self.cache_path} is damaged ({exc}): clear "

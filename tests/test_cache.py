@@ -26,6 +26,7 @@ from jetti_frames.cli import main
 from jetti_frames.errors import JettiCacheError, JettiServerError
 from jetti_frames.query import encode
 from jetti_frames.sandbox import Sandbox
+from jetti_frames.sandbox.data import FAKE_SECRET
 from jetti_frames.settings import CACHE_FILE, Settings
 from jetti_frames.transport import Transport, answer_problem, cache_key
 
@@ -137,12 +138,13 @@ def test_entries_of_the_old_key_scheme_are_never_served(sandbox: Sandbox,
         old.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
         assert len(old.cache.responses) == 1
     with make(sandbox, path) as t:
-        assert t.cache_info()["entries"] == 0  # nothing this version can serve
+        assert t.cache_info()["entries_total"] == 0  # dropped: this version can serve nothing
         rows = t.get("purchases.json", "where%5BsaleId%5D=&limit=3")
         assert t.stats.cache_hits == 0 and t.stats.network == 1
         assert {r["id"] for r in rows} <= ids(sandbox, "WHERE saleId IS NULL")
-        assert t.cache_info()["entries"] == 1 and t.cache_info()["entries_total"] == 2
-        assert t.clear_cache() == 2  # the account's entries of every version
+        # the old entry was dropped when the cache opened
+        assert t.cache_info()["entries"] == 1 and t.cache_info()["entries_total"] == 1
+        assert t.clear_cache() == 1
         assert t.cache_info()["entries_total"] == 0
     assert sandbox.counters()["requests"] == 2
 
@@ -240,22 +242,41 @@ def test_a_damaged_cache_file_is_moved_aside(sandbox: Sandbox, tmp_path: Path,
     assert len(aside) == 1 and aside[0].read_bytes() != path.read_bytes()
 
 
+def _garble_pages(path: Path) -> None:
+    """Overwrite the start of every page but the header's: SQLite opens it, then fails."""
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for offset in range(page, len(data), page):
+        data[offset:offset + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+
+
+def test_damage_found_when_opening_moves_the_file_aside(sandbox: Sandbox,
+                                                        tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    _filled(sandbox, path)
+    _garble_pages(path)
+    with pytest.warns(RuntimeWarning, match="unreadable.*moved aside"), make(sandbox, path) as t:
+        assert len(t.get("purchases.json", "limit=50&from=0&x=0")) == 50
+        assert t.stats.network == 1 and t.stats.cache_hits == 0
+    assert [p.name.split(".damaged-")[0] for p in tmp_path.glob("*.damaged-*")
+            if not p.name.endswith(("-wal", "-shm"))] == ["c.sqlite"]
+
+
 def test_damage_found_later_says_how_to_clear_and_the_advice_works(
         sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.sqlite"
     _filled(sandbox, path)
-    data = bytearray(path.read_bytes())
-    page = int.from_bytes(data[16:18], "big")
-    for offset in range(page, len(data), page):  # every page but the header's: garbage
-        data[offset:offset + 16] = b"\xff" * 16
-    path.write_bytes(bytes(data))
-    with make(sandbox, path) as t, pytest.raises(JettiCacheError) as info:
-        t.get("purchases.json", "limit=50&from=0&x=0")
+    with make(sandbox, path) as t:  # opened while the file was sound
+        _garble_pages(path)
+        with pytest.raises(JettiCacheError) as info:
+            t.get("purchases.json", "limit=50&from=0&x=0")
     message = str(info.value)
     assert str(path) in message and "jetti-frames cache clear" in message
     assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
-    code = main(["cache", "clear", "--cache", str(path), "--token", TOKEN,
-                 "--base-url", sandbox.base_url])
+    with pytest.warns(RuntimeWarning, match="moved aside"):
+        code = main(["cache", "clear", "--cache", str(path), "--token", TOKEN,
+                     "--base-url", sandbox.base_url])
     assert code == 0, capsys.readouterr().err
     with make(sandbox, path) as t:
         assert len(t.get("purchases.json", "limit=50&from=0&x=0")) == 50
@@ -281,3 +302,27 @@ def test_cache_path_setting_resolves_directories(tmp_path: Path) -> None:
         assert s.resolved_cache_path == Path(d) / CACHE_FILE
         assert Settings.from_env(cache_path=f"{tmp_path}/x/").cache_path == \
             tmp_path / "x" / CACHE_FILE
+
+
+def test_entries_of_older_versions_leave_the_file(make_sandbox: Any, tmp_path: Path) -> None:
+    """Entries written before credential stripping hold secrets: opening the cache drops them."""
+    sb = make_sandbox(rate="off", purchases=50, tokens=(TOKEN,))
+    path = tmp_path / "c.sqlite"
+    with make(sb, path) as t:
+        account = t.account
+
+    def old_key(request: Any, **kwargs: Any) -> str:  # the scheme of earlier versions
+        return f"{account}-{create_key(request, **kwargs)}"
+
+    old = CachedSession(str(path), backend="sqlite", allowable_codes=(200,), key_fn=old_key,
+                        ignored_parameters=DEFAULT_IGNORED_PARAMS)
+    with old:  # a pickled answer with every credential field, as earlier versions stored it
+        for query in ("limit=5", "limit=6"):
+            old.get(f"{sb.base_url}dropship-providers.json?{query}",
+                    headers={"Authorization": f"Bearer {TOKEN}"})
+    secret = FAKE_SECRET.encode()
+    assert any(secret in p.read_bytes() for p in tmp_path.iterdir())
+    with make(sb, path) as t:
+        assert t.cache_info()["entries_total"] == 0
+        t.get("dropship-providers.json", "limit=5")
+    assert not any(secret in p.read_bytes() for p in tmp_path.iterdir())
