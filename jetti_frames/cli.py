@@ -25,6 +25,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -185,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn_one_line
+            return func(args)
     except BrokenPipeError:  # the reader went away (``| head``): not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return EXIT_OK
@@ -200,6 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: still one line; --debug shows where
         return _fail(args, f"unexpected {type(exc).__name__}: {_one_line(exc)} (--debug shows "
                            "the traceback)", EXIT_ERROR)
+
+
+def _warn_one_line(message: Warning | str, *_: Any, **__: Any) -> None:
+    """A warning as one line on stderr (no source file and line, as the errors)."""
+    print(f"jetti-frames: warning: {message}", file=sys.stderr)
 
 
 def _join_order(argv: list[str]) -> list[str]:

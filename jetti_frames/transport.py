@@ -419,7 +419,6 @@ class Transport:
         aside = _move_aside(path)
         message = (f"the HTTP cache file {path} was {damage}: moved aside to {aside.name}, "
                    "starting an empty cache")
-        log.warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=5)
         try:
             return self._open_cache(path)
