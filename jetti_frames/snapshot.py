@@ -199,7 +199,7 @@ fetched_at='2024-05-04T09:45:00+00:00')
         return len(self._mapping())
 
     # -- display ------------------------------------------------------------------------------
-    def _shown(self) -> list[tuple[str, Any]]:
+    def summary_pairs(self) -> list[tuple[str, Any]]:
         """``(name, value)`` pairs of the summary, leaving out what was not recorded."""
         pairs: list[tuple[str, Any]] = [
             ("path", self.path), ("resource", self.resource), ("rows", self.rows),
@@ -210,7 +210,7 @@ fetched_at='2024-05-04T09:45:00+00:00')
         return [(k, v) for k, v in pairs if v is not None or k in ("watermark",)]
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self._shown())
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.summary_pairs())
         return f"SnapshotInfo({inner})"
 
     def _repr_html_(self) -> str:
@@ -218,12 +218,12 @@ fetched_at='2024-05-04T09:45:00+00:00')
 
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                        f"<td style='text-align:left'>{html.escape(_plain(v))}</td></tr>"
-                       for k, v in self._shown())
+                       for k, v in self.summary_pairs())
         return f"<table><caption>SnapshotInfo</caption>{rows}</table>"
 
     def summary(self) -> str:
         """The summary as aligned ``name  value`` lines (what ``jetti-frames info`` prints)."""
-        shown = self._shown()
+        shown = self.summary_pairs()
         width = max(len(k) for k, _ in shown)
         return "\n".join(f"{k:<{width}}  {_plain(v)}" for k, v in shown)
 
