@@ -103,13 +103,17 @@ _KIND_TEXT = {"integer": "whole number", "number": "number", "boolean": "true/fa
 
 
 def field_help(field: Field) -> str:
-    """What a field holds, for a tooltip: its type, its values, whether it may be null.
+    """What a field holds, for a tooltip: its type, its values, whether it may be null, and
+    Jetti's description where it says more than the name.
 
     >>> purchases = CATALOG.resource("purchases")
     >>> field_help(purchases.field("total")), field_help(purchases.field("cancelledAt"))
     ('total: number', 'cancelledAt: date-time (UTC), may be null')
     >>> field_help(purchases.field("paymentStatus"))
     'paymentStatus: one of notPaid, partiallyPaid, paid (default notPaid)'
+    >>> print(field_help(CATALOG.resource("variants").field("taxable")))
+    taxable: true/false
+    Whether a tax is charged when the product variant is sold.
     """
     if field.kind == "enum":
         text = "one of " + ", ".join(field.enum or ())
@@ -123,7 +127,8 @@ def field_help(field: Field) -> str:
         text += ", may be null"
     if field.credential:
         text += ", a credential: read only when picked"
-    return f"{field.name}: {text}"
+    about = f"\n{field.description}" if field.description else ""
+    return f"{field.name}: {text}{about}"
 
 
 def parse_scalar(kind: str, text: str) -> Any:

@@ -248,6 +248,12 @@ def test_fields_and_includes_explain_themselves(form: QueryForm) -> None:
     assert row.field.tooltip == "cancelledAt: date-time (UTC), may be null"
     form.order_field.value = "total"
     assert form.order_field.tooltip == "total: number"
+    form.resource.value = "dropship-providers"
+    row = form.add_filter("commissionRate")
+    assert row.field.tooltip.startswith("commissionRate: number")
+    assert "\nThis is the percentage or fixed amount of the price you will keep." in (
+        row.field.tooltip)
+    form.resource.value = "purchases"
     labels = [label for label, _ in form.include.options]
     assert labels and all(label in form.include.tooltip for label in labels)
     assert form.code.layout.width == "100%"
