@@ -385,8 +385,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     client = _client(args)
     info = refresh_snapshot(args.path, full=args.full, client=client, overlap=args.overlap,
                             progress=not args.quiet)  # checks the overlap before any request
-    changed = info.get("changed_records")
-    what = "full re-read" if args.full else f"{changed} changed records"
+    what = "full re-read" if args.full else (
+        f"{info.changed_records} changed records ({info.refetched_records} read again)")
     _say(args, f"{what}, {info['requests']} requests; now {info['rows']} rows, watermark "
                f"{info['watermark']}; wrote {info['path']}")
     return EXIT_OK
