@@ -31,7 +31,13 @@ from .errors import (
     SnapshotError,
 )
 from .settings import SANDBOX_TOKEN, Settings
-from .snapshot import read_snapshot, refresh_snapshot, snapshot, snapshot_info
+from .snapshot import (
+    SnapshotInfo,
+    read_snapshot,
+    refresh_snapshot,
+    snapshot,
+    snapshot_info,
+)
 
 __all__ = [
     "CATALOG",
@@ -53,6 +59,7 @@ __all__ = [
     "ReadStats",
     "Settings",
     "SnapshotError",
+    "SnapshotInfo",
     "__version__",
     "get_jetti",
     "query_form",

@@ -22,6 +22,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cached_property
 from importlib import resources as importlib_resources
 from typing import Any
@@ -48,6 +49,8 @@ class Field:
     default: Any = None
     items: str | None = None
     credential: bool = False
+    #: Jetti's description where it says more than the name (79 fields, mostly settings).
+    description: str | None = dataclass_field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Field:
@@ -61,6 +64,7 @@ class Field:
             default=raw.get("default"),
             items=raw.get("items"),
             credential=raw.get("credential", False),
+            description=raw.get("description"),
         )
 
 

@@ -145,10 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="look this far before the watermark (default 300)")
     refresh.set_defaults(func=cmd_refresh)
 
-    info = sub.add_parser("info", parents=[common], help="show a snapshot's provenance",
-                          description="Print the provenance recorded in a snapshot.")
+    info = sub.add_parser("info", parents=[common], help="show a snapshot's summary",
+                          description="Print a snapshot's summary: rows, columns (a count; "
+                                      "--columns lists them), watermark, requests, the query "
+                                      "and where the data came from.")
     info.add_argument("path", help="snapshot directory or URL")
     info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument("--columns", action="store_true",
+                      help="list the columns, one a line, with their dtypes")
     info.set_defaults(func=cmd_info)
 
     cache = sub.add_parser("cache", parents=[common], help="inspect or clear the HTTP cache",
@@ -389,8 +393,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     client = _client(args)
     info = refresh_snapshot(args.path, full=args.full, client=client, overlap=args.overlap,
                             progress=not args.quiet)  # checks the overlap before any request
-    changed = info.get("changed_records")
-    what = "full re-read" if args.full else f"{changed} changed records"
+    what = "full re-read" if args.full else (
+        f"{info.changed_records} changed records ({info.refetched_records} read again)")
     _say(args, f"{what}, {info['requests']} requests; now {info['rows']} rows, watermark "
                f"{info['watermark']}; wrote {info['path']}")
     return EXIT_OK
@@ -401,25 +405,77 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     info = snapshot_info(args.path)
     if args.json:
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        print(json.dumps(dict(info), indent=2, ensure_ascii=False))
         return EXIT_OK
-    width = max(len(k) for k in info)
-    for key, value in info.items():
-        if isinstance(value, dict | list):
-            value = json.dumps(value, ensure_ascii=False)
-        print(f"{key:<{width}}  {value}")
+    print(info_text(info, columns=args.columns))
     return EXIT_OK
+
+
+def info_text(info: Any, *, columns: bool = False) -> str:
+    """``jetti-frames info``: the summary, the query and the source; column names only when
+    ``columns`` (one a line, with its dtype)."""
+    from .snapshot import _plain
+    query = ", ".join(f"{k}={v!r}" for k, v in (info.get("query") or {}).items() if v)
+    partition = (info.get("partition_by") or {}).get("name")
+    pairs = [(k, _plain(v)) for k, v in info.summary_pairs()]
+    pairs += [("query", query or "(everything)"), ("partition_by", partition or "-"),
+              ("base_url", info.get("base_url") or "-"),
+              ("written by", f"jetti-frames {info.get('toolkit_version')}")]
+    width = max(len(k) for k, _ in pairs)
+    lines = []
+    for key, value in pairs:
+        if key == "columns" and not columns:
+            value += " (list them with --columns)"
+        lines.append(f"{key:<{width}}  {value}")
+    if columns:
+        specs = info.manifest.get("columns") or {}
+        name_width = max((len(c) for c in info.columns), default=0)
+        lines += ["", "columns:"]
+        lines += [f"  {c:<{name_width}}  {_dtype_name(specs.get(c) or {})}" for c in info.columns]
+    return "\n".join(lines)
+
+
+def _dtype_name(spec: dict[str, Any]) -> str:
+    """A column's dtype as pandas names it, from its manifest entry.
+
+    >>> _dtype_name({"type": "numpy", "name": "Int64"}), _dtype_name({"type": "json"})
+    ('Int64', 'object (JSON)')
+    """
+    kind = spec.get("type")
+    if kind == "numpy":
+        return str(spec.get("name"))
+    if kind == "arrow":
+        return f"{spec.get('arrow')}[pyarrow]"
+    if kind == "json":
+        return "object (JSON)"
+    return str(kind or "?")
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     client = _client(args, need_credentials=False)
     if args.action == "clear":
-        client.clear_cache()
-        _say(args, "cache cleared")
+        removed = client.clear_cache()
+        _say(args, f"cache cleared: {removed} answers of this account removed")
         return EXIT_OK
-    for key, value in client.cache_info().items():
-        print(f"{key}: {value}")
+    print(cache_text(client.cache_info(), client))
     return EXIT_OK
+
+
+def cache_text(info: dict[str, Any], client: Any) -> str:
+    """``jetti-frames cache info``: what each number counts."""
+    if not info.get("enabled"):
+        return "HTTP cache is off (--no-cache or cache=False): every read goes to the network"
+    who = (f"this token at {client.base_url}" if client.settings.token
+           else "no token given: pass --token or set JETTI_API_TOKEN to count your account's")
+    return "\n".join([
+        f"cache file     {info['path']}",
+        f"this account   {info['entries']:,} cached answers ({who})",
+        f"all accounts   {info['entries_total']:,} entries in the file (every token and base "
+        "URL, older key versions too)",
+        f"file size      {info['size'] / 1e6:.2f} MB (with SQLite's -wal and -shm files)",
+        f"expire after   {client.settings.cache_expire:g} s (refresh=True or --no-cache to "
+        "read fresh; 'jetti-frames cache clear' removes this account's answers)",
+    ])
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -591,7 +591,7 @@ class JettiClient:
 
     def iter_pages(self, resource: str, *, refresh: bool = False, progress: bool | None = None,
                    **options: Any) -> Iterator[list[dict[str, Any]]]:
-        """Raw records, one list per page, as pages arrive (not in any particular order).
+        """Raw records, one list per page, as pages arrive (not by id; see :meth:`iter_frames`).
 
         Takes the options of :meth:`read` that shape the request.  Records are never repeated;
         a record updated while paging comes with the values it had when its page was read.
@@ -641,6 +641,12 @@ class JettiClient:
                     sep: str = DEFAULT_SEP, **options: Any) -> Iterator[pd.DataFrame]:
         """Typed frames, one per page, each with the columns and dtypes :meth:`read` returns.
 
+        Pages come in the order they are read, not by id: several id windows are read in
+        parallel, and the first page is the top of the id range, read in descending order to
+        plan them. Every record comes exactly once. For one frame in id order use :meth:`read`
+        (or ``pd.concat(frames).sort_values("id")``); with ``limit`` and an ``order`` the
+        pages follow that order.
+
         Examples
         --------
         >>> from jetti_frames.sandbox import serve
@@ -668,10 +674,15 @@ class JettiClient:
         return column_dtypes(plan.spec, sep=sep, dtype_backend=dtype_backend)
 
     def get(self, resource: str, id: int | str, *, include: Any = None,
-            refresh: bool = False) -> dict[str, Any]:
-        """One record as a dict (``GET /api/<resource>/<id>.json``).
+            refresh: bool = False, as_frame: bool = False) -> Any:
+        """One record (``GET /api/<resource>/<id>.json``): the raw dict, or a typed frame.
 
-        ``id`` is a whole number or a string of digits.
+        ``id`` is a whole number or a string of digits. The dict is the record as the API sent
+        it, included records nested under their keys (``purchase_status``, ``purchase_items``).
+        With ``as_frame=True`` it is a DataFrame with the columns and dtypes :meth:`read`
+        gives for the same ``include``: one row, or one per item of a has-many include, so
+        ``get(..., as_frame=True)`` equals ``read(..., where={"id": id})``. The dict stays the
+        default because a record with has-many items is not one row.
 
         Raises
         ------
@@ -682,13 +693,18 @@ class JettiClient:
         """
         number = record_id(id)
         check_options(refresh=refresh)
-        query = build_query(resource, include=include)
+        if not isinstance(as_frame, bool):
+            raise JettiQueryError(f"as_frame must be True or False, not {as_frame!r}")
+        plan = self._plan(resource, include=include)
+        query = plan.query
         self._check_token()
         params = request_params(None, None, query.include, exclude=query.exclude)
         before = self._snapshot_stats()
         record = self._transport.get(f"{query.resource.url}/{number}.json", encode(params),
                                      refresh=refresh)
         self._finish_stats(before, rows=1)
+        if as_frame:
+            return frame_from_records([record], plan.spec)
         return dict(record)
 
     def explain(self, resource: str, **options: Any) -> Explanation:
@@ -870,6 +886,9 @@ def read_jetti(resource: str, *, client: JettiClient | None = None, token: str |
 
 def get_jetti(resource: str, id: int | str, *, include: Any = None,
               client: JettiClient | None = None, token: str | None = None,
-              base_url: str | None = None, refresh: bool = False) -> dict[str, Any]:
-    """One record as a dict; see :meth:`JettiClient.get`."""
-    return _client(client, token, base_url).get(resource, id, include=include, refresh=refresh)
+              base_url: str | None = None, refresh: bool = False, as_frame: bool = False) -> Any:
+    """One record: a dict, or with ``as_frame=True`` a typed frame equal to
+    ``read_jetti(resource, where={"id": id}, include=include)``; see :meth:`JettiClient.get`.
+    """
+    return _client(client, token, base_url).get(resource, id, include=include, refresh=refresh,
+                                                as_frame=as_frame)

@@ -40,7 +40,7 @@ Examples
 >>> info = snapshot("purchases", "data/purchases", include=["PurchaseStatus"],
 ...                 partition_by=("dateOrdered", "month"))          # doctest: +SKIP
 >>> df = read_snapshot("data/purchases")                             # doctest: +SKIP
->>> refresh_snapshot("data/purchases")["rows"]                       # doctest: +SKIP
+>>> refresh_snapshot("data/purchases").changed_records             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Literal
@@ -83,6 +84,7 @@ DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 
 __all__ = [
     "MANIFEST",
+    "SnapshotInfo",
     "read_snapshot",
     "refresh_snapshot",
     "snapshot",
@@ -105,6 +107,134 @@ MAX_OPEN_FILES = 128
 #: Temporary siblings older than this are removed even when their writer cannot be checked.
 STALE_SECONDS = 24 * 3600
 PARTITION_UNITS = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d"}
+
+
+# --------------------------------------------------------------------------------------------
+# what snapshot(), refresh_snapshot() and snapshot_info() return
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=True)
+class SnapshotInfo(Mapping[str, Any]):
+    """A snapshot's summary: where it is, what it holds, what writing it cost.
+
+    Returned by :func:`snapshot`, :func:`refresh_snapshot` and :func:`snapshot_info`. Its repr
+    (and its HTML in a notebook) is one short summary; the whole manifest, with every file and
+    column type, is :attr:`manifest`. ``info["rows"]``, ``dict(info)`` and ``info.get(...)``
+    still read it as the provenance mapping (``columns`` there is the list of names).
+
+    Attributes
+    ----------
+    path, resource
+        The snapshot folder (or URL) and the resource it holds.
+    rows, files
+        Rows and parquet files.
+    columns
+        Column names, in order (the repr shows their count).
+    watermark
+        The ``updatedAt`` the next refresh starts from (``None`` for an empty snapshot).
+    requests, seconds
+        Network requests the write sent and the seconds it took (``None`` when not recorded).
+    fetched_at, refreshed_at
+        When the data was read in full, and when it was last refreshed (``None`` if never).
+    changed_records
+        After an incremental refresh: records added, updated or dropped; otherwise ``None``.
+    refetched_records
+        After an incremental refresh: records read again (changed or in the overlap).
+
+    Examples
+    --------
+    >>> info = SnapshotInfo.from_manifest(
+    ...     {"resource": "purchases", "rows": 1200, "files": [{"path": "part-00000.parquet"}],
+    ...      "columns": {"id": {}, "total": {}}, "watermark": "2024-05-04T09:42:00+00:00",
+    ...      "requests": 13, "seconds": 6.5, "fetched_at": "2024-05-04T09:45:00+00:00"},
+    ...     "data/purchases")
+    >>> info
+    SnapshotInfo(path='data/purchases', resource='purchases', rows=1200, columns=2, files=1, \
+watermark='2024-05-04T09:42:00+00:00', requests=13, seconds=6.5, \
+fetched_at='2024-05-04T09:45:00+00:00')
+    >>> info["rows"], info.columns, info.manifest["files"][0]["path"]
+    (1200, ('id', 'total'), 'part-00000.parquet')
+    """
+
+    path: str
+    resource: str
+    rows: int
+    columns: tuple[str, ...]
+    files: int
+    watermark: str | None
+    requests: int | None
+    seconds: float | None
+    fetched_at: str | None
+    refreshed_at: str | None = None
+    changed_records: int | None = None
+    refetched_records: int | None = None
+    manifest: Mapping[str, Any] = dataclass_field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any], path: str) -> SnapshotInfo:
+        """The summary of a manifest (as written into ``_jetti_snapshot.json``)."""
+        return cls(path=path, resource=str(manifest.get("resource")),
+                   rows=int(manifest.get("rows") or 0), columns=tuple(manifest["columns"]),
+                   files=len(manifest["files"]), watermark=manifest.get("watermark"),
+                   requests=manifest.get("requests"), seconds=manifest.get("seconds"),
+                   fetched_at=manifest.get("fetched_at"),
+                   refreshed_at=manifest.get("refreshed_at"),
+                   changed_records=manifest.get("changed_records"),
+                   refetched_records=manifest.get("refetched_records"), manifest=manifest)
+
+    # -- the provenance mapping (what these functions returned as a dict) --------------------
+    def _mapping(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.manifest.items() if k not in ("files", "columns")}
+        out.update(files=self.files, columns=list(self.columns), path=self.path)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    # -- display ------------------------------------------------------------------------------
+    def summary_pairs(self) -> list[tuple[str, Any]]:
+        """``(name, value)`` pairs of the summary, leaving out what was not recorded."""
+        pairs: list[tuple[str, Any]] = [
+            ("path", self.path), ("resource", self.resource), ("rows", self.rows),
+            ("columns", len(self.columns)), ("files", self.files),
+            ("watermark", self.watermark), ("requests", self.requests),
+            ("seconds", self.seconds), ("fetched_at", self.fetched_at),
+            ("refreshed_at", self.refreshed_at), ("changed_records", self.changed_records)]
+        return [(k, v) for k, v in pairs if v is not None or k in ("watermark",)]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.summary_pairs())
+        return f"SnapshotInfo({inner})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(_plain(v))}</td></tr>"
+                       for k, v in self.summary_pairs())
+        return f"<table><caption>SnapshotInfo</caption>{rows}</table>"
+
+    def summary(self) -> str:
+        """The summary as aligned ``name  value`` lines (what ``jetti-frames info`` prints)."""
+        shown = self.summary_pairs()
+        width = max(len(k) for k, _ in shown)
+        return "\n".join(f"{k:<{width}}  {_plain(v)}" for k, v in shown)
+
+
+def _plain(value: Any) -> str:
+    """A value as a person reads it: thousands separated, nothing for a missing one."""
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,7 +261,7 @@ def snapshot(
     progress: bool | None = None,
     filesystem: Any = None,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
-) -> dict[str, Any]:
+) -> SnapshotInfo:
     """Write the result of a query as a parquet dataset, page by page, and publish it atomically.
 
     Parameters
@@ -153,14 +283,15 @@ def snapshot(
 
     Returns
     -------
-    dict
-        The provenance, as :func:`snapshot_info` returns it.
+    SnapshotInfo
+        Path, rows, columns, watermark, requests and seconds, as :func:`snapshot_info` returns
+        them (``.manifest`` holds the whole manifest).
 
     Examples
     --------
     >>> info = snapshot("purchases", "data/purchases", where={"purchaseType": "dropship"},
     ...                 partition_by=("dateOrdered", "month"))   # doctest: +SKIP
-    >>> info["rows"], info["watermark"]                          # doctest: +SKIP
+    >>> info.rows, info.watermark                                # doctest: +SKIP
     (1200, '2024-05-04T09:42:00+00:00')
     """
     target = _Target.of(path, filesystem)
@@ -270,12 +401,13 @@ def read_snapshot(
     return frame[wanted].reset_index(drop=True)
 
 
-def snapshot_info(path: str | os.PathLike[str], *, filesystem: Any = None) -> dict[str, Any]:
-    """The provenance of a snapshot: its manifest without the file list and column dtypes.
+def snapshot_info(path: str | os.PathLike[str], *, filesystem: Any = None) -> SnapshotInfo:
+    """A snapshot's summary and provenance, read from its manifest (no data file is opened).
 
-    Keys: ``resource``, ``query`` (``where``, ``attributes``, ``include``, ``order``),
-    ``partition_by``, ``base_url``, ``fetched_at``, ``watermark``, ``rows``, ``requests``,
-    ``toolkit_version``, ``catalog_digest``, ``files`` (count) and ``columns`` (names).
+    A :class:`SnapshotInfo`; as a mapping its keys are ``resource``, ``query`` (``where``,
+    ``attributes``, ``include``, ``order``), ``partition_by``, ``base_url``, ``fetched_at``,
+    ``watermark``, ``rows``, ``requests``, ``seconds``, ``toolkit_version``,
+    ``catalog_digest``, ``files`` (count), ``columns`` (names) and ``path``.
 
     Examples
     --------
@@ -285,11 +417,7 @@ def snapshot_info(path: str | os.PathLike[str], *, filesystem: Any = None) -> di
     target = _Target.of(path, filesystem)
     root, manifest = _open_published(target)
     _check_files(target, root, manifest)
-    info = {k: v for k, v in manifest.items() if k not in ("files", "columns")}
-    info["files"] = len(manifest["files"])
-    info["columns"] = list(manifest["columns"])
-    info["path"] = target.display(root)
-    return info
+    return SnapshotInfo.from_manifest(manifest, target.display(root))
 
 
 def refresh_snapshot(
@@ -304,7 +432,7 @@ def refresh_snapshot(
     progress: bool | None = None,
     filesystem: Any = None,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
-) -> dict[str, Any]:
+) -> SnapshotInfo:
     """Bring a snapshot up to date, fetching only the records changed since its watermark.
 
     Asks for the recorded query ANDed with ``updatedAt >= watermark - overlap`` (the watermark is
@@ -313,7 +441,9 @@ def refresh_snapshot(
     publishes the result atomically with the new watermark. Requests are proportional to the
     records changed, not to the size of the snapshot. When the query has a ``where`` filter, one
     more id-only query over the same time window finds records that no longer match it, and
-    their rows are dropped.
+    their rows are dropped. The :class:`SnapshotInfo` returned counts in ``changed_records``
+    the records added, updated (a new ``updatedAt``) or dropped; records the overlap read again
+    unchanged count only in ``refetched_records``.
 
     What an incremental refresh cannot see, and when to pass ``full=True`` (a complete re-pull):
 
@@ -340,7 +470,7 @@ def refresh_snapshot(
 
     Examples
     --------
-    >>> refresh_snapshot("data/purchases")["rows"]             # doctest: +SKIP
+    >>> refresh_snapshot("data/purchases").changed_records    # doctest: +SKIP
     >>> refresh_snapshot("data/purchases", full=True)         # doctest: +SKIP
     """
     margin = _overlap(overlap)
@@ -409,20 +539,29 @@ def refresh_snapshot(
 
     def fill(writer: _DatasetWriter) -> dict[str, Any]:
         ids = pa.array(sorted(replaced), type=pa.int64())
+        before: dict[int, int | None] = {}  # id -> updatedAt of the rows being replaced
         for entry in manifest["files"]:
             key = _partition_key(entry.get("partition"), partition)
             try:
                 for table in _file_tables(target, root, entry, row_group_size):
                     ids_col = pc.cast(table.column("id"), pa.int64())
-                    keep = pc.invert(pc.fill_null(pc.is_in(ids_col, value_set=ids), False))
-                    writer.write_table(table.filter(keep), key)
+                    hit = pc.fill_null(pc.is_in(ids_col, value_set=ids), False)
+                    old = table.filter(hit)
+                    before.update(_versions(old.column("id").to_pylist(),
+                                            old.column("updatedAt").to_pylist()))
+                    writer.write_table(table.filter(pc.invert(hit)), key)
             except (pa.ArrowException, OSError) as exc:
                 if isinstance(exc, SnapshotError):
                     raise
                 raise _damaged(target, root, entry["path"], exc) from None
+        after: dict[int, int | None] = {}
         for frame in changed:
             writer.write_frame(frame)
-        return {"requests": requests, "changed_records": len(replaced)}
+            after.update(_versions(frame["id"], frame["updatedAt"]))
+        differ = {i for i in before.keys() | after.keys()
+                  if before.get(i, -1) != after.get(i, -1)}
+        return {"requests": requests, "changed_records": len(differ),
+                "refetched_records": len(after)}
 
     return _write_version(target, _dtypes_from_specs(specs), partition, new_manifest, fill,
                           row_group_size=row_group_size, started=started,
@@ -708,7 +847,7 @@ def _damaged(target: _Target, root: str, name: str, why: Any) -> SnapshotError:
 
 def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Partition | None,
                    manifest: dict[str, Any], fill: Any, *, row_group_size: int,
-                   started: dt.datetime, max_updated: str | None) -> dict[str, Any]:
+                   started: dt.datetime, max_updated: str | None) -> SnapshotInfo:
     """Write a complete version into a temporary sibling, then publish it in place of the old.
 
     The watermark is the largest ``updatedAt`` in the data, but never later than the time the
@@ -732,19 +871,16 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
         manifest["max_updated_at"] = top
         manifest["watermark"] = top and min(pd.Timestamp(top), pd.Timestamp(started)).isoformat()
         manifest["rows"] = writer.rows
-        manifest["columns"] = specs = writer.specs
+        manifest["columns"] = writer.specs
         manifest["files"] = _with_sizes(target.fs, tmp, writer.files)
+        manifest["seconds"] = round((_now() - started).total_seconds(), 3)
         _write_json(target.fs, _join(tmp, MANIFEST), manifest)  # last: the completion marker
         _publish(target, tmp)
     except BaseException:
         with contextlib.suppress(Exception):
             target.fs.delete_dir(tmp)
         raise
-    info = {k: v for k, v in manifest.items() if k not in ("files", "columns")}
-    info["files"] = len(manifest["files"])
-    info["columns"] = list(specs)
-    info["path"] = target.display(target.root)
-    return info
+    return SnapshotInfo.from_manifest(manifest, target.display(target.root))
 
 
 def _with_sizes(fs: pafs.FileSystem, root: str,
@@ -1556,6 +1692,20 @@ def _is_float(dtype: Any) -> bool:
     if isinstance(dtype, pd.ArrowDtype):
         return pa.types.is_floating(dtype.pyarrow_dtype)
     return bool(pd.api.types.is_float_dtype(dtype))
+
+
+def _versions(ids: Iterable[Any], stamps: Iterable[Any]) -> dict[int, int | None]:
+    """``id -> updatedAt`` (as UTC nanoseconds, ``None`` when missing) of some rows.
+
+    >>> _versions([1, 1, 2], ["2024-05-04T09:42:00+00:00"] * 2 + [None])
+    {1: 1714815720000000000, 2: None}
+    """
+    out: dict[int, int | None] = {}
+    for i, stamp in zip(ids, stamps, strict=True):
+        if i is None or pd.isna(i):
+            continue
+        out[int(i)] = None if stamp is None or pd.isna(stamp) else int(pd.Timestamp(stamp).value)
+    return out
 
 
 def _now() -> dt.datetime:

@@ -41,9 +41,8 @@ from .settings import SANDBOX_TOKEN, Settings
 if TYPE_CHECKING:
     from .client import JettiClient
 
-__all__ = ["ANALYTICS_RESOURCES", "QueryForm", "build_where", "field_options", "format_call",
-           "query_form",
-           "resource_options"]
+__all__ = ["ANALYTICS_RESOURCES", "QueryForm", "build_where", "field_help", "field_options",
+           "format_call", "query_form", "resource_options"]
 
 #: Resources an analyst reaches for first; listed at the top of the picker.
 ANALYTICS_RESOURCES = (
@@ -97,6 +96,39 @@ def field_options(resource: Resource) -> list[tuple[str, str]]:
     """
     return [(f"🔒 {f.name} (credential)" if f.credential else f.name, f.name)
             for f in resource.fields]
+
+
+_KIND_TEXT = {"integer": "whole number", "number": "number", "boolean": "true/false",
+              "datetime": "date-time (UTC)", "string": "text", "json": "JSON"}
+
+
+def field_help(field: Field) -> str:
+    """What a field holds, for a tooltip: its type, its values, whether it may be null, and
+    Jetti's description where it says more than the name.
+
+    >>> purchases = CATALOG.resource("purchases")
+    >>> field_help(purchases.field("total")), field_help(purchases.field("cancelledAt"))
+    ('total: number', 'cancelledAt: date-time (UTC), may be null')
+    >>> field_help(purchases.field("paymentStatus"))
+    'paymentStatus: one of notPaid, partiallyPaid, paid (default notPaid)'
+    >>> print(field_help(CATALOG.resource("variants").field("taxable")))
+    taxable: true/false
+    Whether a tax is charged when the product variant is sold.
+    """
+    if field.kind == "enum":
+        text = "one of " + ", ".join(field.enum or ())
+        if isinstance(field.default, str):
+            text += f" (default {field.default})"
+    elif field.kind == "array":
+        text = f"list of {field.items or 'values'}"
+    else:
+        text = _KIND_TEXT.get(field.kind, field.kind)
+    if field.nullable:
+        text += ", may be null"
+    if field.credential:
+        text += ", a credential: read only when picked"
+    about = f"\n{field.description}" if field.description else ""
+    return f"{field.name}: {text}{about}"
 
 
 def parse_scalar(kind: str, text: str) -> Any:
@@ -259,6 +291,7 @@ class FilterRow:
                                layout=w.Layout(width="36px"))
         self.box = w.HBox([self.field, self.op, self.value, self.remove])
         self.box.add_class("jf-filter")
+        self.field.tooltip = field_help(self.spec)
         self.field.observe(self._on_field, names="value")
         self.op.observe(self._on_op, names="value")
         self.remove.on_click(lambda _: on_remove(self))
@@ -321,6 +354,7 @@ class FilterRow:
             widget = w.Checkbox(value=True, description="true", indent=False, layout=layout)
         else:
             widget = w.Text(placeholder="%" if op == "$like" else "", layout=layout)
+        widget.tooltip = field_help(self.spec)
         widget.add_class("jf-filter-value")
         return widget
 
@@ -329,6 +363,7 @@ class FilterRow:
         self.box.children = (self.field, self.op, self.value, self.remove)
 
     def _on_field(self, _: Any) -> None:
+        self.field.tooltip = field_help(self.spec)
         ops = OPERATORS[self.kind]
         keep = self.op.value if self.op.value in ops else ops[0]
         with self.op.hold_trait_notifications():
@@ -363,6 +398,7 @@ class QueryForm:
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self._last_code = ""
+        self._display: Any = None
         self._build()
         self._on_resource()
 
@@ -383,15 +419,17 @@ class QueryForm:
         self.add_filter_button = w.Button(description="Add filter", icon="plus")
         self.add_filter_button.add_class("jf-add-filter")
         self.filter_box = w.VBox([])
-        self.include = w.SelectMultiple(options=[], rows=6, description="Include", layout=wide)
+        self.include = w.SelectMultiple(options=[], rows=6, description="Include",
+                                        layout=w.Layout(width="640px"))
         self.include.add_class("jf-include")
         self.include_box = w.VBox([])
         self.order_field = w.Dropdown(options=[("(server order)", "")], description="Order by")
         self.order_field.add_class("jf-order")
         self.order_direction = w.ToggleButtons(options=["ascending", "descending"],
-                                               value="ascending")
+                                               value="ascending", disabled=True,
+                                               tooltips=["smallest first", "largest first"])
         self.max_rows = w.BoundedIntText(value=0, min=0, max=10**9, description="Max rows",
-                                         tooltip="0 = all rows")
+                                         tooltip="0 = every row (Preview reads one page)")
         max_rows_hint = w.HTML("<i>0 = every row</i>")
         self.max_rows.add_class("jf-max-rows")
         self.preview = w.Button(description="Preview", button_style="info", icon="eye",
@@ -417,12 +455,14 @@ class QueryForm:
         self.stats = w.HTML("")
         self.stats.add_class("jf-stats")
         self.code = w.Textarea(value="", rows=10, layout=w.Layout(width="100%"))
+        self.code.observe(self._fit_code, names="value")
         self.code.add_class("jf-code")
         self.table = w.HTML("")
         self.table.add_class("jf-table")
 
         self.resource.observe(self._on_resource, names="value")
         self.include.observe(self._on_include, names="value")
+        self.order_field.observe(self._on_order, names="value")
         self.add_filter_button.on_click(lambda _: self.add_filter())
         self.preview.on_click(lambda _: self.run_preview())
         self.load.on_click(lambda _: self.run_load())
@@ -461,13 +501,34 @@ class QueryForm:
 
     # -- display ------------------------------------------------------------------------------
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.box._repr_mimebundle_(**kwargs)
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget, plus a static HTML copy of the form's state for places without widget
+        state (an exported notebook, a viewer): the header, status, code and result table."""
+        bundle = dict(self.box._repr_mimebundle_(**kwargs) or {})
+        bundle["text/html"] = self._static_html()
+        rows = None if self.df is None else len(self.df)
+        bundle["text/plain"] = (f"QueryForm(resource={self.resource.value!r}, "
+                                f"status={self.status.value or 'ready'!r}, rows={rows})")
+        return bundle
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.box)
+        self._display = display(self._repr_mimebundle_(), raw=True, display_id=True)
+
+    def _republish(self) -> None:
+        """Refresh the static copy of an IPython display (the widget itself is live anyway)."""
+        if self._display is not None:
+            self._display.update(self._repr_mimebundle_(), raw=True)
+
+    def _static_html(self) -> str:
+        status = html.escape(self.status.value or "ready")
+        return ("<div class='jf-query-form-static'>" + self._header_html()
+                + "<p><b>Query form</b> (interactive while the notebook runs; below, its last "
+                f"state) · <span class='jf-status'>{status}</span></p>"
+                + self.error.value + (f"<p>{self.stats.value}</p>" if self.stats.value else "")
+                + f"<pre class='jf-code'>{html.escape(self.code.value)}</pre>"
+                + self.table.value + "</div>")
 
     # -- reacting to the user -----------------------------------------------------------------
 
@@ -486,10 +547,23 @@ class QueryForm:
             self.remove_filter(row)
         self.include.value = ()
         self.include.options = self._include_options(spec)
+        self.include.tooltip = "\n".join(label for label, _ in self.include.options) or None
         self.order_field.options = [("(server order)", ""), *[(n, n) for n in names]]
         self.order_field.value = ""
+        self._on_order()
         self.snapshot_path.placeholder = f"data/{spec.url}"
         self._refresh_code()
+
+    def _on_order(self, _: Any = None) -> None:
+        """The direction means nothing in server order: disabled until a field is picked."""
+        name = self.order_field.value
+        self.order_direction.disabled = not name
+        self.order_field.tooltip = (field_help(self.resource_spec.field(name)) if name
+                                    else "the server's order (by id)")
+
+    def _fit_code(self, _: Any = None) -> None:
+        """Show the whole call: as many rows as it has lines (long lines scroll sideways)."""
+        self.code.rows = min(max(self.code.value.count("\n") + 1, 4), 40)
 
     @staticmethod
     def _include_options(spec: Resource) -> list[tuple[str, str]]:
@@ -585,7 +659,11 @@ class QueryForm:
         return {}, []
 
     def code_for(self, action: str = "load") -> str:
-        """The Python code equivalent to ``action`` (``"preview"``, ``"load"``, ``"snapshot"``)."""
+        """The Python code equivalent to ``action`` (``"preview"``, ``"load"``, ``"snapshot"``).
+
+        The code box shows ``"load"`` (the form's Max rows) even after a Preview, which reads
+        one page; ``"snapshot"`` after Snapshot.
+        """
         options = self.options(preview=action == "preview")
         connection, imports = self.connection()
         if action == "snapshot":
@@ -642,7 +720,7 @@ class QueryForm:
         resource = self.resource_spec.url
         try:
             options = self.options(preview=action == "preview")
-            code = self.code_for(action)
+            code = self.code_for("snapshot" if action == "snapshot" else "load")
             checked = {k: v for k, v in _clean(options).items()
                        if action != "snapshot" or k != "limit"}
             self.client.explain(resource, **checked)  # validates; sends nothing
@@ -673,6 +751,7 @@ class QueryForm:
                 self._show(frame, action)
         finally:
             self._set_busy(False)
+            self._republish()
 
     def _preview_job(self, resource: str, options: dict[str, Any]) -> pd.DataFrame:
         return self.client.read(resource, progress=False, **_clean(options))
@@ -727,7 +806,8 @@ class _Cancelled(Exception):
     """Raised from the progress callback to stop a load the user cancelled."""
 
 
-_STYLE = ("<style>.jf-code textarea{font-family:monospace;font-size:12px}"
+_STYLE = ("<style>.jf-code textarea{font-family:monospace;font-size:12px;white-space:pre;"
+          "overflow:auto}"
           ".jf-table table{border-collapse:collapse;font-size:12px}"
           ".jf-table th,.jf-table td{padding:2px 6px;border-bottom:1px solid #ddd}</style>")
 

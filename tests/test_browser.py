@@ -27,7 +27,7 @@ from jetti_frames.sandbox import Sandbox
 pytestmark = pytest.mark.browser
 
 TOKEN = "browser-test-t0ken-77e0"
-HEAD_ROWS = 50  # rows the form's table shows
+LIMIT = 12  # Max rows set in the form (the table shows up to 50)
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +96,38 @@ def test_form_previews_filtered_rows_in_the_browser(page: Any, sandbox: Sandbox,
     page.wait_for_function(
         "() => document.querySelector('.jf-code textarea').value.includes(\"'dropship'\")")
 
+    # Order by total, descending (the direction is disabled until a field is picked).
+    direction = page.locator(".jf-query-form .widget-toggle-buttons button")
+    assert direction.first.is_disabled()
+    page.locator(".jf-order select").select_option("total")
+    page.wait_for_function("() => document.querySelector('.jf-code textarea').value"
+                           ".includes(\"order='total'\")")
+    assert not direction.first.is_disabled()
+    direction.filter(has_text="descending").click()
+    page.wait_for_function("() => document.querySelector('.jf-code textarea').value"
+                           ".includes(\"order='-total'\")")
+    # Max rows: the code box says the same limit (0, the default, means no limit at all).
+    assert "limit=" not in code.input_value()
+    max_rows = page.locator(".jf-max-rows input")
+    max_rows.fill(str(LIMIT))
+    max_rows.press("Enter")
+    page.wait_for_function(
+        f"() => document.querySelector('.jf-code textarea').value.includes('limit={LIMIT},')")
+
     page.locator("button.jf-preview").click()
     page.locator(".jf-stats .jf-rows").wait_for(state="visible")
 
     truth = sandbox.query("SELECT reference, total FROM purchases "
-                          "WHERE purchaseType = 'dropship' ORDER BY id")
-    shown = min(len(truth), PAGE_SIZE)
-    assert f"{shown:,} rows" in page.locator(".jf-stats").inner_text()
+                          "WHERE purchaseType = 'dropship' ORDER BY total DESC, id LIMIT ?",
+                          [LIMIT])
+    assert len(truth) == LIMIT
+    assert f"{LIMIT:,} rows" in page.locator(".jf-stats").inner_text()
     cells = page.locator(".jf-table table tbody tr").evaluate_all(
         "rows => rows.map(r => Array.from(r.querySelectorAll('td')).map(td => td.innerText))")
     # Columns come in the attribute picker's order: purchaseType, reference, total.
     assert {c[0] for c in cells} == {"dropship"}
-    assert [c[1] for c in cells] == [r["reference"] for r in truth[:HEAD_ROWS]]
-    assert [float(c[2]) for c in cells] == [r["total"] for r in truth[:HEAD_ROWS]]
+    assert [c[1] for c in cells] == [r["reference"] for r in truth]
+    assert [float(c[2]) for c in cells] == [r["total"] for r in truth]
 
     text = code.input_value()
     assert text == (
@@ -117,9 +136,13 @@ def test_form_previews_filtered_rows_in_the_browser(page: Any, sandbox: Sandbox,
         '    "purchases",\n'
         "    where={'purchaseType': 'dropship'},\n"
         "    attributes=['purchaseType', 'reference', 'total'],\n"
-        f"    limit={PAGE_SIZE},\n"
+        "    order='-total',\n"
+        f"    limit={LIMIT},\n"
         ")"
     )
+    # The whole call is in view: a row per line, nothing scrolled out of sight.
+    assert code.evaluate("t => t.scrollHeight <= t.clientHeight + 2")
+    assert max_rows.input_value() == str(LIMIT)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "query-form.png"), full_page=True)
 
@@ -130,6 +153,6 @@ def test_form_previews_filtered_rows_in_the_browser(page: Any, sandbox: Sandbox,
     namespace: dict[str, Any] = {}
     exec(compile(text, "<form code>", "exec"), namespace)
     df: pd.DataFrame = namespace["df"]
-    assert len(df) == shown
-    assert df["reference"].head(HEAD_ROWS).tolist() == [c[1] for c in cells]
+    assert len(df) == LIMIT
+    assert df["reference"].tolist() == [c[1] for c in cells]
     Path(ARTIFACTS / "browser-cache.sqlite").unlink(missing_ok=True)

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +17,7 @@ import requests
 
 from jetti_frames.cli import build_parser, main
 from jetti_frames.sandbox import Sandbox
-from jetti_frames.snapshot import read_snapshot
+from jetti_frames.snapshot import read_snapshot, snapshot_info
 
 TOKEN = "cli-test-t0ken-77aa"
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +177,55 @@ def test_snapshot_info_refresh(env: Sandbox, tmp_path: Path,
 
     assert main(["info", str(tmp_path / "nothing")]) == 1
     assert "no snapshot" in one_line_error(capsys.readouterr().err)
+
+
+def test_info_is_a_readable_summary(env: Sandbox, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "snap"
+    assert main(["snapshot", "purchases", "--out", str(path), "--include", "PurchaseStatus",
+                 "--where", '{"purchaseType": "dropship"}', "-q"]) == 0
+    info = snapshot_info(path)
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) <= 20  # not one line per column
+    assert "purchase_status_name" not in out and "reference" not in out
+    assert f"{len(info.columns)} (list them with --columns)" in out
+    assert any(line.split() == ["rows", f"{info.rows:,}"] for line in lines)
+    assert "where={'purchaseType': 'dropship'}" in out and "include=['PurchaseStatus']" in out
+    assert main(["info", str(path), "--columns"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in listed if line.startswith("  ")]
+    assert [r[0] for r in rows] == list(info.columns)  # one per line, in order, with dtypes
+    assert ["purchase_status_name", "string"] in rows and ["id", "Int64"] in rows
+
+
+def test_cache_info_explains_its_numbers(make_sandbox: Callable[..., Sandbox],
+                                         monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    other = "cli-second-account-t0ken"
+    sb = make_sandbox(purchases=50, rate="off", tokens=(TOKEN, other))
+    monkeypatch.setenv("JETTI_BASE_URL", sb.base_url)
+    cache = tmp_path / "c.sqlite"
+    for token, resource in ((TOKEN, "purchase-statuses"), (other, "channels"),
+                            (other, "purchase-statuses")):
+        assert main(["read", resource, "--cache", str(cache), "-q", "--token", token]) == 0
+    mine, theirs = sb.counters(TOKEN)["requests"], sb.counters(other)["requests"]
+    assert mine >= 1 and theirs >= 2  # every answer is stored
+    capsys.readouterr()
+    assert main(["cache", "info", "--cache", str(cache), "--token", TOKEN]) == 0
+    out = capsys.readouterr().out
+    assert f"cache file     {cache}" in out
+    assert f"this account   {mine} cached answers (this token at {sb.base_url})" in out
+    assert f"all accounts   {mine + theirs} entries in the file" in out
+    size = sum(f.stat().st_size for f in tmp_path.glob("c.sqlite*"))  # with -wal, -shm
+    assert f"file size      {size / 1e6:.2f} MB" in out
+    assert "expire after   3600 s" in out
+    assert main(["cache", "info", "--cache", str(cache), "--token", other]) == 0
+    assert f"this account   {theirs} cached answers" in capsys.readouterr().out
+    assert main(["cache", "info", "--no-cache"]) == 0
+    assert "off" in capsys.readouterr().out
 
 
 def test_cache_info_and_clear(env: Sandbox, tmp_path: Path,

@@ -354,6 +354,34 @@ def test_get_jetti_and_not_found(sandbox: Sandbox, monkeypatch: pytest.MonkeyPat
     assert df["id"].tolist() == [pid]
 
 
+def test_get_jetti_as_frame_is_typed_like_read_jetti(sandbox: Sandbox, client: JettiClient
+                                                    ) -> None:
+    pid = sandbox.query("SELECT p.id FROM purchases p JOIN purchase_items i ON i.purchaseId = "
+                        "p.id GROUP BY p.id HAVING count(*) >= 2 ORDER BY p.id LIMIT 1")[0]["id"]
+    for include in (None, "PurchaseStatus", ["PurchaseStatus", "PurchaseItem"]):
+        one = client.get("purchases", pid, include=include, as_frame=True)
+        same = client.read("purchases", where={"id": pid}, include=include)
+        pd.testing.assert_frame_equal(one, same)
+        if include is None:
+            assert len(one) == 1 and str(one["dateOrdered"].dtype) == "datetime64[us, UTC]"
+    assert len(one) >= 2  # has-many: one row per item, as read() gives
+    via_function = get_jetti("purchases", pid, client=client, as_frame=True)
+    pd.testing.assert_frame_equal(via_function, client.read("purchases", where={"id": pid}))
+    with pytest.raises(JettiQueryError, match="as_frame"):
+        client.get("purchases", pid, as_frame="yes")  # type: ignore[arg-type]
+
+
+def test_iter_frames_pages_come_as_read_and_make_up_the_read(client: JettiClient) -> None:
+    """As documented: pages in the order they are read, not by id; each page is one id run."""
+    frames = list(client.iter_frames("purchases", page_size=40))
+    assert all(f["id"].is_monotonic_increasing or f["id"].is_monotonic_decreasing
+               for f in frames)
+    firsts = [int(f["id"].min()) for f in frames]
+    assert firsts != sorted(firsts)  # parallel id windows interleave
+    joined = pd.concat(frames).sort_values("id", ignore_index=True)
+    pd.testing.assert_frame_equal(joined, client.read("purchases"))
+
+
 def test_explain_sends_nothing(sandbox: Sandbox, client: JettiClient) -> None:
     before = sandbox.counters(SANDBOX_TOKEN)["requests"]
     plan = client.read("purchases", where={"id": list(range(1, 46))}, explain=True)

@@ -27,6 +27,7 @@ from jetti_frames.sandbox import Sandbox
 from jetti_frames.snapshot import (
     MANIFEST,
     METADATA_KEY,
+    SnapshotInfo,
     _and_updated_since,
     _column_specs,
     _dtypes_from_specs,
@@ -157,6 +158,29 @@ def test_provenance_in_manifest_and_parquet_metadata(shared: Sandbox, tmp_path: 
         assert provenance["toolkit_version"] == __version__
 
 
+def test_info_is_a_short_summary_with_the_manifest_behind_it(shared: Sandbox,
+                                                             tmp_path: Path) -> None:
+    client = make_client(shared)
+    info = snapshot("purchases", tmp_path / "p", include=INCLUDES, client=client)
+    assert isinstance(info, SnapshotInfo) and info == snapshot_info(tmp_path / "p")
+    text, page = repr(info), info._repr_html_()
+    assert text.startswith(f"SnapshotInfo(path={str(tmp_path / 'p')!r}, resource='purchases', "
+                           f"rows=300, columns={len(info.columns)}, files=1, ")
+    for part in (f"watermark={info.watermark!r}", f"requests={info.requests}", "seconds="):
+        assert part in text
+    assert "purchase_status_name" not in text and len(text) < 400  # no column list
+    assert "<table>" in page and "300" in page and "purchase_status_name" not in page
+    # The manifest is all there, and the mapping view reads as before.
+    assert "purchase_status_name" in info.columns
+    assert info.manifest["columns"]["purchase_status_name"]["type"] == "string"
+    assert info.manifest["files"][0]["rows"] == 300
+    assert info["rows"] == info.rows == 300 and info["columns"] == list(info.columns)
+    assert dict(info)["path"] == info.path and json.dumps(dict(info))
+    assert info.seconds is not None and info.seconds >= 0 and info.changed_records is None
+    with pytest.raises(AttributeError):
+        info.rows = 1  # type: ignore[misc]
+
+
 def test_token_never_written(shared: Sandbox, tmp_path: Path) -> None:
     client = make_client(shared)
     snapshot("purchases", tmp_path / "p", include=INCLUDES, client=client,
@@ -182,7 +206,8 @@ def test_refresh_fetches_only_changes(own: Sandbox, tmp_path: Path) -> None:
     since = pd.Timestamp(before["watermark"]) - pd.Timedelta(minutes=5)  # the default overlap
     window = own.query("SELECT count(*) AS n FROM purchases WHERE updatedAt >= ?",
                        [since.strftime("%Y-%m-%dT%H:%M:%S+00:00")])[0]["n"]
-    assert info["changed_records"] == window >= 30
+    assert info["refetched_records"] == window >= 30  # the overlap re-reads a few unchanged
+    assert info["changed_records"] == len(set(touched) | set(added)) == 30
     assert pd.Timestamp(info["watermark"]) > pd.Timestamp(before["watermark"])
     fresh = snapshot("purchases", tmp_path / "fresh", include=include, client=make_client(own))
     got = read_snapshot(tmp_path / "p")
@@ -192,6 +217,36 @@ def test_refresh_fetches_only_changes(own: Sandbox, tmp_path: Path) -> None:
     changed = got[got["id"].isin(touched)]
     assert (changed["updatedAt"] > pd.Timestamp(before["watermark"])).all()
     assert pd.Timestamp(info["watermark"]) <= pd.Timestamp(info["refreshed_at"])
+
+
+def test_refresh_counts_only_records_that_changed(own: Sandbox, tmp_path: Path) -> None:
+    """The overlap re-reads the newest records; unchanged ones are not counted as changed."""
+    client = make_client(own)
+    snapshot("purchases", tmp_path / "p", include=["PurchaseItem"], client=client)
+    info = refresh_snapshot(tmp_path / "p", client=client)
+    assert info.changed_records == info["changed_records"] == 0
+    assert info.refetched_records >= 1  # the overlap: at least the record at the watermark
+    touched = own.touch("purchases", 4)
+    added = own.insert("purchases", 2)
+    info = refresh_snapshot(tmp_path / "p", client=client)
+    assert info.changed_records == len(set(touched) | set(added)) == 6
+    assert info.refetched_records >= 6
+
+
+def test_refresh_counts_records_that_stop_matching_the_query(own: Sandbox,
+                                                              tmp_path: Path) -> None:
+    client = make_client(own)
+    snapshot("purchases", tmp_path / "p", where={"purchaseType": "dropship"}, client=client)
+    gone = own.query("SELECT id FROM purchases WHERE purchaseType = 'dropship' "
+                     "ORDER BY id LIMIT 3")
+    con = own._connect()  # change a value the query filters on (no public knob for it)
+    con.execute("UPDATE purchases SET purchaseType = 'replenishment' WHERE id IN (?, ?, ?)",
+                [r["id"] for r in gone])
+    con.commit()
+    own.touch("purchases", [r["id"] for r in gone])
+    info = refresh_snapshot(tmp_path / "p", client=client)
+    assert info.changed_records == 3
+    assert not set(read_snapshot(tmp_path / "p")["id"]) & {r["id"] for r in gone}
 
 
 def test_refresh_with_where_and_partitions_equals_full(own: Sandbox, tmp_path: Path) -> None:

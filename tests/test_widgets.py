@@ -5,6 +5,7 @@ Every read goes to a real sandbox over 127.0.0.1; background jobs are joined wit
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_preview_reads_the_first_page_only(form: QueryForm, sb: Sandbox) -> None
     assert form.client.last_stats.requests == 1
     assert f"<b>{PAGE}</b> rows" in form.stats.value and "1 requests sent" in form.stats.value
     assert truth[0]["reference"] in form.table.value
-    assert f"limit={PAGE}," in form.code.value
+    assert "limit=" not in form.code.value  # the code says what Max rows says: every row
     assert form.error.value == ""
 
 
@@ -204,6 +205,108 @@ def test_max_rows_limits_the_load(form: QueryForm, sb: Sandbox) -> None:
                      "ORDER BY dateOrdered LIMIT 7")
     assert df["id"].tolist() == [r["id"] for r in truth]
     assert "limit=7," in form.code.value
+
+
+def code_limit(code: str) -> int | None:
+    """The ``limit=`` of the ``read_jetti(...)`` call in the form's code (None: no limit)."""
+    call = next(node for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call))
+    found = [k.value for k in call.keywords if k.arg == "limit"]
+    return ast.literal_eval(found[0]) if found else None
+
+
+@pytest.mark.parametrize("max_rows", [0, 7, 120])
+def test_code_box_limit_equals_max_rows(form: QueryForm, max_rows: int) -> None:
+    form.resource.value = "purchase-statuses"
+    form.max_rows.value = max_rows
+    assert code_limit(form.code.value) == (max_rows or None)
+    df = run(form, form.preview)  # a preview reads one page, the code still says the form's
+    assert df is not None and form.error.value == ""
+    assert code_limit(form.code.value) == (max_rows or None)
+    run(form, form.load)
+    assert code_limit(form.code.value) == (max_rows or None)
+
+
+def test_order_direction_is_disabled_without_an_order(form: QueryForm) -> None:
+    assert form.order_field.value == "" and form.order_direction.disabled
+    form.order_field.value = "total"
+    assert not form.order_direction.disabled
+    form.order_direction.value = "descending"
+    assert "order='-total'" in form.code.value
+    form.order_field.value = ""
+    assert form.order_direction.disabled and "order=" not in form.code.value
+    form.resource.value = "sales"  # a new resource starts in server order
+    assert form.order_direction.disabled
+
+
+def test_fields_and_includes_explain_themselves(form: QueryForm) -> None:
+    row = form.add_filter("purchaseType")
+    assert row.field.tooltip == ("purchaseType: one of replenishment, dropship, "
+                                 "automated_dropship, automated_replenishment, "
+                                 "adjusted_dropship (default replenishment)")
+    assert row.value.tooltip == row.field.tooltip
+    row.field.value = "cancelledAt"
+    assert row.field.tooltip == "cancelledAt: date-time (UTC), may be null"
+    form.order_field.value = "total"
+    assert form.order_field.tooltip == "total: number"
+    form.resource.value = "dropship-providers"
+    row = form.add_filter("commissionRate")
+    assert row.field.tooltip.startswith("commissionRate: number")
+    assert "\nThis is the percentage or fixed amount of the price you will keep." in (
+        row.field.tooltip)
+    form.resource.value = "purchases"
+    labels = [label for label, _ in form.include.options]
+    assert labels and all(label in form.include.tooltip for label in labels)
+    assert form.code.layout.width == "100%"
+
+
+def test_exported_notebook_shows_the_result_without_widget_state(form: QueryForm) -> None:
+    """nbconvert shows text/html when a notebook holds no widget state (the usual export)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbconvert = pytest.importorskip("nbconvert")
+    form.resource.value = "purchase-statuses"
+    form.attributes.value = ("id", "name")
+    before = form._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in before
+    assert "read_jetti(" in before["text/html"] and "purchase-statuses" in before["text/html"]
+    assert len(before["text/plain"]) < 200  # not the repr of every child widget
+    df = run(form, form.preview)
+    assert df is not None
+    bundle = form._repr_mimebundle_()
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("form")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=bundle)]
+    nb.cells = [cell]
+    html_text, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    assert f"<b>{len(df)}</b> rows" in html_text and "preview done" in html_text
+    assert df["name"].iloc[0] in html_text and "read_jetti(" in html_text
+    assert "VBox(" not in html_text
+
+
+def test_a_run_notebook_keeps_the_result_in_the_form_output(sb: Sandbox, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """In a real kernel the form's output is updated when a job ends, so the saved notebook
+    (and its HTML export, which has no widget state) shows the result, not an empty widget."""
+    nbformat = pytest.importorskip("nbformat")
+    nbconvert = pytest.importorskip("nbconvert")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("JETTI_API_TOKEN", TOKEN)
+    monkeypatch.setenv("JETTI_BASE_URL", sb.base_url)
+    monkeypatch.setenv("JETTI_CACHE_PATH", str(tmp_path / "cache.sqlite"))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from jetti_frames import query_form\n"
+                                          "form = query_form()\nform"),
+                nbformat.v4.new_code_cell("form.resource.value = 'purchase-statuses'\n"
+                                          "form.preview.click(); _ = form.wait(60)")]
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    shown = nb.cells[0].outputs[0]["data"]
+    statuses = sb.query("SELECT name FROM purchase_statuses ORDER BY id")
+    assert "preview done" in shown["text/html"] and statuses[0]["name"] in shown["text/html"]
+    assert f"rows={len(statuses)}" in shown["text/plain"]
+    nb.metadata.pop("widgets", None)  # saved without widget state (JupyterLab's default)
+    html_text, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    assert f"<b>{len(statuses)}</b> rows" in html_text
 
 
 def test_cancel_stops_requesting_between_pages(sb: Sandbox) -> None:

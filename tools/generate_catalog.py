@@ -99,10 +99,46 @@ def is_credential(name: str, prop: dict[str, Any]) -> bool:
     return _names_a_secret(words(name)) or (len(described) <= 5 and _names_a_secret(described))
 
 
+#: The longest description kept (cut at a sentence or word end): a tooltip, not a manual.
+DESCRIPTION_CHARS = 200
+#: A full stop that ends a sentence (not the one of "e.g." or "i.e.").
+SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)\.\s", re.IGNORECASE)
+
+
+def description(name: str, prop: dict[str, Any]) -> str | None:
+    """The spec's description when it says more than the field's name, shortened.
+
+    Most descriptions only restate the name ("Billing city" for ``billingCity``, "Purchase
+    status" for ``purchaseStatusId``); those are dropped.
+
+    >>> description("billingCity", {"description": "Billing city"}) is None
+    True
+    >>> description("purchaseStatusId", {"description": "Purchase status"}) is None
+    True
+    >>> description("taxable", {"description": "Whether a tax is charged when sold."})
+    'Whether a tax is charged when sold.'
+    >>> description("x", {"description": "An error (e.g. a bad name) stops it. " * 9})
+    'An error (e.g. a bad name) stops it.'
+    """
+    text = " ".join(str(prop.get("description") or "").split())
+    own = words(name)
+    if not text or words(text) in (own, own[:-1] if own[-1:] == ["id"] else own):
+        return None
+    if len(text) <= DESCRIPTION_CHARS:
+        return text
+    end = SENTENCE_END.search(text)
+    if end and end.start() < DESCRIPTION_CHARS:
+        return text[:end.start() + 1]  # the first sentence
+    return text[:DESCRIPTION_CHARS].rsplit(" ", 1)[0] + " ..."
+
+
 def describe_field(name: str, prop: dict[str, Any]) -> dict[str, Any]:
     field: dict[str, Any] = {"name": name, "kind": field_kind(prop)}
     if is_credential(name, prop):
         field["credential"] = True
+    about = description(name, prop)
+    if about:
+        field["description"] = about
     if "type" in prop:
         field["type"] = prop["type"]
     if "format" in prop:
