@@ -794,8 +794,8 @@ class QueryForm:
         self.status.value = f"{action} done"
         self.stats.value = (
             f"<span class='jf-rows'><b>{len(frame):,}</b> rows</span> · "
-            f"<span class='jf-requests'>{requests} requests sent</span> · "
-            f"<span class='jf-cache-hits'>{hits} cache hits</span>"
+            f"<span class='jf-requests'>{requests} request{'s' * (requests != 1)} sent</span> · "
+            f"<span class='jf-cache-hits'>{hits} cache hit{'s' * (hits != 1)}</span>"
             + (f" · showing the first {HEAD_ROWS}" if len(frame) > HEAD_ROWS else "")
         )
         self.table.value = frame.head(HEAD_ROWS).to_html(

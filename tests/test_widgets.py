@@ -158,7 +158,7 @@ def test_preview_reads_the_first_page_only(form: QueryForm, sb: Sandbox) -> None
     assert df is not None and df["reference"].tolist() == [r["reference"] for r in truth[:PAGE]]
     assert list(df.columns) == ["reference", "total", "purchaseType"]
     assert form.client.last_stats.requests == 1
-    assert f"<b>{PAGE}</b> rows" in form.stats.value and "1 requests sent" in form.stats.value
+    assert f"<b>{PAGE}</b> rows" in form.stats.value and "1 request sent" in form.stats.value
     assert truth[0]["reference"] in form.table.value
     assert "limit=" not in form.code.value  # the code says what Max rows says: every row
     assert form.error.value == ""
