@@ -56,6 +56,7 @@ from .schema import (
     IncludeSpec,
     Node,
     arrow_to_pandas,
+    frame_of,
     infer_kind,
     kind_dtype,
     node_columns,
@@ -319,7 +320,7 @@ def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str =
             if part.index is not None:
                 array = _take(array, part.index)
             data[_claim(name, data)] = array
-    return pd.DataFrame(data, index=pd.RangeIndex(n_out), copy=False)
+    return frame_of(data, n_out)
 
 
 def _node_arrays(node: Node, rows: list[Record], prefix: str,

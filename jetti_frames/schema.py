@@ -547,6 +547,22 @@ def typed_frame(columns: Mapping[str, Sequence[Any]], spec: FrameSpec, *,
     for name, col in plan.items():
         if name not in data and name not in columns and col.kind is not None:
             data[name] = typed_array([None] * n, col.kind, col.enum, dtype_backend, name)
+    return frame_of(data, n)
+
+
+def frame_of(data: Mapping[str, Any], n: int) -> pd.DataFrame:
+    """A frame of ``n`` rows from typed arrays; ``object`` arrays (array and json fields) stay
+    ``object`` even when they hold only strings (pandas would read them as ``str``).
+
+    Examples
+    --------
+    >>> frame_of({"billingFullName": np.array(["Ava Smith", None], dtype=object)}, 2).dtypes
+    billingFullName    object
+    dtype: object
+    """
+    data = {name: pd.Series(a, dtype=object, copy=False)
+            if isinstance(a, np.ndarray) and a.dtype == object else a
+            for name, a in data.items()}
     return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
 
 

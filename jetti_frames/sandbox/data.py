@@ -12,6 +12,13 @@ produced by SQL expressions over a seeded integer hash, so generation runs insid
   so that a leak into a frame, cache file, snapshot or log is found by grepping bytes for
   :data:`FAKE_SECRET`.
 
+The account is synthetic, but shaped so that a report over it has something to say (see
+:func:`_shipping`): purchases are seasonal (more orders in October to December), a few
+dropship providers take most of the orders, a handful of providers (:func:`slow_providers`) ship
+late and cancel more often, every purchase has an expected ship date (``shippingExpectedAt``)
+and a status consistent with its history, and each shipped dropship purchase has a
+``dropshipments`` record created when it shipped.
+
 Examples
 --------
 >>> import sqlite3
@@ -48,12 +55,12 @@ __all__ = [
 #: Resources the sandbox serves, in generation order (parents first).
 RESOURCES = (
     "purchase-statuses", "dropship-providers", "products", "variants", "channels", "customers",
-    "warehouses", "sales", "sale-items", "purchases", "purchase-items",
+    "warehouses", "sales", "sale-items", "purchases", "purchase-items", "dropshipments",
 )
 #: Fields real responses carry that the catalogue does not list: name -> SQL type.
 EXTRA_FIELDS = {"companyId": "INTEGER"}
 COMPANY_ID = 4821
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 #: The prefix of every fake secret in credential fields.
 FAKE_SECRET = "fake-secret-"
 
@@ -61,6 +68,12 @@ _P = 2147483647
 _START = 1546300800  # 2019-01-01T00:00:00Z
 _SPAN = 1751241600 - _START  # until 2025-06-30
 _ISO = "'%Y-%m-%dT%H:%M:%S+00:00'"
+_DAY = 86400
+_YEAR = 365.25 * _DAY
+#: Relative order volume per calendar month (January first): a peak before the holidays.
+SEASON = (0.85, 0.8, 0.9, 0.9, 0.95, 0.9, 0.9, 0.95, 1.0, 1.15, 1.5, 1.7)
+#: Positions, by size, of the providers that are often late (see :func:`slow_providers`).
+SLOW_RANKS = (2, 4, 9, 14)
 
 _SQL_TYPES = {"integer": "INTEGER", "number": "REAL", "boolean": "INTEGER"}
 
@@ -128,12 +141,121 @@ class Plan:
     #: child tables: (parent table, max children per parent); rows then come from the parents
     parent: tuple[str, int] | None = None
     null_rate: int = 60  # % of NULLs in nullable fields without an override
+    #: parent tables: creation times follow :data:`SEASON` instead of being evenly spread
+    seasonal: bool = False
+    #: child tables: SQL over the parent row ``p``, (child creation time, which parents have one)
+    from_parent: Callable[[sqlite3.Connection], tuple[str, str]] | None = None
+    #: run on the new rows (ids from the given one on) once inserted
+    after: Callable[[sqlite3.Connection, int], None] | None = None
 
 
 def _lookup(table: str, expr: str) -> str:
     """SQL picking an existing row's id of ``table`` (an index seek into the id range)."""
     return (f"(SELECT id FROM {table} WHERE id >= (SELECT min(id) FROM {table}) + ({expr}) % "
             f"(SELECT max(id) - min(id) + 1 FROM {table}) ORDER BY id LIMIT 1)")
+
+
+def _skewed_lookup(table: str, expr: str) -> str:
+    """Like :func:`_lookup`, but the first ids are picked far more often (a few large, many
+    small): the position in the id range is the cube of a uniform fraction."""
+    x = f"(({expr}) % 1000)"
+    return (f"(SELECT id FROM {table} WHERE id >= (SELECT min(id) FROM {table}) + "
+            f"({x} * {x} * {x} * (SELECT max(id) - min(id) + 1 FROM {table})) / 1000000000 "
+            f"ORDER BY id LIMIT 1)")
+
+
+def slow_providers(con: sqlite3.Connection) -> list[int]:
+    """Ids of the dropship providers that are often late (by position in id order, which is
+    their order by size: see :func:`_skewed_lookup`)."""
+    ids = [r[0] for r in con.execute("SELECT id FROM dropship_providers ORDER BY id")]
+    return [ids[i] for i in SLOW_RANKS if i < len(ids)]
+
+
+def _seasonal_time(n: int) -> str:
+    """SQL of the creation time of row ``n`` of ``n``: increasing with ``n``, from
+    :data:`_START` to the end of the span, denser in the months :data:`SEASON` weighs more."""
+    total = sum(SEASON)
+    bounds = [sum(SEASON[:m]) / total for m in range(13)]
+    months = _SPAN / (_YEAR / 12)
+    whole, rest = divmod(months, 12)
+    m = int(rest)
+    end = whole + bounds[m] + (rest - m) * (bounds[m + 1] - bounds[m])  # in weighted years
+    u = f"(((n - 1) + (r5 % 1000) / 1000.0) * {end!r} / {n})"
+    f = f"({u} - CAST({u} AS INTEGER))"
+    whens = " ".join(f"WHEN {f} < {bounds[m + 1]!r} THEN {m} + ({f} - {bounds[m]!r}) / "
+                     f"{bounds[m + 1] - bounds[m]!r}" for m in range(11))
+    month = f"(CASE {whens} ELSE 11 + ({f} - {bounds[11]!r}) / {1 - bounds[11]!r} END)"
+    return f"{_START} + CAST((CAST({u} AS INTEGER) * 12 + {month}) * {_YEAR / 12!r} AS INTEGER)"
+
+
+def _h(a: str, j: int, modulo: int) -> str:
+    """A seeded-free hash of the row id ``{a}id`` in ``[0, modulo)``, one stream per ``j``."""
+    return f"({_hash(f'{a}id', 20 + j, 0)} % {modulo})"
+
+
+def _shipping(con: sqlite3.Connection, a: str) -> dict[str, str]:
+    """SQL over a purchase row (column prefix ``a``) telling how its order went.
+
+    Every purchase is expected to ship 2-4 days after it was ordered. It ships on time, or late
+    (1-9 days after the expected date) with a chance of 5%, plus 35 points at a slow provider,
+    plus 12 points in November and December. 3% are cancelled (8% at slow providers); 1% never
+    ship and stay open (4% at slow providers). The data ends at the last creation time.
+    """
+    slow = slow_providers(con)
+    is_slow = f"coalesce({a}dropshipProviderId IN ({', '.join(map(str, slow)) or 'NULL'}), 0)"
+    ordered = f"unixepoch({a}dateOrdered)"
+    expected = f"(2 + {_h(a, 1, 3)})"
+    peak = f"(CAST(strftime('%m', {a}dateOrdered) AS INTEGER) >= 11)"
+    late = f"({_h(a, 2, 100)} < 5 + 35 * {is_slow} + 12 * {peak})"
+    days = f"iif({late}, {expected} + 1 + {_h(a, 3, 9)}, 1 + {_h(a, 3, 1000)} % {expected})"
+    cancelled = f"({_h(a, 4, 100)} < 3 + 5 * {is_slow})"
+    stuck = f"({_h(a, 5, 100)} < 1 + 3 * {is_slow})"
+    ship_at = f"({ordered} + {days} * {_DAY} - {_h(a, 6, _DAY // 2)})"
+    as_of = f"max({_START + _SPAN}, unixepoch({a}createdAt))"
+    return {
+        "ordered": ordered, "expected_at": f"({ordered} + {expected} * {_DAY})", "late": late,
+        "cancelled": cancelled, "stuck": stuck, "ship_at": ship_at, "as_of": as_of,
+        "shipped": f"(NOT {cancelled} AND NOT {stuck} AND {ship_at} <= {as_of})",
+    }
+
+
+def _purchase_history(con: sqlite3.Connection, first_id: int) -> None:
+    """Give purchases from ``first_id`` on an expected ship date, a cancellation and a status
+    consistent with :func:`_shipping` (3% have no status)."""
+    s = _shipping(con, "")
+    ids = dict(con.execute("SELECT name, id FROM purchase_statuses").fetchall())
+
+    def status(name: str) -> str:
+        return str(ids.get(name, "NULL"))
+
+    age = f"({s['as_of']} - {s['ordered']})"
+    stuck_status = _pick([status(n) for n in ("Backordered", "Backordered", "Backordered",
+                                              "Problem", "Acknowledged")], _h("", 8, 1000), False)
+    received = f"({s['as_of']} - {s['ship_at']} > 7 * {_DAY} AND {_h('', 9, 100)} < 55)"
+    case = (f"CASE WHEN {_h('', 7, 33)} = 0 THEN NULL "
+            f"WHEN {s['cancelled']} THEN {status('Cancelled')} "
+            f"WHEN {s['shipped']} THEN iif({received}, {status('Received')}, {status('Shipped')}) "
+            f"WHEN {s['stuck']} THEN {stuck_status} "
+            f"WHEN {age} < {_DAY // 4} THEN {status('Draft')} "
+            f"WHEN {age} < {_DAY} THEN {status('Pending')} "
+            f"WHEN {age} < 2 * {_DAY} THEN {status('Sent')} "
+            f"WHEN {s['late']} AND {s['as_of']} > {s['expected_at']} THEN {status('Backordered')} "
+            f"ELSE {status('Acknowledged')} END")
+    cancelled_at = f"{s['ordered']} + 3600 + {_h('', 10, 3 * _DAY)}"
+    con.execute(
+        f"UPDATE purchases SET "
+        f"shippingExpectedAt = strftime({_ISO}, {s['expected_at']}, 'unixepoch'), "
+        f"cancelled = {s['cancelled']}, "
+        f"cancelledAt = iif({s['cancelled']}, strftime({_ISO}, {cancelled_at}, 'unixepoch'), "
+        f"NULL), "
+        f"cancellationStatus = iif({s['cancelled']}, 'full', 'none'), "
+        f"purchaseStatusId = {case} WHERE id >= ?", (first_id,))
+
+
+def _shipments(con: sqlite3.Connection) -> tuple[str, str]:
+    """Dropshipments: one per shipped dropship purchase, created when it shipped."""
+    s = _shipping(con, "p.")
+    return f"{s['ship_at']}", f"p.isDropship = 1 AND {s['shipped']}"
 
 
 def _plans() -> dict[str, Plan]:
@@ -205,7 +327,8 @@ def _plans() -> dict[str, Plan]:
                                        ("adjusted_dropship", 5)], "r1"),
             "isDropship": "iif(r1 % 100 < 45 OR (r1 % 100 >= 70 AND r1 % 100 < 85) "
                           "OR r1 % 100 >= 95, 1, 0)",
-            "dropshipProviderId": f"iif({{r}} % 10 = 0, NULL, {provider})",
+            "dropshipProviderId": f"iif({{r}} % 10 = 0, NULL, "
+                                  f"{_skewed_lookup('dropship_providers', '{r2}')})",
             "purchaseStatusId": f"iif({{r}} % 30 = 0, NULL, {status})",
             "saleId": f"iif({{r}} % 5 = 0, NULL, {_lookup('sales', '{r2}')})",
             "warehouseId": f"iif({{r}} % 3 = 0, NULL, {_lookup('warehouses', '{r2}')})",
@@ -218,7 +341,7 @@ def _plans() -> dict[str, Plan]:
             "subtotal": money, "total": money, "tax": "round(({r} % 2000) / 100.0, 2)",
             "quantity": "1 + {r} % 12",
             "files": f"iif({{r}} % 4 = 0, {_pick(JSONS, '{r2}')}, NULL)",
-        }),
+        }, seasonal=True, after=_purchase_history),
         Plan("purchase-items", lambda p: 0, 2000001, 2, {
             "purchaseId": "parent_id",
             "variantId": f"iif({{r}} % 25 = 0, NULL, {_lookup('variants', '{r2}')})",
@@ -227,6 +350,16 @@ def _plans() -> dict[str, Plan]:
             "name": f"{_pick(WORDS, '{r}')} || ' ' || {_pick(ITEMS, '{r2}')}",
             "price": money, "quantity": "1 + {r} % 4",
         }, parent=("purchases", 4)),
+        Plan("dropshipments", lambda p: 0, 3000001, 3, {
+            "purchaseId": "parent_id",
+            "saleId": "(SELECT saleId FROM purchases WHERE id = parent_id)",
+            "inventoryStatus": "'shipped'",
+            "source": "'sale'",
+            "trackingCompany": _pick(["UPS", "USPS", "FedEx", "DHL", "Royal Mail"], "{r}"),
+            "trackingNumber": "printf('1Z%010d', {r} % 10000000000)",
+            "trackingStatus": _weighted([("delivered", 85), ("transit", 10), ("failure", 2),
+                                         ("returned", 3)], "{r}"),
+        }, parent=("purchases", 1), from_parent=_shipments),
     ]
     return {p.url: p for p in plans}
 
@@ -244,6 +377,7 @@ _GENERIC_STRINGS: list[tuple[tuple[str, ...], str]] = [
     (("lastname",), _pick(LAST, "{r}")),
     (("url", "endpoint"), "'https://example.com/' || n"),
     (("externalid", "reference", "stripeid", "xeroid", "quickbooksid"), "printf('ext-%d', {r})"),
+    (("fullname",), f"'\"' || {_pick(FIRST, '{r}')} || ' ' || {_pick(LAST, '{r2}')} || '\"'"),
     (("name",), f"{_pick(FIRST, '{r}')} || ' ' || {_pick(LAST, '{r2}')}"),
     (("addressline",), "(1 + {r} % 900) || ' ' || " + _pick(WORDS, "{r2}") + " || ' St'"),
     (("notes", "message"), "'note ' || ({r} % 1000)"),
@@ -267,7 +401,7 @@ def _generic(res: Resource, f: Field, plan: Plan, idx: int) -> str:
         expr = _pick(list(f.enum or ("",)), "{r}")
     elif f.kind == "array":
         expr = _pick(TAGS, "{r}")
-    elif f.kind == "json":
+    elif f.kind == "json" and not low.endswith("fullname"):
         expr = _pick(JSONS, "{r}")
     else:
         expr = "lower(" + _q(f.name) + ") || '-' || ({r} % 1000)"
@@ -360,7 +494,9 @@ def insert_rows(con: sqlite3.Connection, url: str, count: int | None, *, seed: i
     hashes = ", ".join(f"{_hash('k', j, seed)} AS r{j}" for j in range(1, 9))
     if plan.parent is None:
         n = plan.count(purchases) if count is None else count
-        if now is None:
+        if now is None and plan.seasonal:
+            created = _seasonal_time(max(n, 1))
+        elif now is None:
             gap = max(_SPAN // max(n, 1), 1)
             created = f"{_START} + (n - 1) * {gap} + r5 % {gap}"
         else:
@@ -369,14 +505,16 @@ def insert_rows(con: sqlite3.Connection, url: str, count: int | None, *, seed: i
                   f"keys AS (SELECT n, n + {offset} AS k, NULL AS parent_id, NULL AS pc FROM seq)")
     else:
         ptable, most = plan.parent
-        where = ("" if count is None
-                 else f"WHERE p.id IN (SELECT id FROM {ptable} ORDER BY id DESC LIMIT {count})")
+        parent_time, has_children = (plan.from_parent(con) if plan.from_parent
+                                     else ("unixepoch(p.createdAt)", "1"))
+        newest = ("1" if count is None
+                  else f"p.id IN (SELECT id FROM {ptable} ORDER BY id DESC LIMIT {count})")
         source = (f"kk(j) AS (VALUES {', '.join(f'({j})' for j in range(1, most + 1))}), "
                   f"keys AS (SELECT row_number() OVER (ORDER BY p.id, kk.j) AS n, "
-                  f"p.id * 8 + kk.j AS k, p.id AS parent_id, p.createdAt AS pc "
+                  f"p.id * 8 + kk.j AS k, p.id AS parent_id, {parent_time} AS pc "
                   f"FROM {ptable} p JOIN kk ON kk.j <= 1 + (({_hash('p.id', 9, seed)}) % {most}) "
-                  f"{where})")
-        created = ("unixepoch(pc) + r5 % 600" if now is None else str(int(now)))
+                  f"WHERE {newest} AND {has_children})")
+        created = ("pc + r5 % 600" if now is None else str(int(now)))
     base = (f"base AS MATERIALIZED (SELECT n, k, parent_id, pc, {hashes} FROM keys), "
             f"rows AS MATERIALIZED (SELECT *, {created} AS c, "
             f"{first_id} + (n - 1) * {plan.step} + r6 % {plan.step} AS base_id FROM base)")
@@ -385,7 +523,10 @@ def insert_rows(con: sqlite3.Connection, url: str, count: int | None, *, seed: i
     sql = f"WITH RECURSIVE {source}, {base} INSERT INTO {table} ({cols}) SELECT {exprs} FROM rows"
     before = con.total_changes
     con.execute(sql)
-    return con.total_changes - before
+    inserted = con.total_changes - before
+    if plan.after is not None:
+        plan.after(con, first_id)
+    return inserted
 
 
 def generate(con: sqlite3.Connection, *, seed: int = 0, purchases: int = 3000) -> dict[str, int]:
