@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -155,11 +156,20 @@ class _BadJSONOnce(BaseHTTPRequestHandler):
         pass
 
 
-def test_unreadable_json_is_retried_and_not_cached(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _BadJSONOnce)
+@contextlib.contextmanager
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A one-off HTTP server on 127.0.0.1 answering with ``handler``; yields its API base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        base = f"http://127.0.0.1:{server.server_address[1]}/api/"
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unreadable_json_is_retried_and_not_cached(tmp_path: Path) -> None:
+    with serve_handler(_BadJSONOnce) as base:
         settings = Settings(base_url=base, token="t", cache_path=tmp_path / "c.sqlite",
                             get_rate=100.0, backoff=0.01)
         with Transport(settings) as t:
@@ -167,9 +177,6 @@ def test_unreadable_json_is_retried_and_not_cached(tmp_path: Path) -> None:
             assert t.stats.retries == 1
             assert t.get("purchases.json") == [{"id": 1}, {"id": 2}]
             assert t.stats.cache_hits == 1 and _BadJSONOnce.calls == 2
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class _RedirectLoop(BaseHTTPRequestHandler):
@@ -188,19 +195,13 @@ class _RedirectLoop(BaseHTTPRequestHandler):
 
 
 def test_other_request_failures_are_jetti_errors(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RedirectLoop)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}/api/"
+    with serve_handler(_RedirectLoop) as base:
         settings = Settings(base_url=base, token=SECRET, cache_path=tmp_path / "c.sqlite",
                             get_rate=500.0)
         with Transport(settings) as t, pytest.raises(JettiServerError,
                                                      match="TooManyRedirects") as info:
             t.get("purchases.json")
         assert isinstance(info.value.__cause__, requests.TooManyRedirects)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # -- errors -----------------------------------------------------------------------------------
