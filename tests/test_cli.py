@@ -8,50 +8,19 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
+from cli_support import REPO, TOKEN, one_line_error, run_cli
 
 from jetti_frames.cli import build_parser, main
 from jetti_frames.sandbox import Sandbox
 from jetti_frames.snapshot import read_snapshot, snapshot_info
 
-TOKEN = "cli-test-t0ken-77aa"
-REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["demo", "read", "snapshot", "refresh", "info", "cache", "explain", "sandbox"]
-
-
-@pytest.fixture(scope="module")
-def sb() -> Iterator[Sandbox]:
-    with Sandbox(purchases=120, rate="off", tokens=(TOKEN,)) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def env(sb: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Sandbox:
-    """JETTI_* variables pointing at the sandbox; the HTTP cache in a tmp dir."""
-    monkeypatch.setenv("JETTI_API_TOKEN", TOKEN)
-    monkeypatch.setenv("JETTI_BASE_URL", sb.base_url)
-    monkeypatch.setenv("JETTI_CACHE_PATH", str(tmp_path / "cache.sqlite"))
-    return sb
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None,
-            **kwargs: object) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "jetti_frames.cli", *args], env=full_env,
-                          capture_output=True, text=True, timeout=120, check=False, **kwargs)
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert lines[0].startswith("jetti-frames: error: ")
-    return lines[0]
 
 
 # ---------------------------------------------------------------------------------- help, usage
@@ -89,9 +58,9 @@ def test_no_connection_configured(monkeypatch: pytest.MonkeyPatch,
         assert "JETTI_API_TOKEN" in line and "--token" in line
 
 
-def test_bad_where_json_and_unknown_names(env: Sandbox,
+def test_bad_where_json_and_unknown_names(cli_env: Sandbox,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    env.reset_counters()
+    cli_env.reset_counters()
     assert main(["read", "purchases", "--where", "{bad"]) == 2
     assert "--where is not valid JSON" in one_line_error(capsys.readouterr().err)
     assert main(["read", "purchases", "--where", "[1]"]) == 2
@@ -102,11 +71,11 @@ def test_bad_where_json_and_unknown_names(env: Sandbox,
     one_line_error(capsys.readouterr().err)
     assert main(["read", "purchases", "--format", "parquet"]) == 2
     one_line_error(capsys.readouterr().err)
-    assert env.counters()["requests"] == 0
+    assert cli_env.counters()["requests"] == 0
 
 
 def test_api_error_is_one_line_and_debug_shows_traceback(
-        env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+        cli_env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["read", "purchases", "--token", "wrong-token", "--no-cache"]) == 1
     line = one_line_error(capsys.readouterr().err)
     assert "wrong-token" not in line
@@ -118,7 +87,7 @@ def test_api_error_is_one_line_and_debug_shows_traceback(
 # ---------------------------------------------------------------------------------- read
 
 
-def test_read_csv_to_stdout(env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+def test_read_csv_to_stdout(cli_env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["read", "purchases", "--where", '{"purchaseType": "dropship"}',
                  "--attributes", "id,reference,total", "--include", "PurchaseStatus",
                  "--order", "-total", "--limit", "7", "--quiet"])
@@ -129,17 +98,17 @@ def test_read_csv_to_stdout(env: Sandbox, capsys: pytest.CaptureFixture[str]) ->
     assert len(frame) == 7
     assert {"id", "reference", "total", "purchase_status_name"} <= set(frame.columns)
     assert frame["total"].is_monotonic_decreasing
-    ids = env.query("SELECT id FROM purchases WHERE purchaseType = 'dropship' "
+    ids = cli_env.query("SELECT id FROM purchases WHERE purchaseType = 'dropship' "
                     "ORDER BY total DESC LIMIT 7")
     assert frame["id"].tolist() == [r["id"] for r in ids]
 
 
-def test_read_json_and_parquet_files(env: Sandbox, tmp_path: Path,
+def test_read_json_and_parquet_files(cli_env: Sandbox, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["read", "purchase-statuses", "--format", "json"]) == 0
     captured = capsys.readouterr()
     records = json.loads(captured.out)
-    assert len(records) == env.query("SELECT count(*) AS n FROM purchase_statuses")[0]["n"]
+    assert len(records) == cli_env.query("SELECT count(*) AS n FROM purchase_statuses")[0]["n"]
     assert "rows" in captured.err  # the summary goes to stderr
     out = tmp_path / "p.parquet"
     assert main(["read", "purchases", "--include", "DropshipProvider", "--out", str(out)]) == 0
@@ -152,7 +121,7 @@ def test_read_json_and_parquet_files(env: Sandbox, tmp_path: Path,
 # ---------------------------------------------------------------------------------- snapshots
 
 
-def test_snapshot_info_refresh(env: Sandbox, tmp_path: Path,
+def test_snapshot_info_refresh(cli_env: Sandbox, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "snap"
     assert main(["snapshot", "purchases", "--out", str(path), "--include",
@@ -168,10 +137,10 @@ def test_snapshot_info_refresh(env: Sandbox, tmp_path: Path,
     assert main(["info", str(path)]) == 0
     assert "watermark" in capsys.readouterr().out
 
-    env.reset_counters()
+    cli_env.reset_counters()
     assert main(["refresh", str(path)]) == 0
     assert "changed records" in capsys.readouterr().err
-    assert env.counters()["rows"] <= 2  # only the newest record(s), at the watermark
+    assert cli_env.counters()["rows"] <= 2  # only the newest record(s), at the watermark
     assert main(["refresh", str(path), "--full", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
 
@@ -179,7 +148,7 @@ def test_snapshot_info_refresh(env: Sandbox, tmp_path: Path,
     assert "no snapshot" in one_line_error(capsys.readouterr().err)
 
 
-def test_info_is_a_readable_summary(env: Sandbox, tmp_path: Path,
+def test_info_is_a_readable_summary(cli_env: Sandbox, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "snap"
     assert main(["snapshot", "purchases", "--out", str(path), "--include", "PurchaseStatus",
@@ -228,7 +197,7 @@ def test_cache_info_explains_its_numbers(make_sandbox: Callable[..., Sandbox],
     assert "off" in capsys.readouterr().out
 
 
-def test_cache_info_and_clear(env: Sandbox, tmp_path: Path,
+def test_cache_info_and_clear(cli_env: Sandbox, tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     cache = tmp_path / "c.sqlite"
     assert main(["read", "purchase-statuses", "--cache", str(cache), "-q"]) == 0
@@ -240,13 +209,13 @@ def test_cache_info_and_clear(env: Sandbox, tmp_path: Path,
     capsys.readouterr()
 
 
-def test_explain_sends_nothing(env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
-    env.reset_counters()
+def test_explain_sends_nothing(cli_env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    cli_env.reset_counters()
     assert main(["explain", "purchases", "--where", '{"id": {"$in": [1, 2, 3]}}',
                  "--include", "PurchaseStatus"]) == 0
     out = capsys.readouterr().out
-    assert env.base_url in out and "purchases.json" in out
-    assert env.counters()["requests"] == 0
+    assert cli_env.base_url in out and "purchases.json" in out
+    assert cli_env.counters()["requests"] == 0
 
 
 # ---------------------------------------------------------------------------------- subprocesses

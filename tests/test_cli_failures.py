@@ -9,10 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import REPO, one_line_error, run_cli
 
 from jetti_frames.cli import main
 from jetti_frames.client import JettiClient
@@ -20,58 +20,27 @@ from jetti_frames.errors import JettiAuthError
 from jetti_frames.sandbox import Sandbox
 from jetti_frames.snapshot import MANIFEST
 
-TOKEN = "cli-failures-t0ken-31ab"
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def sb() -> Iterator[Sandbox]:
-    with Sandbox(purchases=120, rate="off", tokens=(TOKEN,)) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def env(sb: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Sandbox:
-    monkeypatch.setenv("JETTI_API_TOKEN", TOKEN)
-    monkeypatch.setenv("JETTI_BASE_URL", sb.base_url)
-    monkeypatch.setenv("JETTI_CACHE_PATH", str(tmp_path / "cache.sqlite"))
-    return sb
-
-
-def python_m(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "jetti_frames", *args], env=full_env,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert lines[0].startswith("jetti-frames: error: ")
-    return lines[0]
-
 
 def test_python_m_jetti_frames() -> None:
-    result = python_m("--help")
+    result = run_cli("--help", module="jetti_frames")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: jetti-frames")
     assert all(c in result.stdout for c in ("read", "snapshot", "refresh", "sandbox"))
-    result = python_m("info", "/nonexistent/snapshot")
+    result = run_cli("info", "/nonexistent/snapshot", module="jetti_frames")
     assert result.returncode == 1
     assert "no snapshot" in one_line_error(result.stderr)
 
 
 @pytest.mark.parametrize("name", ["out.xlsx", "out.txt", "out.parquett"])
-def test_unknown_out_suffix_is_a_usage_error(env: Sandbox, tmp_path: Path, name: str,
+def test_unknown_out_suffix_is_a_usage_error(cli_env: Sandbox, tmp_path: Path, name: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    env.reset_counters()
+    cli_env.reset_counters()
     out = tmp_path / name
     assert main(["read", "purchases", "--out", str(out)]) == 2
     line = one_line_error(capsys.readouterr().err)
     assert all(f".{f}" in line for f in ("csv", "json", "parquet")), line
     assert not out.exists()
-    assert env.counters()["requests"] == 0
+    assert cli_env.counters()["requests"] == 0
     assert main(["read", "purchase-statuses", "--out", str(out), "--format", "csv", "-q"]) == 0
     assert out.read_text().startswith("createdAt,id,")
 
@@ -139,7 +108,7 @@ def drop_files_key(path: Path) -> str:
 
 @pytest.mark.parametrize("damage", [truncate_a_file, garbage_watermark, drop_files_key],
                          ids=["truncated", "watermark", "no-files"])
-def test_damaged_snapshot_through_info_and_refresh(env: Sandbox, tmp_path: Path, damage: object,
+def test_damaged_snapshot_through_info_and_refresh(cli_env: Sandbox, tmp_path: Path, damage: object,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "snap"
     assert main(["snapshot", "purchases", "--out", str(path), "-q"]) == 0
@@ -153,12 +122,12 @@ def test_damaged_snapshot_through_info_and_refresh(env: Sandbox, tmp_path: Path,
     assert json.loads(capsys.readouterr().out)["rows"] == 120
 
 
-def test_damaged_snapshot_subprocess(env: Sandbox, tmp_path: Path) -> None:
+def test_damaged_snapshot_subprocess(cli_env: Sandbox, tmp_path: Path) -> None:
     path = tmp_path / "snap"
     assert main(["snapshot", "purchases", "--out", str(path), "-q"]) == 0
     named = truncate_a_file(path)
     for command in ("info", "refresh"):
-        result = python_m(command, str(path))
+        result = run_cli(command, str(path), module="jetti_frames")
         assert result.returncode == 1
         assert named in one_line_error(result.stderr)
 
