@@ -47,22 +47,14 @@ from urllib.parse import urlsplit
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._build import Include, Order, Query, build_query, explain_query, request_params
+from ._predicates import compile_where
+from ._split import and_where, split_where
+from ._wire import encode
 from .errors import JettiAuthError, JettiQueryError, JettiServerError
 from .flatten import frame_from_records, frame_tables
 from .options import check_options, record_id
 from .paging import Pager, PageRequest, TopPager
-from .query import (
-    Include,
-    Order,
-    Query,
-    and_where,
-    build_query,
-    compile_where,
-    encode,
-    explain_query,
-    request_params,
-    split_where,
-)
 from .schema import (
     DEFAULT_SEP,
     FrameSpec,

@@ -88,7 +88,7 @@ from dataclasses import dataclass, field, replace
 from itertools import count, groupby, pairwise
 from typing import Any
 
-from .query import and_where
+from ._split import and_where
 from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["PageRequest", "Pager", "PagerStats", "TopPager"]

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 import pandas as pd
 
+from ._where import convert_value
+from ._wire import to_iso
 from .catalog import CATALOG, Field, Resource
 from .errors import JettiError, JettiQueryError
-from .query import convert_value, to_iso
 from .settings import SANDBOX_TOKEN, Settings
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ import pytest
 from qs_codec import decode
 
 import jetti_frames.query as query_module
+from jetti_frames import _build, _predicates, _split, _where, _wire
 from jetti_frames.errors import JettiQueryError
 from jetti_frames.query import (
     Order,
@@ -36,9 +37,10 @@ UTC = datetime.UTC
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(query_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 20
-    assert result.failed == 0
+    modules = [query_module, _build, _predicates, _split, _where, _wire]
+    results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS) for m in modules]
+    assert sum(r.attempted for r in results) > 20
+    assert sum(r.failed for r in results) == 0
 
 
 # ---------------------------------------------------------------- validation
