@@ -47,7 +47,7 @@ def js_number(value: float | int) -> str:
     ['1e-7', '1e+21', '0.30000000000000004', '10', '0', '123456789012345680000']
     """
     if isinstance(value, bool):
-        raise TypeError("js_number takes a number, not a bool")
+        raise JettiQueryError("js_number takes a number, not a bool")
     if isinstance(value, int):
         return str(value)
     x = float(value)

@@ -410,7 +410,7 @@ class JettiClient:
             for fut in running:
                 fut.cancel()
         if not all(p.done for _, p in pagers):
-            raise RuntimeError("an ordered read stalled with nothing in flight")
+            raise JettiServerError("an ordered read stalled with nothing in flight")
         if len(pagers) == 1:
             return [dict(r) for r in pagers[0][1].result()]
         by_id: dict[Any, dict[str, Any]] = {}

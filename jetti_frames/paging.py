@@ -89,6 +89,7 @@ from itertools import count, groupby, pairwise
 from typing import Any
 
 from ._split import and_where
+from .errors import JettiConfigError, JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["PageRequest", "Pager", "PagerStats", "TopPager"]
@@ -226,11 +227,11 @@ class Pager:
     def __init__(self, page_size: int = DEFAULT_PAGE_SIZE, *, max_rows: int | None = None,
                  parallel: int = 1, probe: bool = True) -> None:
         if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+            raise JettiConfigError("page_size must be at least 1")
         if max_rows is not None and max_rows < 0:
-            raise ValueError("max_rows must be >= 0")
+            raise JettiConfigError("max_rows must be >= 0")
         if parallel < 1:
-            raise ValueError("parallel must be at least 1")
+            raise JettiConfigError("parallel must be at least 1")
         self.page_size = page_size
         self.max_rows = max_rows
         self.parallel = 1 if max_rows is not None else parallel
@@ -311,7 +312,7 @@ class Pager:
         n = len(ids)
         step = -1 if request.descending else 1
         if any((b - a) * step <= 0 for a, b in pairwise(ids)):
-            raise ValueError("page ids are not strictly ordered by id as requested")
+            raise JettiDataError("page ids are not strictly ordered by id as requested")
         self.stats.pages += 1
         if n:
             self.cap = max(self.cap or 0, n)
@@ -512,9 +513,9 @@ class TopPager:
                  descending: bool = False, nulls_first: bool = False, unique: bool = False,
                  keep: Callable[[Record], bool] | None = None) -> None:
         if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+            raise JettiConfigError("page_size must be at least 1")
         if max_rows < 0:
-            raise ValueError("max_rows must be >= 0")
+            raise JettiConfigError("max_rows must be >= 0")
         self.attribute = attribute
         self.max_rows = max_rows
         self.page_size = page_size

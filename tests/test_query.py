@@ -115,6 +115,11 @@ def test_js_number(value: float, text: str) -> None:
     assert js_number(value) == text
 
 
+def test_js_number_refuses_a_bool_with_a_jetti_error() -> None:
+    with pytest.raises(JettiQueryError, match="bool"):
+        js_number(True)
+
+
 @pytest.mark.parametrize(
     "value",
     [

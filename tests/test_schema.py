@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from jetti_frames.catalog import CATALOG
-from jetti_frames.errors import JettiQueryError
+from jetti_frames.errors import JettiDataError, JettiQueryError
 from jetti_frames.schema import (
     FrameSpec,
     IncludeSpec,
@@ -242,3 +242,12 @@ def test_concat_frames_unions_extra_categories_and_fills_missing_columns():
     assert str(both["companyId"].dtype) == "Int64"
     assert both["companyId"].isna().tolist() == [False, True]
     assert both.index.tolist() == [0, 1]
+
+
+def test_unreadable_values_are_jetti_data_errors():
+    with pytest.raises(JettiDataError, match=r"quantity.*2\.5"):
+        typed_array([1, 2.5], "integer", name="quantity")
+    with pytest.raises(JettiDataError, match="createdAt"):
+        typed_array(["yesterday"], "datetime", name="createdAt")
+    with pytest.raises(JettiDataError, match="lengths"):
+        typed_frame({"id": [1], "level": []}, FrameSpec.of("purchase-statuses", ["id", "level"]))
