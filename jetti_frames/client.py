@@ -57,18 +57,18 @@ from .options import check_options, record_id
 from .paging import Pager, PageRequest, TopPager
 from .schema import (
     DEFAULT_SEP,
+    DtypeBackend,
     FrameSpec,
     IncludeSpec,
     column_dtypes,
     empty_frame,
 )
-from .settings import Settings
+from .settings import MAX_ARRAY, Settings
 from .transport import Transport, explain_seconds
 
 __all__ = ["Explanation", "JettiClient", "ReadStats", "get_jetti", "read_jetti"]
 
 IncludeMode = Literal["joined", "tables"]
-DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 #: Hosts on which the embedded sandbox runs.
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -760,7 +760,7 @@ def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any
     if len(plan.parts) > 1:
         where = plan.query.wire_where
         long_in = {k: v for k, v in where.items()
-                   if isinstance(v, Mapping) and list(v) == ["$in"] and len(v["$in"]) > 20}
+                   if isinstance(v, Mapping) and list(v) == ["$in"] and len(v["$in"]) > MAX_ARRAY}
         rest = {k: v for k, v in where.items() if k not in long_in}
         parts = split_where(replace(plan.query, wire_where=rest))
         if len(parts) == 1:
