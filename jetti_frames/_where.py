@@ -286,25 +286,3 @@ def _wire_where(res: Resource, where: dict[str, Any], residual: list[dict[str, A
             if sent is not _DROP:
                 out[key] = sent
     return out
-
-
-def where_is_empty(where: Mapping[str, Any]) -> bool:
-    """True when ``where`` can match nothing for a plain reason (an empty ``$in`` or ``$or``).
-
-    Examples
-    --------
-    >>> where_is_empty({"id": {"$in": []}}), where_is_empty({"$or": [{"id": {"$in": []}}]})
-    (True, True)
-    >>> where_is_empty({"$or": [{"id": {"$in": []}}, {"id": 3}]})
-    False
-    """
-    for key, cond in where.items():
-        if key == "$or":
-            if all(where_is_empty(b) for b in cond):
-                return True
-        elif key == "$and":
-            if any(where_is_empty(b) for b in cond):
-                return True
-        elif isinstance(cond, Mapping) and "$in" in cond and len(cond["$in"]) == 0:
-            return True
-    return False

@@ -39,7 +39,7 @@ from ._build import (
 )
 from ._predicates import compile_where, matches
 from ._split import MAX_SPLIT_REQUESTS, OR_BUDGET, and_where, split_where
-from ._where import OPERATORS, convert_value, where_is_empty
+from ._where import OPERATORS, convert_value
 from ._wire import (
     ISO_FORMS,
     MAX_QUERY_CHARS,
@@ -79,5 +79,4 @@ __all__ = [
     "to_instant",
     "to_iso",
     "to_wire",
-    "where_is_empty",
 ]

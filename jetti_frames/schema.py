@@ -233,7 +233,7 @@ def node_columns(node: Node, prefix: str = "", path: tuple[str, ...] = ()) -> li
 
     With ``columns=None`` these are the catalogue fields but credentials (which only a selection
     naming them brings) followed by ``extra_kinds``; unknown fields found in records come on top
-    of these (see :func:`jetti_frames.flatten.flatten_records`).
+    of these (see :func:`jetti_frames.flatten.frame_from_records`).
     """
     res = node.resource
     extra = dict(node.extra_kinds)
@@ -312,11 +312,6 @@ def kind_dtype(kind: str, enum: Sequence[str] | None = None,
         return table[kind]
     except KeyError:
         raise JettiQueryError(f"unknown field kind {kind!r}") from None
-
-
-def column_kinds(spec: FrameSpec, *, sep: str = DEFAULT_SEP) -> dict[str, str | None]:
-    """Column name -> catalogue kind of every planned column (``None`` for an unknown kind)."""
-    return {c.name: c.kind for c in column_plan(spec, sep=sep)}
 
 
 def column_dtypes(spec: FrameSpec, *, sep: str = DEFAULT_SEP,
