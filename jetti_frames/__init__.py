@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"  # before the imports: submodules record it
-
+from ._version import __version__  # first: submodules record it
 from .catalog import CATALOG
 from .client import Explanation, JettiClient, ReadStats, get_jetti, read_jetti
 from .errors import (
@@ -21,6 +20,7 @@ from .errors import (
     JettiCacheError,
     JettiConfigError,
     JettiConnectionError,
+    JettiDataError,
     JettiError,
     JettiHTTPError,
     JettiNotFoundError,
@@ -49,6 +49,7 @@ __all__ = [
     "JettiClient",
     "JettiConfigError",
     "JettiConnectionError",
+    "JettiDataError",
     "JettiError",
     "JettiHTTPError",
     "JettiNotFoundError",

@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
-from . import __version__
+from ._version import __version__
 from .errors import JettiError, JettiQueryError
 
 __all__ = ["main"]

@@ -47,36 +47,28 @@ from urllib.parse import urlsplit
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._build import Include, Order, Query, build_query, explain_query, request_params
+from ._predicates import compile_where
+from ._split import and_where, split_where
+from ._wire import encode
 from .errors import JettiAuthError, JettiQueryError, JettiServerError
 from .flatten import frame_from_records, frame_tables
 from .options import check_options, record_id
 from .paging import Pager, PageRequest, TopPager
-from .query import (
-    Include,
-    Order,
-    Query,
-    and_where,
-    build_query,
-    compile_where,
-    encode,
-    explain_query,
-    request_params,
-    split_where,
-)
 from .schema import (
     DEFAULT_SEP,
+    DtypeBackend,
     FrameSpec,
     IncludeSpec,
     column_dtypes,
     empty_frame,
 )
-from .settings import Settings
+from .settings import MAX_ARRAY, Settings
 from .transport import Transport, explain_seconds
 
 __all__ = ["Explanation", "JettiClient", "ReadStats", "get_jetti", "read_jetti"]
 
 IncludeMode = Literal["joined", "tables"]
-DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 #: Hosts on which the embedded sandbox runs.
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -418,7 +410,7 @@ class JettiClient:
             for fut in running:
                 fut.cancel()
         if not all(p.done for _, p in pagers):
-            raise RuntimeError("an ordered read stalled with nothing in flight")
+            raise JettiServerError("an ordered read stalled with nothing in flight")
         if len(pagers) == 1:
             return [dict(r) for r in pagers[0][1].result()]
         by_id: dict[Any, dict[str, Any]] = {}
@@ -768,7 +760,7 @@ def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any
     if len(plan.parts) > 1:
         where = plan.query.wire_where
         long_in = {k: v for k, v in where.items()
-                   if isinstance(v, Mapping) and list(v) == ["$in"] and len(v["$in"]) > 20}
+                   if isinstance(v, Mapping) and list(v) == ["$in"] and len(v["$in"]) > MAX_ARRAY}
         rest = {k: v for k, v in where.items() if k not in long_in}
         parts = split_where(replace(plan.query, wire_where=rest))
         if len(parts) == 1:

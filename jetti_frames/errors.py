@@ -39,6 +39,11 @@ class JettiQueryError(JettiError, ValueError):
         self.url = url
 
 
+class JettiDataError(JettiError, ValueError):
+    """Data that cannot be read as its catalogue kind says (a value from the server or given to
+    a frame builder), or pages that do not come back in the order asked for."""
+
+
 class JettiHTTPError(JettiError):
     """The server answered with an error status."""
 

@@ -4,7 +4,7 @@ Records are dicts as the Jetti API returns them: camelCase fields, included reco
 snake_case keys (a belongs-to include as one object or null under ``key_one``, a has-many include
 as an array under ``key_many``).  Everything here is pure: no I/O.
 
-Joined mode (:func:`flatten_records`, :func:`frame_from_records`):
+Joined mode (:func:`frame_from_records`):
 
 - a belongs-to include becomes prefixed columns ``<key_one><sep><field>``
   (``purchase_status_name``); a null include gives nulls in those columns;
@@ -28,10 +28,9 @@ Examples
 ...                     [IncludeSpec.of("purchases", "PurchaseStatus", ["name"])])
 >>> records = [{"id": 1, "purchaseStatusId": 7, "purchase_status": {"name": "Open"}},
 ...            {"id": 2, "purchaseStatusId": None, "purchase_status": None}]
->>> flatten_records(records, spec)
-{'id': [1, 2], 'purchaseStatusId': [7, None], 'purchase_status_name': ['Open', None]}
->>> frame_from_records(records, spec).dtypes.astype(str).tolist()
-['Int64', 'Int64', 'string']
+>>> df = frame_from_records(records, spec)
+>>> df.columns.tolist(), df.dtypes.astype(str).tolist()
+(['id', 'purchaseStatusId', 'purchase_status_name'], ['Int64', 'Int64', 'string'])
 """
 
 from __future__ import annotations
@@ -69,7 +68,6 @@ __all__ = [
     "FrameSpec",
     "IncludeSpec",
     "check_joinable",
-    "flatten_records",
     "frame_from_records",
     "frame_tables",
 ]
@@ -256,41 +254,13 @@ def _claim(name: str, out: Mapping[str, Any]) -> str:
     return name
 
 
-def flatten_records(records: Sequence[Record], spec: FrameSpec, *,
-                    sep: str = DEFAULT_SEP) -> dict[str, list[Any]]:
-    """Flat columns (name -> list of JSON values) of the joined frame, in frame order.
-
-    Order: the resource's columns (selected ones, or catalogue fields then unknown fields sorted),
-    then each include's, depth first.  Every planned column is present, even with no records.
-
-    Examples
-    --------
-    >>> spec = FrameSpec.of("purchases", ["id"],
-    ...                     [IncludeSpec.of("purchases", "PurchaseItem", ["quantity"])])
-    >>> flatten_records([{"id": 1, "purchase_items": [{"quantity": 2}, {"quantity": 5}]},
-    ...                  {"id": 2, "purchase_items": []}], spec)
-    {'id': [1, 1, 2], 'purchase_items_quantity': [2, 5, None]}
-    """
-    check_joinable(spec)
-    parts = _layout(records, spec)
-    out: dict[str, list[Any]] = {}
-    for node, prefix, path in _walk_parts(spec, sep):
-        part = parts[path]
-        fields = [c.field for c in node_columns(node)]
-        fields += _unknown_fields(part.rows, node)
-        index = None if part.index is None else part.index.tolist()
-        for field, values in zip(fields, _read_columns(part.rows, fields), strict=True):
-            if index is not None:
-                values.append(None)  # position -1 reads this
-                values = list(map(values.__getitem__, index))
-            out[_claim(prefix + field, out)] = values
-    return out
-
-
 def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str = DEFAULT_SEP,
                        dtype_backend: DtypeBackend = "numpy_nullable") -> pd.DataFrame:
-    """The joined, typed frame of ``records``: same columns as :func:`flatten_records`, typed as
-    :func:`jetti_frames.schema.typed_frame` types them.
+    """The joined, typed frame of ``records``, typed as :func:`jetti_frames.schema.typed_frame`
+    types them.
+
+    Columns: the resource's (selected ones, or catalogue fields then unknown fields sorted),
+    then each include's, depth first; every planned column is present, even with no records.
 
     Scalar fields of each model are read into arrow in one pass (``pa.array`` of the records as
     structs), typed per column, and repeated for the output rows with ``take``.

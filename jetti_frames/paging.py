@@ -88,7 +88,8 @@ from dataclasses import dataclass, field, replace
 from itertools import count, groupby, pairwise
 from typing import Any
 
-from .query import and_where
+from ._pages import PageRequest, PagerStats
+from .errors import JettiConfigError, JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["PageRequest", "Pager", "PagerStats", "TopPager"]
@@ -100,77 +101,6 @@ TARGET_WINDOWS = 8
 MIN_WINDOW_PAGES = 2
 #: A window found to hold more pages than planned is cut into at most this many more.
 MAX_CARVE = 16
-
-
-@dataclass(frozen=True)
-class PageRequest:
-    """One request the pager wants sent.
-
-    Attributes
-    ----------
-    key : int
-        Unique per pager; pass the request back to ``on_page`` unchanged.
-    limit : int
-        The ``limit`` query parameter.
-    gt, lte : int or None
-        Id bounds (``where[id][$gt]`` / ``where[id][$lte]``); None means unbounded.
-    descending : bool
-        Order by id descending (the probe of the top of the id range).
-    where : dict, optional
-        More conditions ANDed onto the user's ``where`` (a value range of the order attribute).
-    by_order : bool
-        Ordered by the user's ``order`` (a value range) rather than by id.
-    """
-
-    key: int
-    limit: int
-    gt: int | None = None
-    lte: int | None = None
-    descending: bool = False
-    where: dict[str, Any] | None = field(default=None, hash=False)
-    by_order: bool = False
-
-    def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The paging part of the query, merged with the user's ``where``.
-
-        Keyset requests also set ``order`` (by id); ``by_order`` requests leave it out (the
-        caller keeps the user's ``order``).
-
-        Examples
-        --------
-        >>> PageRequest(key=0, limit=100, gt=5, lte=90).params({"status": "open"})
-        {'where': {'status': 'open', 'id': {'$gt': 5, '$lte': 90}}, 'order': {'attribute': 'id', 'descending': False}, 'limit': 100}
-        >>> PageRequest(1, 37, where={"total": {"$gte": 9.5}}, by_order=True).params({"a": 1})
-        {'where': {'a': 1, 'total': {'$gte': 9.5}}, 'limit': 37}
-        """  # noqa: E501
-        merged = dict(where or {})
-        if self.where:
-            merged = and_where(merged, self.where)
-        bounds = {op: v for op, v in (("$gt", self.gt), ("$lte", self.lte)) if v is not None}
-        if bounds:
-            merged = and_where(merged, {"id": bounds})
-        out: dict[str, Any] = {"where": merged} if merged else {}
-        if not self.by_order:
-            out["order"] = {"attribute": "id", "descending": self.descending}
-        out["limit"] = self.limit
-        return out
-
-
-@dataclass
-class PagerStats:
-    """Counters of one pull.
-
-    ``wasted`` counts answered requests that contributed no row (an empty final page, a probe
-    that only repeated rows already read); ``dropped`` counts rows returned but trimmed away.
-    """
-
-    requests: int = 0
-    pages: int = 0
-    wasted: int = 0
-    rows: int = 0
-    dropped: int = 0
-    windows: int = 0
-    splits: int = 0
 
 
 def _work_left(w: _Window) -> float:
@@ -226,11 +156,11 @@ class Pager:
     def __init__(self, page_size: int = DEFAULT_PAGE_SIZE, *, max_rows: int | None = None,
                  parallel: int = 1, probe: bool = True) -> None:
         if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+            raise JettiConfigError("page_size must be at least 1")
         if max_rows is not None and max_rows < 0:
-            raise ValueError("max_rows must be >= 0")
+            raise JettiConfigError("max_rows must be >= 0")
         if parallel < 1:
-            raise ValueError("parallel must be at least 1")
+            raise JettiConfigError("parallel must be at least 1")
         self.page_size = page_size
         self.max_rows = max_rows
         self.parallel = 1 if max_rows is not None else parallel
@@ -311,7 +241,7 @@ class Pager:
         n = len(ids)
         step = -1 if request.descending else 1
         if any((b - a) * step <= 0 for a, b in pairwise(ids)):
-            raise ValueError("page ids are not strictly ordered by id as requested")
+            raise JettiDataError("page ids are not strictly ordered by id as requested")
         self.stats.pages += 1
         if n:
             self.cap = max(self.cap or 0, n)
@@ -512,9 +442,9 @@ class TopPager:
                  descending: bool = False, nulls_first: bool = False, unique: bool = False,
                  keep: Callable[[Record], bool] | None = None) -> None:
         if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+            raise JettiConfigError("page_size must be at least 1")
         if max_rows < 0:
-            raise ValueError("max_rows must be >= 0")
+            raise JettiConfigError("max_rows must be >= 0")
         self.attribute = attribute
         self.max_rows = max_rows
         self.page_size = page_size

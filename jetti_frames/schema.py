@@ -63,7 +63,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .catalog import CATALOG, Resource
-from .errors import JettiQueryError
+from .errors import JettiDataError, JettiQueryError
 
 DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 IncludeKind = Literal["belongs_to", "has_many"]
@@ -233,7 +233,7 @@ def node_columns(node: Node, prefix: str = "", path: tuple[str, ...] = ()) -> li
 
     With ``columns=None`` these are the catalogue fields but credentials (which only a selection
     naming them brings) followed by ``extra_kinds``; unknown fields found in records come on top
-    of these (see :func:`jetti_frames.flatten.flatten_records`).
+    of these (see :func:`jetti_frames.flatten.frame_from_records`).
     """
     res = node.resource
     extra = dict(node.extra_kinds)
@@ -312,11 +312,6 @@ def kind_dtype(kind: str, enum: Sequence[str] | None = None,
         return table[kind]
     except KeyError:
         raise JettiQueryError(f"unknown field kind {kind!r}") from None
-
-
-def column_kinds(spec: FrameSpec, *, sep: str = DEFAULT_SEP) -> dict[str, str | None]:
-    """Column name -> catalogue kind of every planned column (``None`` for an unknown kind)."""
-    return {c.name: c.kind for c in column_plan(spec, sep=sep)}
 
 
 def column_dtypes(spec: FrameSpec, *, sep: str = DEFAULT_SEP,
@@ -431,7 +426,7 @@ def wire_array(values: Sequence[Any], kind: str, name: str = "") -> pa.Array:
             try:
                 fixed.append(None if v is None else coerce(v))
             except (TypeError, ValueError, OverflowError):
-                raise ValueError(f"column {name!r}: cannot read {v!r} as {kind}") from None
+                raise JettiDataError(f"column {name!r}: cannot read {v!r} as {kind}") from None
         return pa.array(fixed, type=typ)
 
 
@@ -461,7 +456,7 @@ def _parse_datetimes(text: pa.Array, name: str) -> pa.Array:
         parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), utc=True,
                                 format="ISO8601")
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"column {name!r}: cannot read dates: {exc}") from None
+        raise JettiDataError(f"column {name!r}: cannot read dates: {exc}") from None
     return pa.array(parsed.dt.as_unit("us"), type=_ARROW_TYPES["datetime"])
 
 
@@ -532,7 +527,7 @@ def typed_frame(columns: Mapping[str, Sequence[Any]], spec: FrameSpec, *,
     plan = {c.name: c for c in column_plan(spec, sep=sep)}
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
-        raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+        raise JettiDataError(f"columns have different lengths: {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
     data: dict[str, Any] = {}
     for name, values in columns.items():

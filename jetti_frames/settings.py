@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -139,10 +139,6 @@ class Settings:
         if base and not base.endswith("/"):
             values["base_url"] = base + "/"
         return cls(**values)
-
-    def with_(self, **changes: Any) -> Settings:
-        """A copy with some values changed."""
-        return replace(self, **changes)
 
     @property
     def resolved_cache_path(self) -> Path:

@@ -63,7 +63,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import partial
 from itertools import pairwise
@@ -511,7 +511,7 @@ class Transport:
         if problem:
             with self._lock:
                 self.stats.errors += 1
-            url = _safe_url(response.url)
+            url = response.url
             raise JettiServerError(f"malformed answer from {url}: {problem} (not cached)",
                                    status=200, url=url)
         response.jetti_checked = True  # type: ignore[attr-defined]
@@ -678,8 +678,8 @@ class Transport:
                 with self._lock:
                     self.stats.errors += 1
                 # the type only: an invalid-header message would quote the token
-                raise JettiServerError(f"cannot send the request to {_safe_url(url)}: "
-                                       f"{type(exc).__name__}", url=_safe_url(url)) from exc
+                raise JettiServerError(f"cannot send the request to {url}: "
+                                       f"{type(exc).__name__}", url=url) from exc
             else:
                 response = resp
                 hit = bool(getattr(resp, "from_cache", False))
@@ -708,7 +708,7 @@ class Transport:
                     waited_429 += delay
                     limiter = self._get_limiter if method == "GET" else self._write_limiter
                     limiter.pause(delay)
-                    log.info("429 from %s: waiting %.3f s", _safe_url(resp.url), delay)
+                    log.info("429 from %s: waiting %.3f s", resp.url, delay)
                     continue
                 if status < 500:
                     raise self._error(resp)
@@ -724,7 +724,7 @@ class Transport:
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
             reason = failure if isinstance(failure, (JettiServerError, _UnreadableBody)) else cause
-            log.info("retrying %s in %.3f s (%s)", _safe_url(url), delay, reason)
+            log.info("retrying %s in %.3f s (%s)", url, delay, reason)
             time.sleep(delay)
 
     def _time_left(self, deadline: float | None, url: str) -> float:
@@ -742,7 +742,7 @@ class Transport:
             self.stats.errors += 1
         return JettiTimeoutError(
             f"the read did not finish within deadline={self.settings.deadline:g} s "
-            f"(at {_safe_url(url)}): raise deadline= (JettiClient(deadline=...)) or read "
+            f"(at {url}): raise deadline= (JettiClient(deadline=...)) or read "
             "fewer rows")
 
     def _give_up(self, url: str, response: requests.Response | None, failure: Exception,
@@ -752,15 +752,14 @@ class Transport:
             return self._error(response, JettiServerError)
         with self._lock:
             self.stats.errors += 1
-        safe = _safe_url(url)
         if isinstance(failure, _UnreadableBody):
-            return JettiServerError(f"unreadable JSON body from {safe} after {attempts} attempts",
-                                    status=200, url=safe)
+            return JettiServerError(f"unreadable JSON body from {url} after {attempts} attempts",
+                                    status=200, url=url)
         cause = _failure_cause(failure)
         host = urlsplit(url).netloc
         return JettiConnectionError(f"cannot reach {host} ({cause}): {_CAUSES[cause]}; "
                                     f"{type(failure).__name__} after {attempts} attempts",
-                                    cause=cause, url=safe)
+                                    cause=cause, url=url)
 
     def _throttled(self, response: requests.Response, answers: int,
                    waited: float) -> JettiRateLimitError:
@@ -775,7 +774,7 @@ class Transport:
     def _log(self, response: requests.Response, hit: bool, began: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("GET %s -> %s cache_hit=%s limiter_wait=%.3fs elapsed=%.3fs",
-                      _safe_url(response.url), response.status_code, hit,
+                      response.url, response.status_code, hit,
                       getattr(response, "jetti_waited", 0.0), time.monotonic() - began)
 
     def _error(self, response: requests.Response,
@@ -787,7 +786,7 @@ class Transport:
             if isinstance(body, dict):
                 problem = body
         detail = str(problem.get("detail") or problem.get("title") or response.reason or "")
-        url = _safe_url(response.url)
+        url = response.url
         with self._lock:
             self.stats.errors += 1
         message = f"HTTP {status} from {url}: {detail}"
@@ -795,9 +794,6 @@ class Transport:
             kind = {400: JettiBadRequestError, 401: JettiAuthError, 403: JettiAuthError,
                     404: JettiNotFoundError}.get(status, JettiHTTPError)
         return kind(message, status=status, detail=detail, url=url, problem=problem)
-
-    def stats_dict(self) -> dict[str, Any]:
-        return asdict(self.stats)
 
 
 def _retry_after(response: requests.Response) -> float:
@@ -877,8 +873,3 @@ def _move_aside(path: Path) -> Path:
         if side.exists():
             side.replace(Path(f"{aside}{suffix}"))
     return aside
-
-
-def _safe_url(url: str | None) -> str:
-    """The URL as logged: tokens travel in headers only, so the URL is safe as it is."""
-    return url or ""

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 import pandas as pd
 
+from ._where import convert_value
+from ._wire import to_iso
 from .catalog import CATALOG, Field, Resource
-from .errors import JettiError, JettiQueryError
-from .query import convert_value, to_iso
+from .errors import JettiConfigError, JettiError, JettiQueryError
 from .settings import SANDBOX_TOKEN, Settings
 
 if TYPE_CHECKING:
@@ -853,5 +854,5 @@ def query_form(client: JettiClient | None = None, **options: Any) -> QueryForm:
     if client is None:
         client, started = default_client(**options)
     elif options:
-        raise TypeError("pass client options only when no client is given")
+        raise JettiConfigError("pass client options only when no client is given")
     return QueryForm(client, sandbox=started)

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jetti_frames.errors import JettiConfigError, JettiDataError
 from jetti_frames.paging import Pager, PageRequest, TopPager
 
 
@@ -483,3 +484,18 @@ def test_top_pager_requests_do_not_depend_on_which_ties_come_back() -> None:
         assert got == expected_top(values, 66, False, False, lambda i: i % 3 != 0)
         asked.add(tuple(sorted(sim.asked, key=repr)))
     assert len(asked) == 1
+
+
+@pytest.mark.parametrize("make", [lambda: Pager(0), lambda: Pager(10, max_rows=-1),
+                                  lambda: Pager(10, parallel=0), lambda: TopPager("id", 5, 0),
+                                  lambda: TopPager("id", -1)])
+def test_impossible_pager_arguments_are_config_errors(make: Callable[[], Any]) -> None:
+    with pytest.raises(JettiConfigError):
+        make()
+
+
+def test_an_unordered_page_is_a_data_error() -> None:
+    pager = Pager(10)
+    [r] = pager.next_requests()
+    with pytest.raises(JettiDataError, match="ordered"):
+        pager.on_page(r, [3, 2, 1])

@@ -14,6 +14,7 @@ import pytest
 from qs_codec import decode
 
 import jetti_frames.query as query_module
+from jetti_frames import _build, _predicates, _split, _where, _wire
 from jetti_frames.errors import JettiQueryError
 from jetti_frames.query import (
     Order,
@@ -28,7 +29,6 @@ from jetti_frames.query import (
     request_params,
     split_where,
     to_iso,
-    where_is_empty,
 )
 from jetti_frames.settings import MAX_ARRAY
 
@@ -36,9 +36,10 @@ UTC = datetime.UTC
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(query_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 20
-    assert result.failed == 0
+    modules = [query_module, _build, _predicates, _split, _where, _wire]
+    results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS) for m in modules]
+    assert sum(r.attempted for r in results) > 20
+    assert sum(r.failed for r in results) == 0
 
 
 # ---------------------------------------------------------------- validation
@@ -111,6 +112,11 @@ def test_resource_aliases_and_include_aliases() -> None:
 )
 def test_js_number(value: float, text: str) -> None:
     assert js_number(value) == text
+
+
+def test_js_number_refuses_a_bool_with_a_jetti_error() -> None:
+    with pytest.raises(JettiQueryError, match="bool"):
+        js_number(True)
 
 
 @pytest.mark.parametrize(
@@ -217,8 +223,7 @@ def test_empty_in_is_answered_locally() -> None:
     partly = build_query("purchases", where={"$or": [{"id": []}, {"saleId": 3}]})
     assert not partly.is_empty and split_where(partly) == [{"$or": [{"saleId": 3}]}]
     assert build_query("purchases", where={"id": {"$notIn": []}}).wire_where == {}
-    assert where_is_empty({"id": {"$in": []}})
-    assert not where_is_empty({"id": {"$in": [1]}})
+    assert not build_query("purchases", where={"id": {"$in": [1]}}).is_empty
 
 
 # ---------------------------------------------------------------- local post-filter
@@ -367,7 +372,8 @@ def test_and_where_merges_without_adding_depth() -> None:
         "id": {"$lt": 40, "$gt": 1}}
     assert and_where({"id": [1, 2, 3]}, {"id": {"$in": [3, 4]}}) == {"id": {"$in": [3]}}
     merged = and_where({"id": 1}, {"id": 2})
-    assert where_is_empty(merged)
+    assert merged == {"id": {"$in": []}}  # matches nothing
+    assert build_query("purchases", where=merged).is_empty
     dates = and_where({"updatedAt": {"$gte": datetime.datetime(2024, 1, 1, tzinfo=UTC)}},
                       {"updatedAt": {"$gte": "2024-03-01T00:00:00.000Z"}})
     assert dates == {"updatedAt": {"$gte": "2024-03-01T00:00:00.000Z"}}

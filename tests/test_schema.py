@@ -8,12 +8,11 @@ import pyarrow as pa
 import pytest
 
 from jetti_frames.catalog import CATALOG
-from jetti_frames.errors import JettiQueryError
+from jetti_frames.errors import JettiDataError, JettiQueryError
 from jetti_frames.schema import (
     FrameSpec,
     IncludeSpec,
     column_dtypes,
-    column_kinds,
     column_plan,
     concat_frames,
     empty_frame,
@@ -176,7 +175,7 @@ def test_column_dtypes_and_plan_with_nested_includes():
     assert str(dtypes["dateOrdered"]) == "datetime64[us, UTC]"
     assert list(dtypes["paymentStatus"].categories) == ["notPaid", "partiallyPaid", "paid"]
     assert str(dtypes["sale_customer_email"]) == "string"
-    assert column_kinds(spec)["purchase_items_quantity"] == "integer"
+    assert {c.name: c.kind for c in column_plan(spec)}["purchase_items_quantity"] == "integer"
     assert [c.path for c in column_plan(spec)][-2:] == [("sale", "customer"), ("purchase_items",)]
     dotted = column_dtypes(spec, sep="__")
     assert "sale__customer__email" in dotted
@@ -242,3 +241,12 @@ def test_concat_frames_unions_extra_categories_and_fills_missing_columns():
     assert str(both["companyId"].dtype) == "Int64"
     assert both["companyId"].isna().tolist() == [False, True]
     assert both.index.tolist() == [0, 1]
+
+
+def test_unreadable_values_are_jetti_data_errors():
+    with pytest.raises(JettiDataError, match=r"quantity.*2\.5"):
+        typed_array([1, 2.5], "integer", name="quantity")
+    with pytest.raises(JettiDataError, match="createdAt"):
+        typed_array(["yesterday"], "datetime", name="createdAt")
+    with pytest.raises(JettiDataError, match="lengths"):
+        typed_frame({"id": [1], "level": []}, FrameSpec.of("purchase-statuses", ["id", "level"]))

@@ -24,7 +24,5 @@ from .limits import FaultPlan
 from .qs import decode_query
 from .server import Sandbox, serve
 
-cli_main = main
-
-__all__ = ["FaultPlan", "Sandbox", "add_arguments", "cli_main", "decode_query", "main", "run",
+__all__ = ["FaultPlan", "Sandbox", "add_arguments", "decode_query", "main", "run",
            "serve"]

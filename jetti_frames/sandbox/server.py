@@ -247,9 +247,6 @@ class Sandbox:
                 return None
             return self._ties_rng.randrange(1, TIE_PRIME), self._ties_rng.randrange(TIE_PRIME)
 
-    def knob(self, name: str) -> Any:
-        return self._knobs[name]
-
     # ----------------------------------------------------------------- counters and log
     def reset_counters(self) -> None:
         """Zero every counter and clear the request log."""

@@ -1,0 +1,84 @@
+"""What a pager asks for and what it counts: :class:`PageRequest` and :class:`PagerStats`.
+
+Shared by the keyset :class:`~jetti_frames.paging.Pager` and the ordered
+:class:`~jetti_frames.paging.TopPager`; :meth:`PageRequest.params` turns a request into the
+paging part of the query parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._split import and_where
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One request the pager wants sent.
+
+    Attributes
+    ----------
+    key : int
+        Unique per pager; pass the request back to ``on_page`` unchanged.
+    limit : int
+        The ``limit`` query parameter.
+    gt, lte : int or None
+        Id bounds (``where[id][$gt]`` / ``where[id][$lte]``); None means unbounded.
+    descending : bool
+        Order by id descending (the probe of the top of the id range).
+    where : dict, optional
+        More conditions ANDed onto the user's ``where`` (a value range of the order attribute).
+    by_order : bool
+        Ordered by the user's ``order`` (a value range) rather than by id.
+    """
+
+    key: int
+    limit: int
+    gt: int | None = None
+    lte: int | None = None
+    descending: bool = False
+    where: dict[str, Any] | None = field(default=None, hash=False)
+    by_order: bool = False
+
+    def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The paging part of the query, merged with the user's ``where``.
+
+        Keyset requests also set ``order`` (by id); ``by_order`` requests leave it out (the
+        caller keeps the user's ``order``).
+
+        Examples
+        --------
+        >>> PageRequest(key=0, limit=100, gt=5, lte=90).params({"status": "open"})
+        {'where': {'status': 'open', 'id': {'$gt': 5, '$lte': 90}}, 'order': {'attribute': 'id', 'descending': False}, 'limit': 100}
+        >>> PageRequest(1, 37, where={"total": {"$gte": 9.5}}, by_order=True).params({"a": 1})
+        {'where': {'a': 1, 'total': {'$gte': 9.5}}, 'limit': 37}
+        """  # noqa: E501
+        merged = dict(where or {})
+        if self.where:
+            merged = and_where(merged, self.where)
+        bounds = {op: v for op, v in (("$gt", self.gt), ("$lte", self.lte)) if v is not None}
+        if bounds:
+            merged = and_where(merged, {"id": bounds})
+        out: dict[str, Any] = {"where": merged} if merged else {}
+        if not self.by_order:
+            out["order"] = {"attribute": "id", "descending": self.descending}
+        out["limit"] = self.limit
+        return out
+
+
+@dataclass
+class PagerStats:
+    """Counters of one pull.
+
+    ``wasted`` counts answered requests that contributed no row (an empty final page, a probe
+    that only repeated rows already read); ``dropped`` counts rows returned but trimmed away.
+    """
+
+    requests: int = 0
+    pages: int = 0
+    wasted: int = 0
+    rows: int = 0
+    dropped: int = 0
+    windows: int = 0
+    splits: int = 0
