@@ -13,6 +13,7 @@ from typing import Any
 
 __version__ = "0.1.0"  # before the imports: submodules record it
 
+from . import snapshot  # the module, callable as snapshot(...)
 from .catalog import CATALOG
 from .client import Explanation, JettiClient, ReadStats, get_jetti, read_jetti
 from .errors import (
@@ -31,13 +32,7 @@ from .errors import (
     SnapshotError,
 )
 from .settings import SANDBOX_TOKEN, Settings
-from .snapshot import (
-    SnapshotInfo,
-    read_snapshot,
-    refresh_snapshot,
-    snapshot,
-    snapshot_info,
-)
+from .snapshot import SnapshotInfo, read_snapshot, refresh_snapshot, snapshot_info
 
 __all__ = [
     "CATALOG",
