@@ -6,19 +6,18 @@ a directory without it is never read. Layout::
 
     purchases/                          <- the path given to snapshot()
         _jetti_snapshot.json            <- provenance + file list (rows, size), written last
-        part-00000.parquet              <- unpartitioned
-        dateOrdered_month=2024-05/part-00000.parquet   <- partition_by=("dateOrdered", "month")
+        part-0-0.parquet                <- unpartitioned (an empty snapshot: one empty file)
+        dateOrdered_month=2024-05/part-0-0.parquet     <- partition_by=("dateOrdered", "month")
     .purchases.jetti-tmp-<host>-<pid>-<rand>/          <- a write in progress (sibling)
     .purchases.jetti-old-<rand>/                       <- the previous version, during a swap
 
 Publishing renames ``path`` to the ``-old-`` sibling, the finished ``-tmp-`` sibling to ``path``,
 then deletes the old version. A crash, kill or Ctrl-C at any point leaves the previous snapshot
 readable: before the swap it is untouched; between the two renames :func:`read_snapshot` finds it
-under its ``-old-`` name and the next write (a snapshot or a refresh) puts it back first. Temporary
-siblings of dead writers are
-removed by the next write. On a local filesystem each rename is atomic; on object stores (through
-pyarrow or fsspec filesystems) a directory "rename" copies objects, and only the manifest makes a
-dataset trusted.
+under its ``-old-`` name and the next write (a snapshot or a refresh) puts it back first.
+Temporary siblings of dead writers are removed by the next write. On a local filesystem each
+rename is atomic; on object stores (through pyarrow or fsspec filesystems) a directory "rename"
+copies objects, and only the manifest makes a dataset trusted.
 
 The manifest lists every data file with its rows and size in bytes. :func:`snapshot_info` checks
 that each listed file is there with its size, :func:`read_snapshot` and :func:`refresh_snapshot`
@@ -29,8 +28,9 @@ of these raises :class:`~jetti_frames.errors.SnapshotError` naming the file;
 manifest does not list are ignored. Manifests written before sizes were recorded are read as
 before, their files' footers checked instead of sizes.
 
-Files carry pandas metadata, so categoricals, tz-aware datetimes and nullable integers come back
-with the dtypes of :func:`jetti_frames.read_jetti`; free-form JSON and array columns of the
+Files carry pandas metadata, so tz-aware datetimes, nullable integers and Arrow types come back
+with the dtypes of :func:`jetti_frames.read_jetti` (categoricals with the categories, and string
+columns with the flavour, the manifest records); free-form JSON and array columns of the
 ``numpy_nullable`` backend are stored as JSON text. DuckDB, ``pyarrow.dataset`` and Dask read the
 folder directly (they skip names starting with ``_`` or ``.``).
 
@@ -47,7 +47,6 @@ Examples
 ...                 partition_by=("dateOrdered", "month"))          # doctest: +SKIP
 >>> df = read_snapshot("data/purchases")                             # doctest: +SKIP
 >>> refresh_snapshot("data/purchases").changed_records             # doctest: +SKIP
-
 """
 
 from __future__ import annotations
