@@ -95,9 +95,11 @@ class _Stream:
         self.provenance = json.dumps(_provenance(manifest)).encode()
         self.watermark: str | None = None
         self.held: Item | None = None  # the item that starts the next call
-        self._set_schema()
+        self.specs = _column_specs(self.dtypes)
+        self.fresh = False  # whether the schema below is that of the current dtypes
 
     def _set_schema(self) -> None:
+        self.fresh = True
         self.specs = _column_specs(self.dtypes)
         part = self.partition
         skip = part.column if part is not None and not part.derived else None
@@ -119,6 +121,8 @@ class _Stream:
         while self.held is not None:
             if isinstance(self.held, pd.DataFrame):
                 self._widen(self.held)
+            if not self.fresh:
+                self._set_schema()
             partitioning = pads.partitioning(pa.schema([self.part_field]), flavor="hive") \
                 if self.part_field is not None else None
             pads.write_dataset(
@@ -133,6 +137,8 @@ class _Stream:
                     self._entry(root, written, p)))
             calls += 1
         if not files:  # an empty snapshot keeps its columns' dtypes in one empty file
+            if not self.fresh:
+                self._set_schema()
             name = "part-0-0.parquet"
             with fs.open_output_stream(_join(root, name)) as handle:
                 pq.write_table(self.file_schema.empty_table(), handle, compression="zstd")
@@ -168,8 +174,7 @@ class _Stream:
         new = [str(c) for c in frame.columns if str(c) not in self.dtypes]
         for name in new:
             self.dtypes[name] = frame[name].dtype
-        if new:
-            self._set_schema()
+        self.fresh = self.fresh and not new
 
     def _page(self, frame: pd.DataFrame) -> pa.Table:
         """One typed page as a table of the schema; categories it adds join the manifest."""
@@ -210,13 +215,14 @@ class _Stream:
 
     def _conform(self, table: pa.Table, keys: pa.Array | None) -> pa.Table:
         """``table`` with exactly the schema (missing columns as nulls, the partition last)."""
-        for field in self.file_schema:
-            if field.name not in table.column_names:
-                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-        try:
-            table = table.select(self.file_schema.names).cast(self.file_schema)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise SnapshotError(f"rows do not fit the snapshot's columns: {exc}") from None
+        if not table.schema.equals(self.file_schema, check_metadata=False):
+            for field in self.file_schema:
+                if field.name not in table.column_names:
+                    table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            try:
+                table = table.select(self.file_schema.names).cast(self.file_schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SnapshotError(f"rows do not fit the snapshot's columns: {exc}") from None
         if keys is not None and self.part_field is not None:
             table = table.append_column(self.part_field, keys)
         return table.replace_schema_metadata(self.schema.metadata)
