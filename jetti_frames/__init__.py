@@ -9,9 +9,14 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__  # first: submodules record it
+
+if TYPE_CHECKING:  # type checkers see the function; at run time the module is callable
+    from .snapshot.api import snapshot as snapshot
+else:
+    from . import snapshot  # the module, callable as snapshot(...)
 from .catalog import CATALOG
 from .client import Explanation, JettiClient, ReadStats, get_jetti, read_jetti
 from .errors import (
@@ -31,13 +36,7 @@ from .errors import (
     SnapshotError,
 )
 from .settings import SANDBOX_TOKEN, Settings
-from .snapshot import (
-    SnapshotInfo,
-    read_snapshot,
-    refresh_snapshot,
-    snapshot,
-    snapshot_info,
-)
+from .snapshot import SnapshotInfo, read_snapshot, refresh_snapshot, snapshot_info
 
 __all__ = [
     "CATALOG",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
@@ -30,9 +31,9 @@ from jetti_frames.snapshot import (
     SnapshotInfo,
     _and_updated_since,
     _column_specs,
-    _dtypes_from_specs,
     _jsonable,
     _public_url,
+    _snapshot_dtypes,
     read_snapshot,
     refresh_snapshot,
     snapshot,
@@ -476,4 +477,7 @@ def test_dtype_specs_round_trip() -> None:
               "c": pd.DatetimeTZDtype("us", "UTC"), "d": pd.StringDtype("pyarrow"),
               "e": pd.api.types.pandas_dtype("object"), "f": pd.BooleanDtype(),
               "g": pd.ArrowDtype(__import__("pyarrow").timestamp("us", "UTC"))}
-    assert _dtypes_from_specs(_column_specs(dtypes)) == dtypes
+    schema = pa.Schema.from_pandas(pd.DataFrame({k: pd.Series([], dtype=v)
+                                                  for k, v in dtypes.items()}))
+    assert _snapshot_dtypes(_column_specs(dtypes), schema) == dtypes  # pandas metadata
+    assert _snapshot_dtypes(_column_specs(dtypes), None) == dtypes  # manifest only
