@@ -37,10 +37,12 @@ from .errors import (
 )
 from .settings import SANDBOX_TOKEN, Settings
 from .snapshot import SnapshotInfo, read_snapshot, refresh_snapshot, snapshot_info
+from .transport import CacheInfo
 
 __all__ = [
     "CATALOG",
     "SANDBOX_TOKEN",
+    "CacheInfo",
     "Explanation",
     "JettiAuthError",
     "JettiBadRequestError",

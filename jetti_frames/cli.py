@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
@@ -461,7 +461,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cache_text(info: dict[str, Any], client: Any) -> str:
+def cache_text(info: Mapping[str, Any], client: Any) -> str:
     """``jetti-frames cache info``: what each number counts."""
     if not info.get("enabled"):
         return "HTTP cache is off (--no-cache or cache=False): every read goes to the network"

@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from itertools import count
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -64,7 +64,7 @@ from .schema import (
     empty_frame,
 )
 from .settings import MAX_ARRAY, Settings
-from .transport import Transport, explain_seconds
+from .transport import CacheInfo, Transport, explain_seconds
 
 __all__ = ["Explanation", "JettiClient", "ReadStats", "get_jetti", "read_jetti"]
 
@@ -287,8 +287,11 @@ class JettiClient:
         return urlsplit(self.base_url).hostname in LOCAL_HOSTS
 
     # -- cache ------------------------------------------------------------------------------
-    def cache_info(self) -> dict[str, Any]:
-        """Where the HTTP cache lives, how many answers it holds for this account, its size."""
+    def cache_info(self) -> CacheInfo:
+        """Where the HTTP cache lives, how many answers it holds for this account, its size.
+
+        A :class:`~jetti_frames.transport.CacheInfo`; ``info["entries"]`` works as well.
+        """
         return self._transport.cache_info()
 
     def clear_cache(self) -> int:
@@ -505,12 +508,49 @@ class JettiClient:
         self.stats.limiter_wait = round(self.stats.limiter_wait + last.limiter_wait, 3)
 
     # -- public reading API ---------------------------------------------------------------
+    @overload
+    def read(self, resource: str, *, where: Mapping[str, Any] | None = ...,
+             attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
+             limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
+             dtype_backend: DtypeBackend = ..., include_mode: IncludeMode = ...,
+             sep: str = ..., progress: bool | None = ..., explain: Literal[True],
+             consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
+             ) -> Explanation: ...
+
+    @overload
+    def read(self, resource: str, *, where: Mapping[str, Any] | None = ...,
+             attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
+             limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
+             dtype_backend: DtypeBackend = ..., include_mode: Literal["tables"],
+             sep: str = ..., progress: bool | None = ..., explain: Literal[False] = ...,
+             consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
+             ) -> dict[str, pd.DataFrame]: ...
+
+    @overload
+    def read(self, resource: str, *, where: Mapping[str, Any] | None = ...,
+             attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
+             limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
+             dtype_backend: DtypeBackend = ..., include_mode: Literal["joined"] = ...,
+             sep: str = ..., progress: bool | None = ..., explain: Literal[False] = ...,
+             consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
+             ) -> pd.DataFrame: ...
+
+    @overload
+    def read(self, resource: str, *, where: Mapping[str, Any] | None = ...,
+             attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
+             limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
+             dtype_backend: DtypeBackend = ..., include_mode: IncludeMode = ...,
+             sep: str = ..., progress: bool | None = ..., explain: bool = ...,
+             consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
+             ) -> pd.DataFrame | dict[str, pd.DataFrame] | Explanation: ...
+
     def read(self, resource: str, *, where: Mapping[str, Any] | None = None,
              attributes: Sequence[str] | None = None, include: Any = None, order: Any = None,
              limit: int | None = None, page_size: int | None = None, refresh: bool = False,
              dtype_backend: DtypeBackend = "numpy_nullable", include_mode: IncludeMode = "joined",
              sep: str = DEFAULT_SEP, progress: bool | None = None, explain: bool = False,
-             consistent: bool = True, on_page: Callable[[int, int], Any] | None = None) -> Any:
+             consistent: bool = True, on_page: Callable[[int, int], Any] | None = None,
+             ) -> pd.DataFrame | dict[str, pd.DataFrame] | Explanation:
         """Read every matching record of ``resource`` into a typed DataFrame.
 
         Parameters
@@ -568,11 +608,11 @@ class JettiClient:
         check_options(limit=limit, page_size=page_size, dtype_backend=dtype_backend,
                       include_mode=include_mode, sep=sep, progress=progress, on_page=on_page,
                       refresh=refresh, consistent=consistent, explain=explain)
-        options = dict(where=where, attributes=attributes, include=include, order=order,
-                       limit=limit, page_size=page_size)
         if explain:
-            return self.explain(resource, **options)
-        plan = self._plan(resource, **options)
+            return self.explain(resource, where=where, attributes=attributes, include=include,
+                                order=order, limit=limit, page_size=page_size)
+        plan = self._plan(resource, where=where, attributes=attributes, include=include,
+                          order=order, limit=limit, page_size=page_size)
         records = self._records(plan, refresh=refresh, progress=progress, consistent=consistent,
                                 on_page=on_page)
         if include_mode == "tables":
@@ -581,19 +621,27 @@ class JettiClient:
             return empty_frame(plan.spec, sep=sep, dtype_backend=dtype_backend)
         return frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
 
-    def iter_pages(self, resource: str, *, refresh: bool = False, progress: bool | None = None,
-                   **options: Any) -> Iterator[list[dict[str, Any]]]:
+    def iter_pages(self, resource: str, *, where: Mapping[str, Any] | None = None,
+                   attributes: Sequence[str] | None = None, include: Any = None,
+                   order: Any = None, limit: int | None = None, page_size: int | None = None,
+                   refresh: bool = False, progress: bool | None = None,
+                   ) -> Iterator[list[dict[str, Any]]]:
         """Raw records, one list per page, as pages arrive (not by id; see :meth:`iter_frames`).
 
         Takes the options of :meth:`read` that shape the request.  Records are never repeated;
         a record updated while paging comes with the values it had when its page was read.
         With ``limit`` and an ``order``, the first N are read first, then handed over in order
         in pages of ``page_size``.
+
+        Parameters
+        ----------
+        resource, where, attributes, include, order, limit, page_size, refresh, progress
+            As in :meth:`JettiClient.read`.
         """
-        check_options(refresh=refresh, progress=progress, limit=options.get("limit"),
-                      page_size=options.get("page_size"))
-        return self._iter_pages(self._plan(resource, **options), refresh=refresh,
-                                progress=progress)
+        check_options(refresh=refresh, progress=progress, limit=limit, page_size=page_size)
+        plan = self._plan(resource, where=where, attributes=attributes, include=include,
+                          order=order, limit=limit, page_size=page_size)
+        return self._iter_pages(plan, refresh=refresh, progress=progress)
 
     def _iter_pages(self, plan: _Plan, *, refresh: bool,
                     progress: bool | None) -> Iterator[list[dict[str, Any]]]:
@@ -624,13 +672,29 @@ class JettiClient:
         finally:
             self._finish_stats(before, rows=rows)
 
-    def iter_records(self, resource: str, **options: Any) -> Iterator[dict[str, Any]]:
-        """Raw records one by one; see :meth:`iter_pages`."""
-        for page in self.iter_pages(resource, **options):
+    def iter_records(self, resource: str, *, where: Mapping[str, Any] | None = None,
+                     attributes: Sequence[str] | None = None, include: Any = None,
+                     order: Any = None, limit: int | None = None, page_size: int | None = None,
+                     refresh: bool = False, progress: bool | None = None,
+                     ) -> Iterator[dict[str, Any]]:
+        """Raw records one by one; see :meth:`iter_pages`.
+
+        Parameters
+        ----------
+        resource, where, attributes, include, order, limit, page_size, refresh, progress
+            As in :meth:`JettiClient.read`.
+        """
+        for page in self.iter_pages(resource, where=where, attributes=attributes,
+                                    include=include, order=order, limit=limit,
+                                    page_size=page_size, refresh=refresh, progress=progress):
             yield from page
 
-    def iter_frames(self, resource: str, *, dtype_backend: DtypeBackend = "numpy_nullable",
-                    sep: str = DEFAULT_SEP, **options: Any) -> Iterator[pd.DataFrame]:
+    def iter_frames(self, resource: str, *, where: Mapping[str, Any] | None = None,
+                    attributes: Sequence[str] | None = None, include: Any = None,
+                    order: Any = None, limit: int | None = None, page_size: int | None = None,
+                    refresh: bool = False, progress: bool | None = None,
+                    dtype_backend: DtypeBackend = "numpy_nullable", sep: str = DEFAULT_SEP,
+                    ) -> Iterator[pd.DataFrame]:
         """Typed frames, one per page, each with the columns and dtypes :meth:`read` returns.
 
         Pages come in the order they are read, not by id: several id windows are read in
@@ -638,6 +702,12 @@ class JettiClient:
         plan them. Every record comes exactly once. For one frame in id order use :meth:`read`
         (or ``pd.concat(frames).sort_values("id")``); with ``limit`` and an ``order`` the
         pages follow that order.
+
+        Parameters
+        ----------
+        resource, where, attributes, include, order, limit, page_size, refresh, progress, \
+dtype_backend, sep
+            As in :meth:`JettiClient.read`.
 
         Examples
         --------
@@ -649,10 +719,10 @@ class JettiClient:
         >>> sum(sizes)
         120
         """
-        refresh, progress = options.pop("refresh", False), options.pop("progress", None)
         check_options(dtype_backend=dtype_backend, sep=sep, refresh=refresh, progress=progress,
-                      limit=options.get("limit"), page_size=options.get("page_size"))
-        plan = self._plan(resource, **options)
+                      limit=limit, page_size=page_size)
+        plan = self._plan(resource, where=where, attributes=attributes, include=include,
+                          order=order, limit=limit, page_size=page_size)
         for records in self._iter_pages(plan, refresh=refresh, progress=progress):
             if records:
                 yield frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
@@ -699,8 +769,22 @@ class JettiClient:
             return frame_from_records([record], plan.spec)
         return dict(record)
 
-    def explain(self, resource: str, **options: Any) -> Explanation:
+    def explain(self, resource: str, *, where: Mapping[str, Any] | None = None,
+                attributes: Sequence[str] | None = None, include: Any = None,
+                order: Any = None, limit: int | None = None, page_size: int | None = None,
+                refresh: bool = False, progress: bool | None = None,
+                dtype_backend: DtypeBackend = "numpy_nullable",
+                include_mode: IncludeMode = "joined", sep: str = DEFAULT_SEP,
+                consistent: bool = True, on_page: Callable[[int, int], Any] | None = None,
+                ) -> Explanation:
         """The requests a :meth:`read` with these options would start with; sends nothing.
+
+        Parameters
+        ----------
+        resource, where, attributes, include, order, limit, page_size
+            As in :meth:`JettiClient.read`: they decide the requests.
+        refresh, progress, dtype_backend, include_mode, sep, consistent, on_page
+            As in :meth:`JettiClient.read`: checked, but they change no request.
 
         Examples
         --------
@@ -709,11 +793,11 @@ class JettiClient:
         >>> e.min_requests, len(e.urls)
         (3, 3)
         """
-        reading = ("refresh", "progress", "dtype_backend", "include_mode", "sep", "consistent",
-                   "on_page")
-        check_options(**{k: v for k, v in options.items() if k in (*reading, "limit",
-                                                                    "page_size")})
-        plan = self._plan(resource, **{k: v for k, v in options.items() if k not in reading})
+        check_options(refresh=refresh, progress=progress, dtype_backend=dtype_backend,
+                      include_mode=include_mode, sep=sep, consistent=consistent,
+                      on_page=on_page, limit=limit, page_size=page_size)
+        plan = self._plan(resource, where=where, attributes=attributes, include=include,
+                          order=order, limit=limit, page_size=page_size)
         query = plan.query
         firsts = ([(part, req) for part, pager in self._top_pagers(plan)
                    for req in pager.next_requests()] if plan.top else
@@ -854,12 +938,78 @@ def _client(client: JettiClient | None, token: str | None, base_url: str | None)
     return _CLIENTS[key]
 
 
+@overload
+def read_jetti(resource: str, *, client: JettiClient | None = ..., token: str | None = ...,
+               base_url: str | None = ..., where: Mapping[str, Any] | None = ...,
+               attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
+               limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
+               dtype_backend: DtypeBackend = ..., include_mode: IncludeMode = ...,
+               sep: str = ..., progress: bool | None = ..., explain: Literal[True],
+               consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
+               ) -> Explanation: ...
+
+@overload
+def read_jetti(resource: str, *, client: JettiClient | None = ..., token: str | None = ...,
+               base_url: str | None = ..., where: Mapping[str, Any] | None = ...,
+               attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
+               limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
+               dtype_backend: DtypeBackend = ..., include_mode: Literal["tables"],
+               sep: str = ..., progress: bool | None = ..., explain: Literal[False] = ...,
+               consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
+               ) -> dict[str, pd.DataFrame]: ...
+
+@overload
+def read_jetti(resource: str, *, client: JettiClient | None = ..., token: str | None = ...,
+               base_url: str | None = ..., where: Mapping[str, Any] | None = ...,
+               attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
+               limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
+               dtype_backend: DtypeBackend = ..., include_mode: Literal["joined"] = ...,
+               sep: str = ..., progress: bool | None = ..., explain: Literal[False] = ...,
+               consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
+               ) -> pd.DataFrame: ...
+
+@overload
+def read_jetti(resource: str, *, client: JettiClient | None = ..., token: str | None = ...,
+               base_url: str | None = ..., where: Mapping[str, Any] | None = ...,
+               attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
+               limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
+               dtype_backend: DtypeBackend = ..., include_mode: IncludeMode = ...,
+               sep: str = ..., progress: bool | None = ..., explain: bool = ...,
+               consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
+               ) -> pd.DataFrame | dict[str, pd.DataFrame] | Explanation: ...
+
+
 def read_jetti(resource: str, *, client: JettiClient | None = None, token: str | None = None,
-               base_url: str | None = None, **options: Any) -> Any:
+               base_url: str | None = None, where: Mapping[str, Any] | None = None,
+               attributes: Sequence[str] | None = None, include: Any = None, order: Any = None,
+               limit: int | None = None, page_size: int | None = None, refresh: bool = False,
+               dtype_backend: DtypeBackend = "numpy_nullable",
+               include_mode: IncludeMode = "joined", sep: str = DEFAULT_SEP,
+               progress: bool | None = None, explain: bool = False, consistent: bool = True,
+               on_page: Callable[[int, int], Any] | None = None,
+               ) -> pd.DataFrame | dict[str, pd.DataFrame] | Explanation:
     """Read a Jetti list endpoint into a typed DataFrame; see :meth:`JettiClient.read`.
 
     Uses ``client`` if given, else one shared client per token and base URL (from the
     arguments or ``JETTI_API_TOKEN`` / ``JETTI_BASE_URL``).
+
+    Parameters
+    ----------
+    resource : str
+        Any list endpoint: ``"purchases"``, ``"purchase-items"``, ...
+    client : JettiClient, optional
+        Read with this client (its token, cache and settings).
+    token, base_url : str, optional
+        For the shared client when no ``client`` is given.
+    where, attributes, include, order, limit, page_size, refresh, dtype_backend, include_mode, \
+sep, progress, explain, consistent, on_page
+        As in :meth:`JettiClient.read`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A dict of DataFrames with ``include_mode="tables"``, an :class:`Explanation` with
+        ``explain=True``.
 
     Examples
     --------
@@ -873,7 +1023,11 @@ def read_jetti(resource: str, *, client: JettiClient | None = None, token: str |
     >>> str(df["createdAt"].dtype), str(df["purchaseType"].dtype)
     ('datetime64[us, UTC]', 'category')
     """
-    return _client(client, token, base_url).read(resource, **options)
+    return _client(client, token, base_url).read(
+        resource, where=where, attributes=attributes, include=include, order=order, limit=limit,
+        page_size=page_size, refresh=refresh, dtype_backend=dtype_backend,
+        include_mode=include_mode, sep=sep, progress=progress, explain=explain,
+        consistent=consistent, on_page=on_page)
 
 
 def get_jetti(resource: str, id: int | str, *, include: Any = None,

@@ -63,7 +63,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from email.utils import parsedate_to_datetime
 from functools import partial
 from itertools import pairwise
@@ -136,6 +136,59 @@ _RETRYABLE = (requests.ConnectionError, requests.Timeout, _UnreadableBody,
 
 Query = str | Mapping[str, Any] | None
 Item = str | tuple[str, Query]
+
+
+@dataclass(frozen=True)
+class CacheInfo(Mapping[str, Any]):
+    """The HTTP cache of one account, as :meth:`JettiClient.cache_info` reports it.
+
+    Attributes
+    ----------
+    enabled : bool
+        False when the client was made with ``cache=False``.
+    path : str or None
+        The SQLite file (``None`` when the cache is off).
+    entries : int
+        This account's answers that reads can be served from.
+    entries_total : int
+        Every entry in the file: every token and base URL, older key versions too.
+    size : int
+        Bytes on disk, with SQLite's ``-wal`` and ``-shm`` files.
+
+    ``info["entries"]``, ``dict(info)`` and ``info.get(...)`` read it as a mapping too.
+
+    Examples
+    --------
+    >>> info = CacheInfo(enabled=True, path="/tmp/http-cache.sqlite", entries=12,
+    ...                  entries_total=40, size=2_500_000)
+    >>> info
+    CacheInfo(path='/tmp/http-cache.sqlite', entries=12, entries_total=40, size='2.5 MB')
+    >>> info["entries"], dict(info)["enabled"]
+    (12, True)
+    >>> CacheInfo(enabled=False, path=None, entries=0, entries_total=0, size=0)
+    CacheInfo(enabled=False)
+    """
+
+    enabled: bool
+    path: str | None
+    entries: int
+    entries_total: int
+    size: int
+
+    def __repr__(self) -> str:
+        if not self.enabled:
+            return "CacheInfo(enabled=False)"
+        return (f"CacheInfo(path={self.path!r}, entries={self.entries}, "
+                f"entries_total={self.entries_total}, size='{self.size / 1e6:.1f} MB')")
+
+    def __getitem__(self, key: str) -> Any:
+        return asdict(self)[key]  # KeyError for any other name, as a dict
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(asdict(self))
+
+    def __len__(self) -> int:
+        return len(fields(self))
 
 
 def account_id(token: str | None, base_url: str = "") -> str:
@@ -454,11 +507,10 @@ class Transport:
         prefix = f"{self.account}-{CACHE_KEY_VERSION}-" if current else f"{self.account}-"
         return [k for k in self.session.cache.responses if k.startswith(prefix)]
 
-    def cache_info(self) -> dict[str, Any]:
-        """``enabled``, ``path``, ``entries`` (this account's, that reads can be served from),
-        ``entries_total`` (everyone's, of any version) and ``size`` (bytes, with side files)."""
+    def cache_info(self) -> CacheInfo:
+        """Where the HTTP cache lives, how many answers it holds for this account, its size."""
         if not isinstance(self.session, CachedSession):
-            return {"enabled": False, "path": None, "entries": 0, "entries_total": 0, "size": 0}
+            return CacheInfo(enabled=False, path=None, entries=0, entries_total=0, size=0)
         path = self.cache_path
         try:
             entries = len(self._account_keys(current=True))
@@ -467,8 +519,8 @@ class Transport:
             raise self._cache_error(exc) from exc
         size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
                    if p.exists())
-        return {"enabled": True, "path": str(path), "entries": entries, "entries_total": total,
-                "size": size}
+        return CacheInfo(enabled=True, path=str(path), entries=entries, entries_total=total,
+                         size=size)
 
     def clear_cache(self, *, all_accounts: bool = False) -> int:
         """Delete this account's cached responses, of every key version (or everyone's);
