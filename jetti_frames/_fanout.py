@@ -9,8 +9,10 @@ requests apart, shares what the server's page cap is known to be, and adds the `
 This module is the one owner of a pager's ``parallel``: :func:`open_streams` starts each pager
 at the budget (which decides whether its probe goes out with its first request) and
 :class:`Fanout` hands out the room left each round.  A pager's request set depends only on
-whether ``parallel`` ever exceeds 1 (see :mod:`jetti_frames.paging`), so the budget changes
-timing, never which pages are read.
+whether ``parallel`` ever exceeds 1 (see :mod:`jetti_frames.paging`), so for one stream the
+budget changes timing, never which pages are read.  With several streams, one that gets a single
+free slot for its first request sends its probe only if that page shows more rows, so which
+probes go out can depend on the order of answers.
 
 Examples
 --------
