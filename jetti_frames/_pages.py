@@ -1,4 +1,5 @@
-"""What a pager asks for and what it counts: :class:`PageRequest` and :class:`PagerStats`.
+"""What a pager asks for and what it counts: :class:`PageRequest` and :class:`PagerStats`;
+what the transport drives: :class:`PageSource`.
 
 Shared by the keyset :class:`~jetti_frames.paging.Pager` and the ordered
 :class:`~jetti_frames.paging.TopPager`; :meth:`PageRequest.params` turns a request into the
@@ -8,7 +9,7 @@ paging part of the query parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._split import and_where
 
@@ -82,3 +83,25 @@ class PagerStats:
     dropped: int = 0
     windows: int = 0
     splits: int = 0
+
+
+class PageSource(Protocol):
+    """What :meth:`~jetti_frames.transport.Transport.run_pager` drives: a
+    :class:`~jetti_frames.paging.Pager`, or a :class:`~jetti_frames.paging.Fanout` of several.
+
+    The source decides how many requests it keeps in flight; the transport only sends what
+    :meth:`next_requests` returns and hands each answer's ids to :meth:`on_page`.
+    """
+
+    @property
+    def done(self) -> bool:
+        """Nothing in flight and nothing left to ask for."""
+        ...  # pragma: no cover
+
+    def next_requests(self) -> list[PageRequest]:
+        """Requests to send now."""
+        ...  # pragma: no cover
+
+    def on_page(self, request: PageRequest, ids: list[int]) -> int:
+        """Record the answer to ``request``; return how many leading records to keep."""
+        ...  # pragma: no cover

@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
-from itertools import count
 from pathlib import Path
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
@@ -48,13 +47,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ._build import Include, Order, Query, build_query, explain_query, request_params
+from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
 from ._split import and_where, split_where
 from ._wire import encode
 from .errors import JettiAuthError, JettiQueryError, JettiServerError
 from .flatten import frame_from_records, frame_tables
 from .options import check_options, record_id
-from .paging import Pager, PageRequest, TopPager
+from .paging import PageRequest, TopPager
 from .schema import (
     DEFAULT_SEP,
     DtypeBackend,
@@ -139,76 +139,6 @@ class _Plan:
         order = self.query.order
         return (self.limit is not None and order is not None and not self.id_ordered
                 and self.query.resource.field(order.attribute).kind != "string")
-
-
-@dataclass
-class _Stream:
-    """One pager over one part of the query, inside a :class:`_Fanout`."""
-
-    part: dict[str, Any]
-    pager: Pager
-    #: Set on the streams of the consistency pass: which of their records belong to the result.
-    member: Callable[[Any], bool] | None = None
-
-
-class _Fanout:
-    """Several pagers driven as one, so that split ``$in`` chunks run in parallel too."""
-
-    def __init__(self, streams: list[_Stream], max_rows: int | None,
-                 late: Callable[[], list[_Stream]] | None = None) -> None:
-        self.streams = streams
-        self.max_rows = max_rows if len(streams) == 1 else None
-        self.parallel = max(s.pager.parallel for s in streams)
-        #: Asked for more streams once every pager has sent all it knows it needs.
-        self.late = late
-        self._keys = count()
-        self._owner: dict[int, tuple[_Stream, PageRequest]] = {}
-        self._answered: dict[int, tuple[_Stream, PageRequest]] = {}
-
-    @property
-    def done(self) -> bool:
-        return all(s.pager.done for s in self.streams)
-
-    def next_requests(self) -> list[PageRequest]:
-        out = self._collect([])
-        if self.late is not None and len(self._owner) < self.parallel and all(
-                s.pager.draining for s in self.streams):
-            more = self.late()
-            if more:
-                self.late = None
-                self.streams.extend(more)
-                out = self._collect(out)
-        return out
-
-    def _collect(self, out: list[PageRequest]) -> list[PageRequest]:
-        for stream in self.streams:
-            room = self.parallel - len(self._owner) - len(out)
-            if room <= 0:
-                break
-            if stream.pager.max_rows is None:
-                stream.pager.parallel = stream.pager.in_flight + room
-            for req in stream.pager.next_requests():
-                outer = replace(req, key=next(self._keys))
-                self._owner[outer.key] = (stream, req)
-                out.append(outer)
-        return out
-
-    def on_page(self, request: PageRequest, ids: list[int]) -> int:
-        stream, inner = self._answered[request.key] = self._owner.pop(request.key)
-        keep = stream.pager.on_page(inner, ids)
-        cap = stream.pager.cap
-        if cap:  # every stream talks to the same server: share what its cap is known to be
-            for other in self.streams:
-                other.pager.cap = max(other.pager.cap or 0, cap)
-        return keep
-
-    def stream_of(self, request: PageRequest) -> tuple[_Stream, PageRequest]:
-        """The stream and inner request behind an outer request still in flight."""
-        return self._owner[request.key]
-
-    def answered(self, request: PageRequest) -> tuple[_Stream, PageRequest]:
-        """The stream and inner request of an answered request (once)."""
-        return self._answered.pop(request.key)
 
 
 class JettiClient:
@@ -318,8 +248,8 @@ class JettiClient:
     # -- pulling ----------------------------------------------------------------------------
     def _pull(self, plan: _Plan, *, refresh: bool, bar: Any = None,
               dates: list[str] | None = None,
-              late: Callable[[], list[_Stream]] | None = None,
-              ) -> Iterator[tuple[_Stream, list[dict[str, Any]]]]:
+              late: Callable[[], list[Stream]] | None = None,
+              ) -> Iterator[tuple[Stream, list[dict[str, Any]]]]:
         """Pages of records with their stream (post-filtered, not deduplicated across parts).
 
         ``late`` may add streams (the consistency pass) once every pager is draining.
@@ -329,15 +259,13 @@ class JettiClient:
         self._check_token()
         query = plan.query
         url = f"{query.resource.url}.json"
-        streams = self._streams(plan)
-        fanout = _Fanout(streams, plan.limit, late)
+        fanout = Fanout(self._streams(plan), lambda: self._transport.in_flight_target, late)
 
         def build(req: PageRequest) -> tuple[str, str]:
             stream, inner = fanout.stream_of(req)
             return url, encode(page_params(query, stream.part, inner))
 
-        pages = self._transport.run_pager(fanout, build,  # type: ignore[arg-type]
-                                          refresh=refresh, dates=dates)
+        pages = self._transport.run_pager(fanout, build, refresh=refresh, dates=dates)
         for req, records in pages:
             stream, _ = fanout.answered(req)
             if query.post_filter:
@@ -347,24 +275,19 @@ class JettiClient:
             plan.cap = max(plan.cap or 0, stream.pager.cap or 0) or None
             yield stream, records
 
-    def _streams(self, plan: _Plan) -> list[_Stream]:
+    def _streams(self, plan: _Plan) -> list[Stream]:
         """One pager per part of the plan."""
         # limit=N: each stream stops after N rows when they are the first N in the wanted order
         max_rows = plan.limit if plan.id_ordered and not plan.query.post_filter else None
-        parallel = 1 if plan.few else self._transport.in_flight_target
-        streams = [_Stream(p, Pager(plan.page_size, max_rows=_at_most(max_rows, p),
-                                    parallel=parallel, probe=not plan.few))
-                   for p in plan.parts]
-        for stream in streams:
-            stream.pager.cap = plan.cap
-        return streams
+        return open_streams(plan.parts, plan.page_size, budget=self._transport.in_flight_target,
+                            max_rows=max_rows, sequential=plan.few, cap=plan.cap)
 
     def _top_pagers(self, plan: _Plan) -> list[tuple[dict[str, Any], TopPager]]:
         """One :class:`TopPager` per part of a ``plan.top`` plan."""
         order, query = plan.query.order, plan.query
         assert order is not None and plan.limit is not None
         keep = query.keep if query.post_filter else None
-        return [(part, TopPager(order.attribute, _at_most(plan.limit, part) or 0,
+        return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
                                 plan.page_size, descending=order.descending,
                                 nulls_first=order.nulls_first, unique=order.attribute == "id",
                                 keep=keep))
@@ -436,9 +359,9 @@ class JettiClient:
         pages = pages_with_rows = 0
         wanted = (consistent and plan.limit is None
                   and plan.query.resource.has_field("updatedAt"))
-        passes: list[_Stream] = []
+        passes: list[Stream] = []
 
-        def catch_up() -> list[_Stream]:
+        def catch_up() -> list[Stream]:
             began = min(filter(None, map(server_date, dates)), default=None)
             if not wanted or passes or not pages_with_rows or began is None:
                 return []
@@ -852,15 +775,6 @@ def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any
                     compile_where(long_in))
     parts = [and_where(p, changed) for p in plan.parts]
     return replace(plan, parts=parts, few=True), lambda record: True
-
-
-def _at_most(max_rows: int | None, part: Mapping[str, Any]) -> int | None:
-    """``max_rows``, lowered to the number of ids when the part lists them (``id $in``)."""
-    cond = part.get("id")
-    ids = cond.get("$in") if isinstance(cond, dict) else None
-    if not isinstance(ids, list):
-        return max_rows
-    return len(ids) if max_rows is None else min(max_rows, len(ids))
 
 
 def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict[str, Any]:

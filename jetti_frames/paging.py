@@ -88,11 +88,11 @@ from dataclasses import dataclass, field, replace
 from itertools import count, groupby, pairwise
 from typing import Any
 
-from ._pages import PageRequest, PagerStats
+from ._pages import PageRequest, PagerStats, PageSource
 from .errors import JettiConfigError, JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
 
-__all__ = ["PageRequest", "Pager", "PagerStats", "TopPager"]
+__all__ = ["PageRequest", "PageSource", "Pager", "PagerStats", "TopPager"]
 
 #: The gap between the first page and the probe is cut into about this many windows (enough
 #: for the requests in flight; each window boundary costs half a request on average).

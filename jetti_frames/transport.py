@@ -93,7 +93,7 @@ from .errors import (
     JettiServerError,
     JettiTimeoutError,
 )
-from .paging import Pager, PageRequest
+from .paging import PageRequest, PageSource
 from .settings import Settings
 
 __all__ = ["Transport", "TransportStats", "account_id", "answer_problem", "cache_key",
@@ -632,23 +632,22 @@ class Transport:
             for fut in queue:
                 fut.cancel()
 
-    def run_pager(self, pager: Pager,
+    def run_pager(self, pager: PageSource,
                   build: Callable[[PageRequest], tuple[str, Query]], *,
                   refresh: bool = False,
                   dates: list[str] | None = None) -> Iterator[tuple[PageRequest, list[Any]]]:
         """Drive a pager: yield ``(request, records)`` per page as pages complete.
 
         ``build(request)`` returns the URL and query of a page request; each record must carry
-        ``id``.  Records are already trimmed to what the pager keeps.  The pager's ``parallel``
-        follows :attr:`in_flight_target` unless ``max_rows`` makes it sequential.  ``dates``
+        ``id``.  Records are already trimmed to what the pager keeps.  The pager decides how many
+        requests are in flight (a :class:`~jetti_frames._fanout.Fanout` asks
+        :attr:`in_flight_target`); a lone :class:`Pager` keeps its ``parallel``.  ``dates``
         collects the ``Date`` header of every answer (the server's clock, cached answers included).
         """
         running: dict[Future[Any], PageRequest] = {}
         deadline = self.deadline()
         try:
             while not pager.done:
-                if pager.max_rows is None:
-                    pager.parallel = self.in_flight_target
                 for req in pager.next_requests():
                     url, query = build(req)
                     running[self.submit(url, query, refresh=refresh, dates=dates,

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jetti_frames._fanout import Fanout, Stream, open_streams
 from jetti_frames.errors import JettiConfigError, JettiDataError
 from jetti_frames.paging import Pager, PageRequest, TopPager
 
@@ -499,3 +500,99 @@ def test_an_unordered_page_is_a_data_error() -> None:
     [r] = pager.next_requests()
     with pytest.raises(JettiDataError, match="ordered"):
         pager.on_page(r, [3, 2, 1])
+
+
+# -- fan-out -------------------------------------------------------------------------------
+def _drive_fanout(fanout: Fanout, servers: dict[int, SimServer], rng: random.Random,
+                  budgets: list[int]) -> tuple[list[tuple[int, int]], set[tuple[object, ...]]]:
+    """Run a fan-out whose parts are ``{"s": n}``; answers in random order.
+
+    Returns the ``(part, id)`` pairs read and the request shapes sent per part.
+    """
+    pending: list[PageRequest] = []
+    got: list[tuple[int, int]] = []
+    asked: set[tuple[object, ...]] = set()
+    while not fanout.done:
+        before = len(pending)
+        for req in fanout.next_requests():
+            stream, inner = fanout.stream_of(req)
+            asked.add((stream.part["s"], inner.gt, inner.lte, inner.descending, inner.limit))
+            pending.append(req)
+        assert pending, "the fan-out stalled"
+        assert len(pending) <= max(before, budgets[-1])  # new requests only within the budget
+        req = pending.pop(rng.randrange(len(pending)))
+        stream, inner = fanout.stream_of(req)
+        ids = servers[stream.part["s"]].answer(inner)
+        keep = fanout.on_page(req, ids)
+        assert fanout.answered(req) == (stream, inner)
+        got += [(stream.part["s"], i) for i in ids[:keep]]
+        budgets.append(rng.choice([1, 2, 3, 5, 8]) if len(budgets) > 1 else budgets[-1])
+    return got, asked
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_fanout_keeps_within_a_moving_budget_and_reads_every_row_once(seed: int) -> None:
+    """The budget (the transport's in-flight target) moves every round."""
+    rng = random.Random(seed)
+    sizes = {0: 1000, 1: 37, 2: 0, 3: 450}
+    servers = {s: SimServer(list(range(1, n + 1)), cap=37) for s, n in sizes.items()}
+    budgets = [4, 4]
+    fanout = Fanout(open_streams([{"s": s} for s in sizes], 100, budget=4),
+                    lambda: budgets[-1])
+    got, asked = _drive_fanout(fanout, servers, rng, budgets)
+    assert sorted(got) == [(s, i) for s, n in sizes.items() for i in range(1, n + 1)]
+    assert any(shape[3] for shape in asked)  # the probes went out: windows in parallel
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_fanout_reads_the_same_pages_whatever_its_budget_does(seed: int) -> None:
+    """The budget bounds what is in flight, never which pages are read, so a repeated read
+    is answered from the cache (one stream: several share what the cap is known to be, and
+    when a stream learns it depends on the order of answers)."""
+    rng = random.Random(seed)
+    servers = {0: SimServer(rng.sample(range(1, 5000), 1200), cap=37)}
+    runs = []
+    for budgets in ([4], [4, 4], [2, 2], [8, 8]):  # fixed; moving from 4, 2 and 8
+        fanout = Fanout(open_streams([{"s": 0}], 100, budget=budgets[0]),
+                        lambda b=budgets: b[-1])
+        got, asked = _drive_fanout(fanout, servers, rng, budgets)
+        assert sorted(i for _, i in got) == sorted(servers[0].rows)
+        runs.append(asked)
+    assert runs[0] == runs[1] == runs[2] == runs[3]
+    assert len([shape for shape in runs[0] if shape[2] is not None]) > 2  # windows
+
+
+def test_a_fanout_sends_the_late_streams_once_every_other_request_is_out() -> None:
+    servers = {0: SimServer(list(range(1, 301))), 1: SimServer(list(range(1, 11)))}
+    late_calls: list[int] = []
+
+    def late() -> list[Stream]:
+        late_calls.append(len(asked_before))
+        return open_streams([{"s": 1}], 100, budget=4, sequential=True)
+
+    asked_before: list[PageRequest] = []
+    fanout = Fanout(open_streams([{"s": 0}], 100, budget=4), lambda: 4, late)
+    pending: list[PageRequest] = []
+    saw_late_while_busy = False
+    while not fanout.done:
+        new = fanout.next_requests()
+        pending += new
+        parts = [fanout.stream_of(req)[0].part["s"] for req in pending]
+        if 1 in parts and 0 in parts:  # the pass went out while the read was still going
+            saw_late_while_busy = True
+        asked_before += [req for req in new if fanout.stream_of(req)[0].part["s"] == 0]
+        req = pending.pop(0)
+        stream, inner = fanout.stream_of(req)
+        fanout.on_page(req, servers[stream.part["s"]].answer(inner))
+        fanout.answered(req)
+    assert len(late_calls) == 1 and saw_late_while_busy  # not after the last answer
+    assert [s.part for s in fanout.streams] == [{"s": 0}, {"s": 1}]
+
+
+def test_open_streams_owns_parallel_and_limits_by_listed_ids() -> None:
+    [seq] = open_streams([{"id": {"$in": [3, 5]}}], 100, budget=4, max_rows=10)
+    assert seq.pager.max_rows == 2 and seq.pager.parallel == 1  # limit=N: sequential
+    [par, few] = (open_streams([{"a": 1}], 100, budget=4, cap=37)
+                  + open_streams([{"a": 2}], 100, budget=4, sequential=True))
+    assert par.pager.cap == 37 and len(par.pager.next_requests()) == 2  # first page + probe
+    assert len(few.pager.next_requests()) == 1  # no probe for a small answer

@@ -1,0 +1,164 @@
+"""Several pagers driven as one: :func:`open_streams` and :class:`Fanout`.
+
+A read split into several parts (long ``$in`` lists) has one :class:`~jetti_frames.paging.Pager`
+per part, a :class:`Stream`.  The fan-out shares one in-flight budget between them (asked of
+``budget()`` each round, e.g. the transport's ``in_flight_target``), keeps the keys of their
+requests apart, shares what the server's page cap is known to be, and adds the ``late`` streams
+(the consistency pass) as soon as every other request has been sent.
+
+This module is the one owner of a pager's ``parallel``: :func:`open_streams` starts each pager
+at the budget (which decides whether its probe goes out with its first request) and
+:class:`Fanout` hands out the room left each round.  A pager's request set depends only on
+whether ``parallel`` ever exceeds 1 (see :mod:`jetti_frames.paging`), so for one stream the
+budget changes timing, never which pages are read.  With several streams, one that gets a single
+free slot for its first request sends its probe only if that page shows more rows, so which
+probes go out can depend on the order of answers.
+
+Examples
+--------
+>>> rows = list(range(1, 501))
+>>> def serve(req):
+...     ids = [i for i in rows if (req.gt is None or i > req.gt)
+...            and (req.lte is None or i <= req.lte)]
+...     return sorted(ids, reverse=req.descending)[:req.limit]
+>>> fanout = Fanout(open_streams([{"a": 1}, {"a": 2}], 100, budget=4), lambda: 4)
+>>> got = []
+>>> while not fanout.done:
+...     for req in fanout.next_requests():
+...         ids = serve(req)
+...         got += ids[:fanout.on_page(req, ids)]
+...         _ = fanout.answered(req)
+>>> len(got) == 2 * len(rows)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from itertools import count
+from typing import Any
+
+from ._pages import PageRequest
+from .paging import Pager
+
+__all__ = ["Fanout", "Stream", "at_most", "open_streams"]
+
+
+@dataclass
+class Stream:
+    """One pager over one part of the query, inside a :class:`Fanout`."""
+
+    part: dict[str, Any]
+    pager: Pager
+    #: Set on the streams of the consistency pass: which of their records belong to the result.
+    member: Callable[[Any], bool] | None = None
+
+
+class Fanout:
+    """Several pagers driven as one, so that split ``$in`` chunks run in parallel too.
+
+    Parameters
+    ----------
+    streams : list of Stream
+        The pagers (from :func:`open_streams`).
+    budget : callable
+        How many requests may be in flight in total, asked each round.
+    late : callable, optional
+        Asked for more streams once every pager has sent all it knows it needs (once it
+        returns some, never again).
+    """
+
+    def __init__(self, streams: list[Stream], budget: Callable[[], int],
+                 late: Callable[[], list[Stream]] | None = None) -> None:
+        self.streams = streams
+        self.budget = budget
+        self.late = late
+        self._keys = count()
+        self._owner: dict[int, tuple[Stream, PageRequest]] = {}
+        self._answered: dict[int, tuple[Stream, PageRequest]] = {}
+
+    @property
+    def done(self) -> bool:
+        return all(s.pager.done for s in self.streams)
+
+    def next_requests(self) -> list[PageRequest]:
+        budget = self.budget()
+        out = self._collect([], budget)
+        if self.late is not None and len(self._owner) < budget and all(
+                s.pager.draining for s in self.streams):
+            more = self.late()
+            if more:
+                self.late = None
+                self.streams.extend(more)
+                out = self._collect(out, budget)
+        return out
+
+    def on_page(self, request: PageRequest, ids: list[int]) -> int:
+        stream, inner = self._answered[request.key] = self._owner.pop(request.key)
+        keep = stream.pager.on_page(inner, ids)
+        cap = stream.pager.cap
+        if cap:  # every stream talks to the same server: share what its cap is known to be
+            for other in self.streams:
+                other.pager.cap = max(other.pager.cap or 0, cap)
+        return keep
+
+    def stream_of(self, request: PageRequest) -> tuple[Stream, PageRequest]:
+        """The stream and inner request behind an outer request still in flight."""
+        return self._owner[request.key]
+
+    def answered(self, request: PageRequest) -> tuple[Stream, PageRequest]:
+        """The stream and inner request of an answered request (once)."""
+        return self._answered.pop(request.key)
+
+    # -- internals -------------------------------------------------------------------------
+    def _collect(self, out: list[PageRequest], budget: int) -> list[PageRequest]:
+        for stream in self.streams:
+            room = budget - len(self._owner) - len(out)
+            if room <= 0:
+                break
+            _allow(stream.pager, room)
+            for req in stream.pager.next_requests():
+                outer = replace(req, key=next(self._keys))
+                self._owner[outer.key] = (stream, req)
+                out.append(outer)
+        return out
+
+
+def open_streams(parts: list[dict[str, Any]], page_size: int, *, budget: int,
+                 max_rows: int | None = None, sequential: bool = False,
+                 cap: int | None = None) -> list[Stream]:
+    """One pager per part of a query.
+
+    ``budget`` is the in-flight target now: above 1, each pager probes with its first request.
+    ``max_rows`` (lowered to the ids a part lists) makes each pager stop after that many rows;
+    ``sequential`` pagers send no probe (a small answer is expected); ``cap`` is the largest
+    page the server is known to return.
+    """
+    streams = [Stream(part, Pager(page_size, max_rows=at_most(max_rows, part),
+                                  parallel=budget, probe=not sequential))
+               for part in parts]
+    for stream in streams:
+        stream.pager.cap = cap
+    return streams
+
+
+def _allow(pager: Pager, room: int) -> None:
+    """Let ``pager`` send up to ``room`` more requests (a ``max_rows`` pager stays sequential)."""
+    if pager.max_rows is None:
+        pager.parallel = pager.in_flight + room
+
+
+def at_most(max_rows: int | None, part: Mapping[str, Any]) -> int | None:
+    """``max_rows``, lowered to the number of ids when the part lists them (``id $in``).
+
+    Examples
+    --------
+    >>> at_most(10, {"id": {"$in": [4, 8]}}), at_most(None, {"x": 1})
+    (2, None)
+    """
+    cond = part.get("id")
+    ids = cond.get("$in") if isinstance(cond, dict) else None
+    if not isinstance(ids, list):
+        return max_rows
+    return len(ids) if max_rows is None else min(max_rows, len(ids))
