@@ -567,6 +567,7 @@ class Transport:
             raise JettiServerError(f"malformed answer from {url}: {problem} (not cached)",
                                    status=200, url=url)
         response.jetti_checked = True  # type: ignore[attr-defined]
+        response.jetti_body = body  # type: ignore[attr-defined]  # parsed once, read by _request
         return response
 
     # -- concurrency -------------------------------------------------------------------------
@@ -740,10 +741,12 @@ class Transport:
                         self.stats.cache_hits += 1
                 status = resp.status_code
                 if status == 200:
-                    try:
-                        body = resp.json()
-                    except ValueError as exc:  # a cached answer cannot be unreadable: checked
-                        raise self._cache_error(exc) from exc
+                    body = getattr(resp, "jetti_body", None)  # a network answer: checked
+                    if body is None:
+                        try:
+                            body = resp.json()
+                        except ValueError as exc:  # a cached answer was checked when stored
+                            raise self._cache_error(exc) from exc
                     if dates is not None and resp.headers.get("Date"):
                         dates.append(resp.headers["Date"])
                     return body
