@@ -321,9 +321,6 @@ class JettiClient:
                 for fut in finished:
                     pager, req = running.pop(fut)
                     records = fut.result()
-                    if not isinstance(records, list):
-                        raise JettiServerError("a list endpoint did not answer a JSON array",
-                                               status=200)
                     pager.on_page(req, records)
                     pages += 1
                     rows = sum(len(p.result()) for _, p in pagers)
