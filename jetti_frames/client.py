@@ -46,13 +46,14 @@ from urllib.parse import urlsplit
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ._build import Include, Order, Query, build_query, explain_query, request_params
+from ._build import Include, Query, build_query, explain_query, request_params
+from ._collect import Collector, merge, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
 from ._split import and_where, split_where
 from ._wire import encode
 from .errors import JettiAuthError, JettiQueryError, JettiServerError
-from .flatten import frame_from_records, frame_tables
+from .flatten import frame_from_records
 from .options import check_options, record_id
 from .paging import PageRequest, TopPager
 from .schema import (
@@ -61,7 +62,6 @@ from .schema import (
     FrameSpec,
     IncludeSpec,
     column_dtypes,
-    empty_frame,
 )
 from .settings import MAX_ARRAY, Settings
 from .transport import CacheInfo, Transport, explain_seconds
@@ -341,10 +341,10 @@ class JettiClient:
             merge(by_id, [dict(r) for r in pager.result()])
         return sort_records(list(by_id.values()), query.order)[:plan.limit]
 
-    def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
+    def _records(self, plan: _Plan, into: Collector, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,
-                 on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
-        """Every record of a plan, deduplicated, post-filtered, in the final order.
+                 on_page: Callable[[int, int], Any] | None = None) -> None:
+        """Every record of a plan into ``into``, page by page (it deduplicates and orders).
 
         With ``consistent``, a read of several pages also asks for the records updated since
         its first answer (the consistency pass); that request goes out as soon as every other
@@ -352,7 +352,6 @@ class JettiClient:
         """
         stats_before = self._snapshot_stats()
         dates: list[str] = []
-        by_id: dict[Any, dict[str, Any]] = {}
         pages = pages_with_rows = 0
         wanted = (consistent and plan.limit is None
                   and plan.query.resource.has_field("updatedAt"))
@@ -368,33 +367,30 @@ class JettiClient:
 
         if plan.top:
             with self._bar(plan, progress) as bar:
-                records = self._top(plan, refresh=refresh, bar=bar, on_page=on_page)
-            self._finish_stats(stats_before, rows=len(records))
-            return records
+                into.add_ordered(self._top(plan, refresh=refresh, bar=bar, on_page=on_page))
+            self._finish_stats(stats_before, rows=into.count)
+            return
         with self._bar(plan, progress) as bar:
             for stream, records in self._pull(plan, refresh=refresh, bar=bar, dates=dates,
                                               late=catch_up):
                 pages += 1
                 pages_with_rows += bool(records) and stream.member is None
-                merge(by_id, records, stream.member)
+                into.add(records, stream.member)
                 if (plan.limit is not None and plan.id_ordered and len(plan.parts) == 1
-                        and len(by_id) >= plan.limit):
+                        and into.count >= plan.limit):
                     break  # the first N in id order are in
-                self._bar_rows(bar, len(by_id))
+                self._bar_rows(bar, into.count)
                 if on_page is not None:
-                    on_page(pages, len(by_id))
+                    on_page(pages, into.count)
             # a read answered in its first round (the first page and the probe) is one moment;
             # one that went on, and whose pass found nothing to overlap, catches up now
             if pages > 2 and not passes and catch_up():
                 again = replace(plan, parts=[s.part for s in passes], few=True)
                 for _, records in self._pull(again, refresh=refresh, bar=bar):
-                    merge(by_id, records, passes[0].member)
-                self._bar_rows(bar, len(by_id))
-        records = sort_records(list(by_id.values()), plan.query.order)
-        if plan.limit is not None:
-            records = records[:plan.limit]
-        self._finish_stats(stats_before, rows=len(records))
-        return records
+                    into.add(records, passes[0].member)
+                self._bar_rows(bar, into.count)
+        rows = into.count if plan.limit is None else min(into.count, plan.limit)
+        self._finish_stats(stats_before, rows=rows)
 
     def _bar(self, plan: _Plan, progress: bool | None) -> Any:
         show = self.progress if progress is None else progress
@@ -533,13 +529,11 @@ class JettiClient:
                                 order=order, limit=limit, page_size=page_size)
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
-        records = self._records(plan, refresh=refresh, progress=progress, consistent=consistent,
-                                on_page=on_page)
-        if include_mode == "tables":
-            return frame_tables(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
-        if not records:
-            return empty_frame(plan.spec, sep=sep, dtype_backend=dtype_backend)
-        return frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
+        into = Collector(plan.spec, order=plan.query.order, sep=sep,
+                         dtype_backend=dtype_backend, tables=include_mode == "tables")
+        self._records(plan, into, refresh=refresh, progress=progress, consistent=consistent,
+                      on_page=on_page)
+        return into.result(plan.limit)
 
     def iter_pages(self, resource: str, *, where: Mapping[str, Any] | None = None,
                    attributes: Sequence[str] | None = None, include: Any = None,
@@ -780,48 +774,6 @@ def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict
     return request_params(paging.get("where"), query.sent_attributes, query.include,
                           paging.get("order", query.order), limit=req.limit,
                           exclude=query.exclude)
-
-
-def merge(by_id: dict[Any, dict[str, Any]], records: list[dict[str, Any]],
-          member: Callable[[Any], bool] | None = None) -> None:
-    """Put records into ``by_id``; of two versions of a record the later ``updatedAt`` wins
-    (or the later answer, without ``updatedAt``).  ``member`` filters consistency-pass records."""
-    for record in records:
-        if member is not None and not member(record):
-            continue
-        key = record.get("id")
-        old = by_id.get(key)
-        if old is None or not _older(record, old):
-            by_id[key] = record
-
-
-def _older(record: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
-    """Whether ``record`` was updated before ``other`` (False when either lacks updatedAt)."""
-    mine, theirs = record.get("updatedAt"), other.get("updatedAt")
-    if mine is None or theirs is None:
-        return False
-    return bool(_sort_key(mine) < _sort_key(theirs))
-
-
-def sort_records(records: list[dict[str, Any]], order: Order | None) -> list[dict[str, Any]]:
-    """Records by ``order`` (nulls placed as asked), ties by id; by id without an order."""
-    by_id = sorted(records, key=lambda r: (r.get("id") is None, r.get("id") or 0))
-    if order is None or (order.attribute == "id" and not order.descending):
-        return by_id
-    name = order.attribute
-    present = [r for r in by_id if r.get(name) is not None]
-    missing = [r for r in by_id if r.get(name) is None]
-    present.sort(key=lambda r: _sort_key(r[name]), reverse=order.descending)
-    return missing + present if order.nulls_first else present + missing
-
-
-def _sort_key(value: Any) -> Any:
-    if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
-        try:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return value
-    return value
 
 
 def server_date(value: str | None) -> dt.datetime | None:
