@@ -1,7 +1,7 @@
 """Pages of records -> one typed frame, converted page by page as they arrive.
 
-A read holds at most a few pages of JSON records at a time: each page is turned into typed
-columns at once (by :func:`~jetti_frames.flatten.frame_from_records`, or
+A read holds at most a few thousand JSON records at a time: every :data:`BATCH` records are
+turned into typed columns (by :func:`~jetti_frames.flatten.frame_from_records`, or
 :func:`~jetti_frames.flatten.frame_tables` for a table without includes), and only a few keys of
 each record are kept as Python values (``id``, ``updatedAt``, the order attribute).  Once every
 page is in, those keys decide, exactly as for whole records, which version of a record is kept
@@ -65,8 +65,10 @@ __all__ = ["MARK", "Collector", "merge", "sort_records"]
 Record = Mapping[str, Any]
 #: The key (and column) that carries each record's arrival number; no API field is named so.
 MARK = "\x00arrival"
-#: Pages converted before their columns are joined into one block.
-BLOCK_PAGES = 32
+#: Records converted together (a page at a time would cost 10x the time of one conversion).
+BATCH = 4000
+#: Converted batches before their columns are joined into one block.
+BLOCK_BATCHES = 8
 
 
 class Collector:
@@ -82,11 +84,15 @@ class Collector:
         As in :func:`~jetti_frames.flatten.frame_from_records`.
     tables : bool
         ``include_mode="tables"``: :meth:`result` returns a dict of frames.
+    batch : int
+        Records converted together.
     """
 
     def __init__(self, spec: FrameSpec, *, order: Order | None = None, sep: str = DEFAULT_SEP,
-                 dtype_backend: DtypeBackend = "numpy_nullable", tables: bool = False) -> None:
+                 dtype_backend: DtypeBackend = "numpy_nullable", tables: bool = False,
+                 batch: int = BATCH) -> None:
         self.spec = spec
+        self.batch = batch
         self.order = order
         self.sep = sep
         self.dtype_backend = dtype_backend
@@ -106,6 +112,7 @@ class Collector:
             path: {c.field: c.name for c in node_columns(node, prefix) if c.kind is None}
             for node, prefix, path in self._nodes}
         self._pinned = self._pin()
+        self._batch: list[dict[str, Any]] = []
         self._blocks: list[tuple[int, dict[str, Any]]] = []
         self._pending: list[tuple[int, dict[str, Any]]] = []
 
@@ -129,7 +136,9 @@ class Collector:
         marked = [{**r, MARK: first + i} for i, r in enumerate(records)]
         merge(self._by_id, [{**{k: r.get(k) for k in self._keys}, MARK: r[MARK]}
                             for r in marked])
-        self._convert(marked)
+        self._batch.extend(marked)
+        if len(self._batch) >= self.batch:
+            self._convert()
 
     def add_ordered(self, records: Sequence[dict[str, Any]]) -> None:
         """Take the whole result at once, already deduplicated and in its final order."""
@@ -138,8 +147,7 @@ class Collector:
             return
         self._in_order = [{MARK: i} for i in range(len(records))]
         self._seq = len(records)
-        if records:
-            self._convert([{**r, MARK: i} for i, r in enumerate(records)])
+        self._batch = [{**r, MARK: i} for i, r in enumerate(records)]
 
     def records(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The kept records (whole, or their keys), deduplicated, in the final order."""
@@ -158,6 +166,7 @@ class Collector:
                 return frame_tables([], self.spec, sep=self.sep,
                                     dtype_backend=self.dtype_backend)
             return empty_frame(self.spec, sep=self.sep, dtype_backend=self.dtype_backend)
+        self._convert()
         self._flush()
         blocks, self._blocks, self._by_id = self._blocks, [], {}
         rank = np.full(self._seq, -1, dtype=np.int64)
@@ -187,7 +196,11 @@ class Collector:
         columns = None if root.columns is None else (*root.columns, MARK)
         return replace(root, columns=columns, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
 
-    def _convert(self, marked: list[dict[str, Any]]) -> None:
+    def _convert(self) -> None:
+        """Turn the records taken so far into typed columns."""
+        marked, self._batch = self._batch, []
+        if not marked:
+            return
         while True:
             frame = self._frame(marked)
             new = [name for name in frame.columns if name not in self._owner]
@@ -195,7 +208,7 @@ class Collector:
                 break
             self._adopt(frame.columns.tolist(), new)
         self._pending.append((len(frame), {name: _array(frame[name]) for name in frame.columns}))
-        if len(self._pending) >= BLOCK_PAGES:
+        if len(self._pending) >= BLOCK_BATCHES:
             self._flush()
 
     def _frame(self, marked: list[dict[str, Any]]) -> pd.DataFrame:

@@ -56,22 +56,26 @@ def record_path(pages: Pages, spec: FrameSpec, *, order: Order | None = None,
 
 def collected(pages: Pages, spec: FrameSpec, *, order: Order | None = None,
               limit: int | None = None, tables: bool = False,
-              dtype_backend: Any = "numpy_nullable", sep: str = "_") -> Any:
-    c = Collector(spec, order=order, sep=sep, dtype_backend=dtype_backend, tables=tables)
+              dtype_backend: Any = "numpy_nullable", sep: str = "_", batch: int = 25) -> Any:
+    c = Collector(spec, order=order, sep=sep, dtype_backend=dtype_backend, tables=tables,
+                  batch=batch)
     for page in pages:
         c.add(copy.deepcopy(page))
     return c.result(limit)
 
 
-def assert_same(pages: Pages, spec: FrameSpec, **options: Any) -> Any:
+def assert_same(pages: Pages, spec: FrameSpec, *, batch: int = 25, **options: Any) -> Any:
+    """The frame(s) of both paths are equal, converted in batches of ``batch`` records or in
+    one batch."""
     want = record_path(pages, spec, **options)
-    got = collected(pages, spec, **options)
-    if isinstance(want, dict):
-        assert list(got) == list(want)
-        for name in want:
-            pd.testing.assert_frame_equal(got[name], want[name])
-    else:
-        pd.testing.assert_frame_equal(got, want)
+    for size in (batch, 10**9):
+        got = collected(pages, spec, batch=size, **options)
+        if isinstance(want, dict):
+            assert list(got) == list(want)
+            for name in want:
+                pd.testing.assert_frame_equal(got[name], want[name])
+        else:
+            pd.testing.assert_frame_equal(got, want)
     return got
 
 
@@ -219,7 +223,7 @@ def test_any_split_into_pages(data: st.DataObject) -> None:
     pages = [records[a:b] for a, b in zip([0, *cuts], [*cuts, len(records)], strict=True)]
     order = data.draw(st.sampled_from([None, Order("name"), Order("updatedAt", True, True)]))
     limit = data.draw(st.one_of(st.none(), st.integers(0, 8)))
-    assert_same(pages, spec, order=order, limit=limit)
+    assert_same(pages, spec, order=order, limit=limit, batch=data.draw(st.integers(1, 9)))
 
 
 # -- through read() -------------------------------------------------------------------------
