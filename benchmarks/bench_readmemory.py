@@ -96,6 +96,12 @@ def table(result: dict[str, Any]) -> str:
                           align="r-rrrr-r")
 
 
+def readmemory_scenario() -> tuple[Any, ...]:
+    """The fields of this scenario's ``Scenario`` in :mod:`benchmarks.run`."""
+    return ("readmemory", "read() memory: 60k and 200k purchases x 108 columns", run, table,
+            ("psutil",))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+")

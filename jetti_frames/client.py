@@ -35,6 +35,7 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
@@ -44,12 +45,12 @@ from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ._build import Include, Query, build_query, explain_query, request_params
 from ._collect import Collector, merge, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
+from ._progress import ReadBar
 from ._split import and_where, split_where
 from ._wire import encode
 from .errors import JettiAuthError, JettiQueryError, JettiServerError
@@ -79,7 +80,8 @@ class ReadStats:
 
     ``requests`` left the process; ``cache_hits`` were answered from the HTTP cache;
     ``status_429`` answers made us wait; ``retries`` were resent after a 5xx or a dropped
-    connection; ``limiter_wait`` is the seconds spent waiting for the rate limiter.
+    connection; ``limiter_wait`` is the seconds spent waiting for the rate limiter;
+    ``seconds`` the wall time of the read(s).
     """
 
     requests: int = 0
@@ -89,6 +91,7 @@ class ReadStats:
     pages: int = 0
     rows: int = 0
     limiter_wait: float = 0.0
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -368,8 +371,9 @@ class JettiClient:
         if plan.top:
             with self._bar(plan, progress) as bar:
                 into.add_ordered(self._top(plan, refresh=refresh, bar=bar, on_page=on_page))
-            self._finish_stats(stats_before, rows=into.count)
+                self._finish_stats(stats_before, rows=into.count, bar=bar)
             return
+        seen: dict[int, Stream] = {}
         with self._bar(plan, progress) as bar:
             for stream, records in self._pull(plan, refresh=refresh, bar=bar, dates=dates,
                                               late=catch_up):
@@ -379,6 +383,8 @@ class JettiClient:
                 if (plan.limit is not None and plan.id_ordered and len(plan.parts) == 1
                         and into.count >= plan.limit):
                     break  # the first N in id order are in
+                seen.setdefault(id(stream), stream)
+                bar.expect(expected_pages(plan, list(seen.values()), wanted))
                 self._bar_rows(bar, into.count)
                 if on_page is not None:
                     on_page(pages, into.count)
@@ -389,25 +395,25 @@ class JettiClient:
                 for _, records in self._pull(again, refresh=refresh, bar=bar):
                     into.add(records, passes[0].member)
                 self._bar_rows(bar, into.count)
-        rows = into.count if plan.limit is None else min(into.count, plan.limit)
-        self._finish_stats(stats_before, rows=rows)
+            rows = into.count if plan.limit is None else min(into.count, plan.limit)
+            self._finish_stats(stats_before, rows=rows, bar=bar)
 
-    def _bar(self, plan: _Plan, progress: bool | None) -> Any:
+    def _bar(self, plan: _Plan, progress: bool | None) -> ReadBar:
         show = self.progress if progress is None else progress
-        return tqdm(desc=plan.query.resource.url, unit=" pages", disable=None if show else True,
-                    leave=False)
+        return ReadBar(plan.query.resource.url, show=show)
 
-    def _bar_rows(self, bar: Any, rows: int) -> None:
-        if not bar.disable:
-            bar.set_postfix(rows=rows, cache_hits=self._transport.stats.cache_hits,
-                            refresh=False)
+    def _bar_rows(self, bar: ReadBar, rows: int) -> None:
+        bar.rows(rows, cache_hits=self._transport.stats.cache_hits)
 
     def _snapshot_stats(self) -> dict[str, float]:
         s = self._transport.stats
         return {"requests": s.network, "cache_hits": s.cache_hits, "status_429": s.throttled,
-                "retries": s.retries, "limiter_wait": s.limiter_wait, "pages": 0}
+                "retries": s.retries, "limiter_wait": s.limiter_wait, "pages": 0,
+                "clock": time.monotonic()}
 
-    def _finish_stats(self, before: dict[str, float], *, rows: int) -> None:
+    def _finish_stats(self, before: dict[str, float], *, rows: int,
+                      bar: ReadBar | None = None) -> ReadStats:
+        """Set ``last_stats`` (and add it to ``stats``); leave its summary on ``bar``."""
         now = self._snapshot_stats()
         last = ReadStats(
             requests=int(now["requests"] - before["requests"]),
@@ -416,12 +422,18 @@ class JettiClient:
             retries=int(now["retries"] - before["retries"]),
             limiter_wait=round(now["limiter_wait"] - before["limiter_wait"], 3),
             rows=rows,
+            seconds=round(now["clock"] - before["clock"], 3),
         )
         last.pages = last.requests + last.cache_hits
         self.last_stats = last
         for name in ("requests", "cache_hits", "status_429", "retries", "pages", "rows"):
             setattr(self.stats, name, getattr(self.stats, name) + getattr(last, name))
         self.stats.limiter_wait = round(self.stats.limiter_wait + last.limiter_wait, 3)
+        self.stats.seconds = round(self.stats.seconds + last.seconds, 3)
+        if bar is not None:
+            bar.finish(rows=rows, requests=last.requests, cache_hits=last.cache_hits,
+                       status_429=last.status_429, seconds=last.seconds)
+        return last
 
     # -- public reading API ---------------------------------------------------------------
     @overload
@@ -745,6 +757,24 @@ def _include_spec(inc: Include) -> IncludeSpec:
         "belongs_to" if inc.kind == "belongs_to" else "has_many")
     return IncludeSpec(inc.resource, kind, inc.attributes,
                        tuple(_include_spec(i) for i in inc.include))
+
+
+def expected_pages(plan: _Plan, streams: list[Stream], consistent: bool) -> int | None:
+    """The pages a read is expected to take, once every part's pager can estimate its own
+    (a consistency pass still to come counts one); ``None`` before."""
+    if sum(s.member is None for s in streams) < len(plan.parts):
+        return None
+    total = 0
+    for stream in streams:
+        pages = stream.pager.estimated_pages
+        if pages is None:
+            if stream.member is None:
+                return None
+            pages = stream.pager.stats.pages + max(1, stream.pager.in_flight)
+        total += pages
+    if consistent and total > 2 and all(s.member is None for s in streams):
+        total += 1
+    return total
 
 
 def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any], bool]]:
