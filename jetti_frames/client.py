@@ -96,17 +96,32 @@ class ReadStats:
 
 @dataclass(frozen=True)
 class Explanation:
-    """The requests a read would send, and how long they would take under the rate limit."""
+    """The requests a read would send, and how long they would take under the rate limit.
+
+    ``estimated_requests`` and ``estimated_seconds`` are ``None`` when the total cannot be
+    known before reading (the API sends no count): ``explain(..., probe=True)`` then sends
+    the read's first two requests (the first page and the probe of the top of the id range)
+    and estimates the rest from the id range (``probed``).
+    """
 
     resource: str
     urls: tuple[str, ...]
     min_requests: int
-    estimated_seconds: float
+    estimated_seconds: float | None
     notes: str
+    estimated_requests: int | None = None
+    probed: bool = False
 
     def __str__(self) -> str:
-        return (f"{self.notes}\nat least {self.min_requests} request(s), about "
-                f"{self.estimated_seconds:.1f} s at the rate limit")
+        if self.estimated_requests is None or self.estimated_seconds is None:
+            cost = (f"at least {self.min_requests} request(s); the total is unknown before "
+                    "reading")
+        else:
+            how = " (estimated from the id range the first 2 requests showed)" \
+                if self.probed else ""
+            cost = (f"about {self.estimated_requests} request(s){how}, about "
+                    f"{self.estimated_seconds:.1f} s at the rate limit")
+        return f"{self.notes}\n{cost}"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
@@ -702,8 +717,9 @@ dtype_backend, sep
                 dtype_backend: DtypeBackend = "numpy_nullable",
                 include_mode: IncludeMode = "joined", sep: str = DEFAULT_SEP,
                 consistent: bool = True, on_page: Callable[[int, int], Any] | None = None,
-                ) -> Explanation:
-        """The requests a :meth:`read` with these options would start with; sends nothing.
+                probe: bool = False) -> Explanation:
+        """The requests a :meth:`read` with these options would start with, and what the
+        whole read would cost when that can be known; sends nothing unless ``probe``.
 
         Parameters
         ----------
@@ -711,17 +727,25 @@ dtype_backend, sep
             As in :meth:`JettiClient.read`: they decide the requests.
         refresh, progress, dtype_backend, include_mode, sep, consistent, on_page
             As in :meth:`JettiClient.read`: checked, but they change no request.
+        probe : bool, default False
+            When the total is unknown (an unbounded read), send the read's first two
+            requests (the first page and the probe of the top of the id range; the read
+            then finds them in the HTTP cache) and estimate the pages from the id range.
 
         Examples
         --------
         >>> client = JettiClient("t", base_url="http://127.0.0.1:9/api/", cache=False)
         >>> e = client.explain("purchases", where={"id": list(range(45))})
-        >>> e.min_requests, len(e.urls)
-        (3, 3)
+        >>> e.min_requests, len(e.urls), e.estimated_requests
+        (3, 3, 4)
+        >>> client.explain("purchases").estimated_requests is None  # no count before reading
+        True
         """
         check_options(refresh=refresh, progress=progress, dtype_backend=dtype_backend,
                       include_mode=include_mode, sep=sep, consistent=consistent,
                       on_page=on_page, limit=limit, page_size=page_size)
+        if not isinstance(probe, bool):
+            raise JettiQueryError(f"probe must be True or False, not {probe!r}")
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
         query = plan.query
@@ -734,13 +758,40 @@ dtype_backend, sep
                      for part, req in firsts)
         per_part = 1 if plan.limit is None else max(1, -(-plan.limit // plan.page_size))
         n = max(len(urls), len(plan.parts) * per_part)
+        total = None if plan.top else known_pages(plan)
+        probed = False
+        if total is None and probe and not plan.top and len(plan.parts) == 1:
+            total, probed = self._probe_pages(plan, refresh=refresh), True
+        if total is not None and consistent and total > 2 and plan.limit is None \
+                and query.resource.has_field("updatedAt"):
+            total += 1  # the consistency pass
         latency = self._transport.latency or 0.5
+        seconds = None if total is None else explain_seconds(
+            total, rate=self.settings.get_rate, latency=latency,
+            cached=2 if probed and self.settings.cache else 0)
         lines = explain_query(query).splitlines()
         notes = [lines[0], *(f"  {u}" for u in urls),
                  *(line for line in lines[1:] if ".json" not in line)]
-        return Explanation(query.resource.url, urls, n,
-                           explain_seconds(n, rate=self.settings.get_rate, latency=latency),
-                           "\n".join(notes))
+        if total is None and not plan.top and len(plan.parts) == 1:
+            notes.append("explain(..., probe=True) sends the first 2 requests to estimate "
+                         "the total from the id range")
+        return Explanation(query.resource.url, urls, n, seconds, "\n".join(notes),
+                           estimated_requests=total, probed=probed)
+
+    def _probe_pages(self, plan: _Plan, *, refresh: bool) -> int | None:
+        """The pages a one-part read would take, from its first page and its probe (the two
+        requests the read starts with: it then finds them in the cache)."""
+        self._check_token()
+        before = self._snapshot_stats()
+        [stream] = open_streams(plan.parts, plan.page_size, budget=2)
+        url = f"{plan.query.resource.url}.json"
+        sent = [(req, self._transport.submit(url, encode(page_params(plan.query, stream.part,
+                                                                     req)), refresh=refresh))
+                for req in stream.pager.next_requests()[:2]]
+        for req, answer in sent:
+            stream.pager.on_page(req, [int(r["id"]) for r in answer.result()])
+        self._finish_stats(before, rows=0)
+        return stream.pager.estimated_pages
 
 
 # -- pure helpers --------------------------------------------------------------------------
@@ -757,6 +808,19 @@ def _include_spec(inc: Include) -> IncludeSpec:
         "belongs_to" if inc.kind == "belongs_to" else "has_many")
     return IncludeSpec(inc.resource, kind, inc.attributes,
                        tuple(_include_spec(i) for i in inc.include))
+
+
+def known_pages(plan: _Plan) -> int | None:
+    """The pages a read takes when its query bounds them (``limit``, ``id`` lists), before
+    any request; ``None`` when only reading can tell."""
+    max_rows = plan.limit if plan.id_ordered and not plan.query.post_filter else None
+    total = 0
+    for part in plan.parts:
+        rows = at_most(max_rows, part)
+        if rows is None:
+            return None
+        total += max(1, -(-rows // plan.page_size))
+    return total
 
 
 def expected_pages(plan: _Plan, streams: list[Stream], consistent: bool) -> int | None:

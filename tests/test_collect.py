@@ -236,3 +236,23 @@ def test_read_equals_the_record_path(client: JettiClient) -> None:
     pd.testing.assert_frame_equal(df, record_path(pages, spec_of("purchases", where=where,
                                                                  include=include)))
     assert client.last_stats.rows == len(ids(pages))
+
+
+def test_records_changed_while_paging_keep_their_last_version(
+        make_sandbox: Any, tmp_path: Path) -> None:
+    """Versions of a record in two pages (a page, then the consistency pass): the later wins,
+    its item rows with it."""
+    sb = make_sandbox(rate="off", purchases=1200, latency_ms=5)
+    ids = [r["id"] for r in sb.query("SELECT id FROM purchases ORDER BY id")]
+    sb.after_requests(4, lambda s: (s.touch("purchases", ids[:30] + ids[-30:]),
+                                    s.insert("purchases", 20)))
+    include = [{"model": "PurchaseItem", "attributes": ["id", "quantity"]}]
+    options: dict[str, Any] = {"attributes": ["id", "notes", "updatedAt"], "include": include}
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=tmp_path / "c.sqlite",
+                     page_size=50, **FAST) as c:
+        df = c.read("purchases", **options)
+        assert c.last_stats.rows == 1220
+        now = [list(p) for p in c.iter_pages("purchases", refresh=True, page_size=50,
+                                             **options)]
+    pd.testing.assert_frame_equal(df, record_path(now, spec_of("purchases", **options)))
+    assert (df.drop_duplicates("id")["notes"].str.startswith("updated at")).sum() == 60
