@@ -20,6 +20,7 @@ Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 ``refresh``      incremental snapshot refresh vs full re-pull after 1% changed
 ``conversion``   100k records with two includes -> typed frame vs ``pd.json_normalize``
 ``memory``       peak RSS of 20k- vs 200k-row streaming snapshots
+``readmemory``   peak RSS growth of ``read()`` at 60k and 200k purchases vs 3 x frame + 150 MiB
 ===============  ==============================================================================
 
 Results: ``benchmarks/results/<UTC time>-<full|quick>.json`` plus ``latest.json`` and
@@ -42,6 +43,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import bench_cache, bench_conversion, bench_pull, bench_refresh, wrapped
+from benchmarks.bench_readmemory import readmemory_scenario
 from benchmarks.common import RESULTS, Scale, machine, markdown_table
 
 
@@ -68,6 +70,7 @@ SCENARIOS = [
     Scenario("conversion", "5. Records -> typed DataFrame (two includes)",
              bench_conversion.run, bench_conversion.table, ("psutil",)),
     Scenario("memory", "6. Streaming snapshot memory", wrapped.run_memory, wrapped.memory_table),
+    Scenario(*readmemory_scenario()),
 ]
 NAMES = [s.name for s in SCENARIOS]
 

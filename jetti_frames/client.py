@@ -35,6 +35,7 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
@@ -44,15 +45,16 @@ from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import pandas as pd
-from tqdm.auto import tqdm
 
-from ._build import Include, Order, Query, build_query, explain_query, request_params
+from ._build import Include, Query, build_query, explain_query, request_params
+from ._collect import Collector, merge, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
+from ._progress import ReadBar
 from ._split import and_where, split_where
 from ._wire import encode
 from .errors import JettiAuthError, JettiQueryError, JettiServerError
-from .flatten import frame_from_records, frame_tables
+from .flatten import frame_from_records
 from .options import check_options, record_id
 from .paging import PageRequest, TopPager
 from .schema import (
@@ -61,7 +63,6 @@ from .schema import (
     FrameSpec,
     IncludeSpec,
     column_dtypes,
-    empty_frame,
 )
 from .settings import MAX_ARRAY, Settings
 from .transport import CacheInfo, Transport, explain_seconds
@@ -79,7 +80,8 @@ class ReadStats:
 
     ``requests`` left the process; ``cache_hits`` were answered from the HTTP cache;
     ``status_429`` answers made us wait; ``retries`` were resent after a 5xx or a dropped
-    connection; ``limiter_wait`` is the seconds spent waiting for the rate limiter.
+    connection; ``limiter_wait`` is the seconds spent waiting for the rate limiter;
+    ``seconds`` the wall time of the read(s).
     """
 
     requests: int = 0
@@ -89,21 +91,37 @@ class ReadStats:
     pages: int = 0
     rows: int = 0
     limiter_wait: float = 0.0
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """The requests a read would send, and how long they would take under the rate limit."""
+    """The requests a read would send, and how long they would take under the rate limit.
+
+    ``estimated_requests`` and ``estimated_seconds`` are ``None`` when the total cannot be
+    known before reading (the API sends no count): ``explain(..., probe=True)`` then sends
+    the read's first two requests (the first page and the probe of the top of the id range)
+    and estimates the rest from the id range (``probed``).
+    """
 
     resource: str
     urls: tuple[str, ...]
     min_requests: int
-    estimated_seconds: float
+    estimated_seconds: float | None
     notes: str
+    estimated_requests: int | None = None
+    probed: bool = False
 
     def __str__(self) -> str:
-        return (f"{self.notes}\nat least {self.min_requests} request(s), about "
-                f"{self.estimated_seconds:.1f} s at the rate limit")
+        if self.estimated_requests is None or self.estimated_seconds is None:
+            cost = (f"at least {self.min_requests} request(s); the total is unknown before "
+                    "reading")
+        else:
+            how = " (estimated from the id range the first 2 requests showed)" \
+                if self.probed else ""
+            cost = (f"about {self.estimated_requests} request(s){how}, about "
+                    f"{self.estimated_seconds:.1f} s at the rate limit")
+        return f"{self.notes}\n{cost}"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
@@ -341,10 +359,10 @@ class JettiClient:
             merge(by_id, [dict(r) for r in pager.result()])
         return sort_records(list(by_id.values()), query.order)[:plan.limit]
 
-    def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
+    def _records(self, plan: _Plan, into: Collector, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,
-                 on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
-        """Every record of a plan, deduplicated, post-filtered, in the final order.
+                 on_page: Callable[[int, int], Any] | None = None) -> None:
+        """Every record of a plan into ``into``, page by page (it deduplicates and orders).
 
         With ``consistent``, a read of several pages also asks for the records updated since
         its first answer (the consistency pass); that request goes out as soon as every other
@@ -352,7 +370,6 @@ class JettiClient:
         """
         stats_before = self._snapshot_stats()
         dates: list[str] = []
-        by_id: dict[Any, dict[str, Any]] = {}
         pages = pages_with_rows = 0
         wanted = (consistent and plan.limit is None
                   and plan.query.resource.has_field("updatedAt"))
@@ -368,50 +385,50 @@ class JettiClient:
 
         if plan.top:
             with self._bar(plan, progress) as bar:
-                records = self._top(plan, refresh=refresh, bar=bar, on_page=on_page)
-            self._finish_stats(stats_before, rows=len(records))
-            return records
+                into.add_ordered(self._top(plan, refresh=refresh, bar=bar, on_page=on_page))
+                self._finish_stats(stats_before, rows=into.count, bar=bar)
+            return
+        seen: dict[int, Stream] = {}
         with self._bar(plan, progress) as bar:
             for stream, records in self._pull(plan, refresh=refresh, bar=bar, dates=dates,
                                               late=catch_up):
                 pages += 1
                 pages_with_rows += bool(records) and stream.member is None
-                merge(by_id, records, stream.member)
+                into.add(records, stream.member)
                 if (plan.limit is not None and plan.id_ordered and len(plan.parts) == 1
-                        and len(by_id) >= plan.limit):
+                        and into.count >= plan.limit):
                     break  # the first N in id order are in
-                self._bar_rows(bar, len(by_id))
+                seen.setdefault(id(stream), stream)
+                bar.expect(expected_pages(plan, list(seen.values()), wanted))
+                self._bar_rows(bar, into.count)
                 if on_page is not None:
-                    on_page(pages, len(by_id))
+                    on_page(pages, into.count)
             # a read answered in its first round (the first page and the probe) is one moment;
             # one that went on, and whose pass found nothing to overlap, catches up now
             if pages > 2 and not passes and catch_up():
                 again = replace(plan, parts=[s.part for s in passes], few=True)
                 for _, records in self._pull(again, refresh=refresh, bar=bar):
-                    merge(by_id, records, passes[0].member)
-                self._bar_rows(bar, len(by_id))
-        records = sort_records(list(by_id.values()), plan.query.order)
-        if plan.limit is not None:
-            records = records[:plan.limit]
-        self._finish_stats(stats_before, rows=len(records))
-        return records
+                    into.add(records, passes[0].member)
+                self._bar_rows(bar, into.count)
+            rows = into.count if plan.limit is None else min(into.count, plan.limit)
+            self._finish_stats(stats_before, rows=rows, bar=bar)
 
-    def _bar(self, plan: _Plan, progress: bool | None) -> Any:
+    def _bar(self, plan: _Plan, progress: bool | None) -> ReadBar:
         show = self.progress if progress is None else progress
-        return tqdm(desc=plan.query.resource.url, unit=" pages", disable=None if show else True,
-                    leave=False)
+        return ReadBar(plan.query.resource.url, show=show)
 
-    def _bar_rows(self, bar: Any, rows: int) -> None:
-        if not bar.disable:
-            bar.set_postfix(rows=rows, cache_hits=self._transport.stats.cache_hits,
-                            refresh=False)
+    def _bar_rows(self, bar: ReadBar, rows: int) -> None:
+        bar.rows(rows, cache_hits=self._transport.stats.cache_hits)
 
     def _snapshot_stats(self) -> dict[str, float]:
         s = self._transport.stats
         return {"requests": s.network, "cache_hits": s.cache_hits, "status_429": s.throttled,
-                "retries": s.retries, "limiter_wait": s.limiter_wait, "pages": 0}
+                "retries": s.retries, "limiter_wait": s.limiter_wait, "pages": 0,
+                "clock": time.monotonic()}
 
-    def _finish_stats(self, before: dict[str, float], *, rows: int) -> None:
+    def _finish_stats(self, before: dict[str, float], *, rows: int,
+                      bar: ReadBar | None = None) -> ReadStats:
+        """Set ``last_stats`` (and add it to ``stats``); leave its summary on ``bar``."""
         now = self._snapshot_stats()
         last = ReadStats(
             requests=int(now["requests"] - before["requests"]),
@@ -420,12 +437,18 @@ class JettiClient:
             retries=int(now["retries"] - before["retries"]),
             limiter_wait=round(now["limiter_wait"] - before["limiter_wait"], 3),
             rows=rows,
+            seconds=round(now["clock"] - before["clock"], 3),
         )
         last.pages = last.requests + last.cache_hits
         self.last_stats = last
         for name in ("requests", "cache_hits", "status_429", "retries", "pages", "rows"):
             setattr(self.stats, name, getattr(self.stats, name) + getattr(last, name))
         self.stats.limiter_wait = round(self.stats.limiter_wait + last.limiter_wait, 3)
+        self.stats.seconds = round(self.stats.seconds + last.seconds, 3)
+        if bar is not None:
+            bar.finish(rows=rows, requests=last.requests, cache_hits=last.cache_hits,
+                       status_429=last.status_429, seconds=last.seconds)
+        return last
 
     # -- public reading API ---------------------------------------------------------------
     @overload
@@ -533,13 +556,11 @@ class JettiClient:
                                 order=order, limit=limit, page_size=page_size)
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
-        records = self._records(plan, refresh=refresh, progress=progress, consistent=consistent,
-                                on_page=on_page)
-        if include_mode == "tables":
-            return frame_tables(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
-        if not records:
-            return empty_frame(plan.spec, sep=sep, dtype_backend=dtype_backend)
-        return frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
+        into = Collector(plan.spec, order=plan.query.order, sep=sep,
+                         dtype_backend=dtype_backend, tables=include_mode == "tables")
+        self._records(plan, into, refresh=refresh, progress=progress, consistent=consistent,
+                      on_page=on_page)
+        return into.result(plan.limit)
 
     def iter_pages(self, resource: str, *, where: Mapping[str, Any] | None = None,
                    attributes: Sequence[str] | None = None, include: Any = None,
@@ -696,8 +717,9 @@ dtype_backend, sep
                 dtype_backend: DtypeBackend = "numpy_nullable",
                 include_mode: IncludeMode = "joined", sep: str = DEFAULT_SEP,
                 consistent: bool = True, on_page: Callable[[int, int], Any] | None = None,
-                ) -> Explanation:
-        """The requests a :meth:`read` with these options would start with; sends nothing.
+                probe: bool = False) -> Explanation:
+        """The requests a :meth:`read` with these options would start with, and what the
+        whole read would cost when that can be known; sends nothing unless ``probe``.
 
         Parameters
         ----------
@@ -705,17 +727,25 @@ dtype_backend, sep
             As in :meth:`JettiClient.read`: they decide the requests.
         refresh, progress, dtype_backend, include_mode, sep, consistent, on_page
             As in :meth:`JettiClient.read`: checked, but they change no request.
+        probe : bool, default False
+            When the total is unknown (an unbounded read), send the read's first two
+            requests (the first page and the probe of the top of the id range; the read
+            then finds them in the HTTP cache) and estimate the pages from the id range.
 
         Examples
         --------
         >>> client = JettiClient("t", base_url="http://127.0.0.1:9/api/", cache=False)
         >>> e = client.explain("purchases", where={"id": list(range(45))})
-        >>> e.min_requests, len(e.urls)
-        (3, 3)
+        >>> e.min_requests, len(e.urls), e.estimated_requests
+        (3, 3, 4)
+        >>> client.explain("purchases").estimated_requests is None  # no count before reading
+        True
         """
         check_options(refresh=refresh, progress=progress, dtype_backend=dtype_backend,
                       include_mode=include_mode, sep=sep, consistent=consistent,
                       on_page=on_page, limit=limit, page_size=page_size)
+        if not isinstance(probe, bool):
+            raise JettiQueryError(f"probe must be True or False, not {probe!r}")
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
         query = plan.query
@@ -728,13 +758,40 @@ dtype_backend, sep
                      for part, req in firsts)
         per_part = 1 if plan.limit is None else max(1, -(-plan.limit // plan.page_size))
         n = max(len(urls), len(plan.parts) * per_part)
+        total = None if plan.top else known_pages(plan)
+        probed = False
+        if total is None and probe and not plan.top and len(plan.parts) == 1:
+            total, probed = self._probe_pages(plan, refresh=refresh), True
+        if total is not None and consistent and total > 2 and plan.limit is None \
+                and query.resource.has_field("updatedAt"):
+            total += 1  # the consistency pass
         latency = self._transport.latency or 0.5
+        seconds = None if total is None else explain_seconds(
+            total, rate=self.settings.get_rate, latency=latency,
+            cached=2 if probed and self.settings.cache else 0)
         lines = explain_query(query).splitlines()
         notes = [lines[0], *(f"  {u}" for u in urls),
                  *(line for line in lines[1:] if ".json" not in line)]
-        return Explanation(query.resource.url, urls, n,
-                           explain_seconds(n, rate=self.settings.get_rate, latency=latency),
-                           "\n".join(notes))
+        if total is None and not plan.top and len(plan.parts) == 1:
+            notes.append("explain(..., probe=True) sends the first 2 requests to estimate "
+                         "the total from the id range")
+        return Explanation(query.resource.url, urls, n, seconds, "\n".join(notes),
+                           estimated_requests=total, probed=probed)
+
+    def _probe_pages(self, plan: _Plan, *, refresh: bool) -> int | None:
+        """The pages a one-part read would take, from its first page and its probe (the two
+        requests the read starts with: it then finds them in the cache)."""
+        self._check_token()
+        before = self._snapshot_stats()
+        [stream] = open_streams(plan.parts, plan.page_size, budget=2)
+        url = f"{plan.query.resource.url}.json"
+        sent = [(req, self._transport.submit(url, encode(page_params(plan.query, stream.part,
+                                                                     req)), refresh=refresh))
+                for req in stream.pager.next_requests()[:2]]
+        for req, answer in sent:
+            stream.pager.on_page(req, [int(r["id"]) for r in answer.result()])
+        self._finish_stats(before, rows=0)
+        return stream.pager.estimated_pages
 
 
 # -- pure helpers --------------------------------------------------------------------------
@@ -751,6 +808,37 @@ def _include_spec(inc: Include) -> IncludeSpec:
         "belongs_to" if inc.kind == "belongs_to" else "has_many")
     return IncludeSpec(inc.resource, kind, inc.attributes,
                        tuple(_include_spec(i) for i in inc.include))
+
+
+def known_pages(plan: _Plan) -> int | None:
+    """The pages a read takes when its query bounds them (``limit``, ``id`` lists), before
+    any request; ``None`` when only reading can tell."""
+    max_rows = plan.limit if plan.id_ordered and not plan.query.post_filter else None
+    total = 0
+    for part in plan.parts:
+        rows = at_most(max_rows, part)
+        if rows is None:
+            return None
+        total += max(1, -(-rows // plan.page_size))
+    return total
+
+
+def expected_pages(plan: _Plan, streams: list[Stream], consistent: bool) -> int | None:
+    """The pages a read is expected to take, once every part's pager can estimate its own
+    (a consistency pass still to come counts one); ``None`` before."""
+    if sum(s.member is None for s in streams) < len(plan.parts):
+        return None
+    total = 0
+    for stream in streams:
+        pages = stream.pager.estimated_pages
+        if pages is None:
+            if stream.member is None:
+                return None
+            pages = stream.pager.stats.pages + max(1, stream.pager.in_flight)
+        total += pages
+    if consistent and total > 2 and all(s.member is None for s in streams):
+        total += 1
+    return total
 
 
 def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any], bool]]:
@@ -780,48 +868,6 @@ def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict
     return request_params(paging.get("where"), query.sent_attributes, query.include,
                           paging.get("order", query.order), limit=req.limit,
                           exclude=query.exclude)
-
-
-def merge(by_id: dict[Any, dict[str, Any]], records: list[dict[str, Any]],
-          member: Callable[[Any], bool] | None = None) -> None:
-    """Put records into ``by_id``; of two versions of a record the later ``updatedAt`` wins
-    (or the later answer, without ``updatedAt``).  ``member`` filters consistency-pass records."""
-    for record in records:
-        if member is not None and not member(record):
-            continue
-        key = record.get("id")
-        old = by_id.get(key)
-        if old is None or not _older(record, old):
-            by_id[key] = record
-
-
-def _older(record: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
-    """Whether ``record`` was updated before ``other`` (False when either lacks updatedAt)."""
-    mine, theirs = record.get("updatedAt"), other.get("updatedAt")
-    if mine is None or theirs is None:
-        return False
-    return bool(_sort_key(mine) < _sort_key(theirs))
-
-
-def sort_records(records: list[dict[str, Any]], order: Order | None) -> list[dict[str, Any]]:
-    """Records by ``order`` (nulls placed as asked), ties by id; by id without an order."""
-    by_id = sorted(records, key=lambda r: (r.get("id") is None, r.get("id") or 0))
-    if order is None or (order.attribute == "id" and not order.descending):
-        return by_id
-    name = order.attribute
-    present = [r for r in by_id if r.get(name) is not None]
-    missing = [r for r in by_id if r.get(name) is None]
-    present.sort(key=lambda r: _sort_key(r[name]), reverse=order.descending)
-    return missing + present if order.nulls_first else present + missing
-
-
-def _sort_key(value: Any) -> Any:
-    if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
-        try:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return value
-    return value
 
 
 def server_date(value: str | None) -> dt.datetime | None:

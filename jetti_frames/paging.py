@@ -200,6 +200,29 @@ class Pager:
             return False
         return all(w.closed or w.inflight is not None for w in self._windows)
 
+    @property
+    def estimated_pages(self) -> int | None:
+        """Pages this pull is expected to take in all (answered ones included), from the id
+        density of the first page and the probe; ``None`` until both are back.  Exact once
+        done.  Only read: it changes no plan."""
+        if self.done:
+            return self.stats.pages
+        if self.max_rows is not None and self.cap:
+            return self.stats.pages + math.ceil(max(0, self.max_rows - self.stats.rows)
+                                                / self.cap)
+        if not self._probe_done or not self.cap or not self._first_rows:
+            return None
+        density = self._first_rows / max(self._first_span, 1)
+        left = 0
+        for w in self._windows:
+            if w.closed:
+                left += w.inflight is not None
+            elif w.hi is None or w.cursor is None:
+                return None
+            else:
+                left += max(1, math.ceil((w.hi - w.cursor) * density / self.cap))
+        return self.stats.pages + left
+
     def windows(self) -> list[tuple[int | None, int | None]]:
         """The id intervals ``(gt, lte)`` still to read, in id order (for inspection)."""
         live = [w for w in self._windows if not w.closed or w.inflight is not None]

@@ -1,0 +1,377 @@
+"""Pages of records -> one typed frame, converted page by page as they arrive.
+
+A read holds at most a few thousand JSON records at a time: every :data:`BATCH` records are
+turned into typed columns (by :func:`~jetti_frames.flatten.frame_from_records`, or
+:func:`~jetti_frames.flatten.frame_tables` for a table without includes), and only a few keys of
+each record are kept as Python values (``id``, ``updatedAt``, the order attribute).  Once every
+page is in, those keys decide, exactly as for whole records, which version of a record is kept
+(:func:`merge`: the later ``updatedAt`` wins) and in which order (:func:`sort_records`); the
+frame is then built once by taking those rows from the columns.
+
+Every row carries the arrival number of its record (a column under :data:`MARK`, dropped at the
+end), so a record exploded into several rows by a has-many include is taken or left whole.
+Three things depend on the whole result, not on one page, and are settled at the end:
+
+- enum columns get the spec's categories plus the off-spec values present, sorted;
+- fields the catalogue lacks (and selected names it lacks) keep their raw JSON values until
+  the end, then get the kind :func:`~jetti_frames.schema.infer_kind` finds over the result
+  (and no column when the result holds no value for them);
+- their columns take the place :func:`~jetti_frames.flatten.frame_from_records` gives them:
+  after their model's catalogue fields, sorted by name.
+
+``include_mode="tables"`` with includes keeps whole records (included tables are deduplicated
+across the whole result, which pages cannot do alone).
+
+Examples
+--------
+>>> from jetti_frames.schema import FrameSpec
+>>> spec = FrameSpec.of("purchase-statuses", ["id", "name"])
+>>> c = Collector(spec)
+>>> c.add([{"id": 2, "name": "Open", "updatedAt": "2024-01-01T00:00:00Z"}])
+>>> c.add([{"id": 1, "name": "Done"}, {"id": 2, "name": "Shut",
+...                                    "updatedAt": "2024-02-01T00:00:00Z"}])
+>>> c.result().values.tolist()
+[[1, 'Done'], [2, 'Shut']]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import union_categoricals
+
+from ._build import Order
+from .flatten import frame_from_records, frame_tables
+from .schema import (
+    DEFAULT_SEP,
+    DtypeBackend,
+    FrameSpec,
+    IncludeSpec,
+    Node,
+    empty_frame,
+    frame_of,
+    infer_kind,
+    node_columns,
+    typed_array,
+)
+
+__all__ = ["MARK", "Collector", "merge", "sort_records"]
+
+Record = Mapping[str, Any]
+#: The key (and column) that carries each record's arrival number; no API field is named so.
+MARK = "\x00arrival"
+#: Records converted together (a page at a time would cost 10x the time of one conversion).
+BATCH = 4000
+#: Converted batches before their columns are joined into one block.
+BLOCK_BATCHES = 8
+
+
+class Collector:
+    """Typed columns of the pages of one read; :meth:`result` builds the frame once.
+
+    Parameters
+    ----------
+    spec : FrameSpec
+        The wanted frame.
+    order : Order, optional
+        The user's order (default: by id).
+    sep, dtype_backend
+        As in :func:`~jetti_frames.flatten.frame_from_records`.
+    tables : bool
+        ``include_mode="tables"``: :meth:`result` returns a dict of frames.
+    batch : int
+        Records converted together.
+    """
+
+    def __init__(self, spec: FrameSpec, *, order: Order | None = None, sep: str = DEFAULT_SEP,
+                 dtype_backend: DtypeBackend = "numpy_nullable", tables: bool = False,
+                 batch: int = BATCH) -> None:
+        self.spec = spec
+        self.batch = batch
+        self.order = order
+        self.sep = sep
+        self.dtype_backend = dtype_backend
+        self.tables = tables
+        #: Keep whole records: included tables are deduplicated across the whole result.
+        self.whole = tables and bool(spec.includes)
+        self._by_id: dict[Any, dict[str, Any]] = {}
+        self._in_order: list[dict[str, Any]] | None = None
+        self._seq = 0
+        self._keys = ("id", "updatedAt", *((order.attribute,) if order else ()))
+        self._nodes = _walk(spec, sep)
+        self._owner = {name: path for node, prefix, path in self._nodes
+                       for name in _names(node, prefix)}
+        self._owner[MARK] = ()
+        # columns kept as raw JSON until the end: names the catalogue lacks, per node path
+        self._raw: dict[tuple[str, ...], dict[str, str]] = {
+            path: {c.field: c.name for c in node_columns(node, prefix) if c.kind is None}
+            for node, prefix, path in self._nodes}
+        self._pinned = self._pin()
+        self._batch: list[dict[str, Any]] = []
+        self._blocks: list[tuple[int, dict[str, Any]]] = []
+        self._pending: list[tuple[int, dict[str, Any]]] = []
+
+    @property
+    def count(self) -> int:
+        """Distinct records so far (by ``id``)."""
+        return len(self._by_id) if self._in_order is None else len(self._in_order)
+
+    def add(self, records: Sequence[dict[str, Any]],
+            member: Callable[[Any], bool] | None = None) -> None:
+        """Take one page; ``member`` filters it first (the consistency pass)."""
+        if member is not None:
+            records = [r for r in records if member(r)]
+        if not records:
+            return
+        if self.whole:
+            merge(self._by_id, list(records))
+            return
+        first = self._seq
+        self._seq += len(records)
+        marked = [{**r, MARK: first + i} for i, r in enumerate(records)]
+        merge(self._by_id, [{**{k: r.get(k) for k in self._keys}, MARK: r[MARK]}
+                            for r in marked])
+        self._batch.extend(marked)
+        if len(self._batch) >= self.batch:
+            self._convert()
+
+    def add_ordered(self, records: Sequence[dict[str, Any]]) -> None:
+        """Take the whole result at once, already deduplicated and in its final order."""
+        if self.whole:
+            self._in_order = list(records)
+            return
+        self._in_order = [{MARK: i} for i in range(len(records))]
+        self._seq = len(records)
+        self._batch = [{**r, MARK: i} for i, r in enumerate(records)]
+
+    def records(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The kept records (whole, or their keys), deduplicated, in the final order."""
+        if self._in_order is not None:
+            return self._in_order
+        records = sort_records(list(self._by_id.values()), self.order)
+        return records if limit is None else records[:limit]
+
+    def result(self, limit: int | None = None) -> Any:
+        """The frame (a dict of frames in tables mode) of the first ``limit`` records."""
+        kept = self.records(limit)
+        if self.whole:
+            return frame_tables(kept, self.spec, sep=self.sep, dtype_backend=self.dtype_backend)
+        if not kept:
+            if self.tables:
+                return frame_tables([], self.spec, sep=self.sep,
+                                    dtype_backend=self.dtype_backend)
+            return empty_frame(self.spec, sep=self.sep, dtype_backend=self.dtype_backend)
+        self._convert()
+        self._flush()
+        blocks, self._blocks, self._by_id = self._blocks, [], {}
+        rank = np.full(self._seq, -1, dtype=np.int64)
+        rank[np.fromiter((r[MARK] for r in kept), dtype=np.int64, count=len(kept))] = \
+            np.arange(len(kept))
+        marks = np.concatenate([_ints(block[MARK]) for _, block in blocks])
+        ranks = rank[marks]
+        rows = np.flatnonzero(ranks >= 0)
+        take = rows[np.argsort(ranks[rows], kind="stable")]
+        data: dict[str, Any] = {}
+        for name, raw in self._columns():
+            array = _concat([block.get(name, _nones(n)) for n, block in blocks])
+            for _, block in blocks:
+                block.pop(name, None)
+            typed = self._finish(name, array[take], raw)
+            if typed is not None:
+                data[name] = typed
+        frame = frame_of(data, len(take))
+        if self.tables:
+            return {self.spec.resource.key_many: frame}
+        return frame
+
+    # -- internals -------------------------------------------------------------------------
+    def _pin(self) -> FrameSpec:
+        """The spec converted per page: the arrival column, raw columns read as JSON."""
+        root = _pinned(self.spec, self._raw, ())
+        columns = None if root.columns is None else (*root.columns, MARK)
+        return replace(root, columns=columns, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
+
+    def _convert(self) -> None:
+        """Turn the records taken so far into typed columns."""
+        marked, self._batch = self._batch, []
+        if not marked:
+            return
+        while True:
+            frame = self._frame(marked)
+            new = [name for name in frame.columns if name not in self._owner]
+            if not new:
+                break
+            self._adopt(frame.columns.tolist(), new)
+        self._pending.append((len(frame), {name: _array(frame[name]) for name in frame.columns}))
+        if len(self._pending) >= BLOCK_BATCHES:
+            self._flush()
+
+    def _frame(self, marked: list[dict[str, Any]]) -> pd.DataFrame:
+        if self.tables:
+            return frame_tables(marked, self._pinned, sep=self.sep,
+                                dtype_backend=self.dtype_backend)[self.spec.resource.key_many]
+        return frame_from_records(marked, self._pinned, sep=self.sep,
+                                  dtype_backend=self.dtype_backend)
+
+    def _adopt(self, columns: list[str], new: list[str]) -> None:
+        """Keep raw from now on the fields the catalogue lacks found in a page's frame.
+
+        Such a column comes right after the columns of its own model, so it belongs to the
+        model of the nearest known column before it.
+        """
+        prefixes = {path: prefix for _, prefix, path in self._nodes}
+        owner: tuple[str, ...] = ()
+        for name in columns:
+            if name in self._owner:
+                owner = self._owner[name]
+            elif name in new:
+                self._raw[owner][name[len(prefixes[owner]):]] = name
+                self._owner[name] = owner
+        self._pinned = self._pin()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        pages, self._pending = self._pending, []
+        names = list(dict.fromkeys(name for _, page in pages for name in page))
+        n = sum(rows for rows, _ in pages)
+        self._blocks.append((n, {name: _concat([page.get(name, _nones(rows))
+                                                for rows, page in pages])
+                                 for name in names}))
+
+    def _columns(self) -> list[tuple[str, bool]]:
+        """Final column names in frame order, and whether each is kept raw until the end."""
+        out: list[tuple[str, bool]] = []
+        for node, prefix, path in self._nodes:
+            raw = self._raw[path]
+            planned = [c.name for c in node_columns(node, prefix)]
+            out.extend((name, name in raw.values()) for name in planned)
+            out.extend((raw[f], True) for f in sorted(raw) if raw[f] not in planned)
+        return out
+
+    def _finish(self, name: str, array: Any, raw: bool) -> Any:
+        if raw:
+            values = list(array)
+            kind = infer_kind(values)
+            if kind is None:
+                return None
+            return typed_array(values, kind, None, self.dtype_backend, name)
+        if isinstance(array, pd.Categorical):
+            return _recategorize(array, self._enums().get(name, ()))
+        return array
+
+    def _enums(self) -> dict[str, tuple[str, ...]]:
+        return {c.name: c.enum or () for node, prefix, _ in self._nodes
+                for c in node_columns(node, prefix) if c.kind == "enum"}
+
+
+def _walk(spec: FrameSpec, sep: str) -> list[tuple[Node, str, tuple[str, ...]]]:
+    """``(node, column prefix, include-key path)`` of every spec node, depth first."""
+    out: list[tuple[Node, str, tuple[str, ...]]] = []
+
+    def walk(node: Node, prefix: str, path: tuple[str, ...]) -> None:
+        out.append((node, prefix, path))
+        for inc in node.includes:
+            walk(inc, prefix + inc.key + sep, (*path, inc.key))
+
+    walk(spec, "", ())
+    return out
+
+
+def _names(node: Node, prefix: str) -> list[str]:
+    return [c.name for c in node_columns(node, prefix)]
+
+
+def _pinned(node: Any, raw: Mapping[tuple[str, ...], Mapping[str, str]],
+            path: tuple[str, ...]) -> Any:
+    """``node`` with its raw fields read as JSON (``extra_kinds``), its includes likewise."""
+    fields = raw.get(path, {})
+    known = {name for name, _ in node.extra_kinds}
+    extra = (*node.extra_kinds, *((f, "json") for f in fields if f not in known))
+    includes: tuple[IncludeSpec, ...] = tuple(
+        _pinned(inc, raw, (*path, inc.key)) for inc in node.includes)
+    return replace(node, extra_kinds=extra, includes=includes)
+
+
+def _array(column: pd.Series) -> Any:
+    """The typed array of a column (JSON columns: their numpy array of objects)."""
+    return column.to_numpy() if column.dtype == object else column.array
+
+
+def _ints(array: Any) -> np.ndarray:
+    return np.asarray(array.to_numpy(dtype=np.int64), dtype=np.int64)
+
+
+def _nones(n: int) -> np.ndarray:
+    return np.full(n, None, dtype=object)
+
+
+def _concat(arrays: list[Any]) -> Any:
+    """One array of several of the same kind (categoricals: the union of their categories)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    if all(isinstance(a, pd.Categorical) for a in arrays):
+        return union_categoricals(arrays)
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        return np.concatenate(arrays)
+    if any(isinstance(a, np.ndarray) for a in arrays):  # a raw column and a page without it
+        return np.concatenate([np.asarray(a, dtype=object) for a in arrays])
+    return type(arrays[0])._concat_same_type(arrays)
+
+
+def _recategorize(values: pd.Categorical, enum: Sequence[str]) -> pd.Categorical:
+    """The spec's categories, then the off-spec values present, sorted (as for one page)."""
+    used = values.categories[np.unique(values.codes[values.codes >= 0])]
+    spec = set(enum)
+    categories = [*enum, *sorted(v for v in used if v not in spec)]
+    return values.set_categories(categories)
+
+
+# -- records: which version wins, and their order ------------------------------------------
+
+
+def merge(by_id: dict[Any, dict[str, Any]], records: list[dict[str, Any]],
+          member: Callable[[Any], bool] | None = None) -> None:
+    """Put records into ``by_id``; of two versions of a record the later ``updatedAt`` wins
+    (or the later answer, without ``updatedAt``).  ``member`` filters consistency-pass records."""
+    for record in records:
+        if member is not None and not member(record):
+            continue
+        key = record.get("id")
+        old = by_id.get(key)
+        if old is None or not _older(record, old):
+            by_id[key] = record
+
+
+def _older(record: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether ``record`` was updated before ``other`` (False when either lacks updatedAt)."""
+    mine, theirs = record.get("updatedAt"), other.get("updatedAt")
+    if mine is None or theirs is None:
+        return False
+    return bool(_sort_key(mine) < _sort_key(theirs))
+
+
+def sort_records(records: list[dict[str, Any]], order: Order | None) -> list[dict[str, Any]]:
+    """Records by ``order`` (nulls placed as asked), ties by id; by id without an order."""
+    by_id = sorted(records, key=lambda r: (r.get("id") is None, r.get("id") or 0))
+    if order is None or (order.attribute == "id" and not order.descending):
+        return by_id
+    name = order.attribute
+    present = [r for r in by_id if r.get(name) is not None]
+    missing = [r for r in by_id if r.get(name) is None]
+    present.sort(key=lambda r: _sort_key(r[name]), reverse=order.descending)
+    return missing + present if order.nulls_first else present + missing
+
+
+def _sort_key(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return value
+    return value
