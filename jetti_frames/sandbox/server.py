@@ -336,6 +336,25 @@ class Sandbox:
             con.commit()
         return ids
 
+    def delete(self, resource: str, ids_or_n: int | Sequence[int]) -> list[int]:
+        """Delete the given ids, or ``n`` seeded-random records; returns the deleted ids.
+
+        Nothing marks a deleted record: it stops being listed, as on the real server (its
+        items or children are left as they are).
+        """
+        table = table_name(CATALOG.resource(resource).url)
+        with self._lock:
+            con = self._connect()
+            if isinstance(ids_or_n, int):
+                all_ids = [r[0] for r in con.execute(f"SELECT id FROM {table} ORDER BY id")]
+                ids = sorted(random.Random(self.seed - ids_or_n).sample(
+                    all_ids, min(ids_or_n, len(all_ids))))
+            else:
+                ids = [int(i) for i in ids_or_n]
+            con.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+            con.commit()
+        return ids
+
     # ----------------------------------------------------------------- HTTP
     def _bucket(self, token: str, is_get: bool) -> LeakyBucket:
         key = (token, is_get)
