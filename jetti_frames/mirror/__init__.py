@@ -12,7 +12,7 @@ Examples
 --------
 >>> from jetti_frames import connect, sync
 >>> report = sync("jetti.toml")                              # doctest: +SKIP
->>> connect("data/jetti").sql("SELECT count(*) FROM purchases").fetchone()   # doctest: +SKIP
+>>> connect("data/jetti").execute("SELECT count(*) FROM purchases").fetchone()  # doctest: +SKIP
 (3000,)
 """
 

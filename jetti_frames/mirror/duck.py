@@ -11,7 +11,7 @@ after a sync. With several accounts a view is the union of their snapshots with 
 Examples
 --------
 >>> con = connect("data/jetti")                                   # doctest: +SKIP
->>> con.sql("SELECT count(*) FROM purchases").fetchone()          # doctest: +SKIP
+>>> con.execute("SELECT count(*) FROM purchases").fetchone()          # doctest: +SKIP
 (3000,)
 """
 

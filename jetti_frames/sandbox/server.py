@@ -154,6 +154,7 @@ class Sandbox:
         self._db: Path | None = None
         self._jitter = random.Random(seed)
         self._hooks: list[tuple[int, Callable[[Sandbox], Any]]] = []
+        self._deleted_top: dict[str, int] = {}  # table -> highest id deleted
         self.log: deque[dict[str, Any]] = deque(maxlen=log_size)
         self.startup_seconds: float | None = None
         self._knobs: dict[str, Any] = {}
@@ -303,7 +304,9 @@ class Sandbox:
         with self._lock:
             con = self._connect()
             before = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
-            insert_rows(con, url, n, seed=self.seed + 1 + before, now=time.time())
+            before = max(before, self._deleted_top.get(table, 0))
+            insert_rows(con, url, n, seed=self.seed + 1 + before, now=time.time(),
+                        after_id=before)
             con.commit()
             ids = [r[0] for r in con.execute(f"SELECT id FROM {table} WHERE id > ? ORDER BY id",
                                              (before,))]
@@ -352,6 +355,8 @@ class Sandbox:
             else:
                 ids = [int(i) for i in ids_or_n]
             con.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+            if ids:  # like a database sequence, never hand a deleted id out again
+                self._deleted_top[table] = max(self._deleted_top.get(table, 0), max(ids))
             con.commit()
         return ids
 
