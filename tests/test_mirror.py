@@ -148,7 +148,7 @@ def test_whole_file_is_checked_before_any_request(one: tuple, tmp_path: Path) ->
 
 
 def test_token_never_on_disk(one: tuple, tmp_path: Path) -> None:
-    sb, path, env = one
+    _sb, path, env = one
     assert sync(path, environ=env, progress=False).ok
     for file in tmp_path.rglob("*"):
         if file.is_file():
@@ -228,7 +228,7 @@ def test_sync_without_sweep_costs_requests_in_proportion_to_changes(
 
 
 def test_sweep_every_n_syncs(one: tuple) -> None:
-    sb, path, env = one
+    _sb, path, env = one
     path.write_text(path.read_text().replace("sweep_every = 1", "sweep_every = 2"))
     swept = []
     for _ in range(4):
