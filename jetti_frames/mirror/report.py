@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import JettiConfigError
+
 __all__ = ["DatasetResult", "SyncReport"]
 
 
@@ -100,7 +102,7 @@ class SyncReport:
         for r in self.results:
             if r.dataset == dataset and (account is None or r.account == account):
                 return r
-        raise LookupError(f"no dataset {dataset!r} in this sync")
+        raise JettiConfigError(f"no dataset {dataset!r} in this sync")
 
     def frame(self) -> pd.DataFrame:
         """One row per dataset with every :class:`DatasetResult` field."""
