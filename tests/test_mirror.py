@@ -365,3 +365,24 @@ def test_sync_command(one: tuple, tmp_path: Path) -> None:
     failed = run_cli("sync", str(path), env=env)
     assert failed.returncode == 1 and "FAILED" in failed.stdout
     assert "2 of 3 datasets synced" in failed.stdout
+
+
+def test_a_held_database_fails_the_sync_but_keeps_the_snapshots(one: tuple,
+                                                                 tmp_path: Path) -> None:
+    sb, path, env = one
+    root = tmp_path / "data" / "jetti"
+    assert sync(path, environ=env, progress=False, only="providers").ok
+    reader = connect(root)  # read-only: the sync cannot open the file for writing meanwhile
+    try:
+        sb.touch("purchases", 3)
+        report = sync(path, environ=env, progress=False)
+    finally:
+        reader.close()
+    assert not report.ok and report.database_error
+    assert all(r.ok for r in report)
+    assert "FAILED to update jetti.duckdb" in str(report)
+    assert read_snapshot(root / "purchases")["id"].nunique() == 300
+    assert sync(path, environ=env, progress=False).ok  # the next one catches up
+    con = connect(root)
+    assert con.execute("SELECT count(DISTINCT id) FROM purchases").fetchone() == (300,)
+    con.close()

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JettiConfigError, SnapshotError
+from ..errors import JettiConfigError, JettiError, SnapshotError
 from ..snapshot import MANIFEST
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ _RUNS = """CREATE TABLE IF NOT EXISTS sync_runs (
 _COLUMNS = ("run_id", "started_at", "account", "dataset", "action", "ok", "rows", "added",
             "changed", "deleted", "requests", "status_429", "swept", "sweep_requests",
             "seconds", "error", "warnings")
+
+
+class DatabaseError(JettiError):
+    """``jetti.duckdb`` could not be opened or updated (e.g. another process holds it)."""
 
 
 def _duckdb() -> Any:
@@ -117,7 +121,10 @@ def runs_since_sweep(root: Path) -> dict[tuple[str, str], int]:
     if not path.is_file():
         return {}
     duckdb = _duckdb()
-    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:  # held by another writer: no history to go by this time
+        return {}
     try:
         try:
             rows = con.execute(
@@ -138,7 +145,11 @@ def record(config: MirrorConfig, run_id: str, started_at: str,
     published snapshot."""
     root = config.root
     root.mkdir(parents=True, exist_ok=True)
-    con = _duckdb().connect(str(root / DATABASE))
+    duckdb = _duckdb()
+    try:
+        con = duckdb.connect(str(root / DATABASE))
+    except duckdb.Error as exc:
+        raise DatabaseError(str(exc)) from exc
     try:
         _search_here(con, root)
         con.execute(_RUNS)
@@ -157,6 +168,8 @@ def record(config: MirrorConfig, run_id: str, started_at: str,
                                            _partitioned(folder))
             if parts:
                 con.execute(view_sql(dataset.name, parts, multi=config.multi_account))
+    except duckdb.Error as exc:
+        raise DatabaseError(str(exc)) from exc
     finally:
         con.close()
 

@@ -82,10 +82,11 @@ class SyncReport:
     results: list[DatasetResult]
     seconds: float
     dry_run: bool = False
+    database_error: str | None = None  # jetti.duckdb could not be updated
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results)
+        return all(r.ok for r in self.results) and self.database_error is None
 
     @property
     def failed(self) -> list[DatasetResult]:
@@ -135,6 +136,9 @@ class SyncReport:
                          f"datasets synced, {total} requests, {self.seconds:.1f} s")
         lines += [f"warning: {r.account}/{r.dataset}: {w}" for r in self.results
                   for w in r.warnings]
+        if self.database_error:
+            lines.append(f"FAILED to update jetti.duckdb (the snapshots are published): "
+                         f"{self.database_error}")
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:

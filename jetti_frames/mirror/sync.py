@@ -112,7 +112,11 @@ def sync(path: str | os.PathLike[str] = DEFAULT_FILE, *, full: bool = False,
         per_account = list(accounts.map(run_account, config.accounts))
     results = [r for rs in per_account for r in rs]
     report = SyncReport(started, results, round(time.monotonic() - began, 3))
-    duck.record(config, uuid.uuid4().hex[:12], started, results)
+    try:
+        duck.record(config, uuid.uuid4().hex[:12], started, results)
+    except (duck.DatabaseError, OSError) as exc:  # e.g. another process holds jetti.duckdb
+        report.database_error = " ".join(str(exc).split())[:300] + (
+            " (close other connections to it and sync again)")
     return report
 
 
