@@ -42,7 +42,14 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_cache, bench_conversion, bench_pull, bench_refresh, wrapped
+from benchmarks import (
+    bench_cache,
+    bench_conversion,
+    bench_mirror,
+    bench_pull,
+    bench_refresh,
+    wrapped,
+)
 from benchmarks.bench_readmemory import readmemory_scenario
 from benchmarks.common import RESULTS, Scale, machine, markdown_table
 
@@ -71,6 +78,7 @@ SCENARIOS = [
              bench_conversion.run, bench_conversion.table, ("psutil",)),
     Scenario("memory", "6. Streaming snapshot memory", wrapped.run_memory, wrapped.memory_table),
     Scenario(*readmemory_scenario()),
+    Scenario("mirror", "Mirror sync: use of the allowance", bench_mirror.run, bench_mirror.table),
 ]
 NAMES = [s.name for s in SCENARIOS]
 

@@ -35,6 +35,7 @@ from .errors import (
     JettiTimeoutError,
     SnapshotError,
 )
+from .mirror import SyncReport, connect, sync
 from .settings import SANDBOX_TOKEN, Settings
 from .snapshot import SnapshotInfo, read_snapshot, refresh_snapshot, snapshot_info
 from .transport import CacheInfo
@@ -62,7 +63,9 @@ __all__ = [
     "Settings",
     "SnapshotError",
     "SnapshotInfo",
+    "SyncReport",
     "__version__",
+    "connect",
     "get_jetti",
     "query_form",
     "read_jetti",
@@ -70,6 +73,7 @@ __all__ = [
     "refresh_snapshot",
     "snapshot",
     "snapshot_info",
+    "sync",
 ]
 
 

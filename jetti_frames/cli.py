@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(sandbox)
     sandbox.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sandbox.set_defaults(func=cmd_sandbox)
+
+    from .mirror.cli import add_parser as add_sync
+    add_sync(sub)
     return parser
 
 
@@ -420,6 +423,7 @@ def info_text(info: Any, *, columns: bool = False) -> str:
     pairs = [(k, _plain(v)) for k, v in info.summary_pairs()]
     pairs += [("query", query or "(everything)"), ("partition_by", partition or "-"),
               ("base_url", info.get("base_url") or "-"),
+              ("last sweep", _sweep_text(info)),
               ("written by", f"jetti-frames {info.get('toolkit_version')}")]
     width = max(len(k) for k, _ in pairs)
     lines = []
@@ -433,6 +437,17 @@ def info_text(info: Any, *, columns: bool = False) -> str:
         lines += ["", "columns:"]
         lines += [f"  {c:<{name_width}}  {_dtype_name(specs.get(c) or {})}" for c in info.columns]
     return "\n".join(lines)
+
+
+def _sweep_text(info: Any) -> str:
+    """When deletions were last looked for (a sweep or a full read), and how long ago."""
+    age = getattr(info, "sweep_age", None)
+    if age is None:
+        return "-"
+    hours = age.total_seconds() / 3600
+    ago = f"{hours * 60:.0f} min" if hours < 2 else (
+        f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days")
+    return f"{info.last_sweep} ({ago} ago; deletions since then are not in the data)"
 
 
 def _dtype_name(spec: dict[str, Any]) -> str:

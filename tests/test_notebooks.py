@@ -19,7 +19,8 @@ from nbclient import NotebookClient
 from jetti_frames.sandbox import Sandbox
 
 TOKEN = "notebook-test-t0ken-3a7d"
-NAMES = ["01-quickstart.ipynb", "02-dropship-report.ipynb", "03-query-form.ipynb"]
+NAMES = ["01-quickstart.ipynb", "02-dropship-report.ipynb", "03-query-form.ipynb",
+         "04-mirror.ipynb"]
 #: Figures each notebook draws at least: 02 has a provider scorecard, monthly spend by status
 #: and the late trend.
 FIGURES = {"02-dropship-report.ipynb": 3}

@@ -12,6 +12,7 @@ Use it in tests and demos instead of the live service::
         sb.counters()                            # requests, rows, 429s, ... (per token too)
         sb.query("SELECT count(*) FROM purchases")   # the truth, in SQL
         sb.after_requests(3, lambda s: s.insert("purchases", 10))
+        sb.touch("purchases", 30); sb.delete("purchases", 5)   # updates, deletes
 
 Modules: :mod:`.data` (seeded SQLite generator), :mod:`.qs` (Node qs decoding),
 :mod:`.sql` (query language to SQL), :mod:`.limits` (leaky bucket, faults),

@@ -479,17 +479,18 @@ def create_indexes(con: sqlite3.Connection, url: str) -> None:
 
 
 def insert_rows(con: sqlite3.Connection, url: str, count: int | None, *, seed: int,
-                purchases: int = 0, now: float | None = None) -> int:
+                purchases: int = 0, now: float | None = None, after_id: int = 0) -> int:
     """Generate and insert rows of one resource; returns the number of rows inserted.
 
     With ``now`` (epoch seconds) the rows are new records created at that time, with ids above the
-    current maximum; ``count`` is then the number of rows (or of parents for item tables).
+    current maximum and above ``after_id`` (ids of deleted records are never reused); ``count``
+    is then the number of rows (or of parents for item tables).
     """
     res = CATALOG.resource(url)
     plan = PLANS[url]
     table = table_name(url)
     max_id = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
-    first_id = max(plan.base_id, max_id + 1)
+    first_id = max(plan.base_id, max_id + 1, after_id + 1)
     offset = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     hashes = ", ".join(f"{_hash('k', j, seed)} AS r{j}" for j in range(1, 9))
     if plan.parent is None:

@@ -154,6 +154,7 @@ class Sandbox:
         self._db: Path | None = None
         self._jitter = random.Random(seed)
         self._hooks: list[tuple[int, Callable[[Sandbox], Any]]] = []
+        self._deleted_top: dict[str, int] = {}  # table -> highest id deleted
         self.log: deque[dict[str, Any]] = deque(maxlen=log_size)
         self.startup_seconds: float | None = None
         self._knobs: dict[str, Any] = {}
@@ -303,7 +304,9 @@ class Sandbox:
         with self._lock:
             con = self._connect()
             before = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
-            insert_rows(con, url, n, seed=self.seed + 1 + before, now=time.time())
+            before = max(before, self._deleted_top.get(table, 0))
+            insert_rows(con, url, n, seed=self.seed + 1 + before, now=time.time(),
+                        after_id=before)
             con.commit()
             ids = [r[0] for r in con.execute(f"SELECT id FROM {table} WHERE id > ? ORDER BY id",
                                              (before,))]
@@ -333,6 +336,27 @@ class Sandbox:
             if CATALOG.resource(url).has_field("notes"):
                 sets += ", \"notes\" = 'updated at ' || ?1"
             con.executemany(f"UPDATE {table} SET {sets} WHERE id = ?2", [(now, i) for i in ids])
+            con.commit()
+        return ids
+
+    def delete(self, resource: str, ids_or_n: int | Sequence[int]) -> list[int]:
+        """Delete the given ids, or ``n`` seeded-random records; returns the deleted ids.
+
+        Nothing marks a deleted record: it stops being listed, as on the real server (its
+        items or children are left as they are).
+        """
+        table = table_name(CATALOG.resource(resource).url)
+        with self._lock:
+            con = self._connect()
+            if isinstance(ids_or_n, int):
+                all_ids = [r[0] for r in con.execute(f"SELECT id FROM {table} ORDER BY id")]
+                ids = sorted(random.Random(self.seed - ids_or_n).sample(
+                    all_ids, min(ids_or_n, len(all_ids))))
+            else:
+                ids = [int(i) for i in ids_or_n]
+            con.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+            if ids:  # like a database sequence, never hand a deleted id out again
+                self._deleted_top[table] = max(self._deleted_top.get(table, 0), max(ids))
             con.commit()
         return ids
 

@@ -68,6 +68,7 @@ from .columns import _column_specs, _json_text, _snapshot_dtypes
 from .common import METADATA_KEY, _jsonable, _public_url
 from .info import SnapshotInfo, _plain
 from .store import FORMAT, MANIFEST
+from .sweep import sweep_snapshot
 from .writing import DEFAULT_ROW_GROUP_SIZE, MAX_OPEN_FILES
 
 # private names other modules and tests of the toolkit use
@@ -87,6 +88,7 @@ __all__ = [
     "refresh_snapshot",
     "snapshot",
     "snapshot_info",
+    "sweep_snapshot",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -35,6 +36,9 @@ class SnapshotInfo(Mapping[str, Any]):
         After an incremental refresh: records added, updated or dropped; otherwise ``None``.
     refetched_records
         After an incremental refresh: records read again (changed or in the overlap).
+    swept_at
+        When deleted records were last swept out (``None`` if never); :attr:`last_sweep` and
+        :attr:`sweep_age` also count a full read, which knows every deletion too.
 
     Examples
     --------
@@ -63,6 +67,7 @@ fetched_at='2024-05-04T09:45:00+00:00')
     refreshed_at: str | None = None
     changed_records: int | None = None
     refetched_records: int | None = None
+    swept_at: str | None = None
     manifest: Mapping[str, Any] = dataclass_field(default_factory=dict, repr=False)
 
     @classmethod
@@ -75,7 +80,20 @@ fetched_at='2024-05-04T09:45:00+00:00')
                    fetched_at=manifest.get("fetched_at"),
                    refreshed_at=manifest.get("refreshed_at"),
                    changed_records=manifest.get("changed_records"),
-                   refetched_records=manifest.get("refetched_records"), manifest=manifest)
+                   refetched_records=manifest.get("refetched_records"),
+                   swept_at=manifest.get("swept_at"), manifest=manifest)
+
+    @property
+    def last_sweep(self) -> str | None:
+        """When the snapshot last knew every deletion: its last sweep or full read."""
+        stamps = [s for s in (self.swept_at, self.fetched_at) if isinstance(s, str)]
+        return max(stamps, key=_instant) if stamps else None
+
+    @property
+    def sweep_age(self) -> dt.timedelta | None:
+        """How long ago :attr:`last_sweep` was; deletions since then are not in the data."""
+        stamp = self.last_sweep
+        return None if stamp is None else dt.datetime.now(dt.UTC) - _instant(stamp)
 
     # -- the provenance mapping (what these functions returned as a dict) --------------------
     def _mapping(self) -> dict[str, Any]:
@@ -100,7 +118,8 @@ fetched_at='2024-05-04T09:45:00+00:00')
             ("columns", len(self.columns)), ("files", self.files),
             ("watermark", self.watermark), ("requests", self.requests),
             ("seconds", self.seconds), ("fetched_at", self.fetched_at),
-            ("refreshed_at", self.refreshed_at), ("changed_records", self.changed_records)]
+            ("refreshed_at", self.refreshed_at), ("swept_at", self.swept_at),
+            ("changed_records", self.changed_records)]
         return [(k, v) for k, v in pairs if v is not None or k in ("watermark",)]
 
     def __repr__(self) -> str:
@@ -129,3 +148,9 @@ def _plain(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
+
+
+def _instant(text: str) -> dt.datetime:
+    """An ISO-8601 instant of a manifest as an aware datetime (UTC when it has no offset)."""
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -52,13 +52,15 @@ Item = pd.DataFrame | tuple[pa.Table, Any]
 def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Partition | None,
                    manifest: dict[str, Any], items: Iterable[Item],
                    summary: Callable[[], dict[str, Any]], *, row_group_size: int,
-                   started: dt.datetime, max_updated: str | None) -> SnapshotInfo:
+                   started: dt.datetime, max_updated: str | None,
+                   read_at: dt.datetime | None = None) -> SnapshotInfo:
     """Write a complete version into a temporary sibling, then publish it in place of the old.
 
     ``summary()`` is called once ``items`` are written; what it returns joins the manifest.
     The watermark is the largest ``updatedAt`` in the data, but never later than the time the
     fetch started: a record dated in the future (or a server clock ahead of ours) must not push
-    the next refresh's window past changes it has not seen yet.
+    the next refresh's window past changes it has not seen yet. ``read_at`` is that time when
+    it is not ``started`` (a rewrite that reads no changes keeps its source's watermark).
     """
     _check_target(target)
     _clean_siblings(target)
@@ -71,7 +73,8 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
         manifest.update(summary())
         top = _max_iso(max_updated, stream.watermark)
         manifest["max_updated_at"] = top
-        manifest["watermark"] = top and min(pd.Timestamp(top), pd.Timestamp(started)).isoformat()
+        cap = pd.Timestamp(started if read_at is None else read_at)  # when the data was read
+        manifest["watermark"] = top and min(pd.Timestamp(top), cap).isoformat()
         manifest["rows"] = sum(f["rows"] for f in files)
         manifest["columns"] = stream.specs
         manifest["files"] = files
