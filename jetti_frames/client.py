@@ -51,6 +51,7 @@ from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
 from ._split import and_where, split_where
 from ._wire import encode
+from .drift import DriftLog
 from .errors import JettiAuthError, JettiQueryError, JettiServerError
 from .flatten import frame_from_records, frame_tables
 from .options import check_options, record_id
@@ -535,6 +536,9 @@ class JettiClient:
                           order=order, limit=limit, page_size=page_size)
         records = self._records(plan, refresh=refresh, progress=progress, consistent=consistent,
                                 on_page=on_page)
+        drift = DriftLog()
+        drift.observe(records, plan.spec)
+        drift.warn(f"reading {plan.query.resource.url}")
         if include_mode == "tables":
             return frame_tables(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
         if not records:
@@ -614,7 +618,7 @@ class JettiClient:
                     order: Any = None, limit: int | None = None, page_size: int | None = None,
                     refresh: bool = False, progress: bool | None = None,
                     dtype_backend: DtypeBackend = "numpy_nullable", sep: str = DEFAULT_SEP,
-                    ) -> Iterator[pd.DataFrame]:
+                    drift: DriftLog | None = None) -> Iterator[pd.DataFrame]:
         """Typed frames, one per page, each with the columns and dtypes :meth:`read` returns.
 
         Pages come in the order they are read, not by id: several id windows are read in
@@ -628,6 +632,9 @@ class JettiClient:
         resource, where, attributes, include, order, limit, page_size, refresh, progress, \
 dtype_backend, sep
             As in :meth:`JettiClient.read`.
+        drift : DriftLog, optional
+            Collects the schema drift of the pages (:mod:`jetti_frames.drift`); either way,
+            drift warns once, after the last page.
 
         Examples
         --------
@@ -643,9 +650,12 @@ dtype_backend, sep
                       limit=limit, page_size=page_size)
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
+        log = DriftLog() if drift is None else drift
         for records in self._iter_pages(plan, refresh=refresh, progress=progress):
             if records:
+                log.observe(records, plan.spec)
                 yield frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
+        log.warn(f"reading {plan.query.resource.url}")
 
     def frame_dtypes(self, resource: str, *, attributes: Sequence[str] | None = None,
                      include: Any = None, dtype_backend: DtypeBackend = "numpy_nullable",

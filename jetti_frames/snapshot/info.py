@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+from ..drift import DriftItem, items_from_manifest
+
 
 @dataclass(frozen=True, eq=True)
 class SnapshotInfo(Mapping[str, Any]):
@@ -35,6 +37,9 @@ class SnapshotInfo(Mapping[str, Any]):
         After an incremental refresh: records added, updated or dropped; otherwise ``None``.
     refetched_records
         After an incremental refresh: records read again (changed or in the overlap).
+    drift
+        Schema drift the snapshot's reads met (:class:`~jetti_frames.drift.DriftItem` s: new
+        fields, fields that stopped arriving, values outside an enum); kept, never dropped.
 
     Examples
     --------
@@ -63,6 +68,7 @@ fetched_at='2024-05-04T09:45:00+00:00')
     refreshed_at: str | None = None
     changed_records: int | None = None
     refetched_records: int | None = None
+    drift: tuple[DriftItem, ...] = ()
     manifest: Mapping[str, Any] = dataclass_field(default_factory=dict, repr=False)
 
     @classmethod
@@ -75,7 +81,8 @@ fetched_at='2024-05-04T09:45:00+00:00')
                    fetched_at=manifest.get("fetched_at"),
                    refreshed_at=manifest.get("refreshed_at"),
                    changed_records=manifest.get("changed_records"),
-                   refetched_records=manifest.get("refetched_records"), manifest=manifest)
+                   refetched_records=manifest.get("refetched_records"),
+                   drift=items_from_manifest(manifest.get("drift")), manifest=manifest)
 
     # -- the provenance mapping (what these functions returned as a dict) --------------------
     def _mapping(self) -> dict[str, Any]:
@@ -100,7 +107,8 @@ fetched_at='2024-05-04T09:45:00+00:00')
             ("columns", len(self.columns)), ("files", self.files),
             ("watermark", self.watermark), ("requests", self.requests),
             ("seconds", self.seconds), ("fetched_at", self.fetched_at),
-            ("refreshed_at", self.refreshed_at), ("changed_records", self.changed_records)]
+            ("refreshed_at", self.refreshed_at), ("changed_records", self.changed_records),
+            ("drift", len(self.drift) or None)]
         return [(k, v) for k, v in pairs if v is not None or k in ("watermark",)]
 
     def __repr__(self) -> str:
