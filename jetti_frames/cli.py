@@ -408,6 +408,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(dict(info), indent=2, ensure_ascii=False))
         return EXIT_OK
     print(info_text(info, columns=args.columns))
+    for item in info.drift:  # schema drift the snapshot met: a warning, never an error
+        _warn_one_line(str(item))
     return EXIT_OK
 
 
@@ -426,6 +428,8 @@ def info_text(info: Any, *, columns: bool = False) -> str:
     for key, value in pairs:
         if key == "columns" and not columns:
             value += " (list them with --columns)"
+        if key == "drift":
+            value += " schema changes (warnings below)"
         lines.append(f"{key:<{width}}  {value}")
     if columns:
         specs = info.manifest.get("columns") or {}
