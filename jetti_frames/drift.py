@@ -39,6 +39,7 @@ import types
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any, Literal
 
 from .catalog import CATALOG
@@ -162,7 +163,8 @@ class DriftLog:
     :meth:`items`. Safe to share between threads.
 
     A field counts as missing only when it was absent from every record of its model seen in
-    the read (a page without such records, or an empty read, proves nothing).
+    the read (a page without such records, or an empty read, proves nothing). An included
+    record repeated under the same ``id`` is looked at once.
     """
 
     def __init__(self) -> None:
@@ -175,15 +177,20 @@ class DriftLog:
             if not rows:
                 continue
             seen = self._node(node, path)
-            shapes = set(map(tuple, rows))
-            fields: set[str] = set().union(*shapes)
+            fields: set[str] = set().union(*rows)
             unknown = fields - seen.known
             off: dict[str, set[str]] = {}
-            for name, allowed in seen.enums.items():
-                if name in fields:
-                    values = {t for r in rows if (t := _text(r.get(name))) is not None} - allowed
-                    if values:
-                        off[name] = values
+            enums = [name for name in seen.enums if name in fields]
+            combos = _distinct(rows, enums) if enums else []
+            for name, column in zip(enums, zip(*combos, strict=True), strict=False):
+                try:
+                    distinct: Iterable[Any] = set(column)
+                except TypeError:  # a list or object where a string belongs
+                    distinct = column
+                values = {t for v in distinct if (t := _text(v)) is not None}
+                values -= seen.enums[name]
+                if values:
+                    off[name] = values
             with self._lock:
                 seen.rows += len(rows)
                 seen.fields |= fields
@@ -277,6 +284,39 @@ def _user_stacklevel() -> int:
     return level
 
 
+def _distinct(rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+              ) -> Iterable[tuple[Any, ...]]:
+    """The distinct combinations of the values of ``names`` in ``rows`` (in one C-level pass
+    when every row has them and they are hashable; otherwise every row's, slowly).
+
+    >>> sorted(_distinct([{"a": 1, "b": "x"}, {"a": 1, "b": "x"}, {"a": 2}], ["a"]))
+    [(1,), (2,)]
+    """
+    get = itemgetter(*names)
+    try:
+        found = set(map(get, rows))
+    except (KeyError, TypeError):  # a row lacks a field, or a value is a list or object
+        return [tuple(r.get(n) for n in names) for r in rows]
+    return found if len(names) > 1 else {(v,) for v in found}
+
+
+def _unique(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Included ``rows`` with each ``id`` once (a status or provider comes with every record
+    that points to it: its first copy stands for the others); rows without an id all stay.
+
+    >>> _unique([{"id": 1, "a": 1}, {"id": 1, "a": 1}, {"id": 2}, {"a": 1}, {"a": 1}])
+    [{'id': 1, 'a': 1}, {'id': 2}, {'a': 1}, {'a': 1}]
+    """
+    seen: set[Any] = set()
+    out = []
+    for row in rows:
+        key = row.get("id")
+        if key is None or key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
+
+
 def _text(value: Any) -> str | None:
     """An enum value as its category reads it (a non-string as JSON text)."""
     if value is None or isinstance(value, str):
@@ -293,13 +333,14 @@ def _node_rows(records: Sequence[Mapping[str, Any]], spec: FrameSpec
         out.append((node, path, rows))
         for inc in node.includes:
             children: list[Mapping[str, Any]] = []
+            key = inc.key
             for row in rows:
-                value = row.get(inc.key)
+                value = row.get(key)
                 if isinstance(value, dict):
                     children.append(value)
                 elif isinstance(value, list):
                     children.extend(v for v in value if isinstance(v, dict))
-            walk(inc, f"{path}.{inc.key}" if path else inc.key, children)
+            walk(inc, f"{path}.{inc.key}" if path else inc.key, _unique(children))
 
     walk(spec, "", [r for r in records if isinstance(r, Mapping)])
     return out
