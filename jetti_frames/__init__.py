@@ -18,7 +18,9 @@ if TYPE_CHECKING:  # type checkers see the function; at run time the module is c
 else:
     from . import snapshot  # the module, callable as snapshot(...)
 from .catalog import CATALOG
+from .catalog_frames import describe, resources
 from .client import Explanation, JettiClient, ReadStats, get_jetti, read_jetti
+from .drift import JettiDriftWarning
 from .errors import (
     JettiAuthError,
     JettiBadRequestError,
@@ -52,6 +54,7 @@ __all__ = [
     "JettiConfigError",
     "JettiConnectionError",
     "JettiDataError",
+    "JettiDriftWarning",
     "JettiError",
     "JettiHTTPError",
     "JettiNotFoundError",
@@ -66,11 +69,13 @@ __all__ = [
     "SyncReport",
     "__version__",
     "connect",
+    "describe",
     "get_jetti",
     "query_form",
     "read_jetti",
     "read_snapshot",
     "refresh_snapshot",
+    "resources",
     "snapshot",
     "snapshot_info",
     "sync",

@@ -46,6 +46,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from ._build import Order
+from .drift import DriftLog
 from .flatten import frame_from_records, frame_tables
 from .schema import (
     DEFAULT_SEP,
@@ -86,12 +87,15 @@ class Collector:
         ``include_mode="tables"``: :meth:`result` returns a dict of frames.
     batch : int
         Records converted together.
+    drift : DriftLog, optional
+        Notes every page's fields and enum values (schema drift).
     """
 
     def __init__(self, spec: FrameSpec, *, order: Order | None = None, sep: str = DEFAULT_SEP,
                  dtype_backend: DtypeBackend = "numpy_nullable", tables: bool = False,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, drift: DriftLog | None = None) -> None:
         self.spec = spec
+        self.drift = drift
         self.batch = batch
         self.order = order
         self.sep = sep
@@ -128,6 +132,8 @@ class Collector:
             records = [r for r in records if member(r)]
         if not records:
             return
+        if self.drift is not None:
+            self.drift.observe(records, self.spec)
         if self.whole:
             merge(self._by_id, list(records))
             return
@@ -142,6 +148,8 @@ class Collector:
 
     def add_ordered(self, records: Sequence[dict[str, Any]]) -> None:
         """Take the whole result at once, already deduplicated and in its final order."""
+        if self.drift is not None:
+            self.drift.observe(records, self.spec)
         if self.whole:
             self._in_order = list(records)
             return

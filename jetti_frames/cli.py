@@ -1,10 +1,10 @@
 """The ``jetti-frames`` command: read, snapshot and inspect Jetti data from a shell.
 
 Commands: ``demo``, ``read``, ``snapshot``, ``refresh``, ``info``, ``cache``, ``explain``,
-``sandbox``; ``jetti-frames COMMAND --help`` describes each. Exit codes: 0 success, 1 runtime or
-API error, 2 usage error (bad option, bad query, no credentials), 130 interrupted. Errors are
-one line on stderr; ``--debug`` shows the traceback. Progress goes to stderr, data to stdout or
-``--out``.
+``describe``, ``sandbox``; ``jetti-frames COMMAND --help`` describes each. Exit codes: 0 success,
+1 runtime or API error, 2 usage error (bad option, bad query, no credentials), 130 interrupted.
+Errors are one line on stderr; ``--debug`` shows the traceback. Progress goes to stderr, data to
+stdout or ``--out``.
 
 The connection comes from ``--token``/``--base-url`` or the ``JETTI_API_TOKEN``/``JETTI_BASE_URL``
 environment variables; the token is never printed.
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "time; nothing is sent.")
     _query_options(explain)
     explain.set_defaults(func=cmd_explain)
+
+    _add_describe(sub)
 
     sandbox = sub.add_parser("sandbox", help="serve a synthetic Jetti account",
                              description="Serve the sandbox (a synthetic Jetti account) on "
@@ -411,6 +413,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(dict(info), indent=2, ensure_ascii=False))
         return EXIT_OK
     print(info_text(info, columns=args.columns))
+    for item in info.drift:  # schema drift the snapshot met: a warning, never an error
+        _warn_one_line(str(item))
     return EXIT_OK
 
 
@@ -430,6 +434,8 @@ def info_text(info: Any, *, columns: bool = False) -> str:
     for key, value in pairs:
         if key == "columns" and not columns:
             value += " (list them with --columns)"
+        if key == "drift":
+            value += " schema changes (warnings below)"
         lines.append(f"{key:<{width}}  {value}")
     if columns:
         specs = info.manifest.get("columns") or {}
@@ -500,6 +506,54 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"base URL: {client.base_url}")
     print(str(explanation))
     return EXIT_OK
+
+
+def _add_describe(sub: Any) -> None:
+    describe = sub.add_parser(
+        "describe", help="show a resource's fields or relations (no request)",
+        description="Print the fields of a resource from the catalogue (name, kind, dtype, "
+                    "nullable, enum values, relation, credential, description), its related "
+                    "models with --relations, or every resource when none is named.")
+    describe.add_argument("resource", nargs="?", help="resource name, e.g. purchases")
+    describe.add_argument("--relations", action="store_true",
+                          help="the related models, their include keys and how they join")
+    describe.add_argument("--json", action="store_true", help="print JSON records")
+    describe.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    describe.set_defaults(func=cmd_describe)
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from .catalog_frames import describe, resources
+
+    if args.resource is None and args.relations:
+        raise UsageError("--relations needs a resource")
+    frame = resources() if args.resource is None else describe(args.resource,
+                                                               relations=args.relations)
+    if args.json:
+        text = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        print(json.dumps(text, indent=1, ensure_ascii=False, default=list))
+        return EXIT_OK
+    print(table_text(frame))
+    return EXIT_OK
+
+
+def table_text(frame: pd.DataFrame, *, width: int = 60) -> str:
+    """A frame as left-aligned text columns; tuples comma-joined, nulls blank, cells cut at
+    ``width`` characters.
+
+    >>> print(table_text(pd.DataFrame({"name": ["level"], "enum": [("a", "b")]})))
+    name   enum
+    level  a, b
+    """
+    def cell(value: Any) -> str:
+        text = ", ".join(map(str, value)) if isinstance(value, tuple) else (
+            "" if value is None or value is pd.NA else str(value))
+        return text if len(text) <= width else text[:width - 3] + "..."
+
+    columns = [[str(name), *map(cell, frame[name])] for name in frame.columns]
+    sizes = [max(map(len, column)) for column in columns]
+    return "\n".join("  ".join(c.ljust(n) for c, n in zip(row, sizes, strict=True)).rstrip()
+                     for row in zip(*columns, strict=True))
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

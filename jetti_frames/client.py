@@ -53,6 +53,7 @@ from ._predicates import compile_where
 from ._progress import ReadBar
 from ._split import and_where, split_where
 from ._wire import encode
+from .drift import DriftLog
 from .errors import JettiAuthError, JettiQueryError, JettiServerError
 from .flatten import frame_from_records
 from .options import check_options, record_id
@@ -556,10 +557,12 @@ class JettiClient:
                                 order=order, limit=limit, page_size=page_size)
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
-        into = Collector(plan.spec, order=plan.query.order, sep=sep,
+        drift = DriftLog()
+        into = Collector(plan.spec, order=plan.query.order, sep=sep, drift=drift,
                          dtype_backend=dtype_backend, tables=include_mode == "tables")
         self._records(plan, into, refresh=refresh, progress=progress, consistent=consistent,
                       on_page=on_page)
+        drift.warn(f"reading {plan.query.resource.url}")
         return into.result(plan.limit)
 
     def iter_pages(self, resource: str, *, where: Mapping[str, Any] | None = None,
@@ -635,7 +638,7 @@ class JettiClient:
                     order: Any = None, limit: int | None = None, page_size: int | None = None,
                     refresh: bool = False, progress: bool | None = None,
                     dtype_backend: DtypeBackend = "numpy_nullable", sep: str = DEFAULT_SEP,
-                    ) -> Iterator[pd.DataFrame]:
+                    drift: DriftLog | None = None) -> Iterator[pd.DataFrame]:
         """Typed frames, one per page, each with the columns and dtypes :meth:`read` returns.
 
         Pages come in the order they are read, not by id: several id windows are read in
@@ -649,6 +652,9 @@ class JettiClient:
         resource, where, attributes, include, order, limit, page_size, refresh, progress, \
 dtype_backend, sep
             As in :meth:`JettiClient.read`.
+        drift : DriftLog, optional
+            Collects the schema drift of the pages (:mod:`jetti_frames.drift`); either way,
+            drift warns once, after the last page.
 
         Examples
         --------
@@ -664,9 +670,12 @@ dtype_backend, sep
                       limit=limit, page_size=page_size)
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
+        log = DriftLog() if drift is None else drift
         for records in self._iter_pages(plan, refresh=refresh, progress=progress):
             if records:
+                log.observe(records, plan.spec)
                 yield frame_from_records(records, plan.spec, sep=sep, dtype_backend=dtype_backend)
+        log.warn(f"reading {plan.query.resource.url}")
 
     def frame_dtypes(self, resource: str, *, attributes: Sequence[str] | None = None,
                      include: Any = None, dtype_backend: DtypeBackend = "numpy_nullable",

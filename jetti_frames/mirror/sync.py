@@ -242,7 +242,7 @@ def _run_one(config: MirrorConfig, account: Account, dataset: Dataset, plan: _Pl
         result.deleted = len(before.keys() - after.keys())
         result.changed = sum(1 for i in after.keys() & before.keys() if after[i] != before[i])
         result.rows, result.ok = info.rows, True
-        result.warnings = _warnings(info.manifest)
+        result.warnings = [str(item) for item in info.drift]
     except JettiError as exc:
         result.error = " ".join(str(exc).split()) or type(exc).__name__
     except OSError as exc:
@@ -273,14 +273,6 @@ def _versions(folder: os.PathLike[str]) -> dict[int, Any]:
     stamps = frame["updatedAt"] if "updatedAt" in frame else pd.Series(None, index=frame.index)
     return {int(i): (None if pd.isna(s) else pd.Timestamp(s).value)
             for i, s in zip(frame["id"], stamps, strict=True) if not pd.isna(i)}
-
-
-def _warnings(manifest: Mapping[str, Any]) -> list[str]:
-    """Warnings a manifest records (e.g. schema drift), as lines."""
-    raw = manifest.get("drift") or manifest.get("warnings") or []
-    if isinstance(raw, Mapping):
-        return [f"{k}: {v}" for k, v in raw.items()]
-    return [str(w) for w in raw] if isinstance(raw, list) else [str(raw)]
 
 
 def _now_iso() -> str:

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +42,7 @@ from urllib.parse import unquote
 from ..catalog import CATALOG
 from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
 from .data import RESOURCES, cached_database, insert_rows, table_name
+from .drift import DriftPlan
 from .limits import MALFORMED, FaultPlan, LeakyBucket
 from .qs import QS_VERSIONS, decode_query
 from .sql import EXCLUDE_MODES, TIE_PRIME, Problem, QueryPlan
@@ -53,7 +54,7 @@ _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
                "get_burst", "write_rate", "faults", "strict", "qs_version", "tokens", "quirks",
-               "exclude", "ties", "ties_seed")
+               "exclude", "ties", "ties_seed", "drift")
 
 
 def token_hash(token: str) -> str:
@@ -116,6 +117,10 @@ class Sandbox:
     faults
         ``{"rate": 0.1, "kinds": ("503", "429", "drop"), "seed": 0, "burst": 3}`` or a rate;
         the kinds ``"object"``, ``"no-id"`` and ``"unordered"`` answer 200 with a malformed body.
+    drift
+        Answers that no longer match the catalogue: per resource, new fields (``extra``),
+        fields no longer sent (``drop``) and values outside an enum (``enum``); see
+        :mod:`.drift`.
     ties, ties_seed
         ``ties="shuffle"`` (default): rows that tie on the ``order`` attribute come back in a
         different order on every request, as from PostgreSQL, so offset pages (``from``) on a
@@ -141,7 +146,8 @@ class Sandbox:
                  qs_version: str = "6.13", strict: bool = False, quirks: bool = True,
                  exclude: str = "honor",
                  faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
-                 ties_seed: int | None = None, port: int = 0,
+                 ties_seed: int | None = None, drift: Mapping[str, Any] | None = None,
+                 port: int = 0,
                  log_size: int = 100_000) -> None:
         self.seed = seed
         self.purchases = purchases
@@ -162,7 +168,7 @@ class Sandbox:
                        default_limit=default_limit, rate=rate, get_rate=get_rate,
                        get_burst=get_burst, write_rate=write_rate, tokens=tokens,
                        qs_version=qs_version, strict=strict, quirks=quirks, faults=faults,
-                       exclude=exclude, ties=ties, ties_seed=ties_seed)
+                       exclude=exclude, ties=ties, ties_seed=ties_seed, drift=drift)
         self.reset_counters()
 
     # ----------------------------------------------------------------- lifecycle
@@ -217,7 +223,7 @@ class Sandbox:
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: latency_ms, jitter_ms, max_limit, default_limit, rate, get_rate,
         get_burst, write_rate, faults, strict, quirks, qs_version, tokens, exclude, ties,
-        ties_seed."""
+        ties_seed, drift."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
@@ -234,6 +240,8 @@ class Sandbox:
                 knobs["faults"] = FaultPlan.from_option(knobs["faults"])
             if "tokens" in knobs:
                 knobs["tokens"] = frozenset(knobs["tokens"])
+            if "drift" in knobs:
+                knobs["drift"] = DriftPlan.from_option(knobs["drift"])
             self._knobs.update(knobs)
             if {"rate", "get_rate", "get_burst", "write_rate"} & set(knobs):
                 self._buckets: dict[tuple[str, bool], LeakyBucket] = {}
@@ -503,15 +511,19 @@ class Sandbox:
         if ident is not None:  # one record: the same query language (include, attributes)
             one = {**query, "where": {"id": str(key)}, "limit": "1"}
             one.pop("from", None)
-            rows = QueryPlan.build(url, one, default_limit=1, max_limit=1, strict=k["strict"],
-                                   quirks=k["quirks"], exclude=k["exclude"]).run(con)
+            single = QueryPlan.build(url, one, default_limit=1, max_limit=1, strict=k["strict"],
+                                     quirks=k["quirks"], exclude=k["exclude"])
+            rows = single.run(con)
             if not rows:
                 raise Problem(404, f"no {res.model} with id {key}")
+            k["drift"].apply(rows, single)
             return rows[0]
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
                                max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"],
                                exclude=k["exclude"], ties=self._tie_order())
-        return plan.run(con)
+        rows = plan.run(con)
+        k["drift"].apply(rows, plan)
+        return rows
 
 
 def _malform(payload: Any, kind: str) -> Any:

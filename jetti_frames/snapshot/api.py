@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..catalog import CATALOG
+from ..drift import DriftLog, items_from_manifest
 from ..errors import JettiQueryError, SnapshotError
 from .columns import _column_specs, _compatible, _Partition, _snapshot_dtypes
 from .common import _iso, _jsonable, _now, _public_url, _versions
@@ -103,9 +104,11 @@ def snapshot(
                                       dtype_backend=dtype_backend, sep=sep))
     partition = _Partition.of(partition_by, dtypes)
     started = _now()
+    drift = DriftLog()
     frames = client.iter_frames(resource, where=where, attributes=attributes, include=include,
                                 order=order, page_size=page_size, refresh=refresh,
-                                dtype_backend=dtype_backend, sep=sep, progress=progress)
+                                dtype_backend=dtype_backend, sep=sep, progress=progress,
+                                drift=drift)
     manifest = {
         "format": FORMAT,
         "resource": CATALOG.resource(resource).url,
@@ -120,7 +123,8 @@ def snapshot(
 
     def summary() -> dict[str, Any]:
         stats = _stats(client)
-        return {"requests": stats.get("requests"), "cache_hits": stats.get("cache_hits")}
+        return {"requests": stats.get("requests"), "cache_hits": stats.get("cache_hits"),
+                "drift": [item.to_json() for item in drift.items()]}
 
     return _write_version(target, dtypes, partition, manifest, frames, summary,
                           row_group_size=row_group_size, started=started, max_updated=None)
@@ -281,10 +285,11 @@ def refresh_snapshot(
     since = _window_start(manifest["watermark"], margin)
     where = _and_updated_since(query.get("where"), since)
     started = _now()
+    drift = DriftLog()
     changed = list(client.iter_frames(
         resource, where=where, attributes=query.get("attributes"), include=query.get("include"),
         page_size=page_size, refresh=True, dtype_backend=dtype_backend, sep=sep,
-        progress=progress))
+        progress=progress, drift=drift))
     requests = _stats(client).get("requests") or 0
     replaced: set[int] = set()
     for frame in changed:
@@ -331,7 +336,9 @@ def refresh_snapshot(
         differ = {i for i in before.keys() | after.keys()
                   if before.get(i, -1) != after.get(i, -1)}
         return {"requests": requests, "changed_records": len(differ),
-                "refetched_records": len(after)}
+                "refetched_records": len(after),
+                "drift": [item.to_json() for item in
+                          drift.merged(items_from_manifest(manifest.get("drift")))]}
 
     return _write_version(target, _recorded_dtypes(target, root, manifest), partition,
                           new_manifest, items(), summary,

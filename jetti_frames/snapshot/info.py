@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+from ..drift import DriftItem, items_from_manifest
+
 
 @dataclass(frozen=True, eq=True)
 class SnapshotInfo(Mapping[str, Any]):
@@ -39,6 +41,9 @@ class SnapshotInfo(Mapping[str, Any]):
     swept_at
         When deleted records were last swept out (``None`` if never); :attr:`last_sweep` and
         :attr:`sweep_age` also count a full read, which knows every deletion too.
+    drift
+        Schema drift the snapshot's reads met (:class:`~jetti_frames.drift.DriftItem` s: new
+        fields, fields that stopped arriving, values outside an enum); kept, never dropped.
 
     Examples
     --------
@@ -68,6 +73,7 @@ fetched_at='2024-05-04T09:45:00+00:00')
     changed_records: int | None = None
     refetched_records: int | None = None
     swept_at: str | None = None
+    drift: tuple[DriftItem, ...] = ()
     manifest: Mapping[str, Any] = dataclass_field(default_factory=dict, repr=False)
 
     @classmethod
@@ -81,7 +87,8 @@ fetched_at='2024-05-04T09:45:00+00:00')
                    refreshed_at=manifest.get("refreshed_at"),
                    changed_records=manifest.get("changed_records"),
                    refetched_records=manifest.get("refetched_records"),
-                   swept_at=manifest.get("swept_at"), manifest=manifest)
+                   swept_at=manifest.get("swept_at"),
+                   drift=items_from_manifest(manifest.get("drift")), manifest=manifest)
 
     @property
     def last_sweep(self) -> str | None:
@@ -119,7 +126,7 @@ fetched_at='2024-05-04T09:45:00+00:00')
             ("watermark", self.watermark), ("requests", self.requests),
             ("seconds", self.seconds), ("fetched_at", self.fetched_at),
             ("refreshed_at", self.refreshed_at), ("swept_at", self.swept_at),
-            ("changed_records", self.changed_records)]
+            ("changed_records", self.changed_records), ("drift", len(self.drift) or None)]
         return [(k, v) for k, v in pairs if v is not None or k in ("watermark",)]
 
     def __repr__(self) -> str:
