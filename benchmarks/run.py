@@ -20,6 +20,7 @@ Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 ``refresh``      incremental snapshot refresh vs full re-pull after 1% changed
 ``conversion``   100k records with two includes -> typed frame vs ``pd.json_normalize``
 ``memory``       peak RSS of 20k- vs 200k-row streaming snapshots
+``partrefresh``  refresh of a month-partitioned snapshot after one change vs unpartitioned
 ===============  ==============================================================================
 
 Results: ``benchmarks/results/<UTC time>-<full|quick>.json`` plus ``latest.json`` and
@@ -41,7 +42,14 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_cache, bench_conversion, bench_pull, bench_refresh, wrapped
+from benchmarks import (
+    bench_cache,
+    bench_conversion,
+    bench_partrefresh,
+    bench_pull,
+    bench_refresh,
+    wrapped,
+)
 from benchmarks.common import RESULTS, Scale, machine, markdown_table
 
 
@@ -68,6 +76,8 @@ SCENARIOS = [
     Scenario("conversion", "5. Records -> typed DataFrame (two includes)",
              bench_conversion.run, bench_conversion.table, ("psutil",)),
     Scenario("memory", "6. Streaming snapshot memory", wrapped.run_memory, wrapped.memory_table),
+    Scenario("partrefresh", "Partitioned refresh after one change",
+             bench_partrefresh.run, bench_partrefresh.table),
 ]
 NAMES = [s.name for s in SCENARIOS]
 
@@ -163,6 +173,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if (m := ok("memory")) is not None:
         add("memory ratio (largest / smallest snapshot) <= 1.5", f"{m['memory_ratio']:.2f}",
             m["memory_ratio"] <= 1.5)
+    if (p := ok("partrefresh")) is not None:
+        add("partitioned refresh after one change <= 2x unpartitioned, same data",
+            f"{p['ratio']:.2f}x, {p['partitioned']['files_written']} of "
+            f"{p['partitioned']['files']} files written", p["met"])
     return out
 
 
