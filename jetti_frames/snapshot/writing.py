@@ -216,8 +216,9 @@ class _Stream:
     def _conform(self, table: pa.Table, keys: pa.Array | None) -> pa.Table:
         """``table`` with exactly the schema (missing columns as nulls, the partition last)."""
         if not table.schema.equals(self.file_schema, check_metadata=False):
+            present = set(table.column_names)
             for field in self.file_schema:
-                if field.name not in table.column_names:
+                if field.name not in present:
                     table = table.append_column(field, pa.nulls(table.num_rows, field.type))
             try:
                 table = table.select(self.file_schema.names).cast(self.file_schema)
