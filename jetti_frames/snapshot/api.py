@@ -22,6 +22,7 @@ from .columns import _column_specs, _compatible, _Partition, _snapshot_dtypes
 from .common import _iso, _jsonable, _now, _public_url, _versions
 from .info import SnapshotInfo
 from .reading import _read_frame
+from .refreshing import _plan
 from .store import (
     FORMAT,
     _check_files,
@@ -305,20 +306,19 @@ def refresh_snapshot(
         "previous_watermark": manifest["watermark"],
     })
 
+    plan = _plan(target, root, manifest, partition, sorted(replaced), changed)
     ids = pa.array(sorted(replaced), type=pa.int64())
-    before: dict[int, int | None] = {}  # id -> updatedAt of the rows being replaced
     after: dict[int, int | None] = {}
 
     def items() -> Iterator[Item]:
-        for entry in manifest["files"]:
+        for entry in plan.rewrite:  # partitions that lose or gain rows; the others are carried
             try:
                 for table in _file_tables(target, root, entry, row_group_size):
                     hit = pc.fill_null(pc.is_in(pc.cast(table.column("id"), pa.int64()),
                                                 value_set=ids), False)
-                    old = table.filter(hit)
-                    before.update(_versions(old.column("id").to_pylist(),
-                                            old.column("updatedAt").to_pylist()))
-                    yield table.filter(pc.invert(hit)), entry.get("partition")
+                    kept = table.filter(pc.invert(hit))
+                    if kept.num_rows:
+                        yield kept, entry.get("partition")
             except (pa.ArrowException, OSError) as exc:
                 if isinstance(exc, SnapshotError):
                     raise
@@ -328,6 +328,7 @@ def refresh_snapshot(
             after.update(_versions(frame["id"], frame["updatedAt"]))
 
     def summary() -> dict[str, Any]:
+        before = plan.before
         differ = {i for i in before.keys() | after.keys()
                   if before.get(i, -1) != after.get(i, -1)}
         return {"requests": requests, "changed_records": len(differ),
@@ -336,7 +337,7 @@ def refresh_snapshot(
     return _write_version(target, _recorded_dtypes(target, root, manifest), partition,
                           new_manifest, items(), summary,
                           row_group_size=row_group_size, started=started,
-                          max_updated=manifest.get("max_updated_at"))
+                          max_updated=manifest.get("max_updated_at"), carry=(root, plan.carry))
 
 
 def _overlap(value: Any) -> dt.timedelta:
