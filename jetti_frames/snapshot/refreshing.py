@@ -25,6 +25,7 @@ import pyarrow.dataset as pads
 from .columns import _Partition
 from .common import _versions
 from .store import _check_footers, _culprit, _damaged, _join, _Target
+from .writing import _id_range
 
 
 @dataclass
@@ -87,9 +88,12 @@ def _may_hold(entry: Mapping[str, Any], replaced: Sequence[int]) -> bool:
 
 
 def _scan(target: _Target, root: str, manifest: Mapping[str, Any],
-          candidates: Sequence[Mapping[str, Any]], replaced: Sequence[int],
+          candidates: Sequence[dict[str, Any]], replaced: Sequence[int],
           partitioning: Any) -> tuple[dict[int, int | None], set[str]]:
-    """``id -> updatedAt`` of the rows being replaced, and the files (paths) holding them."""
+    """``id -> updatedAt`` of the rows being replaced, and the files (paths) holding them.
+
+    Entries of an older manifest get the id range their footer gives.
+    """
     if not candidates or not replaced:
         return {}, set()
     names = {_join(root, e["path"]): e["path"] for e in candidates}
@@ -97,6 +101,11 @@ def _scan(target: _Target, root: str, manifest: Mapping[str, Any],
                            partitioning=partitioning,
                            partition_base_dir=root if partitioning else None)
     _check_footers(target, root, manifest, dataset)
+    by_path = {_join(root, e["path"]): e for e in candidates}
+    for fragment in dataset.get_fragments():  # an older manifest: record the ranges now
+        entry = by_path[fragment.path]
+        if "ids" not in entry and (bounds := _id_range(fragment.metadata)) is not None:
+            entry["ids"] = bounds
     wanted = pc.field("id").cast(pa.int64()).isin(pa.array(replaced, type=pa.int64()))
     before: dict[int, int | None] = {}
     holding: set[str] = set()
