@@ -208,7 +208,11 @@ def refresh_snapshot(
     the newest ``updatedAt`` seen, capped at the time that fetch started), replaces every
     row of a re-fetched record (all exploded rows of a has-many include), keeps the rest, and
     publishes the result atomically with the new watermark. Requests are proportional to the
-    records changed, not to the size of the snapshot. When the query has a ``where`` filter, one
+    records changed, not to the size of the snapshot, and so is the writing: only the
+    partitions that lose or gain rows (a record changed, moved to another partition, or
+    dropped) are rewritten; the files of the others join the new version as they are (hard
+    links on a local disk, copies elsewhere), and the manifest counts ``files_written`` and
+    ``files_carried``. When the query has a ``where`` filter, one
     more id-only query over the same time window finds records that no longer match it, and
     their rows are dropped. The :class:`SnapshotInfo` returned counts in ``changed_records``
     the records added, updated (a new ``updatedAt``) or dropped; records the overlap read again
