@@ -226,6 +226,23 @@ def test_unpartitioned_refresh_rewrites_its_one_file(own: Sandbox, tmp_path: Pat
     assert_equals_fresh(client, path, tmp_path / "fresh", QUERY)
 
 
+@pytest.mark.parametrize("by", ["purchaseType", "id"])
+def test_partitions_by_a_plain_column(own: Sandbox, tmp_path: Path, by: str) -> None:
+    """A plain column (an enum; or the id itself, which then lives in the folder names only)."""
+    client = make_client(own)
+    path, query = tmp_path / "p", {**QUERY, "partition_by": by}
+    first = snapshot("purchases", path, client=client, **query)
+    before = layout(path)
+    touched = own.touch("purchases", 2)
+    info = refresh_snapshot(path, client=client, overlap=0)
+    window = window_ids(own, first.watermark or "")
+    assert set(touched) <= window
+    changed = changed_partitions(before, layout(path))
+    assert 1 <= len(changed) <= len(window) < len(before)
+    assert info["files_written"] == len(changed)
+    assert_equals_fresh(client, path, tmp_path / "fresh", query)
+
+
 def test_refresh_on_an_fsspec_filesystem_copies_untouched_files(own: Sandbox) -> None:
     fsspec = pytest.importorskip("fsspec")
     client = make_client(own)

@@ -22,7 +22,7 @@ from .columns import _column_specs, _compatible, _Partition, _snapshot_dtypes
 from .common import _iso, _jsonable, _now, _public_url, _versions
 from .info import SnapshotInfo
 from .reading import _read_frame
-from .refreshing import _plan
+from .refreshing import _plan, _replaced_rows
 from .store import (
     FORMAT,
     _check_files,
@@ -318,9 +318,7 @@ def refresh_snapshot(
         for entry in plan.rewrite:  # partitions that lose or gain rows; the others are carried
             try:
                 for table in _file_tables(target, root, entry, row_group_size):
-                    hit = pc.fill_null(pc.is_in(pc.cast(table.column("id"), pa.int64()),
-                                                value_set=ids), False)
-                    kept = table.filter(pc.invert(hit))
+                    kept = table.filter(pc.invert(_replaced_rows(table, entry, ids)))
                     if kept.num_rows:
                         yield kept, entry.get("partition")
             except (pa.ArrowException, OSError) as exc:

@@ -131,3 +131,16 @@ def _new_keys(changed: Sequence[pd.DataFrame], partition: _Partition | None,
     arrow_type = partition.arrow_type(specs)
     return {key for frame in rows
             for key in pa.array(partition.keys(frame).tolist(), type=arrow_type).to_pylist()}
+
+
+def _replaced_rows(table: pa.Table, entry: Mapping[str, Any], ids: pa.Array) -> pa.Array:
+    """Which rows of a file's ``table`` belong to the replaced ``ids`` (a boolean mask).
+
+    A snapshot partitioned by ``id`` keeps it in the folder name, not in the file.
+    """
+    if "id" in table.column_names:
+        column = pc.cast(table.column("id"), pa.int64())
+        return pc.fill_null(pc.is_in(column, value_set=ids), False)
+    value = entry.get("partition")
+    hit = isinstance(value, int) and value in set(ids.to_pylist())
+    return pa.array([hit] * table.num_rows, type=pa.bool_())
