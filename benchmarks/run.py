@@ -21,6 +21,7 @@ Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 ``conversion``   100k records with two includes -> typed frame vs ``pd.json_normalize``
 ``memory``       peak RSS of 20k- vs 200k-row streaming snapshots
 ``readmemory``   peak RSS growth of ``read()`` at 60k and 200k purchases vs 3 x frame + 150 MiB
+``partrefresh``  refresh of a month-partitioned snapshot after one change vs unpartitioned
 ===============  ==============================================================================
 
 Results: ``benchmarks/results/<UTC time>-<full|quick>.json`` plus ``latest.json`` and
@@ -46,6 +47,7 @@ from benchmarks import (
     bench_cache,
     bench_conversion,
     bench_mirror,
+    bench_partrefresh,
     bench_pull,
     bench_refresh,
     wrapped,
@@ -79,6 +81,8 @@ SCENARIOS = [
     Scenario("memory", "6. Streaming snapshot memory", wrapped.run_memory, wrapped.memory_table),
     Scenario(*readmemory_scenario()),
     Scenario("mirror", "Mirror sync: use of the allowance", bench_mirror.run, bench_mirror.table),
+    Scenario("partrefresh", "Partitioned refresh after one change",
+             bench_partrefresh.run, bench_partrefresh.table),
 ]
 NAMES = [s.name for s in SCENARIOS]
 
@@ -174,6 +178,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if (m := ok("memory")) is not None:
         add("memory ratio (largest / smallest snapshot) <= 1.5", f"{m['memory_ratio']:.2f}",
             m["memory_ratio"] <= 1.5)
+    if (p := ok("partrefresh")) is not None:
+        add("partitioned refresh after one change <= 2x unpartitioned, same data",
+            f"{p['ratio']:.2f}x, {p['partitioned']['files_written']} of "
+            f"{p['partitioned']['files']} files written", p["met"])
     return out
 
 

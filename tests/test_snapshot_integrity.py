@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from jetti_frames.client import JettiClient
@@ -143,12 +144,36 @@ def test_damage_is_one_snapshot_error_then_full_refresh_repairs(
     pd.testing.assert_frame_equal(read_snapshot(snap), before)
 
 
-def test_damaged_pages_are_named_by_read_and_refresh(snap: Path, client: JettiClient) -> None:
+def test_damaged_pages_are_named_by_read_and_refresh(snap: Path, client: JettiClient,
+                                                     sb: Sandbox) -> None:
+    ids = pq.read_table(first_file(snap)[1], columns=["id"]).column("id").to_pylist()
     named = corrupt_pages(snap)
     assert snapshot_info(snap)["rows"] == 300  # sizes match: info opens no data file
-    for call in (read_snapshot, lambda p: refresh_snapshot(p, client=client)):
-        with pytest.raises(SnapshotError, match=f"data file {named} is damaged"):
-            call(snap)
+    with pytest.raises(SnapshotError, match=f"data file {named} is damaged"):
+        read_snapshot(snap)
+    sb.touch("purchases", ids[:1])  # the refresh must rewrite the damaged file's partition
+    with pytest.raises(SnapshotError, match=f"data file {named} is damaged"):
+        refresh_snapshot(snap, client=client)
+
+
+def test_a_refresh_carries_damage_it_does_not_read(snap: Path, client: JettiClient) -> None:
+    """Files of partitions a refresh leaves alone are carried over as they are, unread: their
+    damage is still named by the next read."""
+    manifest = manifest_of(snap)
+    since = pd.Timestamp(manifest["watermark"]) - pd.Timedelta(minutes=5)
+    recent = read_snapshot(snap, filters=[("updatedAt", ">=", since)],
+                           columns=["dateOrdered_year"])
+    untouched = sorted(e["path"] for e in manifest["files"]
+                       if e["partition"] not in set(recent["dateOrdered_year"]))
+    file = snap / untouched[0]
+    data = bytearray(file.read_bytes())
+    data[4:60] = b"\xff" * 56
+    file.write_bytes(bytes(data))
+    info = refresh_snapshot(snap, client=client)
+    assert info["files_carried"] >= 1
+    assert (snap / untouched[0]).read_bytes() == bytes(data)
+    with pytest.raises(SnapshotError, match=f"data file {untouched[0]} is damaged"):
+        read_snapshot(snap)
 
 
 @pytest.mark.parametrize(("key", "value"), [("query", None), ("resource", 3),

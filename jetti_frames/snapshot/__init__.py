@@ -19,9 +19,15 @@ Temporary siblings of dead writers are removed by the next write. On a local fil
 rename is atomic; on object stores (through pyarrow or fsspec filesystems) a directory "rename"
 copies objects, and only the manifest makes a dataset trusted.
 
-The manifest lists every data file with its rows and size in bytes. :func:`snapshot_info` checks
-that each listed file is there with its size, :func:`read_snapshot` and :func:`refresh_snapshot`
-also that each file's rows are the recorded ones and that its pages decode; a manifest with a
+A refresh rewrites only the partitions whose rows change; the files of the others are hard
+linked (copied on other filesystems) into the new version before the same publish, so the
+previous version stays whole until the swap.
+
+The manifest lists every data file with its rows, size in bytes, id range and partition.
+:func:`snapshot_info` checks that each listed file is there with its size, :func:`read_snapshot`
+also that each file's rows are the recorded ones and that its pages decode;
+:func:`refresh_snapshot` checks sizes and decodes the files it rewrites (a file it carries over
+unread keeps any damage, which the next read names). A manifest with a
 missing key, a bad watermark or a file list that does not add up to its rows is refused too. Each
 of these raises :class:`~jetti_frames.errors.SnapshotError` naming the file;
 ``refresh_snapshot(path, full=True)`` rewrites the snapshot from its recorded query. Files the
@@ -36,7 +42,8 @@ folder directly (they skip names starting with ``_`` or ``.``).
 
 The package has one module per job: :mod:`.api` (the public functions), :mod:`.store`
 (location, integrity checks, atomic publish and recovery), :mod:`.writing` (the stream of
-record batches into ``pyarrow.dataset.write_dataset``), :mod:`.reading`, :mod:`.columns`.
+record batches into ``pyarrow.dataset.write_dataset``), :mod:`.refreshing` (which partitions
+a refresh rewrites and which it carries over), :mod:`.reading`, :mod:`.columns`.
 ``import jetti_frames.snapshot`` gives this module; it is callable as :func:`snapshot`, so
 ``from jetti_frames import snapshot`` followed by ``snapshot("purchases", ...)`` writes one.
 

@@ -23,6 +23,7 @@ from .columns import _column_specs, _compatible, _Partition, _snapshot_dtypes
 from .common import _iso, _jsonable, _now, _public_url, _versions
 from .info import SnapshotInfo
 from .reading import _read_frame
+from .refreshing import _plan, _replaced_rows
 from .store import (
     FORMAT,
     _check_files,
@@ -211,7 +212,11 @@ def refresh_snapshot(
     the newest ``updatedAt`` seen, capped at the time that fetch started), replaces every
     row of a re-fetched record (all exploded rows of a has-many include), keeps the rest, and
     publishes the result atomically with the new watermark. Requests are proportional to the
-    records changed, not to the size of the snapshot. When the query has a ``where`` filter, one
+    records changed, not to the size of the snapshot, and so is the writing: only the
+    partitions that lose or gain rows (a record changed, moved to another partition, or
+    dropped) are rewritten; the files of the others join the new version as they are (hard
+    links on a local disk, copies elsewhere), and the manifest counts ``files_written`` and
+    ``files_carried``. When the query has a ``where`` filter, one
     more id-only query over the same time window finds records that no longer match it, and
     their rows are dropped. The :class:`SnapshotInfo` returned counts in ``changed_records``
     the records added, updated (a new ``updatedAt``) or dropped; records the overlap read again
@@ -310,20 +315,17 @@ def refresh_snapshot(
         "previous_watermark": manifest["watermark"],
     })
 
+    plan = _plan(target, root, manifest, partition, sorted(replaced), changed)
     ids = pa.array(sorted(replaced), type=pa.int64())
-    before: dict[int, int | None] = {}  # id -> updatedAt of the rows being replaced
     after: dict[int, int | None] = {}
 
     def items() -> Iterator[Item]:
-        for entry in manifest["files"]:
+        for entry in plan.rewrite:  # partitions that lose or gain rows; the others are carried
             try:
                 for table in _file_tables(target, root, entry, row_group_size):
-                    hit = pc.fill_null(pc.is_in(pc.cast(table.column("id"), pa.int64()),
-                                                value_set=ids), False)
-                    old = table.filter(hit)
-                    before.update(_versions(old.column("id").to_pylist(),
-                                            old.column("updatedAt").to_pylist()))
-                    yield table.filter(pc.invert(hit)), entry.get("partition")
+                    kept = table.filter(pc.invert(_replaced_rows(table, entry, ids)))
+                    if kept.num_rows:
+                        yield kept, entry.get("partition")
             except (pa.ArrowException, OSError) as exc:
                 if isinstance(exc, SnapshotError):
                     raise
@@ -333,6 +335,7 @@ def refresh_snapshot(
             after.update(_versions(frame["id"], frame["updatedAt"]))
 
     def summary() -> dict[str, Any]:
+        before = plan.before
         differ = {i for i in before.keys() | after.keys()
                   if before.get(i, -1) != after.get(i, -1)}
         return {"requests": requests, "changed_records": len(differ),
@@ -343,7 +346,7 @@ def refresh_snapshot(
     return _write_version(target, _recorded_dtypes(target, root, manifest), partition,
                           new_manifest, items(), summary,
                           row_group_size=row_group_size, started=started,
-                          max_updated=manifest.get("max_updated_at"))
+                          max_updated=manifest.get("max_updated_at"), carry=(root, plan.carry))
 
 
 def _overlap(value: Any) -> dt.timedelta:

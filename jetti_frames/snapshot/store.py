@@ -328,6 +328,36 @@ def _publish(target: _Target, tmp: str) -> None:
         target.fs.move(tmp, root)
 
 
+def _carry(target: _Target, root: str, tmp: str, entry: Mapping[str, Any]) -> None:
+    """Put a listed file of the version in ``root`` into the one being written in ``tmp``,
+    without rewriting it.
+
+    A hard link on a local disk (the previous version stays intact and readable: removing its
+    folder after the publish only drops its names); a copy elsewhere (server-side on object
+    stores). The file must arrive with the size the manifest records, or the write stops.
+    """
+    fs = target.fs
+    source, dest = _join(root, entry["path"]), _join(tmp, entry["path"])
+    fs.create_dir(posixpath.dirname(dest), recursive=True)
+    if fs.get_file_info(dest).type != pafs.FileType.NotFound:
+        raise SnapshotError(f"cannot carry {entry['path']} over: the new version already "
+                            "holds a file of that name")
+    linked = False
+    if isinstance(fs, pafs.LocalFileSystem):
+        with contextlib.suppress(OSError):  # no hard links here (some shares): copy instead
+            os.link(source, dest)
+            linked = True
+    if not linked:
+        try:
+            fs.copy_file(source, dest)
+        except FileNotFoundError:
+            raise _damaged(target, root, entry["path"], "missing") from None
+    size = fs.get_file_info(dest).size
+    if entry.get("size") is not None and size != entry["size"]:
+        raise _damaged(target, root, entry["path"],
+                       f"{size} bytes, the manifest records {entry['size']}")
+
+
 def _recover(target: _Target) -> None:
     """Put back a version stranded by a publish killed between its two renames."""
     if not target.exists(target.root):

@@ -17,7 +17,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from .common import METADATA_KEY, _max_iso, _now, _provenance
 from .info import SnapshotInfo
 from .store import (
     MANIFEST,
+    _carry,
     _check_target,
     _clean_siblings,
     _join,
@@ -53,10 +54,15 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
                    manifest: dict[str, Any], items: Iterable[Item],
                    summary: Callable[[], dict[str, Any]], *, row_group_size: int,
                    started: dt.datetime, max_updated: str | None,
-                   read_at: dt.datetime | None = None) -> SnapshotInfo:
+                   read_at: dt.datetime | None = None,
+                   carry: tuple[str, Sequence[Mapping[str, Any]]] | None = None
+                   ) -> SnapshotInfo:
     """Write a complete version into a temporary sibling, then publish it in place of the old.
 
     ``summary()`` is called once ``items`` are written; what it returns joins the manifest.
+    ``carry`` is ``(root, entries)``: files of the version in ``root`` that join the new one as
+    they are (a refresh's untouched partitions); the manifest then counts ``files_written``
+    and ``files_carried``.
     The watermark is the largest ``updatedAt`` in the data, but never later than the time the
     fetch started: a record dated in the future (or a server clock ahead of ours) must not push
     the next refresh's window past changes it has not seen yet. ``read_at`` is that time when
@@ -68,9 +74,16 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
     target.fs.create_dir(tmp, recursive=True)
     try:
         stream = _Stream(dtypes, partition, manifest)
-        files = stream.write(target.fs, tmp, iter(items), row_group_size=row_group_size)
+        files = stream.write(target.fs, tmp, iter(items), row_group_size=row_group_size,
+                             empty_file=not (carry and carry[1]))
         manifest = dict(manifest)
         manifest.update(summary())
+        if carry is not None:
+            source, carried = carry
+            manifest["files_written"], manifest["files_carried"] = len(files), len(carried)
+            for entry in carried:
+                _carry(target, source, tmp, entry)
+            files = sorted([*files, *map(dict, carried)], key=lambda f: f["path"])
         top = _max_iso(max_updated, stream.watermark)
         manifest["max_updated_at"] = top
         cap = pd.Timestamp(started if read_at is None else read_at)  # when the data was read
@@ -115,9 +128,11 @@ class _Stream:
             fields.append(self.part_field)
         self.schema = pa.schema(fields, metadata=self.file_schema.metadata)
 
-    def write(self, fs: Any, root: str, items: Iterator[Item], *,
-              row_group_size: int) -> list[dict[str, Any]]:
-        """Write every item below ``root``; the manifest's file list (path, rows, size)."""
+    def write(self, fs: Any, root: str, items: Iterator[Item], *, row_group_size: int,
+              empty_file: bool = True) -> list[dict[str, Any]]:
+        """Write every item below ``root``; the manifest's file list (path, rows, size, id
+        range, partition). Without rows, one empty file keeps the columns (``empty_file``).
+        """
         files: list[dict[str, Any]] = []
         calls = 0
         self.held = next(items, None)
@@ -139,7 +154,7 @@ class _Stream:
                 file_visitor=lambda written, p=partitioning: files.append(
                     self._entry(root, written, p)))
             calls += 1
-        if not files:  # an empty snapshot keeps its columns' dtypes in one empty file
+        if not files and empty_file:  # an empty snapshot keeps its dtypes in one empty file
             if not self.fresh:
                 self._set_schema()
             name = "part-0-0.parquet"
@@ -153,6 +168,9 @@ class _Stream:
         path = written.path[len(root):].lstrip("/")
         entry: dict[str, Any] = {"path": path, "rows": written.metadata.num_rows,
                                  "size": written.size}
+        ids = _id_range(written.metadata)
+        if ids is not None:
+            entry["ids"] = ids
         if partitioning is not None and self.part_field is not None:
             keys = pads.get_partition_keys(partitioning.parse(path))  # None: a null value
             entry["partition"] = keys.get(self.part_field.name)
@@ -219,8 +237,9 @@ class _Stream:
     def _conform(self, table: pa.Table, keys: pa.Array | None) -> pa.Table:
         """``table`` with exactly the schema (missing columns as nulls, the partition last)."""
         if not table.schema.equals(self.file_schema, check_metadata=False):
+            present = set(table.column_names)
             for field in self.file_schema:
-                if field.name not in table.column_names:
+                if field.name not in present:
                     table = table.append_column(field, pa.nulls(table.num_rows, field.type))
             try:
                 table = table.select(self.file_schema.names).cast(self.file_schema)
@@ -229,3 +248,26 @@ class _Stream:
         if keys is not None and self.part_field is not None:
             table = table.append_column(self.part_field, keys)
         return table.replace_schema_metadata(self.schema.metadata)
+
+
+def _id_range(metadata: pq.FileMetaData) -> list[int] | None:
+    """``[lowest, highest]`` id of a written file from its statistics (``None``: unknown).
+
+    A refresh opens only the files whose range holds a re-fetched id.
+    """
+    column = next((i for i in range(metadata.num_columns)
+                   if metadata.schema.column(i).path == "id"), None)
+    if column is None:
+        return None
+    lows, highs = [], []
+    for group in range(metadata.num_row_groups):
+        rows = metadata.row_group(group)
+        stats = rows.column(column).statistics
+        if stats is not None and stats.has_min_max:
+            lows.append(stats.min)
+            highs.append(stats.max)
+        elif stats is None or stats.null_count != rows.num_rows:
+            return None  # values without statistics: the range is unknown
+    if not lows or not all(isinstance(v, int) for v in (*lows, *highs)):
+        return None
+    return [int(min(lows)), int(max(highs))]
