@@ -342,6 +342,16 @@ def _where_fields(where: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _long_lists(where: Mapping[str, Any]) -> list[str]:
+    """Fields with an ``$in`` list longer than one array.
+
+    >>> _long_lists({"id": {"$in": list(range(30))}, "total": {"$in": [1, 2]}})
+    ['id']
+    """
+    return [k for k, v in where.items() if isinstance(v, Mapping)
+            and isinstance(v.get("$in"), list) and len(v["$in"]) > MAX_ARRAY]
+
+
 def _check_local_credentials(res: Resource, attrs: tuple[str, ...] | None,
                              fields: Iterable[str]) -> None:
     """A condition applied locally needs the field's values: a credential must be named.
@@ -422,6 +432,7 @@ def build_query(resource: str | Resource, *, where: Mapping[str, Any] | None = N
         needed.append(parsed_order.attribute)
     needed += [inc.relation.foreign_key for inc in includes if inc.kind == "belongs_to"]
     needed += _where_fields(post)
+    needed += _long_lists(wire or {})  # to check the answers to packed requests
     _check_local_credentials(res, attrs, _where_fields(post))
     sent, added = _with_needed(res, attrs, needed)
     query = Query(res, full, attrs, includes, parsed_order, wire or {}, post, sent, added,
