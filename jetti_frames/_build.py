@@ -488,8 +488,11 @@ def request_params(query_where: Mapping[str, Any] | None,
     return params
 
 
-def query_urls(query: Query, *, limit: int | None = None, readable: bool = False) -> list[str]:
+def query_urls(query: Query, *, limit: int | None = None, readable: bool = False,
+               parts: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
     """``<url>.json?<qs>`` of each request of the first page, for display.
+
+    ``parts`` are the where dicts to send (default :func:`split_where`'s).
 
     Examples
     --------
@@ -497,7 +500,7 @@ def query_urls(query: Query, *, limit: int | None = None, readable: bool = False
     ['purchase-statuses.json?where[name]=open']
     """
     urls = []
-    for part in split_where(query):
+    for part in split_where(query) if parts is None else parts:
         params = request_params(part, query.sent_attributes, query.include, query.order, limit,
                                 exclude=query.exclude)
         text = encode(params, readable=readable)
@@ -505,7 +508,8 @@ def query_urls(query: Query, *, limit: int | None = None, readable: bool = False
     return urls
 
 
-def explain_query(query: Query, *, limit: int | None = None, readable: bool = True) -> str:
+def explain_query(query: Query, *, limit: int | None = None, readable: bool = True,
+                  parts: Sequence[Mapping[str, Any]] | None = None) -> str:
     """A human-readable account of the requests a query makes and what is done locally.
 
     Examples
@@ -515,7 +519,7 @@ def explain_query(query: Query, *, limit: int | None = None, readable: bool = Tr
     """
     if query.is_empty:
         return f"GET {query.resource.url}: no request, the answer is known to be empty"
-    urls = query_urls(query, limit=limit, readable=readable)
+    urls = query_urls(query, limit=limit, readable=readable, parts=parts)
     lines = [f"GET {query.resource.url}: {len(urls)} request stream(s)"]
     lines += [f"  {u}" for u in urls]
     if query.post_filter:

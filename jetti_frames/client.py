@@ -751,7 +751,7 @@ dtype_backend, sep
         >>> client = JettiClient("t", base_url="http://127.0.0.1:9/api/", cache=False)
         >>> e = client.explain("purchases", where={"id": list(range(45))})
         >>> e.min_requests, len(e.urls)
-        (3, 3)
+        (1, 1)
         """
         check_options(refresh=refresh, progress=progress, dtype_backend=dtype_backend,
                       include_mode=include_mode, sep=sep, consistent=consistent,
@@ -769,7 +769,7 @@ dtype_backend, sep
         per_part = 1 if plan.limit is None else max(1, -(-plan.limit // plan.page_size))
         n = max(len(urls), len(plan.parts) * per_part)
         latency = self._transport.latency or 0.5
-        lines = explain_query(query).splitlines()
+        lines = explain_query(query, parts=plan.parts).splitlines()
         notes = [lines[0], *(f"  {u}" for u in urls),
                  *(line for line in lines[1:] if ".json" not in line)]
         return Explanation(query.resource.url, urls, n,
