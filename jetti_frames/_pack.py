@@ -74,9 +74,9 @@ class Packed(dict[str, Any]):
                  values: Iterable[Any] = ()) -> None:
         super().__init__(where)
         self.key = key
-        self.values = list(values)
+        self.listed = list(values)
         self._member: Callable[[Mapping[str, Any]], bool] | None = (
-            None if key is None else compile_where({key: {"$in": self.values}}))
+            None if key is None else compile_where({key: {"$in": self.listed}}))
 
     def holds(self, records: Iterable[Mapping[str, Any]]) -> bool:
         """Whether every record has a value of ``key`` the request listed."""
@@ -274,7 +274,7 @@ def _pack_not_in(part: dict[str, Any], query: Query, page_size: int) -> dict[str
         return part
     out = {**part, "$and": terms}
     if isinstance(part, Packed):
-        return Packed(out, part.key, part.values)
+        return Packed(out, part.key, part.listed)
     return Packed(out)
 
 
