@@ -22,6 +22,7 @@ Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 ``memory``       peak RSS of 20k- vs 200k-row streaming snapshots
 ``readmemory``   peak RSS growth of ``read()`` at 60k and 200k purchases vs 3 x frame + 150 MiB
 ``partrefresh``  refresh of a month-partitioned snapshot after one change vs unpartitioned
+``inlist``       1500 and 3000 ids in ``where``: chunks of 20 vs packed ``$or`` (bench_inlist)
 ===============  ==============================================================================
 
 Results: ``benchmarks/results/<UTC time>-<full|quick>.json`` plus ``latest.json`` and
@@ -46,6 +47,7 @@ if __package__ in (None, ""):
 from benchmarks import (
     bench_cache,
     bench_conversion,
+    bench_inlist,
     bench_mirror,
     bench_partrefresh,
     bench_pull,
@@ -79,6 +81,7 @@ SCENARIOS = [
     Scenario("conversion", "5. Records -> typed DataFrame (two includes)",
              bench_conversion.run, bench_conversion.table, ("psutil",)),
     Scenario("memory", "6. Streaming snapshot memory", wrapped.run_memory, wrapped.memory_table),
+    bench_inlist,
     Scenario(*readmemory_scenario()),
     Scenario("mirror", "Mirror sync: use of the allowance", bench_mirror.run, bench_mirror.table),
     Scenario("partrefresh", "Partitioned refresh after one change",
@@ -182,6 +185,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("partitioned refresh after one change <= 2x unpartitioned, same data",
             f"{p['ratio']:.2f}x, {p['partitioned']['files_written']} of "
             f"{p['partitioned']['files']} files written", p["met"])
+    if (i := ok("inlist")) is not None:
+        for size in (s for s in i["sizes"] if s["ids"] == 1500):
+            now, before = size["now"], size["before"]
+            add("1500 ids in <= 20 requests, exact rows",
+                f"{now['requests']} requests (before {before['requests']}), "
+                f"{now['seconds']:.1f} s (before {before['seconds']:.1f} s)",
+                now["requests"] <= 20 and now["exact"])
     return out
 
 

@@ -342,6 +342,16 @@ def _where_fields(where: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _long_lists(where: Mapping[str, Any]) -> list[str]:
+    """Fields with an ``$in`` list longer than one array.
+
+    >>> _long_lists({"id": {"$in": list(range(30))}, "total": {"$in": [1, 2]}})
+    ['id']
+    """
+    return [k for k, v in where.items() if isinstance(v, Mapping)
+            and isinstance(v.get("$in"), list) and len(v["$in"]) > MAX_ARRAY]
+
+
 def _check_local_credentials(res: Resource, attrs: tuple[str, ...] | None,
                              fields: Iterable[str]) -> None:
     """A condition applied locally needs the field's values: a credential must be named.
@@ -422,6 +432,7 @@ def build_query(resource: str | Resource, *, where: Mapping[str, Any] | None = N
         needed.append(parsed_order.attribute)
     needed += [inc.relation.foreign_key for inc in includes if inc.kind == "belongs_to"]
     needed += _where_fields(post)
+    needed += _long_lists(wire or {})  # to check the answers to packed requests
     _check_local_credentials(res, attrs, _where_fields(post))
     sent, added = _with_needed(res, attrs, needed)
     query = Query(res, full, attrs, includes, parsed_order, wire or {}, post, sent, added,
@@ -477,8 +488,11 @@ def request_params(query_where: Mapping[str, Any] | None,
     return params
 
 
-def query_urls(query: Query, *, limit: int | None = None, readable: bool = False) -> list[str]:
+def query_urls(query: Query, *, limit: int | None = None, readable: bool = False,
+               parts: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
     """``<url>.json?<qs>`` of each request of the first page, for display.
+
+    ``parts`` are the where dicts to send (default :func:`split_where`'s).
 
     Examples
     --------
@@ -486,7 +500,7 @@ def query_urls(query: Query, *, limit: int | None = None, readable: bool = False
     ['purchase-statuses.json?where[name]=open']
     """
     urls = []
-    for part in split_where(query):
+    for part in split_where(query) if parts is None else parts:
         params = request_params(part, query.sent_attributes, query.include, query.order, limit,
                                 exclude=query.exclude)
         text = encode(params, readable=readable)
@@ -494,7 +508,8 @@ def query_urls(query: Query, *, limit: int | None = None, readable: bool = False
     return urls
 
 
-def explain_query(query: Query, *, limit: int | None = None, readable: bool = True) -> str:
+def explain_query(query: Query, *, limit: int | None = None, readable: bool = True,
+                  parts: Sequence[Mapping[str, Any]] | None = None) -> str:
     """A human-readable account of the requests a query makes and what is done locally.
 
     Examples
@@ -504,7 +519,7 @@ def explain_query(query: Query, *, limit: int | None = None, readable: bool = Tr
     """
     if query.is_empty:
         return f"GET {query.resource.url}: no request, the answer is known to be empty"
-    urls = query_urls(query, limit=limit, readable=readable)
+    urls = query_urls(query, limit=limit, readable=readable, parts=parts)
     lines = [f"GET {query.resource.url}: {len(urls)} request stream(s)"]
     lines += [f"  {u}" for u in urls]
     if query.post_filter:

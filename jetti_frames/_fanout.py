@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from itertools import count
 from typing import Any
 
+from ._pack import listed_ids
 from ._pages import PageRequest
 from .paging import Pager
 
@@ -150,15 +151,15 @@ def _allow(pager: Pager, room: int) -> None:
 
 
 def at_most(max_rows: int | None, part: Mapping[str, Any]) -> int | None:
-    """``max_rows``, lowered to the number of ids when the part lists them (``id $in``).
+    """``max_rows``, lowered to the number of ids when the part lists them (``id $in``, also
+    packed in ``$or`` branches).
 
     Examples
     --------
     >>> at_most(10, {"id": {"$in": [4, 8]}}), at_most(None, {"x": 1})
     (2, None)
     """
-    cond = part.get("id")
-    ids = cond.get("$in") if isinstance(cond, dict) else None
-    if not isinstance(ids, list):
+    n = listed_ids(part)
+    if n is None:
         return max_rows
-    return len(ids) if max_rows is None else min(max_rows, len(ids))
+    return n if max_rows is None else min(max_rows, n)

@@ -268,8 +268,11 @@ def test_in_with_500_ids(sandbox: Sandbox, client: JettiClient) -> None:
                  purchase_types(["id", "total"]))
     assert len(want) == 480
     pd.testing.assert_frame_equal(df, want)
-    # 25 requests of 20 ids (never more per request), then one for records changed meanwhile
-    assert client.last_stats.requests == 26
+    # 5 requests of 100 ids ($or branches of 20: never a longer array), then one for records
+    # changed meanwhile; a part whose ids partly do not exist asks once more when its short
+    # page comes before any full one (the server's page cap is not known yet)
+    assert 6 <= client.last_stats.requests <= 7
+    assert all(len(e["target"]) < 16 * 1024 for e in sandbox.log)
 
 
 # -- the HTTP cache, tokens and errors -----------------------------------------------------
@@ -386,8 +389,9 @@ def test_explain_sends_nothing(sandbox: Sandbox, client: JettiClient) -> None:
     before = sandbox.counters(SANDBOX_TOKEN)["requests"]
     plan = client.read("purchases", where={"id": list(range(1, 46))}, explain=True)
     assert sandbox.counters(SANDBOX_TOKEN)["requests"] == before
-    assert plan.min_requests == 3 and len(plan.urls) == 3
-    assert all("where%5Bid%5D%5B%24in%5D" in u or "where[id][$in]" in u for u in plan.urls)
+    assert plan.min_requests == 1 and len(plan.urls) == 1  # 45 ids in $or branches of 20
+    assert all("where[$or][2][id][$in][4]" in u for u in plan.urls)
+    assert "1 request stream(s)" in str(plan)
     assert "request" in str(plan)
 
 

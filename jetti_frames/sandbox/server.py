@@ -45,7 +45,7 @@ from .data import RESOURCES, cached_database, insert_rows, table_name
 from .drift import DriftPlan
 from .limits import MALFORMED, FaultPlan, LeakyBucket
 from .qs import QS_VERSIONS, decode_query
-from .sql import EXCLUDE_MODES, TIE_PRIME, Problem, QueryPlan
+from .sql import EXCLUDE_MODES, LOGIC_MODES, TIE_PRIME, Problem, QueryPlan
 
 __all__ = ["Sandbox", "serve"]
 
@@ -54,7 +54,7 @@ _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
                "get_burst", "write_rate", "faults", "strict", "qs_version", "tokens", "quirks",
-               "exclude", "ties", "ties_seed", "drift")
+               "exclude", "ties", "ties_seed", "drift", "logic")
 
 
 def token_hash(token: str) -> str:
@@ -83,6 +83,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.sandbox._handle(self)
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Node answers 431 to any request head over 16 KiB, also to a line too long for
+        Python's parser (which would say 414)."""
+        if code == 414:
+            code, message = 431, f"request line over {MAX_HEADER_BYTES} bytes"
+        super().send_error(code, message, explain)
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
 
@@ -114,6 +122,10 @@ class Sandbox:
     exclude
         How ``attributes[exclude][i]=...`` (Sequelize's "every field but these") is treated:
         ``"honor"`` (default), ``"ignore"`` (every field comes back) or ``"refuse"`` (400).
+    logic
+        How ``$or`` and ``$and`` in a ``where`` are treated: ``"honor"`` (default),
+        ``"ignore"`` (dropped: rows come back as if the condition were absent, as from a server
+        that drops unknown operators) or ``"refuse"`` (400).
     faults
         ``{"rate": 0.1, "kinds": ("503", "429", "drop"), "seed": 0, "burst": 3}`` or a rate;
         the kinds ``"object"``, ``"no-id"`` and ``"unordered"`` answer 200 with a malformed body.
@@ -144,7 +156,7 @@ class Sandbox:
                  rate: str = "default", get_rate: float = GET_RATE, get_burst: int = GET_BURST,
                  write_rate: float = WRITE_RATE, tokens: Sequence[str] = (SANDBOX_TOKEN,),
                  qs_version: str = "6.13", strict: bool = False, quirks: bool = True,
-                 exclude: str = "honor",
+                 exclude: str = "honor", logic: str = "honor",
                  faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
                  ties_seed: int | None = None, drift: Mapping[str, Any] | None = None,
                  port: int = 0,
@@ -168,7 +180,8 @@ class Sandbox:
                        default_limit=default_limit, rate=rate, get_rate=get_rate,
                        get_burst=get_burst, write_rate=write_rate, tokens=tokens,
                        qs_version=qs_version, strict=strict, quirks=quirks, faults=faults,
-                       exclude=exclude, ties=ties, ties_seed=ties_seed, drift=drift)
+                       exclude=exclude, ties=ties, ties_seed=ties_seed, drift=drift,
+                       logic=logic)
         self.reset_counters()
 
     # ----------------------------------------------------------------- lifecycle
@@ -223,7 +236,7 @@ class Sandbox:
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: latency_ms, jitter_ms, max_limit, default_limit, rate, get_rate,
         get_burst, write_rate, faults, strict, quirks, qs_version, tokens, exclude, ties,
-        ties_seed, drift."""
+        ties_seed, drift, logic."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
@@ -233,6 +246,8 @@ class Sandbox:
             raise ValueError(f"qs_version must be one of {QS_VERSIONS}")
         if knobs.get("exclude", "honor") not in EXCLUDE_MODES:
             raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
+        if knobs.get("logic", "honor") not in LOGIC_MODES:
+            raise ValueError(f"logic must be one of {LOGIC_MODES}")
         if knobs.get("ties", "id") not in ("id", "shuffle"):
             raise ValueError("ties must be 'shuffle' or 'id'")
         with self._lock:
@@ -512,7 +527,8 @@ class Sandbox:
             one = {**query, "where": {"id": str(key)}, "limit": "1"}
             one.pop("from", None)
             single = QueryPlan.build(url, one, default_limit=1, max_limit=1, strict=k["strict"],
-                                     quirks=k["quirks"], exclude=k["exclude"])
+                                     quirks=k["quirks"], exclude=k["exclude"],
+                                     logic=k["logic"])
             rows = single.run(con)
             if not rows:
                 raise Problem(404, f"no {res.model} with id {key}")
@@ -520,7 +536,8 @@ class Sandbox:
             return rows[0]
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
                                max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"],
-                               exclude=k["exclude"], ties=self._tie_order())
+                               exclude=k["exclude"], ties=self._tie_order(),
+                               logic=k["logic"])
         rows = plan.run(con)
         k["drift"].apply(rows, plan)
         return rows

@@ -8,6 +8,12 @@ turned a long array into an object (see the API notes) is reproduced: an ``$in``
 nothing, a ``$notIn`` object is dropped, an ``attributes`` object is ignored; with
 ``strict=True`` these answer 400 instead.
 
+The ``logic`` knob makes the server treat ``$or`` and ``$and`` (at the where level) as a server
+that does not know them would: ``"ignore"`` drops them (rows come back as if the condition were
+absent, as from a server that drops unknown operators) and ``"refuse"`` answers 400. A ``$or``
+or ``$and`` that qs turned into an object (more than 20 branches) fails as Sequelize does (500;
+400 with ``strict=True``).
+
 ``attributes`` may also be Sequelize's object form ``{"exclude": [...]}`` (every field but
 those), at the top level and in an include; the ``exclude`` knob makes the server ``"ignore"``
 that form (every field comes back) or ``"refuse"`` it (400). An ``exclude`` that qs turned into
@@ -39,7 +45,7 @@ from typing import Any, ClassVar
 from ..catalog import CATALOG, Resource
 from .data import EXTRA_FIELDS, RESOURCES, table_name
 
-__all__ = ["EXCLUDE_MODES", "MAX_INCLUDE_DEPTH", "Problem", "QueryPlan", "coerce",
+__all__ = ["EXCLUDE_MODES", "LOGIC_MODES", "MAX_INCLUDE_DEPTH", "Problem", "QueryPlan", "coerce",
            "serialize_rows"]
 
 #: Include levels a default qs depth lets a query string carry.
@@ -150,6 +156,10 @@ def _as_list(value: Any) -> list[Any] | None:
     return [value]
 
 
+#: How the server treats ``$or`` / ``$and`` at the where level.
+LOGIC_MODES = ("honor", "ignore", "refuse")
+
+
 @dataclass
 class Where:
     """Builds a SQL condition for one table alias."""
@@ -158,6 +168,7 @@ class Where:
     alias: str
     strict: bool
     params: list[Any] = field(default_factory=list)
+    logic: str = "honor"
 
     def build(self, where: Any) -> str:
         if where in (None, ""):
@@ -169,8 +180,15 @@ class Where:
         parts = []
         for key, value in where.items():
             if key in ("$or", "$and"):
-                items = list(value.values()) if isinstance(value, dict) and key == "$or" \
-                    and all(k.isdigit() for k in value) else value
+                if self.logic == "ignore":
+                    continue
+                if self.logic == "refuse":
+                    raise _bad(f"unknown operator {key!r} in where")
+                if isinstance(value, dict) and value and all(k.isdigit() for k in value):
+                    if self.strict:
+                        raise _bad(f"{key} arrived as an object (array too long)")
+                    raise Problem(500, f'column "{next(iter(value))}" does not exist')
+                items = value
                 if isinstance(items, dict):
                     subs = [self.build({k: v}) for k, v in items.items()]
                 elif isinstance(items, list):
@@ -394,12 +412,14 @@ class QueryPlan:
     #: ``(multiplier, shift)`` of the order rows tying on the order attribute come back in
     #: (``(id * m + s) mod p``); None: by id.
     ties: tuple[int, int] | None = None
+    #: ``$or`` / ``$and``: ``"honor"``, ``"ignore"`` or ``"refuse"`` (see LOGIC_MODES).
+    logic: str = "honor"
 
     @classmethod
     def build(cls, url: str, query: dict[str, Any], *, default_limit: int = 50,
               max_limit: int = 100, strict: bool = False, quirks: bool = True,
               exclude: str = "honor",
-              ties: tuple[int, int] | None = None) -> QueryPlan:
+              ties: tuple[int, int] | None = None, logic: str = "honor") -> QueryPlan:
         """Validate a decoded query; :class:`Problem` (400) names what is wrong.
 
         ``ties`` orders rows that tie on the order attribute by ``(id * m + s) mod p``, a
@@ -423,18 +443,18 @@ class QueryPlan:
         limit = min(_int(query.get("limit"), "limit", default_limit), max_limit)
         page = _int(query.get("from"), "from", 0)
         plan = cls(res, query.get("where"), attributes, includes, order, limit, page * limit,
-                   strict, quirks, ties)
+                   strict, quirks, ties, logic)
         # validate the where clauses now (a 400 before any work)
         plan._conditions()
         return plan
 
     def _conditions(self) -> tuple[str, list[Any]]:
-        builder = Where(self.res, "t", self.strict)
+        builder = Where(self.res, "t", self.strict, logic=self.logic)
         sql = builder.build(self.where)
         parts = [sql]
         for inc in self.includes:
             if inc.where not in (None, ""):
-                sub = Where(inc.res, "i", self.strict, builder.params)
+                sub = Where(inc.res, "i", self.strict, builder.params, self.logic)
                 cond = sub.build(inc.where)
                 if inc.kind == "belongs_to":
                     link = f'i.id = t."{inc.foreign_key}"'
