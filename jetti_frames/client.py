@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ._build import Include, Order, Query, build_query, explain_query, request_params
+from ._build import Order, Query, build_query, explain_query, request_params
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
 from ._split import and_where, split_where
@@ -55,14 +55,7 @@ from .errors import JettiAuthError, JettiQueryError, JettiServerError
 from .flatten import frame_from_records, frame_tables
 from .options import check_options, record_id
 from .paging import PageRequest, TopPager
-from .schema import (
-    DEFAULT_SEP,
-    DtypeBackend,
-    FrameSpec,
-    IncludeSpec,
-    column_dtypes,
-    empty_frame,
-)
+from .schema import DEFAULT_SEP, DtypeBackend, FrameSpec, column_dtypes, empty_frame
 from .settings import MAX_ARRAY, Settings
 from .transport import CacheInfo, Transport, explain_seconds
 
@@ -237,7 +230,7 @@ class JettiClient:
         query = build_query(resource, where=where, attributes=attributes, include=include,
                             order=order)
         parts = [] if query.is_empty or limit == 0 else split_where(query)
-        return _Plan(query, frame_spec(query), parts, size, limit)
+        return _Plan(query, query.spec, parts, size, limit)
 
     def _check_token(self) -> None:
         if not self.settings.token:
@@ -738,19 +731,6 @@ dtype_backend, sep
 
 
 # -- pure helpers --------------------------------------------------------------------------
-
-
-def frame_spec(query: Query) -> FrameSpec:
-    """The frame a query yields: the asked columns (added keys left out) and its includes."""
-    return FrameSpec(query.resource, query.attributes, tuple(_include_spec(i)
-                                                           for i in query.include))
-
-
-def _include_spec(inc: Include) -> IncludeSpec:
-    kind: Literal["belongs_to", "has_many"] = (
-        "belongs_to" if inc.kind == "belongs_to" else "has_many")
-    return IncludeSpec(inc.resource, kind, inc.attributes,
-                       tuple(_include_spec(i) for i in inc.include))
 
 
 def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any], bool]]:
