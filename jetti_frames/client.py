@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -51,7 +52,7 @@ from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
 from ._split import and_where, split_where
 from ._wire import encode
-from .errors import JettiAuthError, JettiQueryError, JettiServerError
+from .errors import JettiAuthError, JettiConfigError, JettiQueryError, JettiServerError
 from .flatten import frame_from_records, frame_tables
 from .options import check_options, record_id
 from .paging import PageRequest, TopPager
@@ -155,9 +156,11 @@ class JettiClient:
         ``limit`` asked per page (default 100, the largest the live service is known to honour).
     progress : bool, default True
         Show a progress bar (terminal or notebook) while reading.
-    **options
-        Any other :class:`~jetti_frames.settings.Settings` field (``retries``, ``timeout``,
-        ``max_in_flight``, ``get_rate``, ``deadline``, ``rate_limit_wait``, ...).
+    max_in_flight, get_rate, get_burst, write_rate, timeout, retries, backoff, max_array, \
+deadline, rate_limit_wait : optional
+        The :class:`~jetti_frames.settings.Settings` of the same names (requests in flight,
+        the allowance, seconds per request, retries of a 5xx, seconds one read may take, ...);
+        ``None`` takes the ``JETTI_*`` variable where there is one, else the default.
 
     Examples
     --------
@@ -174,11 +177,18 @@ class JettiClient:
     def __init__(self, token: str | None = None, *, base_url: str | None = None,
                  cache: bool | str | Path = True, cache_expire: float | None = None,
                  page_size: int | None = None, progress: bool = True,
-                 **options: Any) -> None:
+                 max_in_flight: int | None = None, get_rate: float | None = None,
+                 get_burst: int | None = None, write_rate: float | None = None,
+                 timeout: float | None = None, retries: int | None = None,
+                 backoff: float | None = None, max_array: int | None = None,
+                 deadline: float | None = None, rate_limit_wait: float | None = None) -> None:
         cache_path = None if isinstance(cache, bool) else cache  # a file, or a directory
         self.settings = Settings.from_env(
             token=token, base_url=base_url, cache=cache is not False, cache_path=cache_path,
-            cache_expire=cache_expire, page_size=page_size, **options)
+            cache_expire=cache_expire, page_size=page_size, max_in_flight=max_in_flight,
+            get_rate=get_rate, get_burst=get_burst, write_rate=write_rate, timeout=timeout,
+            retries=retries, backoff=backoff, max_array=max_array, deadline=deadline,
+            rate_limit_wait=rate_limit_wait)
         if self.settings.page_size < 1:
             raise JettiQueryError("page_size must be at least 1")
         self.progress = progress
@@ -648,8 +658,20 @@ dtype_backend, sep
         plan = self._plan(resource, attributes=attributes, include=include)
         return column_dtypes(plan.spec, sep=sep, dtype_backend=dtype_backend)
 
+    @overload
+    def get(self, resource: str, id: int | str, *, include: Any = ..., refresh: bool = ...,
+            as_frame: Literal[False] = ...) -> dict[str, Any]: ...
+
+    @overload
+    def get(self, resource: str, id: int | str, *, include: Any = ..., refresh: bool = ...,
+            as_frame: Literal[True]) -> pd.DataFrame: ...
+
+    @overload
+    def get(self, resource: str, id: int | str, *, include: Any = ..., refresh: bool = ...,
+            as_frame: bool) -> dict[str, Any] | pd.DataFrame: ...
+
     def get(self, resource: str, id: int | str, *, include: Any = None,
-            refresh: bool = False, as_frame: bool = False) -> Any:
+            refresh: bool = False, as_frame: bool = False) -> dict[str, Any] | pd.DataFrame:
         """One record (``GET /api/<resource>/<id>.json``): the raw dict, or a typed frame.
 
         ``id`` is a whole number or a string of digits. The dict is the record as the API sent
@@ -816,17 +838,40 @@ def server_date(value: str | None) -> dt.datetime | None:
 
 # -- module-level shortcuts ---------------------------------------------------------------
 
-_CLIENTS: dict[tuple[Any, ...], JettiClient] = {}
 
+@contextmanager
+def open_client(client: JettiClient | None = None, /, **options: Any) -> Iterator[JettiClient]:
+    """The client an entry point works with, closed afterwards when it was made here.
 
-def _client(client: JettiClient | None, token: str | None, base_url: str | None) -> JettiClient:
+    The one way ``read_jetti``, ``get_jetti``, the snapshot functions, the command line and
+    the query form come by a client: ``client`` itself when given (its owner closes it), else a
+    new :class:`JettiClient` made from ``options``, then the ``JETTI_*`` variables, then the
+    defaults (an option that is ``None`` is left to the variables).
+
+    Raises
+    ------
+    JettiConfigError
+        Options next to a given ``client`` (they would be ignored).
+
+    Examples
+    --------
+    >>> with open_client(token="t", base_url="http://127.0.0.1:9/api/", cache=False) as c:
+    ...     c.base_url
+    'http://127.0.0.1:9/api/'
+    >>> with open_client(c, token="other"):
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    jetti_frames.errors.JettiConfigError: pass token only when no client is given
+    """
     if client is not None:
-        return client
-    settings = Settings.from_env(token=token, base_url=base_url)
-    key = (settings.base_url, settings.token)
-    if key not in _CLIENTS:
-        _CLIENTS[key] = JettiClient(settings.token, base_url=settings.base_url)
-    return _CLIENTS[key]
+        given = [name for name, value in options.items() if value is not None]
+        if given:
+            raise JettiConfigError(f"pass {', '.join(given)} only when no client is given")
+        yield client
+        return
+    with JettiClient(**{k: v for k, v in options.items() if v is not None}) as made:
+        yield made
 
 
 @overload
@@ -881,8 +926,8 @@ def read_jetti(resource: str, *, client: JettiClient | None = None, token: str |
                ) -> pd.DataFrame | dict[str, pd.DataFrame] | Explanation:
     """Read a Jetti list endpoint into a typed DataFrame; see :meth:`JettiClient.read`.
 
-    Uses ``client`` if given, else one shared client per token and base URL (from the
-    arguments or ``JETTI_API_TOKEN`` / ``JETTI_BASE_URL``).
+    Uses ``client`` if given, else a client made for this read from ``token`` and ``base_url``
+    (or ``JETTI_API_TOKEN`` / ``JETTI_BASE_URL``) and closed after it.
 
     Parameters
     ----------
@@ -891,7 +936,7 @@ def read_jetti(resource: str, *, client: JettiClient | None = None, token: str |
     client : JettiClient, optional
         Read with this client (its token, cache and settings).
     token, base_url : str, optional
-        For the shared client when no ``client`` is given.
+        For the client made when no ``client`` is given.
     where, attributes, include, order, limit, page_size, refresh, dtype_backend, include_mode, \
 sep, progress, explain, consistent, on_page
         As in :meth:`JettiClient.read`.
@@ -914,18 +959,39 @@ sep, progress, explain, consistent, on_page
     >>> str(df["createdAt"].dtype), str(df["purchaseType"].dtype)
     ('datetime64[us, UTC]', 'category')
     """
-    return _client(client, token, base_url).read(
-        resource, where=where, attributes=attributes, include=include, order=order, limit=limit,
-        page_size=page_size, refresh=refresh, dtype_backend=dtype_backend,
-        include_mode=include_mode, sep=sep, progress=progress, explain=explain,
-        consistent=consistent, on_page=on_page)
+    with open_client(client, token=token, base_url=base_url) as reader:
+        return reader.read(
+            resource, where=where, attributes=attributes, include=include, order=order,
+            limit=limit, page_size=page_size, refresh=refresh, dtype_backend=dtype_backend,
+            include_mode=include_mode, sep=sep, progress=progress, explain=explain,
+            consistent=consistent, on_page=on_page)
+
+
+@overload
+def get_jetti(resource: str, id: int | str, *, include: Any = ...,
+              client: JettiClient | None = ..., token: str | None = ...,
+              base_url: str | None = ..., refresh: bool = ...,
+              as_frame: Literal[False] = ...) -> dict[str, Any]: ...
+
+@overload
+def get_jetti(resource: str, id: int | str, *, include: Any = ...,
+              client: JettiClient | None = ..., token: str | None = ...,
+              base_url: str | None = ..., refresh: bool = ...,
+              as_frame: Literal[True]) -> pd.DataFrame: ...
+
+@overload
+def get_jetti(resource: str, id: int | str, *, include: Any = ...,
+              client: JettiClient | None = ..., token: str | None = ...,
+              base_url: str | None = ..., refresh: bool = ...,
+              as_frame: bool) -> dict[str, Any] | pd.DataFrame: ...
 
 
 def get_jetti(resource: str, id: int | str, *, include: Any = None,
               client: JettiClient | None = None, token: str | None = None,
-              base_url: str | None = None, refresh: bool = False, as_frame: bool = False) -> Any:
+              base_url: str | None = None, refresh: bool = False,
+              as_frame: bool = False) -> dict[str, Any] | pd.DataFrame:
     """One record: a dict, or with ``as_frame=True`` a typed frame equal to
     ``read_jetti(resource, where={"id": id}, include=include)``; see :meth:`JettiClient.get`.
     """
-    return _client(client, token, base_url).get(resource, id, include=include, refresh=refresh,
-                                                as_frame=as_frame)
+    with open_client(client, token=token, base_url=base_url) as reader:
+        return reader.get(resource, id, include=include, refresh=refresh, as_frame=as_frame)
