@@ -6,7 +6,7 @@ The records are pulled once from a sandbox (rate limit off) with
 the file, converts a small slice to warm up, and converts all records ``repeats`` times:
 
 * ours: :func:`jetti_frames.flatten.frame_from_records` with the spec the client builds
-  (``frame_spec(build_query("purchases", include=[...]))``);
+  (``build_query("purchases", include=[...]).spec``);
 * baseline: ``pd.json_normalize(records, sep="_")``, the same columns, then ``astype`` to the
   same dtypes (``pd.to_datetime(..., utc=True, format="ISO8601")`` for datetimes).
 
@@ -70,12 +70,11 @@ def converters() -> dict[str, Callable[[list[dict[str, Any]]], Any]]:
     """``{"ours": ..., "json_normalize": ...}``: records -> typed DataFrame."""
     import pandas as pd
 
-    from jetti_frames.client import frame_spec
     from jetti_frames.flatten import frame_from_records
     from jetti_frames.query import build_query
     from jetti_frames.schema import column_dtypes
 
-    spec = frame_spec(build_query("purchases", include=INCLUDE))
+    spec = build_query("purchases", include=INCLUDE).spec
     dtypes = column_dtypes(spec)
 
     def ours(records: list[dict[str, Any]]) -> Any:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._predicates import compile_where
 from ._split import split_where
+from ._tree import FrameSpec, Include, IncludeKind
 from ._where import _WHERE_OPS, _norm_where, _wire_where
 from ._wire import QS_DEPTH, _as_list, _check_arrays, _check_params, _dedupe, _is_list_like, encode
 from .catalog import CATALOG, Relation, Resource
@@ -52,49 +53,6 @@ class Order:
         out: dict[str, Any] = {"attribute": self.attribute, "descending": self.descending}
         if self.descending or self.nulls_first:
             out["nullsFirst"] = self.nulls_first
-        return out
-
-
-@dataclass(frozen=True)
-class Include:
-    """A related model to embed in each record.
-
-    ``kind`` is ``"belongs_to"`` (one object under :attr:`key`) or ``"has_many"`` (a list under
-    :attr:`key`); ``relation.foreign_key`` is a field of the parent for belongs-to and of this
-    model for has-many.  ``attributes`` is what was asked (None: all fields); ``sent_attributes``
-    what goes on the wire, ``added_attributes`` the keys added for the join (drop them unless
-    asked for).  ``where`` is already in wire form.  ``exclude`` lists the credential fields sent
-    as ``attributes[exclude]`` when no attributes are sent (first include level only: a deeper
-    one would pass the 5 bracket levels qs reads).
-    """
-
-    model: str
-    resource: Resource = field(repr=False)
-    kind: str
-    relation: Relation
-    attributes: tuple[str, ...] | None = None
-    include: tuple[Include, ...] = ()
-    where: dict[str, Any] = field(default_factory=dict)
-    sent_attributes: tuple[str, ...] | None = None
-    added_attributes: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        """The record key the server puts this include under (``purchase_status``, ...)."""
-        return self.resource.key_one if self.kind == "belongs_to" else self.resource.key_many
-
-    def to_wire(self) -> dict[str, Any]:
-        """``{"model", "attributes", "include", "where"}`` with empty parts left out."""
-        out: dict[str, Any] = {"model": self.model}
-        if self.sent_attributes:
-            out["attributes"] = list(self.sent_attributes)
-        elif self.exclude:
-            out["attributes"] = {"exclude": list(self.exclude)}
-        if self.include:
-            out["include"] = [inc.to_wire() for inc in self.include]
-        if self.where:
-            out["where"] = self.where
         return out
 
 
@@ -143,6 +101,11 @@ class Query:
             if value not in (None, (), {}, False):
                 parts.append(f"{name}={value!r}")
         return f"Query({', '.join(parts)})"
+
+    @property
+    def spec(self) -> FrameSpec:
+        """The frame this query yields: the asked columns (added keys left out), its includes."""
+        return FrameSpec(self.resource, self.attributes, self.include)
 
     @property
     def select_locally(self) -> bool:
@@ -264,7 +227,7 @@ def _flag(value: Any, name: str) -> bool:
     raise JettiQueryError(f"order {name} must be True or False, got {value!r}")
 
 
-def _related(parent: Resource, name: Any, path: str) -> tuple[Resource, str, Relation]:
+def _related(parent: Resource, name: Any, path: str) -> tuple[Resource, IncludeKind, Relation]:
     res = CATALOG.resource(name) if isinstance(name, str) and name in CATALOG else None
     link = parent.relation_to(res.model) if res is not None else None
     if res is None or link is None:
@@ -280,7 +243,7 @@ def _related(parent: Resource, name: Any, path: str) -> tuple[Resource, str, Rel
         listed = ", ".join(related[:40]) + (", ..." if len(related) > 40 else "")
         raise JettiQueryError(f"{path}: {parent.url} ({parent.model}) has no relation to "
                               f"{name!r}{hint} Related models: {listed}")
-    return res, link[0], link[1]
+    return res, "belongs_to" if link[0] == "belongs_to" else "has_many", link[1]
 
 
 def _norm_includes(parent: Resource, spec: Any, level: int, path: str) -> tuple[Include, ...]:

@@ -46,18 +46,16 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from ._build import Order
+from ._tree import Include, Node, node_columns, walk
 from .drift import DriftLog
 from .flatten import frame_from_records, frame_tables
 from .schema import (
     DEFAULT_SEP,
     DtypeBackend,
     FrameSpec,
-    IncludeSpec,
-    Node,
     empty_frame,
     frame_of,
     infer_kind,
-    node_columns,
     typed_array,
 )
 
@@ -102,12 +100,12 @@ class Collector:
         self.dtype_backend = dtype_backend
         self.tables = tables
         #: Keep whole records: included tables are deduplicated across the whole result.
-        self.whole = tables and bool(spec.includes)
+        self.whole = tables and bool(spec.include)
         self._by_id: dict[Any, dict[str, Any]] = {}
         self._in_order: list[dict[str, Any]] | None = None
         self._seq = 0
         self._keys = ("id", "updatedAt", *((order.attribute,) if order else ()))
-        self._nodes = _walk(spec, sep)
+        self._nodes = walk(spec, sep)
         self._owner = {name: path for node, prefix, path in self._nodes
                        for name in _names(node, prefix)}
         self._owner[MARK] = ()
@@ -278,19 +276,6 @@ class Collector:
                 for c in node_columns(node, prefix) if c.kind == "enum"}
 
 
-def _walk(spec: FrameSpec, sep: str) -> list[tuple[Node, str, tuple[str, ...]]]:
-    """``(node, column prefix, include-key path)`` of every spec node, depth first."""
-    out: list[tuple[Node, str, tuple[str, ...]]] = []
-
-    def walk(node: Node, prefix: str, path: tuple[str, ...]) -> None:
-        out.append((node, prefix, path))
-        for inc in node.includes:
-            walk(inc, prefix + inc.key + sep, (*path, inc.key))
-
-    walk(spec, "", ())
-    return out
-
-
 def _names(node: Node, prefix: str) -> list[str]:
     return [c.name for c in node_columns(node, prefix)]
 
@@ -301,9 +286,9 @@ def _pinned(node: Any, raw: Mapping[tuple[str, ...], Mapping[str, str]],
     fields = raw.get(path, {})
     known = {name for name, _ in node.extra_kinds}
     extra = (*node.extra_kinds, *((f, "json") for f in fields if f not in known))
-    includes: tuple[IncludeSpec, ...] = tuple(
-        _pinned(inc, raw, (*path, inc.key)) for inc in node.includes)
-    return replace(node, extra_kinds=extra, includes=includes)
+    include: tuple[Include, ...] = tuple(
+        _pinned(inc, raw, (*path, inc.key)) for inc in node.include)
+    return replace(node, extra_kinds=extra, include=include)
 
 
 def _array(column: pd.Series) -> Any:

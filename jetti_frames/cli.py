@@ -27,14 +27,18 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 
 from ._version import __version__
 from .errors import JettiError, JettiQueryError
+
+if TYPE_CHECKING:
+    from .client import JettiClient
 
 __all__ = ["main"]
 
@@ -195,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), ExitStack() as args.clients:  # closes what _client made
             warnings.showwarning = _warn_one_line
             return func(args)
     except BrokenPipeError:  # the reader went away (``| head``): not an error of ours
@@ -263,12 +267,16 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 
 def _client(args: argparse.Namespace, *, need_credentials: bool = True,
-            base_url: str | None = None, token: str | None = None, **extra: Any) -> Any:
-    from .client import JettiClient
+            base_url: str | None = None, token: str | None = None, **extra: Any) -> JettiClient:
+    """The command's client, from the options, then the ``JETTI_*`` variables; closed when the
+    command ends."""
+    from .client import open_client
+    from .settings import DEFAULT_BASE_URL, Settings
 
-    token = token or args.token or os.environ.get("JETTI_API_TOKEN") or None
-    base_url = base_url or args.base_url or os.environ.get("JETTI_BASE_URL") or None
-    if need_credentials and not token and not base_url:
+    token = token or args.token or None
+    base_url = base_url or args.base_url or None
+    settings = Settings.from_env(token=token, base_url=base_url)
+    if need_credentials and not settings.token and settings.base_url == DEFAULT_BASE_URL:
         raise UsageError("no Jetti connection configured: pass --token (or set JETTI_API_TOKEN), "
                          "and --base-url (or JETTI_BASE_URL) for another server; try "
                          "'jetti-frames demo' for a sandbox")
@@ -277,7 +285,8 @@ def _client(args: argparse.Namespace, *, need_credentials: bool = True,
         options["cache"] = False
     elif args.cache:
         options["cache"] = args.cache  # a trailing separator means a directory
-    return JettiClient(token, base_url=base_url, **options)
+    stack: ExitStack = args.clients
+    return stack.enter_context(open_client(token=token, base_url=base_url, **options))
 
 
 def _json_arg(text: str | None, name: str) -> Any:

@@ -38,6 +38,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -46,7 +47,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from ._build import Include, Query, build_query, explain_query, request_params
+from ._build import Query, build_query, explain_query, request_params
 from ._collect import Collector, merge, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._pack import LogicSupport, Packed, PackIgnored, is_packed, many_ids, pack_where
@@ -55,17 +56,17 @@ from ._progress import ReadBar
 from ._split import and_where, split_where
 from ._wire import encode
 from .drift import DriftLog
-from .errors import JettiAuthError, JettiBadRequestError, JettiQueryError, JettiServerError
+from .errors import (
+    JettiAuthError,
+    JettiBadRequestError,
+    JettiConfigError,
+    JettiQueryError,
+    JettiServerError,
+)
 from .flatten import frame_from_records
 from .options import check_options, record_id
 from .paging import PageRequest, TopPager
-from .schema import (
-    DEFAULT_SEP,
-    DtypeBackend,
-    FrameSpec,
-    IncludeSpec,
-    column_dtypes,
-)
+from .schema import DEFAULT_SEP, DtypeBackend, FrameSpec, column_dtypes
 from .settings import MAX_ARRAY, Settings
 from .transport import CacheInfo, Transport, explain_seconds
 
@@ -184,9 +185,11 @@ class JettiClient:
         ``limit`` asked per page (default 100, the largest the live service is known to honour).
     progress : bool, default True
         Show a progress bar (terminal or notebook) while reading.
-    **options
-        Any other :class:`~jetti_frames.settings.Settings` field (``retries``, ``timeout``,
-        ``max_in_flight``, ``get_rate``, ``deadline``, ``rate_limit_wait``, ...).
+    max_in_flight, get_rate, get_burst, write_rate, timeout, retries, backoff, max_array, \
+deadline, rate_limit_wait : optional
+        The :class:`~jetti_frames.settings.Settings` of the same names (requests in flight,
+        the allowance, seconds per request, retries of a 5xx, seconds one read may take, ...);
+        ``None`` takes the ``JETTI_*`` variable where there is one, else the default.
 
     Examples
     --------
@@ -203,11 +206,18 @@ class JettiClient:
     def __init__(self, token: str | None = None, *, base_url: str | None = None,
                  cache: bool | str | Path = True, cache_expire: float | None = None,
                  page_size: int | None = None, progress: bool = True,
-                 **options: Any) -> None:
+                 max_in_flight: int | None = None, get_rate: float | None = None,
+                 get_burst: int | None = None, write_rate: float | None = None,
+                 timeout: float | None = None, retries: int | None = None,
+                 backoff: float | None = None, max_array: int | None = None,
+                 deadline: float | None = None, rate_limit_wait: float | None = None) -> None:
         cache_path = None if isinstance(cache, bool) else cache  # a file, or a directory
         self.settings = Settings.from_env(
             token=token, base_url=base_url, cache=cache is not False, cache_path=cache_path,
-            cache_expire=cache_expire, page_size=page_size, **options)
+            cache_expire=cache_expire, page_size=page_size, max_in_flight=max_in_flight,
+            get_rate=get_rate, get_burst=get_burst, write_rate=write_rate, timeout=timeout,
+            retries=retries, backoff=backoff, max_array=max_array, deadline=deadline,
+            rate_limit_wait=rate_limit_wait)
         if self.settings.page_size < 1:
             raise JettiQueryError("page_size must be at least 1")
         self.progress = progress
@@ -260,7 +270,7 @@ class JettiClient:
         query = build_query(resource, where=where, attributes=attributes, include=include,
                             order=order)
         parts = [] if query.is_empty or limit == 0 else split_where(query)
-        plan = _Plan(query, frame_spec(query), parts, size, limit)
+        plan = _Plan(query, query.spec, parts, size, limit)
         if parts and not plan.top:  # long lists in few requests (see _pack)
             plan.query, plan.parts = pack_where(
                 query, page_size=size, logic=self._logic.usable(self._transport.account))
@@ -725,8 +735,20 @@ dtype_backend, sep
         plan = self._plan(resource, attributes=attributes, include=include)
         return column_dtypes(plan.spec, sep=sep, dtype_backend=dtype_backend)
 
+    @overload
+    def get(self, resource: str, id: int | str, *, include: Any = ..., refresh: bool = ...,
+            as_frame: Literal[False] = ...) -> dict[str, Any]: ...
+
+    @overload
+    def get(self, resource: str, id: int | str, *, include: Any = ..., refresh: bool = ...,
+            as_frame: Literal[True]) -> pd.DataFrame: ...
+
+    @overload
+    def get(self, resource: str, id: int | str, *, include: Any = ..., refresh: bool = ...,
+            as_frame: bool) -> dict[str, Any] | pd.DataFrame: ...
+
     def get(self, resource: str, id: int | str, *, include: Any = None,
-            refresh: bool = False, as_frame: bool = False) -> Any:
+            refresh: bool = False, as_frame: bool = False) -> dict[str, Any] | pd.DataFrame:
         """One record (``GET /api/<resource>/<id>.json``): the raw dict, or a typed frame.
 
         ``id`` is a whole number or a string of digits. The dict is the record as the API sent
@@ -846,19 +868,6 @@ dtype_backend, sep
 # -- pure helpers --------------------------------------------------------------------------
 
 
-def frame_spec(query: Query) -> FrameSpec:
-    """The frame a query yields: the asked columns (added keys left out) and its includes."""
-    return FrameSpec(query.resource, query.attributes, tuple(_include_spec(i)
-                                                           for i in query.include))
-
-
-def _include_spec(inc: Include) -> IncludeSpec:
-    kind: Literal["belongs_to", "has_many"] = (
-        "belongs_to" if inc.kind == "belongs_to" else "has_many")
-    return IncludeSpec(inc.resource, kind, inc.attributes,
-                       tuple(_include_spec(i) for i in inc.include))
-
-
 def known_pages(plan: _Plan) -> int | None:
     """The pages a read takes when its query bounds them (``limit``, ``id`` lists), before
     any request; ``None`` when only reading can tell."""
@@ -931,17 +940,40 @@ def server_date(value: str | None) -> dt.datetime | None:
 
 # -- module-level shortcuts ---------------------------------------------------------------
 
-_CLIENTS: dict[tuple[Any, ...], JettiClient] = {}
 
+@contextmanager
+def open_client(client: JettiClient | None = None, /, **options: Any) -> Iterator[JettiClient]:
+    """The client an entry point works with, closed afterwards when it was made here.
 
-def _client(client: JettiClient | None, token: str | None, base_url: str | None) -> JettiClient:
+    The one way ``read_jetti``, ``get_jetti``, the snapshot functions, the command line and
+    the query form come by a client: ``client`` itself when given (its owner closes it), else a
+    new :class:`JettiClient` made from ``options``, then the ``JETTI_*`` variables, then the
+    defaults (an option that is ``None`` is left to the variables).
+
+    Raises
+    ------
+    JettiConfigError
+        Options next to a given ``client`` (they would be ignored).
+
+    Examples
+    --------
+    >>> with open_client(token="t", base_url="http://127.0.0.1:9/api/", cache=False) as c:
+    ...     c.base_url
+    'http://127.0.0.1:9/api/'
+    >>> with open_client(c, token="other"):
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    jetti_frames.errors.JettiConfigError: pass token only when no client is given
+    """
     if client is not None:
-        return client
-    settings = Settings.from_env(token=token, base_url=base_url)
-    key = (settings.base_url, settings.token)
-    if key not in _CLIENTS:
-        _CLIENTS[key] = JettiClient(settings.token, base_url=settings.base_url)
-    return _CLIENTS[key]
+        given = [name for name, value in options.items() if value is not None]
+        if given:
+            raise JettiConfigError(f"pass {', '.join(given)} only when no client is given")
+        yield client
+        return
+    with JettiClient(**{k: v for k, v in options.items() if v is not None}) as made:
+        yield made
 
 
 @overload
@@ -996,8 +1028,8 @@ def read_jetti(resource: str, *, client: JettiClient | None = None, token: str |
                ) -> pd.DataFrame | dict[str, pd.DataFrame] | Explanation:
     """Read a Jetti list endpoint into a typed DataFrame; see :meth:`JettiClient.read`.
 
-    Uses ``client`` if given, else one shared client per token and base URL (from the
-    arguments or ``JETTI_API_TOKEN`` / ``JETTI_BASE_URL``).
+    Uses ``client`` if given, else a client made for this read from ``token`` and ``base_url``
+    (or ``JETTI_API_TOKEN`` / ``JETTI_BASE_URL``) and closed after it.
 
     Parameters
     ----------
@@ -1006,7 +1038,7 @@ def read_jetti(resource: str, *, client: JettiClient | None = None, token: str |
     client : JettiClient, optional
         Read with this client (its token, cache and settings).
     token, base_url : str, optional
-        For the shared client when no ``client`` is given.
+        For the client made when no ``client`` is given.
     where, attributes, include, order, limit, page_size, refresh, dtype_backend, include_mode, \
 sep, progress, explain, consistent, on_page
         As in :meth:`JettiClient.read`.
@@ -1029,18 +1061,39 @@ sep, progress, explain, consistent, on_page
     >>> str(df["createdAt"].dtype), str(df["purchaseType"].dtype)
     ('datetime64[us, UTC]', 'category')
     """
-    return _client(client, token, base_url).read(
-        resource, where=where, attributes=attributes, include=include, order=order, limit=limit,
-        page_size=page_size, refresh=refresh, dtype_backend=dtype_backend,
-        include_mode=include_mode, sep=sep, progress=progress, explain=explain,
-        consistent=consistent, on_page=on_page)
+    with open_client(client, token=token, base_url=base_url) as reader:
+        return reader.read(
+            resource, where=where, attributes=attributes, include=include, order=order,
+            limit=limit, page_size=page_size, refresh=refresh, dtype_backend=dtype_backend,
+            include_mode=include_mode, sep=sep, progress=progress, explain=explain,
+            consistent=consistent, on_page=on_page)
+
+
+@overload
+def get_jetti(resource: str, id: int | str, *, include: Any = ...,
+              client: JettiClient | None = ..., token: str | None = ...,
+              base_url: str | None = ..., refresh: bool = ...,
+              as_frame: Literal[False] = ...) -> dict[str, Any]: ...
+
+@overload
+def get_jetti(resource: str, id: int | str, *, include: Any = ...,
+              client: JettiClient | None = ..., token: str | None = ...,
+              base_url: str | None = ..., refresh: bool = ...,
+              as_frame: Literal[True]) -> pd.DataFrame: ...
+
+@overload
+def get_jetti(resource: str, id: int | str, *, include: Any = ...,
+              client: JettiClient | None = ..., token: str | None = ...,
+              base_url: str | None = ..., refresh: bool = ...,
+              as_frame: bool) -> dict[str, Any] | pd.DataFrame: ...
 
 
 def get_jetti(resource: str, id: int | str, *, include: Any = None,
               client: JettiClient | None = None, token: str | None = None,
-              base_url: str | None = None, refresh: bool = False, as_frame: bool = False) -> Any:
+              base_url: str | None = None, refresh: bool = False,
+              as_frame: bool = False) -> dict[str, Any] | pd.DataFrame:
     """One record: a dict, or with ``as_frame=True`` a typed frame equal to
     ``read_jetti(resource, where={"id": id}, include=include)``; see :meth:`JettiClient.get`.
     """
-    return _client(client, token, base_url).get(resource, id, include=include, refresh=refresh,
-                                                as_frame=as_frame)
+    with open_client(client, token=token, base_url=base_url) as reader:
+        return reader.get(resource, id, include=include, refresh=refresh, as_frame=as_frame)

@@ -42,8 +42,9 @@ from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Any, Literal
 
+from ._tree import FrameSpec, Node, node_columns, walk
 from .catalog import CATALOG
-from .schema import FrameSpec, Node, infer_kind, node_columns
+from .schema import infer_kind
 
 __all__ = ["UNDOCUMENTED_FIELDS", "DriftItem", "DriftLog", "JettiDriftWarning"]
 
@@ -215,7 +216,7 @@ class DriftLog:
                     enums={c.field: frozenset(c.enum or ()) for c in planned
                            if c.kind == "enum"},
                     known=frozenset(res.fields_by_name) | extra | _INCLUDE_KEYS
-                    | UNDOCUMENTED_FIELDS | {inc.key for inc in node.includes})
+                    | UNDOCUMENTED_FIELDS | {inc.key for inc in node.include})
             return seen
 
     def saw(self, path: str, name: str) -> bool:
@@ -327,20 +328,18 @@ def _text(value: Any) -> str | None:
 def _node_rows(records: Sequence[Mapping[str, Any]], spec: FrameSpec
                ) -> list[tuple[Node, str, list[Mapping[str, Any]]]]:
     """``(node, include path, records of that node)`` for the spec and each include."""
+    rows_at: dict[tuple[str, ...], list[Mapping[str, Any]]] = {
+        (): [r for r in records if isinstance(r, Mapping)]}
     out: list[tuple[Node, str, list[Mapping[str, Any]]]] = []
-
-    def walk(node: Node, path: str, rows: list[Mapping[str, Any]]) -> None:
-        out.append((node, path, rows))
-        for inc in node.includes:
+    for step in walk(spec):  # parents come before their includes
+        if step.path:
             children: list[Mapping[str, Any]] = []
-            key = inc.key
-            for row in rows:
-                value = row.get(key)
+            for row in rows_at[step.path[:-1]]:
+                value = row.get(step.path[-1])
                 if isinstance(value, dict):
                     children.append(value)
                 elif isinstance(value, list):
                     children.extend(v for v in value if isinstance(v, dict))
-            walk(inc, f"{path}.{inc.key}" if path else inc.key, _unique(children))
-
-    walk(spec, "", [r for r in records if isinstance(r, Mapping)])
+            rows_at[step.path] = _unique(children)
+        out.append((step.node, ".".join(step.path), rows_at[step.path]))
     return out

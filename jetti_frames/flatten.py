@@ -45,20 +45,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ._tree import DEFAULT_SEP, FrameSpec, Include, Node, node_columns, walk
 from .catalog import CATALOG
 from .errors import JettiQueryError
 from .schema import (
-    DEFAULT_SEP,
     WIRE_TYPES,
     DtypeBackend,
-    FrameSpec,
     IncludeSpec,
-    Node,
     arrow_to_pandas,
     frame_of,
     infer_kind,
     kind_dtype,
-    node_columns,
     typed_array,
     typed_frame,
     wire_array,
@@ -91,17 +88,8 @@ def check_joinable(spec: FrameSpec) -> None:
     ...
     jetti_frames.errors.JettiQueryError: ...
     """
-    paths: list[tuple[str, ...]] = []
-
-    def walk(node: Node, path: tuple[str, ...]) -> None:
-        for inc in node.includes:
-            sub = (*path, inc.key)
-            if inc.kind == "has_many":
-                paths.append(sub)
-            walk(inc, sub)
-
-    walk(spec, ())
-    paths.sort(key=len)
+    paths = sorted((step.path for step in walk(spec)
+                    if isinstance(step.node, Include) and step.node.kind == "has_many"), key=len)
     for shorter, longer in pairwise(paths):
         if longer[: len(shorter)] != shorter:
             raise JettiQueryError(
@@ -131,44 +119,40 @@ def _layout(records: Sequence[Record], spec: FrameSpec) -> dict[tuple[str, ...],
     """
     parts: dict[tuple[str, ...], _Part] = {(): _Part(list(records))}
     n_out = len(records)
-
-    def walk(node: Node, path: tuple[str, ...]) -> None:
-        nonlocal n_out
-        for inc in node.includes:
-            parent = parts[path]
-            sub = (*path, inc.key)
-            key = inc.key
-            if inc.kind == "belongs_to":
-                fields = None
-                if inc.columns is not None and not inc.includes:
-                    fields = list(dict.fromkeys(inc.columns))
-                rows, pos = _distinct([r.get(key) for r in parent.rows], fields)
-                if parent.index is not None:
-                    pos = np.append(pos, -1)[parent.index]
-                parts[sub] = _Part(rows, pos)
+    for step in walk(spec):
+        inc = step.node
+        if not isinstance(inc, Include):
+            continue
+        parent = parts[step.path[:-1]]
+        key = inc.key
+        if inc.kind == "belongs_to":
+            fields = None
+            if inc.attributes is not None and not inc.include:
+                fields = list(dict.fromkeys(inc.attributes))
+            rows, pos = _distinct([r.get(key) for r in parent.rows], fields)
+            if parent.index is not None:
+                pos = np.append(pos, -1)[parent.index]
+            parts[step.path] = _Part(rows, pos)
+            continue
+        at = parent.positions(n_out).tolist()
+        repeat: list[int] = []
+        child_pos: list[int] = []
+        kids: list[Record] = []
+        for o, i in enumerate(at):
+            these = _children(parent.rows[i].get(key)) if i >= 0 else []
+            if these:
+                repeat.extend([o] * len(these))
+                child_pos.extend(range(len(kids), len(kids) + len(these)))
+                kids.extend(these)
             else:
-                at = parent.positions(n_out).tolist()
-                repeat: list[int] = []
-                child_pos: list[int] = []
-                kids: list[Record] = []
-                for o, i in enumerate(at):
-                    these = _children(parent.rows[i].get(key)) if i >= 0 else []
-                    if these:
-                        repeat.extend([o] * len(these))
-                        child_pos.extend(range(len(kids), len(kids) + len(these)))
-                        kids.extend(these)
-                    else:
-                        repeat.append(o)
-                        child_pos.append(-1)
-                if len(repeat) != n_out:
-                    rep = np.asarray(repeat, dtype=np.int64)
-                    for part in parts.values():
-                        part.index = part.positions(n_out)[rep]
-                    n_out = len(repeat)
-                parts[sub] = _Part(kids, np.asarray(child_pos, dtype=np.int64))
-            walk(inc, sub)
-
-    walk(spec, ())
+                repeat.append(o)
+                child_pos.append(-1)
+        if len(repeat) != n_out:
+            rep = np.asarray(repeat, dtype=np.int64)
+            for part in parts.values():
+                part.index = part.positions(n_out)[rep]
+            n_out = len(repeat)
+        parts[step.path] = _Part(kids, np.asarray(child_pos, dtype=np.int64))
     return parts
 
 
@@ -225,27 +209,14 @@ def _read_columns(rows: Sequence[Record], fields: Sequence[str]) -> list[list[An
 
 def _unknown_fields(rows: Sequence[Record], node: Node) -> list[str]:
     """Fields found in ``rows`` that the node's catalogue lacks, sorted by name."""
-    if node.columns is not None or not rows:
+    if node.attributes is not None or not rows:
         return []
     found: set[str] = set().union(*set(map(tuple, rows)))
     found -= node.resource.fields_by_name.keys()
     found -= {n for n, _ in node.extra_kinds}
-    found -= {inc.key for inc in node.includes}
+    found -= {inc.key for inc in node.include}
     found -= _INCLUDE_KEYS
     return sorted(found)
-
-
-def _walk_parts(spec: FrameSpec, sep: str) -> list[tuple[Node, str, tuple[str, ...]]]:
-    """``(node, column prefix, include-key path)`` of every spec node, depth first."""
-    out: list[tuple[Node, str, tuple[str, ...]]] = []
-
-    def walk(node: Node, prefix: str, path: tuple[str, ...]) -> None:
-        out.append((node, prefix, path))
-        for inc in node.includes:
-            walk(inc, prefix + inc.key + sep, (*path, inc.key))
-
-    walk(spec, "", ())
-    return out
 
 
 def _claim(name: str, out: Mapping[str, Any]) -> str:
@@ -284,7 +255,7 @@ def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str =
             n_out = len(part.index)
             break
     data: dict[str, Any] = {}
-    for node, prefix, path in _walk_parts(spec, sep):
+    for node, prefix, path in walk(spec, sep):
         part = parts[path]
         for name, array in _node_arrays(node, part.rows, prefix, dtype_backend).items():
             if part.index is not None:
@@ -380,14 +351,10 @@ def frame_tables(records: Sequence[Record], spec: FrameSpec, *, sep: str = DEFAU
     >>> tables["purchase_items"]["purchaseId"].tolist()
     [1]
     """
-    plans: list[_Table] = []
-    root = _Table(spec.resource.key_many, spec, list(records), is_root=True)
-    plans.append(root)
-    _plan_tables(root, sep, plans, {root.name})
     out: dict[str, pd.DataFrame] = {}
-    for table in plans:
+    for table in _plan_tables(spec, records, sep):
         columns = table.columns()
-        tspec = FrameSpec(table.node.resource, columns=table.selected(),
+        tspec = FrameSpec(table.node.resource, table.selected(),
                           extra_kinds=table.node.extra_kinds)
         values = _table_values(table, columns)
         frame = typed_frame(values, tspec, sep=sep, dtype_backend=dtype_backend)
@@ -418,7 +385,7 @@ class _Table:
             self.links.append(column)
 
     def selected(self) -> tuple[str, ...] | None:
-        cols = self.node.columns
+        cols = self.node.attributes
         if cols is None:
             return None
         return (*(c for c in self.links if c not in cols), *cols)
@@ -428,10 +395,17 @@ class _Table:
                                                         extra_kinds=self.node.extra_kinds))]
 
 
-def _plan_tables(parent: _Table, sep: str, plans: list[_Table], names: set[str]) -> None:
-    for inc in parent.node.includes:
-        rel = parent.node.resource.relation_to(inc.resource.model)
-        fk = rel[1].foreign_key if rel is not None else None
+def _plan_tables(spec: FrameSpec, records: Sequence[Record], sep: str) -> list[_Table]:
+    """One table per node of ``spec``, depth first, with the link columns each one needs."""
+    tables: dict[tuple[str, ...], _Table] = {
+        (): _Table(spec.resource.key_many, spec, list(records), is_root=True)}
+    names = {tables[()].name}
+    for step in walk(spec):
+        inc = step.node
+        if not isinstance(inc, Include):
+            continue
+        parent = tables[step.path[:-1]]
+        fk = inc.relation.foreign_key
         name = inc.resource.key_many
         if name in names:
             name = f"{parent.name}{sep}{name}"
@@ -440,9 +414,8 @@ def _plan_tables(parent: _Table, sep: str, plans: list[_Table], names: set[str])
         if inc.kind == "belongs_to":
             child = _Table(name, inc, [r[key] for r in parent.rows if r.get(key)])
             child.need("id")
-            if fk is not None:
-                parent.need(fk)
-                parent.fill_from_include[fk] = key
+            parent.need(fk)
+            parent.fill_from_include[fk] = key
         else:
             kids: list[Record] = []
             parent_ids: list[Any] = []
@@ -453,12 +426,11 @@ def _plan_tables(parent: _Table, sep: str, plans: list[_Table], names: set[str])
             child = _Table(name, inc, kids)
             child.need("id")
             parent.need("id")
-            if fk is not None:
-                child.need(fk)
-                child.parent_ids = parent_ids
-                child.fk_from_parent = fk
-        plans.append(child)
-        _plan_tables(child, sep, plans, names)
+            child.need(fk)
+            child.parent_ids = parent_ids
+            child.fk_from_parent = fk
+        tables[step.path] = child
+    return list(tables.values())
 
 
 def _table_values(table: _Table, fields: list[str]) -> dict[str, list[Any]]:

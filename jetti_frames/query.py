@@ -21,14 +21,14 @@ Examples
 'where[purchaseType]=dropship&where[id][$in][0]=1&where[id][$in]['
 
 This module is the public face; the work is done in private modules, one job each:
-``_wire`` (JavaScript/qs wire format), ``_where`` (validating conditions), ``_build``
-(:class:`Query`, :func:`build_query`, :func:`request_params`), ``_split`` (splitting and
-merging conditions) and ``_predicates`` (evaluating conditions locally).
+``_wire`` (JavaScript/qs wire format), ``_tree`` (the include tree: :class:`Include`),
+``_where`` (validating conditions), ``_build`` (:class:`Query`, :func:`build_query`,
+:func:`request_params`), ``_split`` (splitting and merging conditions) and ``_predicates``
+(evaluating conditions locally).
 """
 
 from ._build import (
     MAX_INCLUDE_LEVELS,
-    Include,
     Order,
     Query,
     build_query,
@@ -39,6 +39,7 @@ from ._build import (
 )
 from ._predicates import compile_where, matches
 from ._split import MAX_SPLIT_REQUESTS, OR_BUDGET, and_where, split_where
+from ._tree import Include
 from ._where import OPERATORS, convert_value
 from ._wire import (
     ISO_FORMS,

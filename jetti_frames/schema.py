@@ -1,8 +1,8 @@
 """Flat columns -> typed pandas DataFrames, with dtypes taken from the catalogue.
 
-A small spec object describes the wanted frame (which resource, which of its fields, which
-included models), so this module does not depend on the query module: the client builds a
-:class:`FrameSpec` from its validated query.
+The wanted frame is an include tree (:class:`FrameSpec` and its :class:`IncludeSpec` nodes, see
+:mod:`jetti_frames._tree`): the one a validated query carries (``Query.spec``), or one built
+with ``FrameSpec.of`` and ``IncludeSpec.of``.
 
 Dtypes follow pandas' ``dtype_backend`` convention:
 
@@ -32,7 +32,7 @@ Choices made so that every page of a result has the same columns and dtypes:
 - Dates are parsed with their offsets and converted to UTC; a date without an offset is read as
   UTC.  A value that is not a date raises :class:`ValueError` naming the column.
 - Fields the catalogue lacks ("unknown fields") get a kind inferred from their JSON values, see
-  :func:`infer_kind`.  With ``columns=None`` they come after the catalogue fields of their
+  :func:`infer_kind`.  With ``attributes=None`` they come after the catalogue fields of their
   model, sorted by name, and only when some record of the input has a value for them (an all-null
   unknown field has no knowable dtype; the same holds for a selected name the catalogue lacks).
   Pages are then combined by column name: ``pd.concat`` and :func:`concat_frames` fill a column
@@ -54,7 +54,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -62,14 +61,33 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .catalog import CATALOG, Resource
+from ._tree import DEFAULT_SEP, Column, FrameSpec, Include, column_plan
 from .errors import JettiDataError, JettiQueryError
 
-DtypeBackend = Literal["numpy_nullable", "pyarrow"]
-IncludeKind = Literal["belongs_to", "has_many"]
+__all__ = [
+    "DEFAULT_SEP",
+    "WIRE_TYPES",
+    "Column",
+    "DtypeBackend",
+    "FrameSpec",
+    "IncludeSpec",
+    "arrow_to_pandas",
+    "column_dtypes",
+    "column_plan",
+    "concat_frames",
+    "empty_frame",
+    "frame_of",
+    "infer_kind",
+    "kind_dtype",
+    "typed_array",
+    "typed_frame",
+    "wire_array",
+]
 
-#: Separator between an include's key and its fields in column names (``purchase_status_name``).
-DEFAULT_SEP = "_"
+DtypeBackend = Literal["numpy_nullable", "pyarrow"]
+#: The include tree's node type (:class:`jetti_frames.query.Include`) under the name the frame
+#: builders' callers know.
+IncludeSpec = Include
 
 _STRING = pd.StringDtype("pyarrow")
 _NUMPY_NULLABLE: dict[str, Any] = {
@@ -97,190 +115,6 @@ _BACKENDS = {"numpy_nullable": _NUMPY_NULLABLE, "pyarrow": _PYARROW}
 _ISO_DATETIME = re.compile(
     r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)\Z"
 )
-
-
-# -- specs -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IncludeSpec:
-    """One included model, as it comes back inside each record.
-
-    Attributes
-    ----------
-    resource
-        The included resource.
-    kind
-        ``"belongs_to"``: one object (or null) under ``resource.key_one``;
-        ``"has_many"``: an array under ``resource.key_many``.
-    columns
-        Its selected fields in order; ``None`` = every catalogue field, then unknown fields.
-    includes
-        Includes nested inside this one.
-    extra_kinds
-        ``(field, kind)`` pairs for fields the catalogue lacks; see :class:`FrameSpec`.
-
-    Examples
-    --------
-    >>> inc = IncludeSpec.of("purchases", "PurchaseItem", ("id", "quantity"))
-    >>> inc.kind, inc.key
-    ('has_many', 'purchase_items')
-    """
-
-    resource: Resource
-    kind: IncludeKind
-    columns: tuple[str, ...] | None = None
-    includes: tuple[IncludeSpec, ...] = ()
-    extra_kinds: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def key(self) -> str:
-        """The key the included record(s) come under: ``key_one`` or ``key_many``."""
-        return self.resource.key_one if self.kind == "belongs_to" else self.resource.key_many
-
-    @classmethod
-    def of(cls, parent: str | Resource, model: str, columns: Sequence[str] | None = None,
-           includes: Sequence[IncludeSpec] = (),
-           extra_kinds: Mapping[str, str] | None = None) -> IncludeSpec:
-        """The include of ``model`` (e.g. ``"PurchaseStatus"``) inside ``parent``.
-
-        The kind is looked up in the parent's relations.
-
-        Raises
-        ------
-        JettiQueryError
-            When ``parent`` has no relation to ``model``.
-        """
-        par = parent if isinstance(parent, Resource) else CATALOG.resource(parent)
-        child = CATALOG.model(model)
-        rel = par.relation_to(child.model)
-        if rel is None:
-            raise JettiQueryError(f"{par.url} has no relation to {model!r}")
-        kind: IncludeKind = "belongs_to" if rel[0] == "belongs_to" else "has_many"
-        return cls(child, kind, _opt_tuple(columns), tuple(includes),
-                   tuple((extra_kinds or {}).items()))
-
-
-@dataclass(frozen=True)
-class FrameSpec:
-    """The wanted frame: a resource, its selected fields and its includes.
-
-    Attributes
-    ----------
-    resource
-        The listed resource.
-    columns
-        The selected fields in order; ``None`` = every catalogue field in catalogue order, then
-        the unknown fields found in the records (sorted by name).  An explicit selection is exact:
-        unknown fields the server sends anyway are left out.
-    includes
-        Included models (:class:`IncludeSpec`).
-    extra_kinds
-        ``(field, kind)`` pairs for fields the catalogue lacks.  With ``columns=None`` each listed
-        field always gets a column of that kind (after the catalogue fields), so that every page
-        has it even where no record carries it.
-
-    Examples
-    --------
-    >>> spec = FrameSpec.of("purchases", columns=["id", "reference"])
-    >>> spec.resource.url, spec.columns
-    ('purchases', ('id', 'reference'))
-    """
-
-    resource: Resource
-    columns: tuple[str, ...] | None = None
-    includes: tuple[IncludeSpec, ...] = ()
-    extra_kinds: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, resource: str | Resource, columns: Sequence[str] | None = None,
-           includes: Sequence[IncludeSpec] = (),
-           extra_kinds: Mapping[str, str] | None = None) -> FrameSpec:
-        """A spec from a resource name (any alias the catalogue accepts) and plain sequences."""
-        res = resource if isinstance(resource, Resource) else CATALOG.resource(resource)
-        return cls(res, _opt_tuple(columns), tuple(includes), tuple((extra_kinds or {}).items()))
-
-
-def _opt_tuple(columns: Sequence[str] | None) -> tuple[str, ...] | None:
-    if columns is None:
-        return None
-    if isinstance(columns, str):
-        return (columns,)
-    return tuple(columns)
-
-
-@dataclass(frozen=True)
-class Column:
-    """One planned output column.
-
-    ``name`` is the column name, ``field`` the record key it is read from, ``path`` the include keys
-    leading to the record (empty for the listed resource), ``kind`` the catalogue kind (``None``:
-    inferred from the values) and ``enum`` the categories of an enum.
-    """
-
-    name: str
-    field: str
-    path: tuple[str, ...]
-    kind: str | None
-    enum: tuple[str, ...] | None = None
-
-
-Node = FrameSpec | IncludeSpec
-
-
-def node_columns(node: Node, prefix: str = "", path: tuple[str, ...] = ()) -> list[Column]:
-    """The planned columns of one spec node itself (not of its includes), in order.
-
-    With ``columns=None`` these are the catalogue fields but credentials (which only a selection
-    naming them brings) followed by ``extra_kinds``; unknown fields found in records come on top
-    of these (see :func:`jetti_frames.flatten.frame_from_records`).
-    """
-    res = node.resource
-    extra = dict(node.extra_kinds)
-    for kind in extra.values():
-        _check_kind(kind)
-    names: Iterable[str]
-    if node.columns is None:
-        names = [*res.default_field_names, *(n for n in extra if not res.has_field(n))]
-    else:
-        names = node.columns
-    out = []
-    for name in names:
-        fld = res.fields_by_name.get(name)
-        if fld is not None:
-            out.append(Column(prefix + name, name, path, fld.kind, fld.enum))
-        else:
-            out.append(Column(prefix + name, name, path, extra.get(name)))
-    return out
-
-
-def column_plan(spec: FrameSpec, *, sep: str = DEFAULT_SEP) -> list[Column]:
-    """Every planned column of a joined frame: the resource's, then each include's (prefixed).
-
-    Unknown fields are not planned (they depend on the records).
-
-    Examples
-    --------
-    >>> spec = FrameSpec.of("purchases", ["id"],
-    ...     [IncludeSpec.of("purchases", "Sale", ["id"],
-    ...                     [IncludeSpec.of("sales", "Customer", ["email"])])])
-    >>> [c.name for c in column_plan(spec)]
-    ['id', 'sale_id', 'sale_customer_email']
-    """
-    out: list[Column] = []
-
-    def walk(node: Node, prefix: str, path: tuple[str, ...]) -> None:
-        out.extend(node_columns(node, prefix, path))
-        for inc in node.includes:
-            walk(inc, prefix + inc.key + sep, (*path, inc.key))
-
-    walk(spec, "", ())
-    return out
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in _NUMPY_NULLABLE and kind != "enum":
-        raise JettiQueryError(f"unknown field kind {kind!r}; use one of {sorted(_NUMPY_NULLABLE)}")
 
 
 def _check_backend(dtype_backend: str) -> dict[str, Any]:

@@ -10,6 +10,9 @@ The form shows the frame, its row count, the requests sent and cache hits, and t
 Without a token (no ``JETTI_API_TOKEN`` and no client given) the form starts an in-process
 sandbox, kept alive for the kernel, and says so in its header.
 
+The form's words and values (pickers' options and tooltips, typed-in values, the ``where`` and
+the code) live in ``_form_values``, its filter rows in ``_form_filters``.
+
 Examples
 --------
 >>> from jetti_frames.widgets import build_where
@@ -23,221 +26,41 @@ Examples
 from __future__ import annotations
 
 import atexit
-import datetime as dt
 import html
-import pprint
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import pandas as pd
 
-from ._where import convert_value
-from ._wire import to_iso
-from .catalog import CATALOG, Field, Resource
-from .errors import JettiConfigError, JettiError, JettiQueryError
+from ._form_filters import FilterRow
+from ._form_values import (
+    ANALYTICS_RESOURCES,
+    build_where,
+    field_help,
+    field_options,
+    fields_help,
+    format_call,
+    iso_datetime,
+    parse_list,
+    parse_scalar,
+    resource_options,
+)
+from .catalog import CATALOG, Resource
+from .errors import JettiConfigError, JettiError
 from .settings import SANDBOX_TOKEN, Settings
 
 if TYPE_CHECKING:
     from .client import JettiClient
 
-__all__ = ["ANALYTICS_RESOURCES", "QueryForm", "build_where", "field_help", "field_options",
-           "format_call", "query_form", "resource_options"]
-
-#: Resources an analyst reaches for first; listed at the top of the picker.
-ANALYTICS_RESOURCES = (
-    "purchases", "purchase-items", "purchase-statuses", "sales", "sale-items",
-    "dropship-providers", "products", "variants", "channels", "customers", "warehouses",
-    "variant-warehouses", "fulfillments", "fulfillment-items", "dropshipments",
-    "dropshipment-items", "purchase-invoices", "sale-returns", "sale-return-items", "vendors",
-    "currencies",
-)
+__all__ = ["ANALYTICS_RESOURCES", "FilterRow", "QueryForm", "build_where", "field_help",
+           "field_options", "fields_help", "format_call", "iso_datetime", "parse_list",
+           "parse_scalar", "query_form", "resource_options"]
 
 #: Rows shown in the form's table.
 HEAD_ROWS = 50
-
-NULL, NOT_NULL, EQ = "is null", "is not null", "="
-_ORDERED = [EQ, "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$notIn", NULL, NOT_NULL]
-#: Operators offered for each field kind.
-OPERATORS: dict[str, list[str]] = {
-    "integer": _ORDERED,
-    "number": _ORDERED,
-    "datetime": [EQ, "$gt", "$gte", "$lt", "$lte", NULL, NOT_NULL],
-    "enum": [EQ, "$ne", "$in", "$notIn", NULL, NOT_NULL],
-    "string": [EQ, "$ne", "$in", "$notIn", "$like", NULL, NOT_NULL],
-    "boolean": [EQ, "$ne", NULL, NOT_NULL],
-    "array": [NULL, NOT_NULL],
-    "json": [NULL, NOT_NULL],
-}
-_LIST_OPS = ("$in", "$notIn")
-
-
-def resource_options() -> list[str]:
-    """Resource names for the picker: the analytics resources first, then the rest A-Z.
-
-    >>> resource_options()[:3]
-    ['purchases', 'purchase-items', 'purchase-statuses']
-    """
-    first = [name for name in ANALYTICS_RESOURCES if name in CATALOG]
-    rest = sorted(r.url for r in CATALOG if r.url not in first)
-    return first + rest
-
-
-# -- pure helpers: values, where, code --------------------------------------------------------
-
-
-def field_options(resource: Resource) -> list[tuple[str, str]]:
-    """``(label, field)`` pairs for an attribute picker; credential fields are marked.
-
-    A credential is only read when picked (and is then stored in the HTTP cache like any field).
-
-    >>> [label for label, name in field_options(CATALOG.resource("channels")) if label != name]
-    ['🔒 shipstationPassword (credential)']
-    """
-    return [(f"🔒 {f.name} (credential)" if f.credential else f.name, f.name)
-            for f in resource.fields]
-
-
-_KIND_TEXT = {"integer": "whole number", "number": "number", "boolean": "true/false",
-              "datetime": "date-time (UTC)", "string": "text", "json": "JSON"}
-
-
-def field_help(field: Field) -> str:
-    """What a field holds, for a tooltip: its type, its values, whether it may be null, and
-    Jetti's description where it says more than the name.
-
-    >>> purchases = CATALOG.resource("purchases")
-    >>> field_help(purchases.field("total")), field_help(purchases.field("cancelledAt"))
-    ('total: number', 'cancelledAt: date-time (UTC), may be null')
-    >>> field_help(purchases.field("paymentStatus"))
-    'paymentStatus: one of notPaid, partiallyPaid, paid (default notPaid)'
-    >>> print(field_help(CATALOG.resource("variants").field("taxable")))
-    taxable: true/false
-    Whether a tax is charged when the product variant is sold.
-    """
-    if field.kind == "enum":
-        text = "one of " + ", ".join(field.enum or ())
-        if isinstance(field.default, str):
-            text += f" (default {field.default})"
-    elif field.kind == "array":
-        text = f"list of {field.items or 'values'}"
-    else:
-        text = _KIND_TEXT.get(field.kind, field.kind)
-    if field.nullable:
-        text += ", may be null"
-    if field.credential:
-        text += ", a credential: read only when picked"
-    about = f"\n{field.description}" if field.description else ""
-    return f"{field.name}: {text}{about}"
-
-
-def parse_scalar(kind: str, text: str) -> Any:
-    """Convert one typed-in value to the Python value of a field kind.
-
-    The rule is :func:`jetti_frames.query.convert_value`'s, the one ``read_jetti`` applies;
-    date-times come back as the ISO text that is sent (see :func:`iso_datetime`).
-
-    >>> parse_scalar("integer", " 42 "), parse_scalar("number", "1.5"), parse_scalar("enum", "paid")
-    (42, 1.5, 'paid')
-    """
-    return _shown(convert_value(Field("value", kind), "$eq", text.strip(), "text"))
-
-
-def parse_list(kind: str, text: str) -> list[Any]:
-    """Split comma-separated text into typed values (for ``$in`` and ``$notIn``).
-
-    >>> parse_list("integer", "3, 1,2,")
-    [3, 1, 2]
-    """
-    return [parse_scalar(kind, part) for part in text.split(",") if part.strip()]
-
-
-def iso_datetime(value: Any) -> str:
-    """A date or datetime as the ISO-8601 UTC text sent for it, the way the form writes it in code.
-
-    Takes what ``read_jetti`` takes (:func:`jetti_frames.query.to_instant`): a date, datetime,
-    Timestamp or an ISO-8601 string; naive means UTC.
-
-    >>> iso_datetime(dt.date(2024, 3, 1))
-    '2024-03-01T00:00:00.000Z'
-    >>> iso_datetime("2024-03-01 12:30")
-    '2024-03-01T12:30:00.000Z'
-    """
-    return to_iso(value)
-
-
-def _shown(value: Any) -> Any:
-    """A converted value as the form shows it in code: date-times as the ISO text sent."""
-    if isinstance(value, list):
-        return [_shown(v) for v in value]
-    return to_iso(value) if isinstance(value, dt.datetime) else value
-
-
-def build_where(conditions: Iterable[tuple[str, str, Any]]) -> dict[str, Any]:
-    """Turn ``(field, operator, value)`` rows into a ``where`` dict.
-
-    ``"="`` gives a bare value, ``"is null"``/``"is not null"`` give ``None``/``{"$ne": None}``;
-    several operators on one field merge into one dict.
-
-    >>> build_where([("createdAt", "$gte", "2024-01-01"), ("saleId", "is not null", None),
-    ...              ("createdAt", "$lt", "2024-02-01")])
-    {'createdAt': {'$gte': '2024-01-01', '$lt': '2024-02-01'}, 'saleId': {'$ne': None}}
-    """
-    where: dict[str, Any] = {}
-    for name, op, value in conditions:
-        if op == NULL:
-            op, value = EQ, None
-        elif op == NOT_NULL:
-            op, value = "$ne", None
-        current = where.get(name, _MISSING)
-        if op == EQ:
-            if current is not _MISSING:
-                raise JettiQueryError(f"{name}: '=' cannot be combined with another condition")
-            where[name] = value
-            continue
-        if current is _MISSING:
-            where[name] = {op: value}
-        elif isinstance(current, dict) and op not in current:
-            current[op] = value
-        else:
-            raise JettiQueryError(f"{name}: two conditions with {op!r} or '=' and {op!r}")
-    return where
-
-
-_MISSING = object()
-
-
-def format_call(func: str, resource: str, options: dict[str, Any], *,
-                extra_args: Iterable[str] = (), connection: dict[str, str] | None = None,
-                imports: Iterable[str] = ()) -> str:
-    """Python code calling ``func`` with the form's options, one argument a line.
-
-    ``connection`` maps keyword names to Python expressions (e.g. ``{"token": "SANDBOX_TOKEN"}``).
-
-    >>> print(format_call("read_jetti", "purchases", {"where": {"id": 3}, "limit": None}))
-    from jetti_frames import read_jetti
-    <BLANKLINE>
-    df = read_jetti(
-        "purchases",
-        where={'id': 3},
-    )
-    """
-    module = "jetti_frames.snapshot" if func == "snapshot" else "jetti_frames"
-    lines = [f"from {module} import {func}", *imports, ""]
-    lines.append(f"{'info' if func == 'snapshot' else 'df'} = {func}(")
-    lines.append(f'    "{resource}",')
-    lines.extend(f"    {arg}," for arg in extra_args)
-    for key, value in options.items():
-        if value is None or value == [] or value == {}:
-            continue
-        text = pprint.pformat(value, width=96 - len(key), sort_dicts=False)
-        lines.append(f"    {key}={text},".replace("\n", "\n    " + " " * (len(key) + 1)))
-    for key, expr in (connection or {}).items():
-        lines.append(f"    {key}={expr},")
-    lines.append(")")
-    return "\n".join(lines)
-
 
 # -- the sandbox the form falls back on --------------------------------------------------------
 
@@ -260,123 +83,7 @@ def sandbox_base_url() -> str:
         return str(_SANDBOX["sandbox"].base_url)
 
 
-def default_client(**options: Any) -> tuple[JettiClient, bool]:
-    """A client from the ``JETTI_*`` environment, or one on an in-process sandbox.
-
-    ``options`` go to :class:`~jetti_frames.JettiClient`.  Returns the client and whether the
-    form started the sandbox itself.
-    """
-    from .client import JettiClient
-
-    options.setdefault("progress", False)
-    if options.get("token") or Settings.from_env().token:
-        return JettiClient(**options), False
-    options.update(token=SANDBOX_TOKEN, base_url=sandbox_base_url())
-    return JettiClient(**options), True
-
-
-# -- widgets -----------------------------------------------------------------------------------
-
-
-class FilterRow:
-    """One ``field operator value`` row of the form; the value input fits the field's kind."""
-
-    def __init__(self, resource: Resource, on_remove: Callable[[FilterRow], None]) -> None:
-        self.resource = resource
-        names = [f.name for f in resource.fields]
-        self.field = w.Dropdown(options=names, value="id" if "id" in names else names[0],
-                                layout=w.Layout(width="220px"))
-        self.op = w.Dropdown(options=OPERATORS[self.kind], layout=w.Layout(width="120px"))
-        self.value: w.Widget = self._value_widget()
-        self.remove = w.Button(description="✕", tooltip="remove this filter",
-                               layout=w.Layout(width="36px"))
-        self.box = w.HBox([self.field, self.op, self.value, self.remove])
-        self.box.add_class("jf-filter")
-        self.field.tooltip = field_help(self.spec)
-        self.field.observe(self._on_field, names="value")
-        self.op.observe(self._on_op, names="value")
-        self.remove.on_click(lambda _: on_remove(self))
-
-    @property
-    def spec(self) -> Field:
-        return self.resource.field(self.field.value)
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-    def set(self, field: str | None = None, op: str | None = None, value: Any = None) -> FilterRow:
-        """Set the field, operator and value in one call (what a user would click)."""
-        if field is not None:
-            self.field.value = field
-        if op is not None:
-            self.op.value = op
-        if value is not None:
-            self.value.value = value
-        return self
-
-    def condition(self) -> tuple[str, str, Any]:
-        """``(field, operator, value)`` with the value converted to the field's kind."""
-        op = self.op.value
-        return self.field.value, op, self._converted(op)
-
-    def _converted(self, op: str) -> Any:
-        """The value converted by ``read_jetti``'s rule (date-times as the ISO text sent)."""
-        kind, raw = self.kind, getattr(self.value, "value", None)
-        name = self.field.value
-        if op in (NULL, NOT_NULL):
-            return None
-        if op in _LIST_OPS:
-            raw = [part.strip() for part in str(raw or "").split(",") if part.strip()]
-        elif raw is None:
-            what = {"datetime": "pick a date", "integer": "enter a number",
-                    "number": "enter a number"}.get(kind, "pick a value")
-            raise JettiQueryError(f"{name}: {what}")
-        return _shown(convert_value(self.spec, "$eq" if op == EQ else op, raw, name))
-
-    def _value_widget(self) -> w.Widget:
-        kind, op = self.kind, self.op.value
-        layout = w.Layout(width="260px")
-        widget: w.Widget
-        if op in (NULL, NOT_NULL):
-            widget = w.Label("", layout=layout)
-        elif op in _LIST_OPS:
-            hint = ", ".join(self.spec.enum[:3]) if self.spec.enum else "1, 2, 3"
-            widget = w.Text(placeholder=f"comma-separated, e.g. {hint}", layout=layout)
-        elif kind == "datetime":
-            widget = w.DatePicker(layout=layout)
-        elif kind == "enum":
-            widget = w.Dropdown(options=list(self.spec.enum or ()), layout=layout)
-        elif kind == "integer":
-            widget = w.IntText(layout=layout)
-        elif kind == "number":
-            widget = w.FloatText(layout=layout)
-        elif kind == "boolean":
-            widget = w.Checkbox(value=True, description="true", indent=False, layout=layout)
-        else:
-            widget = w.Text(placeholder="%" if op == "$like" else "", layout=layout)
-        widget.tooltip = field_help(self.spec)
-        widget.add_class("jf-filter-value")
-        return widget
-
-    def _replace_value(self) -> None:
-        self.value = self._value_widget()
-        self.box.children = (self.field, self.op, self.value, self.remove)
-
-    def _on_field(self, _: Any) -> None:
-        self.field.tooltip = field_help(self.spec)
-        ops = OPERATORS[self.kind]
-        keep = self.op.value if self.op.value in ops else ops[0]
-        with self.op.hold_trait_notifications():
-            self.op.options = ops
-            self.op.value = keep
-        self._replace_value()
-
-    def _on_op(self, change: dict[str, Any]) -> None:
-        old, new = change["old"], change["new"]
-        shape = {NULL: 0, NOT_NULL: 0, "$in": 1, "$notIn": 1}
-        if shape.get(old, 2) != shape.get(new, 2) or new == "$like" or old == "$like":
-            self._replace_value()
+# -- the form --------------------------------------------------------------------------------
 
 
 class QueryForm:
@@ -389,9 +96,12 @@ class QueryForm:
     ``status``, ``error``, ``table``, ``stats``, ``code``.  The last frame is ``df``.
     """
 
-    def __init__(self, client: JettiClient, *, sandbox: bool = False) -> None:
+    def __init__(self, client: JettiClient, *, sandbox: bool = False,
+                 resources: ExitStack | None = None) -> None:
         self.client = client
         self.started_sandbox = sandbox
+        #: What the form opened for itself (its client), closed by :meth:`close`.
+        self._resources = resources or ExitStack()
         self.df: pd.DataFrame | None = None
         self.info: Any = None
         self.filters: list[FilterRow] = []
@@ -462,6 +172,7 @@ class QueryForm:
         self.table.add_class("jf-table")
 
         self.resource.observe(self._on_resource, names="value")
+        self.attributes.observe(self._on_attributes, names="value")
         self.include.observe(self._on_include, names="value")
         self.order_field.observe(self._on_order, names="value")
         self.add_filter_button.on_click(lambda _: self.add_filter())
@@ -544,6 +255,7 @@ class QueryForm:
         names = spec.field_names
         self.attributes.value = ()
         self.attributes.options = field_options(spec)
+        self._on_attributes()
         for row in list(self.filters):
             self.remove_filter(row)
         self.include.value = ()
@@ -554,6 +266,10 @@ class QueryForm:
         self._on_order()
         self.snapshot_path.placeholder = f"data/{spec.url}"
         self._refresh_code()
+
+    def _on_attributes(self, _: Any = None) -> None:
+        """The picker's tooltip says what the picked fields hold (the catalogue's words)."""
+        self.attributes.tooltip = fields_help(self.resource_spec, self.attributes.value)
 
     def _on_order(self, _: Any = None) -> None:
         """The direction means nothing in server order: disabled until a field is picked."""
@@ -587,9 +303,15 @@ class QueryForm:
                                           description=model, layout=w.Layout(width="480px"),
                                           style={"description_width": "initial"})
                 picker.add_class("jf-include-attributes")
-                picker.observe(lambda _: self._refresh_code(), names="value")
+                picker.tooltip = fields_help(CATALOG.model(model), ())
+                picker.observe(lambda change, p=picker, m=model: self._on_include_picked(p, m),
+                               names="value")
                 self.include_attributes[model] = picker
         self.include_box.children = [self.include_attributes[m] for m in chosen]
+        self._refresh_code()
+
+    def _on_include_picked(self, picker: w.SelectMultiple, model: str) -> None:
+        picker.tooltip = fields_help(CATALOG.model(model), picker.value)
         self._refresh_code()
 
     def add_filter(self, field: str | None = None, op: str | None = None,
@@ -695,6 +417,13 @@ class QueryForm:
         if self._thread is not None:
             self._thread.join(timeout)
         return self.df
+
+    def close(self) -> None:
+        """Stop the running job and close the client the form made (a given one stays open)."""
+        if self.running:
+            self.request_cancel()
+            self.wait()
+        self._resources.close()
 
     def request_cancel(self) -> None:
         """Ask the running job to stop after the page it is reading."""
@@ -850,9 +579,16 @@ def query_form(client: JettiClient | None = None, **options: Any) -> QueryForm:
     >>> form = query_form()              # doctest: +SKIP
     >>> form                             # doctest: +SKIP
     """
-    started = False
-    if client is None:
-        client, started = default_client(**options)
-    elif options:
-        raise JettiConfigError("pass client options only when no client is given")
-    return QueryForm(client, sandbox=started)
+    if client is not None:
+        if options:
+            raise JettiConfigError("pass client options only when no client is given")
+        return QueryForm(client)
+    from .client import open_client
+
+    options.setdefault("progress", False)
+    started = not (options.get("token") or Settings.from_env().token)
+    if started:
+        options.update(token=SANDBOX_TOKEN, base_url=sandbox_base_url())
+    resources = ExitStack()
+    made = resources.enter_context(open_client(**options))
+    return QueryForm(made, sandbox=started, resources=resources)

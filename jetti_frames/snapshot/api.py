@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..catalog import CATALOG
+from ..client import JettiClient, open_client
 from ..drift import DriftLog, items_from_manifest
 from ..errors import JettiQueryError, SnapshotError
 from .columns import _column_specs, _compatible, _Partition, _snapshot_dtypes
@@ -35,9 +36,6 @@ from .store import (
     _Target,
 )
 from .writing import DEFAULT_ROW_GROUP_SIZE, Item, _write_version
-
-if TYPE_CHECKING:
-    from ..client import JettiClient
 
 DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 
@@ -100,35 +98,35 @@ def snapshot(
     target = _Target.of(path, filesystem)
     query = _query(where, attributes, include, order)
     options = {"dtype_backend": dtype_backend, "sep": sep}
-    client = _client(client, token, base_url)
-    dtypes = dict(client.frame_dtypes(resource, attributes=attributes, include=include,
-                                      dtype_backend=dtype_backend, sep=sep))
-    partition = _Partition.of(partition_by, dtypes)
-    started = _now()
-    drift = DriftLog()
-    frames = client.iter_frames(resource, where=where, attributes=attributes, include=include,
-                                order=order, page_size=page_size, refresh=refresh,
-                                dtype_backend=dtype_backend, sep=sep, progress=progress,
-                                drift=drift)
-    manifest = {
-        "format": FORMAT,
-        "resource": CATALOG.resource(resource).url,
-        "query": query,
-        "options": options,
-        "partition_by": partition.to_json() if partition else None,
-        "base_url": _public_url(client.base_url),
-        "fetched_at": _iso(started),
-        "toolkit_version": __version__,
-        "catalog_digest": CATALOG.digest,
-    }
+    with open_client(client, token=token, base_url=base_url) as client:
+        dtypes = dict(client.frame_dtypes(resource, attributes=attributes, include=include,
+                                          dtype_backend=dtype_backend, sep=sep))
+        partition = _Partition.of(partition_by, dtypes)
+        started = _now()
+        drift = DriftLog()
+        frames = client.iter_frames(resource, where=where, attributes=attributes, include=include,
+                                    order=order, page_size=page_size, refresh=refresh,
+                                    dtype_backend=dtype_backend, sep=sep, progress=progress,
+                                    drift=drift)
+        manifest = {
+            "format": FORMAT,
+            "resource": CATALOG.resource(resource).url,
+            "query": query,
+            "options": options,
+            "partition_by": partition.to_json() if partition else None,
+            "base_url": _public_url(client.base_url),
+            "fetched_at": _iso(started),
+            "toolkit_version": __version__,
+            "catalog_digest": CATALOG.digest,
+        }
 
-    def summary() -> dict[str, Any]:
-        stats = _stats(client)
-        return {"requests": stats.get("requests"), "cache_hits": stats.get("cache_hits"),
-                "drift": [item.to_json() for item in drift.items()]}
+        def summary() -> dict[str, Any]:
+            stats = _stats(client)
+            return {"requests": stats.get("requests"), "cache_hits": stats.get("cache_hits"),
+                    "drift": [item.to_json() for item in drift.items()]}
 
-    return _write_version(target, dtypes, partition, manifest, frames, summary,
-                          row_group_size=row_group_size, started=started, max_updated=None)
+        return _write_version(target, dtypes, partition, manifest, frames, summary,
+                              row_group_size=row_group_size, started=started, max_updated=None)
 
 
 def read_snapshot(
@@ -263,90 +261,90 @@ def refresh_snapshot(
     if partition_json:
         partition_by = ((partition_json["column"], partition_json["unit"])
                         if partition_json.get("unit") else partition_json["column"])
-    client = _client(client, token, base_url)
-    if full:
-        return snapshot(manifest["resource"], path, where=query.get("where"),
-                        attributes=query.get("attributes"), include=query.get("include"),
-                        order=query.get("order"), partition_by=partition_by, client=client,
-                        dtype_backend=options.get("dtype_backend", "numpy_nullable"),
-                        sep=options.get("sep", "_"), page_size=page_size, refresh=True,
-                        progress=progress, filesystem=filesystem, row_group_size=row_group_size)
+    with open_client(client, token=token, base_url=base_url) as client:
+        if full:
+            return snapshot(manifest["resource"], path, where=query.get("where"),
+                            attributes=query.get("attributes"), include=query.get("include"),
+                            order=query.get("order"), partition_by=partition_by, client=client,
+                            dtype_backend=options.get("dtype_backend", "numpy_nullable"),
+                            sep=options.get("sep", "_"), page_size=page_size, refresh=True,
+                            progress=progress, filesystem=filesystem, row_group_size=row_group_size)
 
-    specs = manifest["columns"]
-    if "id" not in specs or "updatedAt" not in specs:
-        raise SnapshotError("this snapshot has no 'id' and 'updatedAt' columns to refresh by; "
-                            "use full=True")
-    if manifest.get("watermark") is None:
-        raise SnapshotError("this snapshot has no watermark (it was empty); use full=True")
-    resource = manifest["resource"]
-    dtype_backend = options.get("dtype_backend", "numpy_nullable")
-    sep = options.get("sep", "_")
-    dtypes = dict(client.frame_dtypes(resource, attributes=query.get("attributes"),
-                                      include=query.get("include"),
-                                      dtype_backend=dtype_backend, sep=sep))
-    if not _compatible(_column_specs(dtypes), specs):
-        raise SnapshotError("the columns of this query changed since the snapshot was taken "
-                            "(new catalogue or toolkit version); use full=True")
-    since = _window_start(manifest["watermark"], margin)
-    where = _and_updated_since(query.get("where"), since)
-    started = _now()
-    drift = DriftLog()
-    changed = list(client.iter_frames(
-        resource, where=where, attributes=query.get("attributes"), include=query.get("include"),
-        page_size=page_size, refresh=True, dtype_backend=dtype_backend, sep=sep,
-        progress=progress, drift=drift))
-    requests = _stats(client).get("requests") or 0
-    replaced: set[int] = set()
-    for frame in changed:
-        replaced.update(int(i) for i in frame["id"].dropna())
-    if query.get("where"):
-        for record in client.iter_records(resource, where={"updatedAt": {"$gte": since}},
-                                          attributes=["id"], page_size=page_size,
-                                          refresh=True, progress=progress):
-            replaced.add(int(record["id"]))
-        requests += _stats(client).get("requests") or 0
-    partition = _Partition.from_json(partition_json)
-    new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "columns", "rows")}
-    new_manifest.update({
-        "base_url": _public_url(client.base_url),
-        "refreshed_at": _iso(started),
-        "toolkit_version": __version__,
-        "catalog_digest": CATALOG.digest,
-        "previous_watermark": manifest["watermark"],
-    })
-
-    plan = _plan(target, root, manifest, partition, sorted(replaced), changed)
-    ids = pa.array(sorted(replaced), type=pa.int64())
-    after: dict[int, int | None] = {}
-
-    def items() -> Iterator[Item]:
-        for entry in plan.rewrite:  # partitions that lose or gain rows; the others are carried
-            try:
-                for table in _file_tables(target, root, entry, row_group_size):
-                    kept = table.filter(pc.invert(_replaced_rows(table, entry, ids)))
-                    if kept.num_rows:
-                        yield kept, entry.get("partition")
-            except (pa.ArrowException, OSError) as exc:
-                if isinstance(exc, SnapshotError):
-                    raise
-                raise _damaged(target, root, entry["path"], exc) from None
+        specs = manifest["columns"]
+        if "id" not in specs or "updatedAt" not in specs:
+            raise SnapshotError("this snapshot has no 'id' and 'updatedAt' columns to refresh by; "
+                                "use full=True")
+        if manifest.get("watermark") is None:
+            raise SnapshotError("this snapshot has no watermark (it was empty); use full=True")
+        resource = manifest["resource"]
+        dtype_backend = options.get("dtype_backend", "numpy_nullable")
+        sep = options.get("sep", "_")
+        dtypes = dict(client.frame_dtypes(resource, attributes=query.get("attributes"),
+                                          include=query.get("include"),
+                                          dtype_backend=dtype_backend, sep=sep))
+        if not _compatible(_column_specs(dtypes), specs):
+            raise SnapshotError("the columns of this query changed since the snapshot was taken "
+                                "(new catalogue or toolkit version); use full=True")
+        since = _window_start(manifest["watermark"], margin)
+        where = _and_updated_since(query.get("where"), since)
+        started = _now()
+        drift = DriftLog()
+        changed = list(client.iter_frames(
+            resource, where=where, attributes=query.get("attributes"), include=query.get("include"),
+            page_size=page_size, refresh=True, dtype_backend=dtype_backend, sep=sep,
+            progress=progress, drift=drift))
+        requests = _stats(client).get("requests") or 0
+        replaced: set[int] = set()
         for frame in changed:
-            yield frame
-            after.update(_versions(frame["id"], frame["updatedAt"]))
+            replaced.update(int(i) for i in frame["id"].dropna())
+        if query.get("where"):
+            for record in client.iter_records(resource, where={"updatedAt": {"$gte": since}},
+                                              attributes=["id"], page_size=page_size,
+                                              refresh=True, progress=progress):
+                replaced.add(int(record["id"]))
+            requests += _stats(client).get("requests") or 0
+        partition = _Partition.from_json(partition_json)
+        new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "columns", "rows")}
+        new_manifest.update({
+            "base_url": _public_url(client.base_url),
+            "refreshed_at": _iso(started),
+            "toolkit_version": __version__,
+            "catalog_digest": CATALOG.digest,
+            "previous_watermark": manifest["watermark"],
+        })
 
-    def summary() -> dict[str, Any]:
-        before = plan.before
-        differ = {i for i in before.keys() | after.keys()
-                  if before.get(i, -1) != after.get(i, -1)}
-        return {"requests": requests, "changed_records": len(differ),
-                "refetched_records": len(after),
-                "drift": [item.to_json() for item in
-                          drift.merged(items_from_manifest(manifest.get("drift")))]}
+        plan = _plan(target, root, manifest, partition, sorted(replaced), changed)
+        ids = pa.array(sorted(replaced), type=pa.int64())
+        after: dict[int, int | None] = {}
 
-    return _write_version(target, _recorded_dtypes(target, root, manifest), partition,
-                          new_manifest, items(), summary,
-                          row_group_size=row_group_size, started=started,
-                          max_updated=manifest.get("max_updated_at"), carry=(root, plan.carry))
+        def items() -> Iterator[Item]:
+            for entry in plan.rewrite:  # partitions that lose or gain rows; the others are carried
+                try:
+                    for table in _file_tables(target, root, entry, row_group_size):
+                        kept = table.filter(pc.invert(_replaced_rows(table, entry, ids)))
+                        if kept.num_rows:
+                            yield kept, entry.get("partition")
+                except (pa.ArrowException, OSError) as exc:
+                    if isinstance(exc, SnapshotError):
+                        raise
+                    raise _damaged(target, root, entry["path"], exc) from None
+            for frame in changed:
+                yield frame
+                after.update(_versions(frame["id"], frame["updatedAt"]))
+
+        def summary() -> dict[str, Any]:
+            before = plan.before
+            differ = {i for i in before.keys() | after.keys()
+                      if before.get(i, -1) != after.get(i, -1)}
+            return {"requests": requests, "changed_records": len(differ),
+                    "refetched_records": len(after),
+                    "drift": [item.to_json() for item in
+                              drift.merged(items_from_manifest(manifest.get("drift")))]}
+
+        return _write_version(target, _recorded_dtypes(target, root, manifest), partition,
+                              new_manifest, items(), summary,
+                              row_group_size=row_group_size, started=started,
+                              max_updated=manifest.get("max_updated_at"), carry=(root, plan.carry))
 
 
 def _overlap(value: Any) -> dt.timedelta:
@@ -397,14 +395,6 @@ def _and_updated_since(where: Mapping[str, Any] | None, since: dt.datetime) -> d
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _client(client: JettiClient | None, token: str | None, base_url: str | None) -> Any:
-    if client is not None:
-        return client
-    from ..client import JettiClient
-
-    return JettiClient(token, base_url=base_url)
 
 
 def _stats(client: JettiClient) -> dict[str, Any]:

@@ -86,23 +86,14 @@ def _column_order(manifest: Mapping[str, Any]) -> list[str]:
 
 def _column_groups(manifest: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     """``(column prefix, planned columns)`` of the resource and each include, depth first."""
-    from ..client import frame_spec
+    from .._tree import node_columns, walk
     from ..query import build_query
-    from ..schema import node_columns
 
     query = manifest["query"]
     sep = (manifest.get("options") or {}).get("sep", "_")
-    spec = frame_spec(build_query(manifest["resource"], attributes=query.get("attributes"),
-                                  include=query.get("include")))
-    groups: list[tuple[str, list[str]]] = []
-
-    def walk(node: Any, prefix: str, path: tuple[str, ...]) -> None:
-        groups.append((prefix, [c.name for c in node_columns(node, prefix, path)]))
-        for inc in node.includes:
-            walk(inc, prefix + inc.key + sep, (*path, inc.key))
-
-    walk(spec, "", ())
-    return groups
+    spec = build_query(manifest["resource"], attributes=query.get("attributes"),
+                       include=query.get("include")).spec
+    return [(step.prefix, [c.name for c in node_columns(*step)]) for step in walk(spec, sep)]
 
 
 def _sort_columns(manifest: Mapping[str, Any], specs: Mapping[str, Any]) -> list[str]:

@@ -26,8 +26,9 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..catalog import CATALOG
+from ..client import open_client
 from ..errors import SnapshotError
-from .api import _client, _recorded_dtypes
+from .api import _recorded_dtypes
 from .columns import _Partition
 from .common import _iso, _now, _public_url
 from .info import SnapshotInfo
@@ -81,15 +82,16 @@ def sweep_snapshot(
     if "id" not in manifest["columns"]:
         raise SnapshotError("this snapshot has no 'id' column to sweep by; use "
                             "refresh_snapshot(path, full=True)")
-    client = _client(client, token, base_url)
     query = manifest["query"]
     started = _now()
     live: set[int] = set()
-    for record in client.iter_records(manifest["resource"], where=query.get("where"),
-                                      attributes=["id"], page_size=page_size, refresh=True,
-                                      progress=progress):
-        live.add(int(record["id"]))
-    requests = client.last_stats.requests
+    with open_client(client, token=token, base_url=base_url) as client:
+        for record in client.iter_records(manifest["resource"], where=query.get("where"),
+                                          attributes=["id"], page_size=page_size, refresh=True,
+                                          progress=progress):
+            live.add(int(record["id"]))
+        requests = client.last_stats.requests
+        public_url = _public_url(client.base_url)
     ids = pa.array(sorted(live), type=pa.int64())
     dropped: set[int] = set()
 
@@ -109,7 +111,7 @@ def sweep_snapshot(
 
     new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "columns", "rows")}
     new_manifest.update({
-        "base_url": _public_url(client.base_url),
+        "base_url": public_url,
         "swept_at": _iso(started),
         "toolkit_version": __version__,
         "catalog_digest": CATALOG.digest,
