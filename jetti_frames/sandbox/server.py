@@ -52,8 +52,8 @@ _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 #: Node's default limit on the request line plus headers; longer requests get 431.
 MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
-               "get_burst", "write_rate", "drain", "faults", "strict", "qs_version", "tokens", "quirks",
-               "exclude", "ties", "ties_seed")
+               "get_burst", "write_rate", "drain", "faults", "strict", "qs_version", "tokens",
+               "quirks", "exclude", "ties", "ties_seed")
 
 
 def token_hash(token: str) -> str:
@@ -141,7 +141,8 @@ class Sandbox:
     def __init__(self, *, seed: int = 0, purchases: int = 3000, latency_ms: float = 0,
                  jitter_ms: float = 0, max_limit: int = 100, default_limit: int = 50,
                  rate: str = "default", get_rate: float = GET_RATE, get_burst: int = GET_BURST,
-                 write_rate: float = WRITE_RATE, drain: float = 0.0, tokens: Sequence[str] = (SANDBOX_TOKEN,),
+                 write_rate: float = WRITE_RATE, drain: float = 0.0,
+                 tokens: Sequence[str] = (SANDBOX_TOKEN,),
                  qs_version: str = "6.13", strict: bool = False, quirks: bool = True,
                  exclude: str = "honor",
                  faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
