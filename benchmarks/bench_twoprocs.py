@@ -94,7 +94,7 @@ def child(base_url: str, cache: str, first: int, pages: int) -> None:
     settings = Settings.from_env(base_url=base_url, cache=bool(cache),
                                  cache_path=cache or None)
     with Transport(settings) as t:
-        items = [("purchases.json", f"limit=10&from={10 * i}")
+        items = [("purchases.json", f"limit=10&from={i}")
                  for i in range(first, first + pages)]
         child_ready()
         began = time.time()

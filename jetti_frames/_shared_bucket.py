@@ -25,18 +25,23 @@ Without a cache directory, or when it cannot be written, the schedule lives in t
 
 Examples
 --------
->>> import tempfile
+>>> import json, tempfile
 >>> folder = Path(tempfile.mkdtemp())
 >>> one, two = (Schedule(2.0, folder, "0123abcd", "get") for _ in range(2))  # two processes
+>>> state = lambda: json.loads(one.path.read_text())
 >>> first = one.acquire()
->>> second = two.acquire()  # waits for the account's next slot
->>> second.number, second.at - first.at >= 1.02 / 2
-(2, True)
+>>> round(state()["next"] - first.at, 3)  # the account's next start, for every process
+0.51
+>>> second = two.acquire()  # waits until then
+>>> second.number
+2
 >>> two.observe(second, remaining=0)  # the free slot was taken: jitter, or someone else?
+>>> round(state()["next"] - second.at, 3)
+0.51
 >>> third = one.acquire()
 >>> one.observe(third, remaining=0)  # twice in a row: another integration uses the bucket
->>> two.acquire().at - third.at >= 2 / 2  # the full bucket drains first
-True
+>>> round(state()["next"] - third.at, 3)  # the full bucket drains first
+1.0
 >>> sorted(p.name for p in folder.iterdir())
 ['ratelimit-0123abcd-get.json', 'ratelimit-0123abcd-get.lock']
 """
