@@ -75,7 +75,7 @@ def table(result: dict[str, Any]) -> str:
     rows = []
     for r in result["runs"]:
         target = ("0 x 429, >= 0.95" if r["processes"] == 2 and r["shared"] else
-                  "0 x 429" if r["shared"] else "(before)")
+                  "0 x 429" if r["shared"] else "-")
         other = f"{r['other_requests']} ({r['other_429']} x 429)" if r["drain"] else "-"
         rows.append([r["label"], r["requests"], other, r["status_429"],
                      f"{r['utilisation']:.3f}", fmt(r["seconds"], 1), target])
