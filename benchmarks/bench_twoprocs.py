@@ -17,7 +17,6 @@ Run alone::
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -110,5 +109,4 @@ if __name__ == "__main__":
     else:
         from benchmarks.run import main
 
-        os.environ.setdefault("PYTHONHASHSEED", "0")
         raise SystemExit(main(["--only", "twoprocs", *sys.argv[1:]]))
