@@ -23,6 +23,7 @@ Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 ``readmemory``   peak RSS growth of ``read()`` at 60k and 200k purchases vs 3 x frame + 150 MiB
 ``partrefresh``  refresh of a month-partitioned snapshot after one change vs unpartitioned
 ``inlist``       1500 and 3000 ids in ``where``: chunks of 20 vs packed ``$or`` (bench_inlist)
+``twoprocs``     two processes of one account pulling at once (:mod:`benchmarks.bench_twoprocs`)
 ===============  ==============================================================================
 
 Results: ``benchmarks/results/<UTC time>-<full|quick>.json`` plus ``latest.json`` and
@@ -52,6 +53,7 @@ from benchmarks import (
     bench_partrefresh,
     bench_pull,
     bench_refresh,
+    bench_twoprocs,
     wrapped,
 )
 from benchmarks.bench_readmemory import readmemory_scenario
@@ -81,11 +83,13 @@ SCENARIOS = [
     Scenario("conversion", "5. Records -> typed DataFrame (two includes)",
              bench_conversion.run, bench_conversion.table, ("psutil",)),
     Scenario("memory", "6. Streaming snapshot memory", wrapped.run_memory, wrapped.memory_table),
-    bench_inlist,
     Scenario(*readmemory_scenario()),
     Scenario("mirror", "Mirror sync: use of the allowance", bench_mirror.run, bench_mirror.table),
     Scenario("partrefresh", "Partitioned refresh after one change",
              bench_partrefresh.run, bench_partrefresh.table),
+    Scenario("inlist", "Big `$in` lists", bench_inlist.run, bench_inlist.table),
+    Scenario("twoprocs", "Two processes, one account (300 ms)", bench_twoprocs.run,
+             bench_twoprocs.table),
 ]
 NAMES = [s.name for s in SCENARIOS]
 

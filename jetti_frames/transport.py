@@ -8,7 +8,8 @@ Layers, top to bottom::
     Transport.get / submit / map / run_pager     retries (429, 5xx, dropped or bad bodies), errors
       requests_cache.CachedSession (SQLite)      a hit is answered here: no wait, no allowance
         _LimitedAdapter.send                     the account's limiter: one GET start per 0.5 s
-          network
+          _shared_bucket.Schedule                  ... in every process of the user (cache dir)
+            network
 
 Rate limit.  Jetti meters each account with a leaky bucket of capacity 2 draining 2 GET/s (and 1
 non-GET/s).  A fixed window of ``calls=2, period=1`` could start 3 requests within one second
@@ -16,8 +17,13 @@ at a window edge; instead ``ratelimit``'s ``limits(calls=1, period=1 / rate)`` s
 request per 0.5 s (the window is reset by the call that passes, so starts are at least a period
 apart), which drains exactly as fast as the bucket and leaves its second slot as slack for
 network jitter.  Limiters are shared by every :class:`Transport` of the same account (token and
-base URL) in the process, one for GET and one for other methods.  A 429 pauses the account's
-limiter for ``Retry-After`` and the same request is sent again.
+base URL) in the process, one for GET and one for other methods.  Jetti meters the account, not
+the process: behind that in-process gate, every start also takes a slot of the account's
+:class:`~jetti_frames._shared_bucket.Schedule`, a lock-protected file in the cache directory
+that every process of the user shares (in the process only when the cache is off).  The
+``X-RateLimit-Remaining`` of every answer tells when another integration of the account uses
+the bucket: the schedule then slows down.  A 429 pauses the account for ``Retry-After`` and the
+same request is sent again.
 
 Cache.  Only well-formed 200 answers are stored, as JSON (never pickles), in SQLite at
 ``settings.resolved_cache_path``.  The key is :func:`cache_key`: the method, the URL exactly as
@@ -81,6 +87,7 @@ from requests_cache.serializers import SerializerPipeline, Stage
 from requests_cache.serializers.preconf import json_preconf_stage
 from urllib3.exceptions import NameResolutionError
 
+from ._shared_bucket import Schedule, Ticket
 from .credentials import drop_exclude, has_exclude, strip_response
 from .errors import (
     JettiAuthError,
@@ -322,12 +329,12 @@ class TransportStats:
 
 
 class _Limiter:
-    """One account's limiter for one kind of method: ``ratelimit`` spacing plus 429 pauses."""
+    """One account's limiter for one kind of method: ``ratelimit`` spacing in the process,
+    then the account's :class:`Schedule` (shared with the user's other processes)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, schedule: Schedule) -> None:
         self.rate = rate
-        self.pause_until = 0.0
-        self._lock = threading.Lock()
+        self.schedule = schedule
 
         @sleep_and_retry
         @limits(calls=1, period=1.0 / rate)
@@ -337,16 +344,20 @@ class _Limiter:
         self._gate = _gate
 
     def pause(self, seconds: float) -> None:
-        with self._lock:
-            self.pause_until = max(self.pause_until, time.monotonic() + seconds)
+        self.schedule.pause(seconds)
 
-    def acquire(self) -> float:
-        """Block until a request may start; return the seconds waited."""
+    def acquire(self) -> Ticket:
+        """Block until a request may start; its ticket tells the seconds waited."""
         began = time.monotonic()
-        while (delay := self.pause_until - time.monotonic()) > 0:
-            time.sleep(delay)
         self._gate()
-        return time.monotonic() - began
+        ticket = self.schedule.acquire()
+        ticket.waited = time.monotonic() - began
+        return ticket
+
+    def observe(self, ticket: Ticket, response: requests.Response) -> None:
+        """Pass the answer's ``X-RateLimit-Remaining`` (when it has one) to the schedule."""
+        with contextlib.suppress(TypeError, ValueError):
+            self.schedule.observe(ticket, int(response.headers.get("X-RateLimit-Remaining", "")))
 
 
 _LIMITERS: dict[tuple[str, str, str], _Limiter] = {}
@@ -355,12 +366,16 @@ _EXCLUDE_REFUSED: set[tuple[str, str]] = set()
 _LIMITERS_LOCK = threading.Lock()
 
 
-def _limiter(account: str, base_url: str, kind: str, rate: float) -> _Limiter:
+def _limiter(account: str, base_url: str, kind: str, rate: float,
+             folder: Path | None) -> _Limiter:
+    """The process's limiter of an account; its schedule is shared through ``folder`` (the
+    first given, for the life of the process) or, with None, kept in the process."""
     key = (account, base_url, kind)
     with _LIMITERS_LOCK:
         found = _LIMITERS.get(key)
-        if found is None or found.rate != rate:
-            found = _LIMITERS[key] = _Limiter(rate)
+        if found is None or found.rate != rate or (folder is not None
+                                                   and not found.schedule.shared):
+            found = _LIMITERS[key] = _Limiter(rate, Schedule(rate, folder, account, kind))
         return found
 
 
@@ -378,14 +393,15 @@ class _LimitedAdapter(HTTPAdapter):
              **kwargs: Any) -> requests.Response:
         t = self._transport
         limiter = t._get_limiter if request.method in ("GET", "HEAD") else t._write_limiter
-        waited = limiter.acquire()
+        ticket = limiter.acquire()
         with t._lock:
-            t.stats.limiter_wait += waited
+            t.stats.limiter_wait += ticket.waited
             t.stats.network += 1
         began = time.monotonic()
         response = super().send(request, *args, **kwargs)
-        response.jetti_waited = waited  # type: ignore[attr-defined]
+        response.jetti_waited = ticket.waited  # type: ignore[attr-defined]
         t._observe_latency(time.monotonic() - began)  # to the headers: the body comes after
+        limiter.observe(ticket, response)
         return response
 
 
@@ -414,9 +430,11 @@ class Transport:
         self.stats = TransportStats()
         self._lock = threading.Lock()
         self._latency: float | None = None
-        self._get_limiter = _limiter(self.account, settings.base_url, "get", settings.get_rate)
+        folder = settings.resolved_cache_path.parent if settings.cache else None
+        self._get_limiter = _limiter(self.account, settings.base_url, "get", settings.get_rate,
+                                     folder)
         self._write_limiter = _limiter(self.account, settings.base_url, "write",
-                                       settings.write_rate)
+                                       settings.write_rate, folder)
         self.session = self._make_session()
         self._mount()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight,

@@ -1,7 +1,7 @@
 """The ``sandbox`` command: serve the synthetic account until Ctrl-C.
 
 ``sandbox [--port N] [--seed S] [--purchases N] [--latency-ms M] [--jitter-ms J]
-[--max-limit K] [--rate off|default] [--qs 6.13|latest] [--strict] [--token T ...]``
+[--max-limit K] [--rate off|default] [--drain N] [--qs 6.13|latest] [--strict] [--token T ...]``
 
 ``sandbox-token`` is always accepted; each ``--token T`` accepts one more bearer token (the
 sandbox never prints it).
@@ -70,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-limit", type=whole(1), default=100, help="silent cap on limit")
     parser.add_argument("--rate", choices=("default", "off"), default="default",
                         help="leaky-bucket rate limit (2 GET/s) or none")
+    parser.add_argument("--drain", type=float, default=0.0, metavar="N",
+                        help="another integration of the account using N GET/s of the bucket")
     parser.add_argument("--qs", choices=("6.13", "latest"), default="6.13",
                         help="query-string semantics of the imitated server")
     parser.add_argument("--strict", action="store_true",
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
     """Start a sandbox from parsed ``args``, print how to reach it, serve until Ctrl-C."""
     sandbox = Sandbox(seed=args.seed, purchases=args.purchases, latency_ms=args.latency_ms,
                       jitter_ms=args.jitter_ms, max_limit=args.max_limit, rate=args.rate,
+                      drain=args.drain,
                       qs_version=args.qs, strict=args.strict, port=args.port,
                       tokens=(SANDBOX_TOKEN, *args.token))
     sandbox.start()

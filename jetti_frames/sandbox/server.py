@@ -53,8 +53,8 @@ _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 #: Node's default limit on the request line plus headers; longer requests get 431.
 MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
-               "get_burst", "write_rate", "faults", "strict", "qs_version", "tokens", "quirks",
-               "exclude", "ties", "ties_seed", "drift", "logic")
+               "get_burst", "write_rate", "drain", "faults", "strict", "qs_version", "tokens",
+               "quirks", "exclude", "ties", "ties_seed", "drift", "logic")
 
 
 def token_hash(token: str) -> str:
@@ -110,6 +110,10 @@ class Sandbox:
         ``default_limit`` records.
     rate, get_rate, get_burst, write_rate
         ``rate="off"`` disables the per-token leaky buckets.
+    drain
+        Another integration of every account: it sends ``drain`` GET requests per second into
+        the account's bucket (counted by :meth:`other_counters`, not by :meth:`counters`), so
+        the account's clients see ``X-RateLimit-Remaining`` fall and must slow down.
     tokens
         Accepted bearer tokens.
     qs_version
@@ -154,7 +158,8 @@ class Sandbox:
     def __init__(self, *, seed: int = 0, purchases: int = 3000, latency_ms: float = 0,
                  jitter_ms: float = 0, max_limit: int = 100, default_limit: int = 50,
                  rate: str = "default", get_rate: float = GET_RATE, get_burst: int = GET_BURST,
-                 write_rate: float = WRITE_RATE, tokens: Sequence[str] = (SANDBOX_TOKEN,),
+                 write_rate: float = WRITE_RATE, drain: float = 0.0,
+                 tokens: Sequence[str] = (SANDBOX_TOKEN,),
                  qs_version: str = "6.13", strict: bool = False, quirks: bool = True,
                  exclude: str = "honor", logic: str = "honor",
                  faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
@@ -178,7 +183,8 @@ class Sandbox:
         self._knobs: dict[str, Any] = {}
         self.configure(latency_ms=latency_ms, jitter_ms=jitter_ms, max_limit=max_limit,
                        default_limit=default_limit, rate=rate, get_rate=get_rate,
-                       get_burst=get_burst, write_rate=write_rate, tokens=tokens,
+                       get_burst=get_burst, write_rate=write_rate, drain=drain,
+                       tokens=tokens,
                        qs_version=qs_version, strict=strict, quirks=quirks, faults=faults,
                        exclude=exclude, ties=ties, ties_seed=ties_seed, drift=drift,
                        logic=logic)
@@ -235,7 +241,7 @@ class Sandbox:
     # ----------------------------------------------------------------- knobs
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: latency_ms, jitter_ms, max_limit, default_limit, rate, get_rate,
-        get_burst, write_rate, faults, strict, quirks, qs_version, tokens, exclude, ties,
+        get_burst, write_rate, drain, faults, strict, quirks, qs_version, tokens, exclude, ties,
         ties_seed, drift, logic."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
@@ -250,6 +256,8 @@ class Sandbox:
             raise ValueError(f"logic must be one of {LOGIC_MODES}")
         if knobs.get("ties", "id") not in ("id", "shuffle"):
             raise ValueError("ties must be 'shuffle' or 'id'")
+        if not 0 <= knobs.get("drain", 0) < knobs.get("get_rate", self._knobs.get("get_rate", 1)):
+            raise ValueError("drain must be >= 0 and below get_rate")
         with self._lock:
             if "faults" in knobs:
                 knobs["faults"] = FaultPlan.from_option(knobs["faults"])
@@ -258,7 +266,7 @@ class Sandbox:
             if "drift" in knobs:
                 knobs["drift"] = DriftPlan.from_option(knobs["drift"])
             self._knobs.update(knobs)
-            if {"rate", "get_rate", "get_burst", "write_rate"} & set(knobs):
+            if {"rate", "get_rate", "get_burst", "write_rate", "drain"} & set(knobs):
                 self._buckets: dict[tuple[str, bool], LeakyBucket] = {}
             if "ties_seed" in knobs:
                 seed = knobs["ties_seed"]
@@ -290,6 +298,15 @@ class Sandbox:
                 for k, v in c.items():
                     total[k] += v
             return total
+
+    def other_counters(self, token: str | None = None) -> dict[str, int]:
+        """The ``drain`` integration's ``requests`` (served) and ``status_429`` (refused), in the
+        buckets of one token's account or of all accounts (since the knobs last changed)."""
+        with self._lock:
+            buckets = [b for (t, is_get), b in self._buckets.items()
+                       if is_get and token in (None, t)]
+        return {"requests": sum(b.other_requests for b in buckets),
+                "status_429": sum(b.other_refused for b in buckets)}
 
     def after_requests(self, n: int, callback: Callable[[Sandbox], Any]) -> None:
         """Call ``callback(sandbox)`` once the ``n``-th request from now has been answered."""
@@ -390,7 +407,7 @@ class Sandbox:
             bucket = self._buckets.get(key)
             if bucket is None:
                 k = self._knobs
-                bucket = (LeakyBucket(k["get_rate"], k["get_burst"]) if is_get
+                bucket = (LeakyBucket(k["get_rate"], k["get_burst"], k["drain"]) if is_get
                           else LeakyBucket(k["write_rate"], 1))
                 self._buckets[key] = bucket
             return bucket

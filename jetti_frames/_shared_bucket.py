@@ -1,0 +1,230 @@
+"""One account's request schedule, shared by every process of the user through the cache dir.
+
+Jetti meters the account, not the process: two notebooks reading at once share 2 GET/s.  Every
+:class:`Schedule` of one account and kind of method keeps its state in one small JSON file,
+``<cache dir>/ratelimit-<account id>-<kind>.json``, read and written under the lock file beside
+it (:mod:`filelock`).  The account id is :func:`~jetti_frames.transport.account_id`, an HMAC of
+the base URL and the token: the files never hold the token.
+
+State
+    ``next``: the wall-clock time before which no request of the account starts; ``interval``:
+    the spacing of starts, ``(1 + MARGIN) / rate`` unless widened after a 429; ``sent``: starts
+    so far; ``full``: answers in a row that found the bucket full.
+
+The server's bucket.  Starts ``1 / rate`` apart keep one slot of Jetti's bucket of 2 free.
+``X-RateLimit-Remaining`` = 0 says that slot was taken when the request arrived: by another
+integration of the account, or once in a while by two of our starts bunched by network jitter.
+Twice in a row, it is someone else: the next start then waits until the bucket, full at worst,
+has drained the starts made since and two slots more (one for that start, one spare), so each
+request of another integration costs the account's clients one slot and nobody draws 429.  A
+429 pauses the whole account for its ``Retry-After`` and widens ``interval`` by a quarter, which
+narrows back by 2 % with every answer that leaves a slot free.
+
+Without a cache directory, or when it cannot be written, the schedule lives in the process only
+(logged at DEBUG).
+
+Examples
+--------
+>>> import json, tempfile
+>>> folder = Path(tempfile.mkdtemp())
+>>> one, two = (Schedule(2.0, folder, "0123abcd", "get") for _ in range(2))  # two processes
+>>> state = lambda: json.loads(one.path.read_text())
+>>> first = one.acquire()
+>>> round(state()["next"] - first.at, 3)  # the account's next start, for every process
+0.51
+>>> second = two.acquire()  # waits until then
+>>> second.number
+2
+>>> two.observe(second, remaining=0)  # the free slot was taken: jitter, or someone else?
+>>> round(state()["next"] - second.at, 3)
+0.51
+>>> third = one.acquire()
+>>> one.observe(third, remaining=0)  # twice in a row: another integration uses the bucket
+>>> round(state()["next"] - third.at, 3)  # the full bucket drains first
+1.0
+>>> sorted(p.name for p in folder.iterdir())
+['ratelimit-0123abcd-get.json', 'ratelimit-0123abcd-get.lock']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from filelock import FileLock, Timeout
+
+__all__ = ["Schedule", "Ticket"]
+
+log = logging.getLogger("jetti_frames.transport")
+
+#: The share of each interval left unused, so that network jitter does not bunch two starts.
+MARGIN = 0.02
+#: Answers in a row finding the bucket full that mean another integration is using it.
+FULL_IN_A_ROW = 2
+#: How ``interval`` widens after a 429, and narrows back with every answer that leaves a slot.
+WIDEN, NARROW = 1.25, 0.98
+#: The widest ``interval``, in multiples of ``1 / rate``.
+WIDEST = 8.0
+#: A ``next`` further ahead than this (seconds) is a clock jump or a stale file: ignored.
+HORIZON = 180.0
+#: Seconds between two tries of a lock file held by another process (held for microseconds).
+POLL = 0.001
+#: Seconds to wait for the lock file before the schedule falls back to the process.
+LOCK_TIMEOUT = 10.0
+
+_FIELDS = ("next", "interval", "sent", "full")
+T = TypeVar("T")
+
+
+@dataclass
+class Ticket:
+    """One start granted by :meth:`Schedule.acquire`.
+
+    ``at`` is its wall-clock time, ``number`` its rank among the account's starts, ``waited``
+    the seconds the caller waited.
+    """
+
+    at: float
+    number: int
+    waited: float = 0.0
+
+
+class Schedule:
+    """The start times of one account's requests of one kind, shared through ``folder``.
+
+    Parameters
+    ----------
+    rate : float
+        Requests per second the account may start.
+    folder : Path or None
+        Where the state file lives (the cache directory); None keeps it in the process.
+    account : str
+        The account id (never the token).
+    kind : str
+        ``"get"`` or ``"write"``: one schedule each.
+    """
+
+    def __init__(self, rate: float, folder: Path | None, account: str, kind: str) -> None:
+        self.rate = rate
+        self.path: Path | None = None
+        self._file_lock: FileLock | None = None
+        self._lock = threading.Lock()
+        self._memory: dict[str, float] = {}
+        self._made = False
+        if folder is None:
+            log.debug("no cache directory: the %s rate limit of account %s is shared in this "
+                      "process only", kind, account)
+        else:
+            self.path = Path(folder) / f"ratelimit-{account}-{kind}.json"
+            self._file_lock = FileLock(self.path.with_suffix(".lock"), timeout=LOCK_TIMEOUT)
+
+    def __repr__(self) -> str:
+        where = self.path if self.path is not None else "this process"
+        return f"Schedule(rate={self.rate:g}, shared through {where})"
+
+    @property
+    def shared(self) -> bool:
+        """True while the state lives in the file, shared with the user's other processes."""
+        return self.path is not None
+
+    # -- the three operations ------------------------------------------------------------
+    def acquire(self) -> Ticket:
+        """Block until the account's next request may start; the start's :class:`Ticket`."""
+        began = time.monotonic()
+        while True:
+            granted = self._update(self._start)
+            if isinstance(granted, Ticket):
+                granted.waited = time.monotonic() - began
+                return granted
+            time.sleep(min(granted, 1.0))  # then look again: an answer may have moved `next`
+
+    def observe(self, ticket: Ticket, remaining: int) -> None:
+        """Learn from the ``X-RateLimit-Remaining`` of the answer to ``ticket``'s request."""
+
+        def change(state: dict[str, float]) -> float | None:
+            if remaining > 0:
+                state["full"] = 0
+                state["interval"] = max(self._base(), self._interval(state) * NARROW)
+                return None
+            state["full"] = full = state.get("full", 0) + 1
+            if full < FULL_IN_A_ROW:
+                return None
+            # at worst the bucket was full after this request: wait until it has drained the
+            # account's starts since and two slots more, one for the next start and one spare
+            later = max(0.0, state.get("sent", ticket.number) - ticket.number)
+            state["next"] = max(state.get("next", 0.0), ticket.at + (2 + later) / self.rate)
+            return state["next"]
+
+        pushed = self._update(change)
+        if pushed is not None:  # logged once the lock is released
+            log.debug("the account's bucket is in use elsewhere (full after request %d): next "
+                      "start in %.3f s", ticket.number, pushed - time.time())
+
+    def pause(self, seconds: float) -> None:
+        """No request of the account starts in the next ``seconds`` (after a 429)."""
+
+        def change(state: dict[str, float]) -> None:
+            state["next"] = max(state.get("next", 0.0), time.time() + seconds)
+            state["interval"] = min(self._interval(state) * WIDEN, WIDEST / self.rate)
+
+        self._update(change)
+
+    # -- state ---------------------------------------------------------------------------
+    def _base(self) -> float:
+        return (1 + MARGIN) / self.rate
+
+    def _interval(self, state: dict[str, float]) -> float:
+        return min(max(state.get("interval", 0.0), self._base()), WIDEST / self.rate)
+
+    def _start(self, state: dict[str, float]) -> Ticket | float:
+        """Start now (a :class:`Ticket`) or the seconds to wait before asking again."""
+        now = time.time()
+        nxt = state.get("next", 0.0)
+        if now < nxt <= now + HORIZON:
+            return nxt - now
+        interval = self._interval(state)
+        number = int(state.get("sent", 0)) + 1
+        state.update(next=now + interval, interval=interval, sent=number)
+        return Ticket(at=now, number=number)
+
+    def _update(self, change: Callable[[dict[str, float]], T]) -> T:
+        """Apply ``change`` to the state under the locks; the file's, while it can be used."""
+        with self._lock:
+            if self._file_lock is not None and self.path is not None:
+                try:
+                    if not self._made:
+                        self.path.parent.mkdir(parents=True, exist_ok=True)
+                        self._made = True
+                    with self._file_lock.acquire(poll_interval=POLL):
+                        state = self._read(self.path)
+                        result = change(state)
+                        self.path.write_text(json.dumps(state, separators=(",", ":")))
+                    return result
+                except (OSError, Timeout) as exc:
+                    log.debug("cannot use %s (%s): the rate limit is shared in this process "
+                              "only", self.path, type(exc).__name__)
+                    self._file_lock = None
+                    self.path = None
+            return change(self._memory)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, float]:
+        """The state in ``path``; a missing, damaged or odd file reads as a fresh state."""
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (ValueError, UnicodeDecodeError):
+            log.debug("ignoring the damaged rate-limit state in %s", path)
+            return {}
+        if not isinstance(raw, dict):
+            return {}
+        return {k: float(v) for k, v in raw.items() if k in _FIELDS
+                and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
