@@ -44,7 +44,6 @@ def child(mode: str, base_url: str) -> dict[str, Any]:
 
     from jetti_frames import JettiClient
     from jetti_frames._collect import sort_records
-    from jetti_frames.client import frame_spec
     from jetti_frames.flatten import frame_from_records
     from jetti_frames.query import build_query
     from jetti_frames.settings import SANDBOX_TOKEN
@@ -58,7 +57,7 @@ def child(mode: str, base_url: str) -> dict[str, Any]:
         df = client.read("purchases")
     else:
         records = sort_records(list(client.iter_records("purchases")), None)
-        df = frame_from_records(records, frame_spec(build_query("purchases")))
+        df = frame_from_records(records, build_query("purchases").spec)
         del records
     seconds = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

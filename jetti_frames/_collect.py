@@ -199,8 +199,8 @@ class Collector:
     def _pin(self) -> FrameSpec:
         """The spec converted per page: the arrival column, raw columns read as JSON."""
         root = _pinned(self.spec, self._raw, ())
-        columns = None if root.columns is None else (*root.columns, MARK)
-        return replace(root, columns=columns, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
+        columns = None if root.attributes is None else (*root.attributes, MARK)
+        return replace(root, attributes=columns, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
 
     def _convert(self) -> None:
         """Turn the records taken so far into typed columns."""

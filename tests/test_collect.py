@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from jetti_frames import JettiClient
 from jetti_frames._build import Order, build_query
 from jetti_frames._collect import Collector, merge, sort_records
-from jetti_frames.client import frame_spec
 from jetti_frames.flatten import frame_from_records, frame_tables
 from jetti_frames.sandbox import Sandbox
 from jetti_frames.schema import FrameSpec, empty_frame
@@ -88,7 +87,7 @@ def ids(pages: Pages) -> set[int]:
 
 
 def spec_of(resource: str, **options: Any) -> FrameSpec:
-    return frame_spec(build_query(resource, **options))
+    return build_query(resource, **options).spec
 
 
 def order_of(order: Any) -> Order | None:
