@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from itertools import count
 from typing import Any
 
+from ._bounded import BoundedPager
 from ._pages import PageRequest
 from .paging import Pager
 
@@ -50,7 +51,7 @@ class Stream:
     """One pager over one part of the query, inside a :class:`Fanout`."""
 
     part: dict[str, Any]
-    pager: Pager
+    pager: Pager | BoundedPager
     #: Set on the streams of the consistency pass: which of their records belong to the result.
     member: Callable[[Any], bool] | None = None
 
@@ -131,22 +132,27 @@ def open_streams(parts: list[dict[str, Any]], page_size: int, *, budget: int,
     """One pager per part of a query.
 
     ``budget`` is the in-flight target now: above 1, each pager probes with its first request.
-    ``max_rows`` (lowered to the ids a part lists) makes each pager stop after that many rows;
-    ``sequential`` pagers send no probe (a small answer is expected); ``cap`` is the largest
-    page the server is known to return.
+    ``max_rows`` (lowered to the ids a part lists) reads the first that many rows of each part
+    (a :class:`~jetti_frames._bounded.BoundedPager`); ``sequential`` pagers send no probe (a
+    small answer is expected); ``cap`` is the largest page the server is known to return.
     """
-    streams = [Stream(part, Pager(page_size, max_rows=at_most(max_rows, part),
-                                  parallel=budget, probe=not sequential))
+    streams = [Stream(part, _pager(page_size, at_most(max_rows, part), budget, sequential))
                for part in parts]
     for stream in streams:
         stream.pager.cap = cap
     return streams
 
 
-def _allow(pager: Pager, room: int) -> None:
-    """Let ``pager`` send up to ``room`` more requests (a ``max_rows`` pager stays sequential)."""
-    if pager.max_rows is None:
-        pager.parallel = pager.in_flight + room
+def _pager(page_size: int, max_rows: int | None, budget: int,
+           sequential: bool) -> Pager | BoundedPager:
+    if max_rows is not None:
+        return BoundedPager(page_size, max_rows, parallel=budget)
+    return Pager(page_size, parallel=budget, probe=not sequential)
+
+
+def _allow(pager: Pager | BoundedPager, room: int) -> None:
+    """Let ``pager`` send up to ``room`` more requests."""
+    pager.parallel = pager.in_flight + room
 
 
 def at_most(max_rows: int | None, part: Mapping[str, Any]) -> int | None:

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._bounded import BoundedPager
 from ._build import Include, Order, Query, build_query, explain_query, request_params
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
@@ -266,8 +267,17 @@ class JettiClient:
             return url, encode(page_params(query, stream.part, inner))
 
         pages = self._transport.run_pager(fanout, build, refresh=refresh, dates=dates)
+        held: dict[int, list[dict[str, Any]]] = {}  # a bounded stream's rows not yet final
         for req, records in pages:
             stream, _ = fanout.answered(req)
+            if isinstance(stream.pager, BoundedPager):
+                rows = held.setdefault(id(stream), [])
+                rows += records
+                bound = stream.pager.final_bound()
+                records = [r for r in rows if r["id"] <= bound]
+                rows[:] = [r for r in rows if r["id"] > bound] if records else rows
+                if stream.pager.done:
+                    rows.clear()
             if query.post_filter:
                 records = [r for r in records if query.keep(r)]
             if bar is not None:

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jetti_frames._bounded import BoundedPager
 from jetti_frames._fanout import Fanout, Stream, open_streams
 from jetti_frames.errors import JettiConfigError, JettiDataError
 from jetti_frames.paging import Pager, PageRequest, TopPager
@@ -591,7 +592,9 @@ def test_a_fanout_sends_the_late_streams_once_every_other_request_is_out() -> No
 
 def test_open_streams_owns_parallel_and_limits_by_listed_ids() -> None:
     [seq] = open_streams([{"id": {"$in": [3, 5]}}], 100, budget=4, max_rows=10)
-    assert seq.pager.max_rows == 2 and seq.pager.parallel == 1  # limit=N: sequential
+    assert isinstance(seq.pager, BoundedPager)  # limit=N: the first N in id order
+    assert seq.pager.max_rows == 2 and seq.pager.parallel == 4
+    assert [r.limit for r in seq.pager.next_requests()] == [2]  # the first page alone
     [par, few] = (open_streams([{"a": 1}], 100, budget=4, cap=37)
                   + open_streams([{"a": 2}], 100, budget=4, sequential=True))
     assert par.pager.cap == 37 and len(par.pager.next_requests()) == 2  # first page + probe
