@@ -20,6 +20,7 @@ Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 ``refresh``      incremental snapshot refresh vs full re-pull after 1% changed
 ``conversion``   100k records with two includes -> typed frame vs ``pd.json_normalize``
 ``memory``       peak RSS of 20k- vs 200k-row streaming snapshots
+``bounded``      ``limit=`` reads (id order and user orders) and a 30-page pull at 800/1500 ms
 ===============  ==============================================================================
 
 Results: ``benchmarks/results/<UTC time>-<full|quick>.json`` plus ``latest.json`` and
@@ -41,7 +42,14 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_cache, bench_conversion, bench_pull, bench_refresh, wrapped
+from benchmarks import (
+    bench_bounded,
+    bench_cache,
+    bench_conversion,
+    bench_pull,
+    bench_refresh,
+    wrapped,
+)
 from benchmarks.common import RESULTS, Scale, machine, markdown_table
 
 
@@ -68,6 +76,8 @@ SCENARIOS = [
     Scenario("conversion", "5. Records -> typed DataFrame (two includes)",
              bench_conversion.run, bench_conversion.table, ("psutil",)),
     Scenario("memory", "6. Streaming snapshot memory", wrapped.run_memory, wrapped.memory_table),
+    Scenario("bounded", "Bounded reads and a short pull on a slow server", bench_bounded.run,
+             bench_bounded.table),
 ]
 NAMES = [s.name for s in SCENARIOS]
 
