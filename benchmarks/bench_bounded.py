@@ -42,7 +42,7 @@ def ceiling(requests: int, latency_ms: float) -> float:
     """The best utilisation of ``requests`` started 0.5 s apart, the last one taking a latency.
 
     >>> ceiling(40, 800)
-    0.962
+    0.985
     """
     wall = (requests - 1) / ALLOWANCE + latency_ms / 1000
     return round(requests / wall / ALLOWANCE, 3)
