@@ -1,4 +1,5 @@
-"""The first N records in id order, several id windows in flight: :class:`BoundedPager`.
+"""The first N records in id order (or by ``-id``), several id windows in flight:
+:class:`BoundedPager`.
 
 A pure state machine like :class:`~jetti_frames.paging.Pager` (no I/O), for the user's
 ``limit=N``.  Read one page after another, such a read uses a fraction of the allowance on a
@@ -22,7 +23,10 @@ Strategy
   a window's end, the count once everything planned is answered), never the order of answers
   or ``parallel``, so a repeated read asks for the same pages and is answered from the cache.
 * Rows are final only when every row before them is known: :meth:`BoundedPager.final_bound`
-  says up to which id kept rows belong to the result (the N-th row only once :attr:`done`).
+  says up to which id kept rows belong to the result (the N-th row only once :attr:`done`);
+  :meth:`BoundedPager.on_records` holds the records of an answer until they are final.
+* ``descending=True`` reads the first N by ``-id`` the same way: every bound is mirrored
+  (``id < cursor AND id >= lo``, ordered by id descending).
 
 Examples
 --------
@@ -48,7 +52,7 @@ import math
 from dataclasses import dataclass, field
 from itertools import count, pairwise
 
-from ._pages import PageRequest, PagerStats
+from ._pages import PageRequest, PagerStats, Record
 from .errors import JettiConfigError, JettiDataError
 
 __all__ = ["WINDOWS", "BoundedPager"]
@@ -89,9 +93,21 @@ class BoundedPager:
         How many rows (the user's ``limit=N``).
     parallel : int
         How many requests may be in flight at once (changes timing, never the requests).
+    descending : bool
+        The first ``max_rows`` by ``-id``: ids are read from the top down.
+
+    Examples
+    --------
+    >>> pager = BoundedPager(100, 250, descending=True)
+    >>> [first] = pager.next_requests()
+    >>> first.params()["order"], pager.on_page(first, list(range(1000, 900, -1)))
+    ({'attribute': 'id', 'descending': True}, 100)
+    >>> [(r.lt, r.gte, r.limit) for r in pager.next_requests()]
+    [(901, None, 100)]
     """
 
-    def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1) -> None:
+    def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
+                 descending: bool = False) -> None:
         if page_size < 1:
             raise JettiConfigError("page_size must be at least 1")
         if max_rows < 0:
@@ -101,12 +117,15 @@ class BoundedPager:
         self.page_size = page_size
         self.max_rows = max_rows
         self.parallel = parallel
+        self.descending = descending
+        self._sign = -1 if descending else 1  # ids times this ascend in the read's order
         self.cap: int | None = None  # largest page seen: never above the server's real cap
         self.stats = PagerStats(windows=1)
         self._keys = count()
         self._windows = [_Window(None, None, None, pages=1)]
         self._inflight: dict[int, _Window] = {}
         self._planned = False
+        self._held: list[Record] = []  # records kept but not yet known to be final
         if max_rows == 0:
             self._windows[0].complete = True
 
@@ -127,7 +146,8 @@ class BoundedPager:
         return not any(w.can_send() for w in self._windows)
 
     def windows(self) -> list[tuple[int | None, int | None]]:
-        """The windows ``(lo, hi]`` of the plan, in id order (for inspection)."""
+        """The windows ``(lo, hi]`` of the plan, in read order (for inspection; ``-id`` for a
+        descending read)."""
         return [(w.lo, w.hi) for w in self._windows]
 
     def next_requests(self) -> list[PageRequest]:
@@ -150,6 +170,7 @@ class BoundedPager:
         """
         w = self._inflight.pop(request.key)
         w.inflight = None
+        ids = [self._sign * i for i in ids]
         if any(b <= a for a, b in pairwise(ids)):
             raise JettiDataError("page ids are not strictly ordered by id as requested")
         n = len(ids)
@@ -174,8 +195,22 @@ class BoundedPager:
             self._plan_first(ids)
         return keep
 
+    def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
+        """Record an answer; return the records (of this page or held from earlier ones)
+        that are now known to belong to the result, each once."""
+        keep = self.on_page(request, [int(r["id"]) for r in records])
+        self._held += records[:keep]
+        bound = self.final_bound()
+        final = [r for r in self._held if self._sign * int(r["id"]) <= bound]
+        if final:
+            self._held = [r for r in self._held if self._sign * int(r["id"]) > bound]
+        if self.done:
+            self._held = []  # past the N-th row
+        return final
+
     def final_bound(self) -> float:
-        """Kept rows with an id up to this bound belong to the result (``-inf``: none yet).
+        """Kept rows with an id up to this bound belong to the result (``-inf``: none yet;
+        for a descending read, the bound is on ``-id``).
 
         Once :attr:`done` it is the N-th id (``inf`` when fewer rows exist); before, it stays
         below the N-th row, so that the result is complete only when every request is
@@ -220,7 +255,11 @@ class BoundedPager:
 
     def _issue(self, w: _Window) -> PageRequest:
         limit = self.page_size if self._planned else min(self.page_size, self.max_rows)
-        w.inflight = PageRequest(next(self._keys), max(1, limit), gt=w.cursor, lte=w.hi)
+        if self.descending:  # mirrored: id < -cursor AND id >= -hi
+            w.inflight = PageRequest(next(self._keys), max(1, limit), descending=True,
+                                     lt=_neg(w.cursor), gte=_neg(w.hi))
+        else:
+            w.inflight = PageRequest(next(self._keys), max(1, limit), gt=w.cursor, lte=w.hi)
         self._inflight[w.inflight.key] = w
         self.stats.requests += 1
         return w.inflight
@@ -267,3 +306,7 @@ class BoundedPager:
             lo = hi
         self.stats.windows = len(self._windows)
         self.stats.splits += 1
+
+
+def _neg(key: int | None) -> int | None:
+    return None if key is None else -key

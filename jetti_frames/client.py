@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -52,7 +51,7 @@ from ._fanout import Fanout, Stream, at_most, open_streams
 from ._predicates import compile_where
 from ._split import and_where, split_where
 from ._wire import encode
-from .errors import JettiAuthError, JettiQueryError, JettiServerError
+from .errors import JettiAuthError, JettiQueryError
 from .flatten import frame_from_records, frame_tables
 from .options import check_options, record_id
 from .paging import PageRequest, TopPager
@@ -250,34 +249,29 @@ class JettiClient:
     def _pull(self, plan: _Plan, *, refresh: bool, bar: Any = None,
               dates: list[str] | None = None,
               late: Callable[[], list[Stream]] | None = None,
+              streams: list[Stream] | None = None,
               ) -> Iterator[tuple[Stream, list[dict[str, Any]]]]:
-        """Pages of records with their stream (post-filtered, not deduplicated across parts).
+        """Pages of final records with their stream (post-filtered, not deduplicated across
+        parts; none for a :class:`TopPager`, whose rows come with its result).
 
-        ``late`` may add streams (the consistency pass) once every pager is draining.
+        ``streams`` default to :meth:`_streams`; ``late`` may add streams (the consistency
+        pass) once every pager is draining.
         """
         if not plan.parts:
             return
         self._check_token()
         query = plan.query
         url = f"{query.resource.url}.json"
-        fanout = Fanout(self._streams(plan), lambda: self._transport.in_flight_target, late)
+        fanout = Fanout(self._streams(plan) if streams is None else streams,
+                        lambda: self._transport.in_flight_target, late)
 
         def build(req: PageRequest) -> tuple[str, str]:
             stream, inner = fanout.stream_of(req)
             return url, encode(page_params(query, stream.part, inner))
 
         pages = self._transport.run_pager(fanout, build, refresh=refresh, dates=dates)
-        held: dict[int, list[dict[str, Any]]] = {}  # a bounded stream's rows not yet final
         for req, records in pages:
             stream, _ = fanout.answered(req)
-            if isinstance(stream.pager, BoundedPager):
-                rows = held.setdefault(id(stream), [])
-                rows += records
-                bound = stream.pager.final_bound()
-                records = [r for r in rows if r["id"] <= bound]
-                rows[:] = [r for r in rows if r["id"] > bound] if records else rows
-                if stream.pager.done:
-                    rows.clear()
             if query.post_filter:
                 records = [r for r in records if query.keep(r)]
             if bar is not None:
@@ -292,64 +286,50 @@ class JettiClient:
         return open_streams(plan.parts, plan.page_size, budget=self._transport.in_flight_target,
                             max_rows=max_rows, sequential=plan.few, cap=plan.cap)
 
-    def _top_pagers(self, plan: _Plan) -> list[tuple[dict[str, Any], TopPager]]:
-        """One :class:`TopPager` per part of a ``plan.top`` plan."""
+    def _top_pagers(self, plan: _Plan) -> list[tuple[dict[str, Any], TopPager | BoundedPager]]:
+        """One pager per part of a ``plan.top`` plan: by ``-id`` a descending
+        :class:`BoundedPager` (with a post-filter, which it cannot count, a :class:`TopPager`
+        like any other order)."""
         order, query = plan.query.order, plan.query
         assert order is not None and plan.limit is not None
         keep = query.keep if query.post_filter else None
+        budget = self._transport.in_flight_target
+        if order.attribute == "id" and keep is None:
+            return [(part, BoundedPager(plan.page_size, at_most(plan.limit, part) or 0,
+                                        parallel=budget, descending=True))
+                    for part in plan.parts]
         return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
                                 plan.page_size, descending=order.descending,
                                 nulls_first=order.nulls_first, unique=order.attribute == "id",
-                                keep=keep))
+                                keep=keep, parallel=budget))
                 for part in plan.parts]
 
     def _top(self, plan: _Plan, *, refresh: bool, bar: Any = None,
              on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
-        """The first ``plan.limit`` records in the plan's order, exactly (value ranges).
+        """The first ``plan.limit`` records in the plan's order, exactly (value ranges, or
+        id windows by ``-id``).
 
         Every request a pager asks for is awaited, even once the rows are known, so that a
         repeated read asks for nothing the cache does not hold.
         """
-        if not plan.parts:
-            return []
-        self._check_token()
-        query = plan.query
-        url = f"{query.resource.url}.json"
-        pagers = self._top_pagers(plan)
-        running: dict[Future[Any], tuple[TopPager, PageRequest]] = {}
-        pages = 0
-        try:
-            while True:
-                for part, pager in pagers:
-                    for req in pager.next_requests():
-                        fut = self._transport.submit(
-                            url, encode(page_params(query, part, req)), refresh=refresh)
-                        running[fut] = (pager, req)
-                if not running:
-                    break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    pager, req = running.pop(fut)
-                    records = fut.result()
-                    pager.on_page(req, records)
-                    pages += 1
-                    rows = sum(len(p.result()) for _, p in pagers)
-                    if bar is not None:
-                        bar.update(1)
-                        self._bar_rows(bar, rows)
-                    if on_page is not None:
-                        on_page(pages, rows)
-        finally:
-            for fut in running:
-                fut.cancel()
-        if not all(p.done for _, p in pagers):
-            raise JettiServerError("an ordered read stalled with nothing in flight")
-        if len(pagers) == 1:
-            return [dict(r) for r in pagers[0][1].result()]
+        streams = [Stream(part, pager) for part, pager in self._top_pagers(plan)]
+        tops = [s.pager for s in streams if isinstance(s.pager, TopPager)]
+        rows: list[dict[str, Any]] = []
+        pulled = self._pull(plan, refresh=refresh, bar=bar, streams=streams)
+        for pages, (_, records) in enumerate(pulled, start=1):
+            rows += records
+            known = len(rows) + sum(len(p.result()) for p in tops)
+            if bar is not None:
+                self._bar_rows(bar, known)
+            if on_page is not None:
+                on_page(pages, known)
+        if tops and len(streams) == 1:
+            return [dict(r) for r in tops[0].result()]
         by_id: dict[Any, dict[str, Any]] = {}
-        for _, pager in pagers:
+        merge(by_id, rows)
+        for pager in tops:
             merge(by_id, [dict(r) for r in pager.result()])
-        return sort_records(list(by_id.values()), query.order)[:plan.limit]
+        return sort_records(list(by_id.values()), plan.query.order)[:plan.limit]
 
     def _records(self, plan: _Plan, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,

@@ -49,12 +49,13 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
   first, then ``$gt``/``$gte`` a value, ``$lt``/``$lte`` when descending), ordered by the
   attribute.  In its answer every row *before* the trailing run of rows equal to the page's
   last value is final: no other row with those values exists.  The trailing run is not.
-* A page that is all one value (a heavy value): every row of that value is read by id keyset
-  (a sequential :class:`Pager` with ``where col = value``, stopping at the rows still
-  needed), and the next range starts after the value (``$gt``).  Otherwise the next range
-  starts *at* the last value (``$gte``), which reads that value's rows again, all of them
-  first.  ``limit`` is the rows still needed plus one, so the last page usually proves the
-  N-th row final.
+* A trailing run that is the whole page or more than half a full page (a heavy value): the
+  value's first rows still needed are read by id keyset (a
+  :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
+  parallel), and the next range starts after the value (``$gt``), sent at once.  Otherwise
+  the next range starts *at* the last value (``$gte``), which reads that value's rows again,
+  all of them first.  ``limit`` is the rows still needed plus one, so the last page usually
+  proves the N-th row final.
 * Nulls (``$eq: null``) are read by id keyset, first or last as ``nulls_first`` says,
   whatever the server's default is; ``id`` is never null and never ties.
 * Rows that tie are put in id order, so the result is the first N by ``(attribute, id)``.
@@ -83,12 +84,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import count, groupby, pairwise
 from typing import Any
 
-from ._pages import PageRequest, PagerStats, PageSource
+from ._bounded import BoundedPager
+from ._pages import ById, PageRequest, PagerStats, PageSource, Record
 from .errors import JettiConfigError, JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
 
@@ -124,7 +126,7 @@ class _Window:
             self.closed = True
 
 
-class Pager:
+class Pager(ById):
     """Keyset pager on ``id`` with parallel windows (see the module docstring).
 
     Parameters
@@ -359,22 +361,25 @@ class Pager:
         self.stats.splits += 1
 
 
-Record = Mapping[str, Any]
-
-
 @dataclass(eq=False)
 class _Keyset:
-    """Every record of one value of the order attribute (or its nulls), in id order, up to
-    ``need`` of them kept."""
+    """The first ``need`` records of one value of the order attribute (or its nulls) in id
+    order: a :class:`~jetti_frames._bounded.BoundedPager` (windows in parallel), or, with a
+    post-filter, a sequential :class:`Pager` over every record of the value."""
 
     where: dict[str, Any]
-    pager: Pager
+    pager: Pager | BoundedPager
     need: int
     rows: list[Record] = field(default_factory=list)
 
     @property
     def satisfied(self) -> bool:
+        if isinstance(self.pager, BoundedPager):  # its rows are final only once it is done
+            return self.pager.done
         return self.pager.done or len(self.rows) >= self.need
+
+    def in_order(self) -> list[Record]:
+        return sorted(self.rows, key=lambda r: int(r["id"]))
 
     @property
     def complete(self) -> bool:
@@ -412,6 +417,9 @@ class TopPager:
         The attribute never ties and is never null (``id``): no keyset reads.
     keep : callable, optional
         Rows for which it is false do not count (a local post-filter).
+    parallel : int
+        How many requests may be in flight (read by the keyset reads' windows; a range
+        request always goes out at once, so this changes timing, never the requests).
 
     Examples
     --------
@@ -440,7 +448,7 @@ class TopPager:
 
     def __init__(self, attribute: str, max_rows: int, page_size: int = DEFAULT_PAGE_SIZE, *,
                  descending: bool = False, nulls_first: bool = False, unique: bool = False,
-                 keep: Callable[[Record], bool] | None = None) -> None:
+                 keep: Callable[[Record], bool] | None = None, parallel: int = 1) -> None:
         if page_size < 1:
             raise JettiConfigError("page_size must be at least 1")
         if max_rows < 0:
@@ -452,6 +460,7 @@ class TopPager:
         self.unique = unique
         self.nulls_last = not nulls_first and not unique
         self.keep = keep
+        self.parallel = parallel
         self.cap: int | None = None  # the largest range page seen
         self.stats = PagerStats()
         self._rows: list[Record] = []
@@ -474,17 +483,30 @@ class TopPager:
     def in_flight(self) -> int:
         return len(self._owner)
 
+    @property
+    def draining(self) -> bool:
+        """Nothing known to be needed is left unsent."""
+        if self._finished:
+            return True
+        if self._range is not None and not self._range.sent:
+            return False
+        return all(seg is None or seg.satisfied or seg.pager.draining
+                   for seg in (self._head, self._boundary, self._tail))
+
     def result(self) -> list[Record]:
         """The rows known so far, in the final order (all of them once :attr:`done`)."""
         return self._rows[:self.max_rows]
 
     def next_requests(self) -> list[PageRequest]:
-        """Requests to send now (at most one per segment: a keyset read and a range)."""
+        """Requests to send now: a range request at once, keyset pages within ``parallel``."""
         out: list[PageRequest] = []
         if self._finished:
             return out
         for seg in (self._head, self._boundary, self._tail):
             if seg is not None and not seg.satisfied:
+                if isinstance(seg.pager, BoundedPager):
+                    others = self.in_flight - seg.pager.in_flight + len(out)
+                    seg.pager.parallel = max(1, self.parallel - others)
                 for inner in seg.pager.next_requests():
                     out.append(self._send(replace(inner, key=next(self._keys),
                                                   where=seg.where), seg, inner))
@@ -494,6 +516,11 @@ class TopPager:
             out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
                                               by_order=True), r, None))
         return out
+
+    def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
+        """Record an answer (see :meth:`on_page`); the rows come with :meth:`result`."""
+        self.on_page(request, records)
+        return []
 
     def on_page(self, request: PageRequest, records: list[Record]) -> None:
         """Record the answer to ``request`` (its records, as returned)."""
@@ -506,6 +533,9 @@ class TopPager:
             seg.records = list(records)
             if records:
                 self.cap = max(self.cap or 0, len(records))
+        elif isinstance(seg.pager, BoundedPager):
+            assert inner is not None
+            seg.rows += seg.pager.on_records(inner, records)
         else:
             assert inner is not None
             n = seg.pager.on_page(inner, [int(r["id"]) for r in records])
@@ -528,7 +558,11 @@ class TopPager:
         return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
 
     def _keyset(self, value: Any, need: int) -> _Keyset:
-        pager = Pager(self.page_size, max_rows=None if self.keep else need, probe=False)
+        pager: Pager | BoundedPager
+        if self.keep is None:
+            pager = BoundedPager(self.page_size, need, parallel=self.parallel)
+        else:  # how many rows a page keeps is known only once read: one page at a time
+            pager = Pager(self.page_size, probe=False)
         pager.cap = self.cap
         return _Keyset({self.attribute: value}, pager, need)
 
@@ -544,7 +578,7 @@ class TopPager:
             if seg is not None:
                 if not seg.complete:
                     return
-                self._take(seg.rows)
+                self._take(seg.in_order())
                 if seg is self._head:
                     self._head = None
                 else:
@@ -556,7 +590,7 @@ class TopPager:
             elif self._tail is not None:
                 if not self._tail.complete:
                     return
-                self._take(self._tail.rows)
+                self._take(self._tail.in_order())
                 self._tail = None
             else:
                 self._finished = True
@@ -586,13 +620,16 @@ class TopPager:
             return
         left = self.max_rows - len(self._rows)
         after, at = ("$lt", "$lte") if self.descending else ("$gt", "$gte")
-        if run < n:  # progress: start the next range at the last value, which it reads again
+        if run < n and 2 * run <= self.page_size:
+            # progress: start the next range at the last value, which it reads again
             self._range = _Range({self.attribute: {at if run else after: last}},
                                  self._limit(left + 1 if run else left))
             return
-        self._boundary = self._keyset(last, left)  # a heavy value: read it all by id
-        # the value has at least n rows (which of them came back is chance: with a
+        # a heavy value (the whole page, or more than half a full one): read it by id
+        self._boundary = self._keyset(last, left)
+        # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps)
-        known = 0 if self.keep is not None else n
+        known = 0 if self.keep is not None else run
         if known < left:
             self._range = _Range({self.attribute: {after: last}}, self._limit(left - known + 1))
+

@@ -27,8 +27,9 @@ RATE = {"get_rate": 20.0}
 
 
 def answer(rows: list[int], req: PageRequest, cap: int | None) -> list[int]:
-    ids = [i for i in rows if (req.gt is None or i > req.gt) and (req.lte is None or i <= req.lte)]
-    return ids[:min(req.limit, cap or req.limit)]
+    ids = [i for i in rows if (req.gt is None or i > req.gt) and (req.lte is None or i <= req.lte)
+           and (req.lt is None or i < req.lt) and (req.gte is None or i >= req.gte)]
+    return sorted(ids, reverse=req.descending)[:min(req.limit, cap or req.limit)]
 
 
 def drive(pager: BoundedPager, rows: list[int], *, cap: int | None = None,
@@ -39,7 +40,7 @@ def drive(pager: BoundedPager, rows: list[int], *, cap: int | None = None,
     sent: list[tuple[Any, ...]] = []
     while not pager.done:
         new = pager.next_requests()
-        sent += [(r.gt, r.lte, r.limit) for r in new]
+        sent += [(r.gt, r.lte, r.lt, r.gte, r.limit) for r in new]
         pending += new
         assert pending, "the pager stalled"
         assert len(pending) == pager.in_flight <= pager.parallel
@@ -48,7 +49,8 @@ def drive(pager: BoundedPager, rows: list[int], *, cap: int | None = None,
         got += ids[:pager.on_page(req, ids)]
         assert len(sent) < 10_000
     bound = pager.final_bound()
-    return sorted(i for i in got if i <= bound), sent
+    sign = -1 if pager.descending else 1
+    return sorted((i for i in got if sign * i <= bound), key=lambda i: sign * i), sent
 
 
 def sandbox_ids(sb: Sandbox, table: str, n: int) -> list[int]:
@@ -93,12 +95,40 @@ def test_irregular_ids_cost_at_most_a_page_per_window_boundary() -> None:
 def test_property_exact_and_independent_of_answer_order(ids: set[int], n: int, cap: int | None,
                                                         page: int, seed: int) -> None:
     rows = sorted(ids)
-    got, sent = drive(BoundedPager(page, n, parallel=4), rows, cap=cap,
-                      rng=random.Random(seed))
-    assert got == rows[:n]
-    again, sent_again = drive(BoundedPager(page, n, parallel=2), rows, cap=cap,
-                              rng=random.Random(seed + 1))
-    assert again == got and sorted(sent_again, key=str) == sorted(sent, key=str)
+    for descending in (False, True):
+        want = sorted(rows, reverse=descending)[:n]
+        got, sent = drive(BoundedPager(page, n, parallel=4, descending=descending), rows,
+                          cap=cap, rng=random.Random(seed))
+        assert got == want
+        again, sent_again = drive(BoundedPager(page, n, parallel=2, descending=descending),
+                                  rows, cap=cap, rng=random.Random(seed + 1))
+        assert again == got and sorted(sent_again, key=str) == sorted(sent, key=str)
+
+
+def test_a_descending_read_mirrors_the_bounds() -> None:
+    """By ``-id``: windows ``[gte, lt)`` from the top down, ordered by id descending."""
+    rows = list(range(10, 100_000, 7))
+    pager = BoundedPager(100, 4000, parallel=8, descending=True)
+    got, sent = drive(pager, rows, rng=random.Random(2))
+    assert got == rows[::-1][:4000] and pager.stats.requests == 40
+    assert all(gt is None and lte is None for gt, lte, *_ in sent)
+    assert [r for r in sent if r[2] is None and r[3] is None] == [(None,) * 4 + (100,)]
+    assert len({gte for *_, gte, _ in sent}) == 1 + 2  # three windows: two lower bounds
+
+
+def test_records_are_released_once_final_and_each_once() -> None:
+    rows = list(range(1, 3001))
+    pager = BoundedPager(100, 950, parallel=4, descending=True)
+    pending, out = pager.next_requests(), []
+    rng = random.Random(5)
+    while pending:
+        req = pending.pop(rng.randrange(len(pending)))
+        final = [r["id"] for r in pager.on_records(req, [{"id": i} for i in
+                                                          answer(rows, req, None)])]
+        assert all(i > 3000 - 950 for i in final)  # never a row past the N-th
+        out += final
+        pending += pager.next_requests()
+    assert sorted(out, reverse=True) == rows[::-1][:950]  # each once
 
 
 def test_rows_are_final_only_when_every_request_is_answered() -> None:
@@ -167,3 +197,33 @@ def test_a_full_pull_of_30_pages_sends_at_most_32_requests(make_sandbox: Any) ->
     assert [int(i) for i in df["id"]] == sandbox_ids(sb, "purchases", 3000)
     counts = sb.counters()
     assert counts["requests"] <= 32 and counts["status_429"] == 0
+
+
+@pytest.mark.parametrize(("order", "sql"), [
+    ("-id", "id DESC"), ("purchaseStatusId", "purchaseStatusId NULLS LAST, id")])
+def test_an_ordered_read_uses_windows_and_repeats_from_the_cache(
+        make_sandbox: Any, tmp_path: Path, order: str, sql: str) -> None:
+    """By ``-id``: 40 pages plus at most (in flight - 1) boundaries.  By a column with heavy
+    values: the ranges and keyset windows; the same requests under another budget."""
+    sb = make_sandbox(purchases=3000, jitter_ms=20, **RATE)
+    limit = 4000 if order == "-id" else 1000
+    table = "purchase_items" if order == "-id" else "purchases"
+    want = [r["id"] for r in sb.query(f"SELECT id FROM {table} ORDER BY {sql} LIMIT {limit}")]
+    options: dict[str, Any] = {"attributes": ["id", order.lstrip("-")], "order": order,
+                               "limit": limit}
+    in_flight = 3
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=tmp_path / "c.sqlite",
+                     progress=False, max_in_flight=in_flight, **RATE) as client:
+        df = client.read(table.replace("_", "-"), **options)
+        assert [int(i) for i in df["id"]] == want
+        sent = sb.counters()["requests"]
+        assert sb.counters()["status_429"] == 0 and client.last_stats.requests == sent
+        if order == "-id":
+            assert 40 <= sent <= 40 + (in_flight - 1)
+        log = [entry["target"] for entry in sb.log]
+        assert not any("from=" in t for t in log)
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=tmp_path / "c.sqlite",
+                     progress=False, max_in_flight=8, **RATE) as client:
+        df = client.read(table.replace("_", "-"), **options)
+        assert [int(i) for i in df["id"]] == want
+        assert client.last_stats.requests == 0 and client.last_stats.cache_hits == sent
