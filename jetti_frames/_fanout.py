@@ -27,8 +27,7 @@ Examples
 >>> got = []
 >>> while not fanout.done:
 ...     for req in fanout.next_requests():
-...         ids = serve(req)
-...         got += ids[:fanout.on_page(req, ids)]
+...         got += fanout.on_records(req, [{"id": i} for i in serve(req)])
 ...         _ = fanout.answered(req)
 >>> len(got) == 2 * len(rows)
 True
@@ -107,11 +106,6 @@ class Fanout:
                 other.pager.cap = max(other.pager.cap or 0, cap)
         return final
 
-    def on_page(self, request: PageRequest, ids: list[int]) -> int:
-        """:meth:`on_records` from ids alone (streams of a :class:`~jetti_frames.paging.Pager`):
-        how many leading ids to keep."""
-        return len(self.on_records(request, [{"id": i} for i in ids]))
-
     def stream_of(self, request: PageRequest) -> tuple[Stream, PageRequest]:
         """The stream and inner request behind an outer request still in flight."""
         return self._owner[request.key]
@@ -155,7 +149,7 @@ def _pager(page_size: int, max_rows: int | None, budget: int,
            sequential: bool) -> Pager | BoundedPager:
     if max_rows is not None:
         return BoundedPager(page_size, max_rows, parallel=budget)
-    return Pager(page_size, parallel=budget, probe=not sequential)
+    return Pager(page_size, parallel=budget, probe=not sequential, ahead=not sequential)
 
 
 def _allow(pager: Pager | BoundedPager | TopPager, room: int) -> None:

@@ -141,6 +141,13 @@ class Pager(ById):
         Send the descending probe that enables parallel windows: with the first request when
         ``parallel > 1`` from the start; when ``parallel`` is raised later (e.g. as latency
         becomes known), only once the first page has shown that the stream goes on.
+    ahead : bool
+        With a probe sent with the first request: once the first page comes back full
+        (``limit`` rows), send the next page at once, without an upper bound, instead of
+        waiting for the probe's answer.  Its rows are trimmed to the first window once the
+        plan is known; :meth:`on_records` holds an answer that comes before the probe's, so
+        the pages read never depend on the order of answers (:meth:`on_page` does not hold:
+        drive an ``ahead`` pager through :meth:`on_records`).
 
     Examples
     --------
@@ -156,7 +163,7 @@ class Pager(ById):
     """
 
     def __init__(self, page_size: int = DEFAULT_PAGE_SIZE, *, max_rows: int | None = None,
-                 parallel: int = 1, probe: bool = True) -> None:
+                 parallel: int = 1, probe: bool = True, ahead: bool = False) -> None:
         if page_size < 1:
             raise JettiConfigError("page_size must be at least 1")
         if max_rows is not None and max_rows < 0:
@@ -176,6 +183,11 @@ class Pager(ById):
         self._probe_early = parallel > 1  # with the first request; else once it shows more rows
         self._probe_out = False
         self._probe_done = False
+        # the first window's second page, sent while the probe is out: once page 1 is full
+        self._ahead = ahead and self._probe_pending and self._probe_early
+        self._ahead_after: int | None = None  # the last id of a full first page
+        self._ahead_key: int | None = None
+        self._held: tuple[PageRequest, list[Record]] | None = None
         self._window_pages = 0  # pages per window, planned once the probe is back
         self._first_rows = 0
         self._first_span = 0
@@ -198,7 +210,8 @@ class Pager(ById):
         (an answer may still open more work, e.g. a full page)."""
         if self.done:
             return True
-        if self._probe_out or self._probe_due() or self._first.cursor is None:
+        if (self._probe_out or self._probe_due() or self._first.cursor is None
+                or self._ahead_after is not None):
             return False
         return all(w.closed or w.inflight is not None for w in self._windows)
 
@@ -222,7 +235,14 @@ class Pager(ById):
                        and (self._probe_out or self._probe_due()))  # the plan needs the probe
             idle = [w for w in self._windows if not w.closed and w.inflight is None
                     and not (w is first and waiting)]
-            if idle:  # the most work left first, so that windows finish together
+            if self._ahead_after is not None and first.inflight is None:
+                # sent whatever is known by now (even if the probe closed the window), so
+                # that the same pages are read in any order of answers
+                first.inflight = PageRequest(next(self._keys), self.page_size,
+                                             gt=self._ahead_after)
+                self._ahead_after, self._ahead_key = None, first.inflight.key
+                out.append(self._send(first.inflight, first))
+            elif idle:  # the most work left first, so that windows finish together
                 out.append(self._issue(max(idle, key=_work_left)))
             elif self._probe_due():
                 self._probe_pending, self._probe_out = False, True
@@ -230,6 +250,17 @@ class Pager(ById):
                                                   descending=True), None))
             else:
                 break
+        return out
+
+    def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
+        """:meth:`on_page` for records, the page sent ahead held until the probe is in."""
+        if request.key == self._ahead_key and not self._probe_done:
+            self._held = (request, records)  # read once the plan is known
+            return []
+        out = super().on_records(request, records)
+        if self._held is not None and self._probe_done:
+            held, self._held = self._held, None
+            out += super().on_records(*held)
         return out
 
     def on_page(self, request: PageRequest, ids: list[int]) -> int:
@@ -299,6 +330,8 @@ class Pager(ById):
         if w is self._first and request.gt is None and n:
             self._first_rows += n
             self._first_span += ids[-1] - ids[0] + 1
+            if self._ahead and n == request.limit:
+                self._ahead_after = ids[-1]
         if w is self._first and self._probe_done:
             self._plan()
         elif not w.closed and self._window_pages and n:
@@ -314,8 +347,8 @@ class Pager(ById):
         keep = len(ids) if w.cursor is None else sum(1 for i in ids if i > w.cursor)
         if keep < len(ids):
             # the probe reached down into the first page: together they read every row, in
-            # one round, so the first window has nothing left
-            w.closed = True
+            # one round, so the first window has nothing left (a page sent ahead keeps none)
+            w.closed, w.hi = True, w.cursor
             return keep
         self._first_rows += keep
         self._first_span += ids[0] - ids[keep - 1] + 1
@@ -324,8 +357,8 @@ class Pager(ById):
             w.closed = True  # nothing below the probe's lowest id: the probe read it all
             return keep
         w.close_if_exhausted()
-        if w.inflight is None:
-            self._plan()
+        if w.inflight is None or w.inflight.key == self._ahead_key:
+            self._plan()  # from the first page on: a page sent ahead is trimmed to the plan
         return keep
 
     def _plan(self) -> None:
