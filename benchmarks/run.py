@@ -24,6 +24,7 @@ Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 ``partrefresh``  refresh of a month-partitioned snapshot after one change vs unpartitioned
 ``inlist``       1500 and 3000 ids in ``where``: chunks of 20 vs packed ``$or`` (bench_inlist)
 ``twoprocs``     two processes of one account pulling at once (:mod:`benchmarks.bench_twoprocs`)
+``bounded``      ``limit=`` reads (id order and user orders) and a 30-page pull at 800/1500 ms
 ===============  ==============================================================================
 
 Results: ``benchmarks/results/<UTC time>-<full|quick>.json`` plus ``latest.json`` and
@@ -46,6 +47,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import (
+    bench_bounded,
     bench_cache,
     bench_conversion,
     bench_inlist,
@@ -90,6 +92,8 @@ SCENARIOS = [
     Scenario("inlist", "Big `$in` lists", bench_inlist.run, bench_inlist.table),
     Scenario("twoprocs", "Two processes, one account (300 ms)", bench_twoprocs.run,
              bench_twoprocs.table),
+    Scenario("bounded", "Bounded reads and a short pull on a slow server", bench_bounded.run,
+             bench_bounded.table),
 ]
 NAMES = [s.name for s in SCENARIOS]
 

@@ -1,10 +1,12 @@
 """Several pagers driven as one: :func:`open_streams` and :class:`Fanout`.
 
-A read split into several parts (long ``$in`` lists) has one :class:`~jetti_frames.paging.Pager`
-per part, a :class:`Stream`.  The fan-out shares one in-flight budget between them (asked of
-``budget()`` each round, e.g. the transport's ``in_flight_target``), keeps the keys of their
-requests apart, shares what the server's page cap is known to be, and adds the ``late`` streams
-(the consistency pass) as soon as every other request has been sent.
+A read split into several parts (long ``$in`` lists) has one pager per part, a :class:`Stream`:
+a :class:`~jetti_frames.paging.Pager`, a :class:`~jetti_frames._bounded.BoundedPager` (the first
+N by id) or a :class:`~jetti_frames.paging.TopPager` (the first N in a user order).  The
+fan-out shares one in-flight budget between them (asked of ``budget()`` each round, e.g. the
+transport's ``in_flight_target``), keeps the keys of their requests apart, shares what the
+server's page cap is known to be, and adds the ``late`` streams (the consistency pass) as soon
+as every other request has been sent.
 
 This module is the one owner of a pager's ``parallel``: :func:`open_streams` starts each pager
 at the budget (which decides whether its probe goes out with its first request) and
@@ -25,8 +27,7 @@ Examples
 >>> got = []
 >>> while not fanout.done:
 ...     for req in fanout.next_requests():
-...         ids = serve(req)
-...         got += ids[:fanout.on_page(req, ids)]
+...         got += fanout.on_records(req, [{"id": i} for i in serve(req)])
 ...         _ = fanout.answered(req)
 >>> len(got) == 2 * len(rows)
 True
@@ -39,9 +40,10 @@ from dataclasses import dataclass, replace
 from itertools import count
 from typing import Any
 
+from ._bounded import BoundedPager
 from ._pack import listed_ids
-from ._pages import PageRequest
-from .paging import Pager
+from ._pages import PageRequest, Record
+from .paging import Pager, TopPager
 
 __all__ = ["Fanout", "Stream", "at_most", "open_streams"]
 
@@ -51,7 +53,7 @@ class Stream:
     """One pager over one part of the query, inside a :class:`Fanout`."""
 
     part: dict[str, Any]
-    pager: Pager
+    pager: Pager | BoundedPager | TopPager
     #: Set on the streams of the consistency pass: which of their records belong to the result.
     member: Callable[[Any], bool] | None = None
 
@@ -95,14 +97,15 @@ class Fanout:
                 out = self._collect(out, budget)
         return out
 
-    def on_page(self, request: PageRequest, ids: list[int]) -> int:
+    def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
+        """Hand an answer to its stream's pager; the records it says are final."""
         stream, inner = self._answered[request.key] = self._owner.pop(request.key)
-        keep = stream.pager.on_page(inner, ids)
+        final = stream.pager.on_records(inner, records)
         cap = stream.pager.cap
         if cap:  # every stream talks to the same server: share what its cap is known to be
             for other in self.streams:
                 other.pager.cap = max(other.pager.cap or 0, cap)
-        return keep
+        return final
 
     def stream_of(self, request: PageRequest) -> tuple[Stream, PageRequest]:
         """The stream and inner request behind an outer request still in flight."""
@@ -132,22 +135,27 @@ def open_streams(parts: list[dict[str, Any]], page_size: int, *, budget: int,
     """One pager per part of a query.
 
     ``budget`` is the in-flight target now: above 1, each pager probes with its first request.
-    ``max_rows`` (lowered to the ids a part lists) makes each pager stop after that many rows;
-    ``sequential`` pagers send no probe (a small answer is expected); ``cap`` is the largest
-    page the server is known to return.
+    ``max_rows`` (lowered to the ids a part lists) reads the first that many rows of each part
+    (a :class:`~jetti_frames._bounded.BoundedPager`); ``sequential`` pagers send no probe (a
+    small answer is expected); ``cap`` is the largest page the server is known to return.
     """
-    streams = [Stream(part, Pager(page_size, max_rows=at_most(max_rows, part),
-                                  parallel=budget, probe=not sequential))
+    streams = [Stream(part, _pager(page_size, at_most(max_rows, part), budget, sequential))
                for part in parts]
     for stream in streams:
         stream.pager.cap = cap
     return streams
 
 
-def _allow(pager: Pager, room: int) -> None:
-    """Let ``pager`` send up to ``room`` more requests (a ``max_rows`` pager stays sequential)."""
-    if pager.max_rows is None:
-        pager.parallel = pager.in_flight + room
+def _pager(page_size: int, max_rows: int | None, budget: int,
+           sequential: bool) -> Pager | BoundedPager:
+    if max_rows is not None:
+        return BoundedPager(page_size, max_rows, parallel=budget)
+    return Pager(page_size, parallel=budget, probe=not sequential, ahead=not sequential)
+
+
+def _allow(pager: Pager | BoundedPager | TopPager, room: int) -> None:
+    """Let ``pager`` send up to ``room`` more requests."""
+    pager.parallel = pager.in_flight + room
 
 
 def at_most(max_rows: int | None, part: Mapping[str, Any]) -> int | None:

@@ -1,5 +1,5 @@
 """What a pager asks for and what it counts: :class:`PageRequest` and :class:`PagerStats`;
-what the transport drives: :class:`PageSource`.
+what the transport drives: :class:`PageSource` (:class:`ById` for pagers that decide from ids).
 
 Shared by the keyset :class:`~jetti_frames.paging.Pager` and the ordered
 :class:`~jetti_frames.paging.TopPager`; :meth:`PageRequest.params` turns a request into the
@@ -8,6 +8,7 @@ paging part of the query parameters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,10 +25,10 @@ class PageRequest:
         Unique per pager; pass the request back to ``on_page`` unchanged.
     limit : int
         The ``limit`` query parameter.
-    gt, lte : int or None
-        Id bounds (``where[id][$gt]`` / ``where[id][$lte]``); None means unbounded.
+    gt, lte, lt, gte : int or None
+        Id bounds (``where[id][$gt]``, ``$lte``, ``$lt``, ``$gte``); None means unbounded.
     descending : bool
-        Order by id descending (the probe of the top of the id range).
+        Order by id descending (the probe of the top of the id range, a read by ``-id``).
     where : dict, optional
         More conditions ANDed onto the user's ``where`` (a value range of the order attribute).
     by_order : bool
@@ -39,6 +40,8 @@ class PageRequest:
     gt: int | None = None
     lte: int | None = None
     descending: bool = False
+    lt: int | None = None
+    gte: int | None = None
     where: dict[str, Any] | None = field(default=None, hash=False)
     by_order: bool = False
 
@@ -58,7 +61,8 @@ class PageRequest:
         merged = dict(where or {})
         if self.where:
             merged = and_where(merged, self.where)
-        bounds = {op: v for op, v in (("$gt", self.gt), ("$lte", self.lte)) if v is not None}
+        bounds = {op: v for op, v in (("$gt", self.gt), ("$gte", self.gte), ("$lt", self.lt),
+                                      ("$lte", self.lte)) if v is not None}
         if bounds:
             merged = and_where(merged, {"id": bounds})
         out: dict[str, Any] = {"where": merged} if merged else {}
@@ -85,12 +89,16 @@ class PagerStats:
     splits: int = 0
 
 
+Record = Mapping[str, Any]
+
+
 class PageSource(Protocol):
     """What :meth:`~jetti_frames.transport.Transport.run_pager` drives: a
-    :class:`~jetti_frames.paging.Pager`, or a :class:`~jetti_frames.paging.Fanout` of several.
+    :class:`~jetti_frames.paging.Pager`, a :class:`~jetti_frames._bounded.BoundedPager`, a
+    :class:`~jetti_frames.paging.TopPager` or a :class:`~jetti_frames._fanout.Fanout` of them.
 
     The source decides how many requests it keeps in flight; the transport only sends what
-    :meth:`next_requests` returns and hands each answer's ids to :meth:`on_page`.
+    :meth:`next_requests` returns and hands each answer's records to :meth:`on_records`.
     """
 
     @property
@@ -102,6 +110,18 @@ class PageSource(Protocol):
         """Requests to send now."""
         ...  # pragma: no cover
 
-    def on_page(self, request: PageRequest, ids: list[int]) -> int:
-        """Record the answer to ``request``; return how many leading records to keep."""
+    def on_records(self, request: PageRequest, records: list[Any]) -> list[Any]:
+        """Record the answer to ``request``; return the records that are now final."""
         ...  # pragma: no cover
+
+
+class ById:
+    """:meth:`PageSource.on_records` for a pager that decides from ids alone: its
+    ``on_page(request, ids)`` says how many leading records to keep."""
+
+    def on_page(self, request: PageRequest, ids: list[int]) -> int:
+        raise NotImplementedError  # pragma: no cover
+
+    def on_records(self, request: PageRequest, records: list[Any]) -> list[Any]:
+        """The leading records of the answer that belong to the result."""
+        return records[:self.on_page(request, [int(r["id"]) for r in records])]

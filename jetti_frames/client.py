@@ -37,7 +37,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
@@ -47,6 +46,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from ._bounded import BoundedPager
 from ._build import Query, build_query, explain_query, request_params
 from ._collect import Collector, merge, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
@@ -61,11 +61,10 @@ from .errors import (
     JettiBadRequestError,
     JettiConfigError,
     JettiQueryError,
-    JettiServerError,
 )
 from .flatten import frame_from_records
 from .options import check_options, record_id
-from .paging import PageRequest, TopPager
+from .paging import Pager, PageRequest, TopPager
 from .schema import DEFAULT_SEP, DtypeBackend, FrameSpec, column_dtypes
 from .settings import MAX_ARRAY, Settings
 from .transport import CacheInfo, Transport, explain_seconds
@@ -286,18 +285,21 @@ deadline, rate_limit_wait : optional
     def _pull(self, plan: _Plan, *, refresh: bool, bar: Any = None,
               dates: list[str] | None = None,
               late: Callable[[], list[Stream]] | None = None,
+              streams: list[Stream] | None = None,
               ) -> Iterator[tuple[Stream, list[dict[str, Any]]]]:
-        """Pages of records with their stream (post-filtered, not deduplicated across parts).
+        """Pages of final records with their stream (post-filtered, not deduplicated across
+        parts; none for a :class:`TopPager`, whose rows come with its result).
 
-        ``late`` may add streams (the consistency pass) once every pager is draining.  When
-        the server ignores (an answer holds records not asked for) or refuses (400) the
-        ``$or``/``$and`` of packed requests, the plan is read again without them (records
-        already handed out are not repeated) and the account is remembered.
+        ``streams`` default to :meth:`_streams`; ``late`` may add streams (the consistency
+        pass) once every pager is draining.  When the server ignores (an answer holds records
+        not asked for) or refuses (400) the ``$or``/``$and`` of packed requests, the plan is
+        read again without them (records already handed out are not repeated) and the account
+        is remembered.
         """
         seen: set[Any] = set()
         try:
             for stream, records in self._pull_parts(plan, refresh=refresh, bar=bar, dates=dates,
-                                                    late=late):
+                                                    late=late, streams=streams):
                 seen.update(r.get("id") for r in records)
                 yield stream, records
             return
@@ -319,6 +321,7 @@ deadline, rate_limit_wait : optional
     def _pull_parts(self, plan: _Plan, *, refresh: bool, bar: Any = None,
                     dates: list[str] | None = None,
                     late: Callable[[], list[Stream]] | None = None,
+                    streams: list[Stream] | None = None,
                     ) -> Iterator[tuple[Stream, list[dict[str, Any]]]]:
         """:meth:`_pull` for the plan's parts as they are."""
         if not plan.parts:
@@ -326,7 +329,8 @@ deadline, rate_limit_wait : optional
         self._check_token()
         query = plan.query
         url = f"{query.resource.url}.json"
-        fanout = Fanout(self._streams(plan), lambda: self._transport.in_flight_target, late)
+        fanout = Fanout(self._streams(plan) if streams is None else streams,
+                        lambda: self._transport.in_flight_target, late)
 
         def build(req: PageRequest) -> tuple[str, str]:
             stream, inner = fanout.stream_of(req)
@@ -351,64 +355,50 @@ deadline, rate_limit_wait : optional
         return open_streams(plan.parts, plan.page_size, budget=self._transport.in_flight_target,
                             max_rows=max_rows, sequential=plan.few, cap=plan.cap)
 
-    def _top_pagers(self, plan: _Plan) -> list[tuple[dict[str, Any], TopPager]]:
-        """One :class:`TopPager` per part of a ``plan.top`` plan."""
+    def _top_pagers(self, plan: _Plan) -> list[tuple[dict[str, Any], TopPager | BoundedPager]]:
+        """One pager per part of a ``plan.top`` plan: by ``-id`` a descending
+        :class:`BoundedPager` (with a post-filter, which it cannot count, a :class:`TopPager`
+        like any other order)."""
         order, query = plan.query.order, plan.query
         assert order is not None and plan.limit is not None
         keep = query.keep if query.post_filter else None
+        budget = self._transport.in_flight_target
+        if order.attribute == "id" and keep is None:
+            return [(part, BoundedPager(plan.page_size, at_most(plan.limit, part) or 0,
+                                        parallel=budget, descending=True))
+                    for part in plan.parts]
         return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
                                 plan.page_size, descending=order.descending,
                                 nulls_first=order.nulls_first, unique=order.attribute == "id",
-                                keep=keep))
+                                keep=keep, parallel=budget))
                 for part in plan.parts]
 
     def _top(self, plan: _Plan, *, refresh: bool, bar: Any = None,
              on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
-        """The first ``plan.limit`` records in the plan's order, exactly (value ranges).
+        """The first ``plan.limit`` records in the plan's order, exactly (value ranges, or
+        id windows by ``-id``).
 
         Every request a pager asks for is awaited, even once the rows are known, so that a
         repeated read asks for nothing the cache does not hold.
         """
-        if not plan.parts:
-            return []
-        self._check_token()
-        query = plan.query
-        url = f"{query.resource.url}.json"
-        pagers = self._top_pagers(plan)
-        running: dict[Future[Any], tuple[TopPager, PageRequest]] = {}
-        pages = 0
-        try:
-            while True:
-                for part, pager in pagers:
-                    for req in pager.next_requests():
-                        fut = self._transport.submit(
-                            url, encode(page_params(query, part, req)), refresh=refresh)
-                        running[fut] = (pager, req)
-                if not running:
-                    break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    pager, req = running.pop(fut)
-                    records = fut.result()
-                    pager.on_page(req, records)
-                    pages += 1
-                    rows = sum(len(p.result()) for _, p in pagers)
-                    if bar is not None:
-                        bar.update(1)
-                        self._bar_rows(bar, rows)
-                    if on_page is not None:
-                        on_page(pages, rows)
-        finally:
-            for fut in running:
-                fut.cancel()
-        if not all(p.done for _, p in pagers):
-            raise JettiServerError("an ordered read stalled with nothing in flight")
-        if len(pagers) == 1:
-            return [dict(r) for r in pagers[0][1].result()]
+        streams = [Stream(part, pager) for part, pager in self._top_pagers(plan)]
+        tops = [s.pager for s in streams if isinstance(s.pager, TopPager)]
+        rows: list[dict[str, Any]] = []
+        pulled = self._pull(plan, refresh=refresh, bar=bar, streams=streams)
+        for pages, (_, records) in enumerate(pulled, start=1):
+            rows += records
+            known = len(rows) + sum(len(p.result()) for p in tops)
+            if bar is not None:
+                self._bar_rows(bar, known)
+            if on_page is not None:
+                on_page(pages, known)
+        if tops and len(streams) == 1:
+            return [dict(r) for r in tops[0].result()]
         by_id: dict[Any, dict[str, Any]] = {}
-        for _, pager in pagers:
+        merge(by_id, rows)
+        for pager in tops:
             merge(by_id, [dict(r) for r in pager.result()])
-        return sort_records(list(by_id.values()), query.order)[:plan.limit]
+        return sort_records(list(by_id.values()), plan.query.order)[:plan.limit]
 
     def _records(self, plan: _Plan, into: Collector, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,
@@ -855,6 +845,7 @@ dtype_backend, sep
         self._check_token()
         before = self._snapshot_stats()
         [stream] = open_streams(plan.parts, plan.page_size, budget=2)
+        assert isinstance(stream.pager, Pager)  # an unbounded read of one part
         url = f"{plan.query.resource.url}.json"
         sent = [(req, self._transport.submit(url, encode(page_params(plan.query, stream.part,
                                                                      req)), refresh=refresh))

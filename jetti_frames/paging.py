@@ -49,12 +49,13 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
   first, then ``$gt``/``$gte`` a value, ``$lt``/``$lte`` when descending), ordered by the
   attribute.  In its answer every row *before* the trailing run of rows equal to the page's
   last value is final: no other row with those values exists.  The trailing run is not.
-* A page that is all one value (a heavy value): every row of that value is read by id keyset
-  (a sequential :class:`Pager` with ``where col = value``, stopping at the rows still
-  needed), and the next range starts after the value (``$gt``).  Otherwise the next range
-  starts *at* the last value (``$gte``), which reads that value's rows again, all of them
-  first.  ``limit`` is the rows still needed plus one, so the last page usually proves the
-  N-th row final.
+* A trailing run that is the whole page or more than half a full page (a heavy value): the
+  value's first rows still needed are read by id keyset (a
+  :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
+  parallel), and the next range starts after the value (``$gt``), sent at once.  Otherwise
+  the next range starts *at* the last value (``$gte``), which reads that value's rows again,
+  all of them first.  ``limit`` is the rows still needed plus one, so the last page usually
+  proves the N-th row final.
 * Nulls (``$eq: null``) are read by id keyset, first or last as ``nulls_first`` says,
   whatever the server's default is; ``id`` is never null and never ties.
 * Rows that tie are put in id order, so the result is the first N by ``(attribute, id)``.
@@ -83,12 +84,13 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import count, groupby, pairwise
 from typing import Any
 
-from ._pages import PageRequest, PagerStats, PageSource
+from ._bounded import BoundedPager
+from ._pages import ById, PageRequest, PagerStats, PageSource, Record
 from .errors import JettiConfigError, JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
 
@@ -124,7 +126,7 @@ class _Window:
             self.closed = True
 
 
-class Pager:
+class Pager(ById):
     """Keyset pager on ``id`` with parallel windows (see the module docstring).
 
     Parameters
@@ -139,6 +141,13 @@ class Pager:
         Send the descending probe that enables parallel windows: with the first request when
         ``parallel > 1`` from the start; when ``parallel`` is raised later (e.g. as latency
         becomes known), only once the first page has shown that the stream goes on.
+    ahead : bool
+        With a probe sent with the first request: once the first page comes back full
+        (``limit`` rows), send the next page at once, without an upper bound, instead of
+        waiting for the probe's answer.  Its rows are trimmed to the first window once the
+        plan is known; :meth:`on_records` holds an answer that comes before the probe's, so
+        the pages read never depend on the order of answers (:meth:`on_page` does not hold:
+        drive an ``ahead`` pager through :meth:`on_records`).
 
     Examples
     --------
@@ -154,7 +163,7 @@ class Pager:
     """
 
     def __init__(self, page_size: int = DEFAULT_PAGE_SIZE, *, max_rows: int | None = None,
-                 parallel: int = 1, probe: bool = True) -> None:
+                 parallel: int = 1, probe: bool = True, ahead: bool = False) -> None:
         if page_size < 1:
             raise JettiConfigError("page_size must be at least 1")
         if max_rows is not None and max_rows < 0:
@@ -174,6 +183,11 @@ class Pager:
         self._probe_early = parallel > 1  # with the first request; else once it shows more rows
         self._probe_out = False
         self._probe_done = False
+        # the first window's second page, sent while the probe is out: once page 1 is full
+        self._ahead = ahead and self._probe_pending and self._probe_early
+        self._ahead_after: int | None = None  # the last id of a full first page
+        self._ahead_key: int | None = None
+        self._held: tuple[PageRequest, list[Record]] | None = None
         self._window_pages = 0  # pages per window, planned once the probe is back
         self._first_rows = 0
         self._first_span = 0
@@ -196,7 +210,8 @@ class Pager:
         (an answer may still open more work, e.g. a full page)."""
         if self.done:
             return True
-        if self._probe_out or self._probe_due() or self._first.cursor is None:
+        if (self._probe_out or self._probe_due() or self._first.cursor is None
+                or self._ahead_after is not None):
             return False
         return all(w.closed or w.inflight is not None for w in self._windows)
 
@@ -243,7 +258,14 @@ class Pager:
                        and (self._probe_out or self._probe_due()))  # the plan needs the probe
             idle = [w for w in self._windows if not w.closed and w.inflight is None
                     and not (w is first and waiting)]
-            if idle:  # the most work left first, so that windows finish together
+            if self._ahead_after is not None and first.inflight is None:
+                # sent whatever is known by now (even if the probe closed the window), so
+                # that the same pages are read in any order of answers
+                first.inflight = PageRequest(next(self._keys), self.page_size,
+                                             gt=self._ahead_after)
+                self._ahead_after, self._ahead_key = None, first.inflight.key
+                out.append(self._send(first.inflight, first))
+            elif idle:  # the most work left first, so that windows finish together
                 out.append(self._issue(max(idle, key=_work_left)))
             elif self._probe_due():
                 self._probe_pending, self._probe_out = False, True
@@ -251,6 +273,17 @@ class Pager:
                                                   descending=True), None))
             else:
                 break
+        return out
+
+    def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
+        """:meth:`on_page` for records, the page sent ahead held until the probe is in."""
+        if request.key == self._ahead_key and not self._probe_done:
+            self._held = (request, records)  # read once the plan is known
+            return []
+        out = super().on_records(request, records)
+        if self._held is not None and self._probe_done:
+            held, self._held = self._held, None
+            out += super().on_records(*held)
         return out
 
     def on_page(self, request: PageRequest, ids: list[int]) -> int:
@@ -320,6 +353,8 @@ class Pager:
         if w is self._first and request.gt is None and n:
             self._first_rows += n
             self._first_span += ids[-1] - ids[0] + 1
+            if self._ahead and n == request.limit:
+                self._ahead_after = ids[-1]
         if w is self._first and self._probe_done:
             self._plan()
         elif not w.closed and self._window_pages and n:
@@ -335,8 +370,8 @@ class Pager:
         keep = len(ids) if w.cursor is None else sum(1 for i in ids if i > w.cursor)
         if keep < len(ids):
             # the probe reached down into the first page: together they read every row, in
-            # one round, so the first window has nothing left
-            w.closed = True
+            # one round, so the first window has nothing left (a page sent ahead keeps none)
+            w.closed, w.hi = True, w.cursor
             return keep
         self._first_rows += keep
         self._first_span += ids[0] - ids[keep - 1] + 1
@@ -345,8 +380,8 @@ class Pager:
             w.closed = True  # nothing below the probe's lowest id: the probe read it all
             return keep
         w.close_if_exhausted()
-        if w.inflight is None:
-            self._plan()
+        if w.inflight is None or w.inflight.key == self._ahead_key:
+            self._plan()  # from the first page on: a page sent ahead is trimmed to the plan
         return keep
 
     def _plan(self) -> None:
@@ -382,22 +417,25 @@ class Pager:
         self.stats.splits += 1
 
 
-Record = Mapping[str, Any]
-
-
 @dataclass(eq=False)
 class _Keyset:
-    """Every record of one value of the order attribute (or its nulls), in id order, up to
-    ``need`` of them kept."""
+    """The first ``need`` records of one value of the order attribute (or its nulls) in id
+    order: a :class:`~jetti_frames._bounded.BoundedPager` (windows in parallel), or, with a
+    post-filter, a sequential :class:`Pager` over every record of the value."""
 
     where: dict[str, Any]
-    pager: Pager
+    pager: Pager | BoundedPager
     need: int
     rows: list[Record] = field(default_factory=list)
 
     @property
     def satisfied(self) -> bool:
+        if isinstance(self.pager, BoundedPager):  # its rows are final only once it is done
+            return self.pager.done
         return self.pager.done or len(self.rows) >= self.need
+
+    def in_order(self) -> list[Record]:
+        return sorted(self.rows, key=lambda r: int(r["id"]))
 
     @property
     def complete(self) -> bool:
@@ -435,6 +473,9 @@ class TopPager:
         The attribute never ties and is never null (``id``): no keyset reads.
     keep : callable, optional
         Rows for which it is false do not count (a local post-filter).
+    parallel : int
+        How many requests may be in flight (read by the keyset reads' windows; a range
+        request always goes out at once, so this changes timing, never the requests).
 
     Examples
     --------
@@ -463,7 +504,7 @@ class TopPager:
 
     def __init__(self, attribute: str, max_rows: int, page_size: int = DEFAULT_PAGE_SIZE, *,
                  descending: bool = False, nulls_first: bool = False, unique: bool = False,
-                 keep: Callable[[Record], bool] | None = None) -> None:
+                 keep: Callable[[Record], bool] | None = None, parallel: int = 1) -> None:
         if page_size < 1:
             raise JettiConfigError("page_size must be at least 1")
         if max_rows < 0:
@@ -475,6 +516,7 @@ class TopPager:
         self.unique = unique
         self.nulls_last = not nulls_first and not unique
         self.keep = keep
+        self.parallel = parallel
         self.cap: int | None = None  # the largest range page seen
         self.stats = PagerStats()
         self._rows: list[Record] = []
@@ -497,17 +539,35 @@ class TopPager:
     def in_flight(self) -> int:
         return len(self._owner)
 
+    @property
+    def draining(self) -> bool:
+        """Nothing known to be needed is left unsent."""
+        if self._finished:
+            return True
+        if self._range is not None and not self._range.sent:
+            return False
+        return all(seg is None or seg.satisfied or seg.pager.draining
+                   for seg in (self._head, self._boundary, self._tail))
+
+    @property
+    def estimated_pages(self) -> int | None:
+        """Unknown: how many reads the order's values need shows only while reading."""
+        return None
+
     def result(self) -> list[Record]:
         """The rows known so far, in the final order (all of them once :attr:`done`)."""
         return self._rows[:self.max_rows]
 
     def next_requests(self) -> list[PageRequest]:
-        """Requests to send now (at most one per segment: a keyset read and a range)."""
+        """Requests to send now: a range request at once, keyset pages within ``parallel``."""
         out: list[PageRequest] = []
         if self._finished:
             return out
         for seg in (self._head, self._boundary, self._tail):
             if seg is not None and not seg.satisfied:
+                if isinstance(seg.pager, BoundedPager):
+                    others = self.in_flight - seg.pager.in_flight + len(out)
+                    seg.pager.parallel = max(1, self.parallel - others)
                 for inner in seg.pager.next_requests():
                     out.append(self._send(replace(inner, key=next(self._keys),
                                                   where=seg.where), seg, inner))
@@ -517,6 +577,11 @@ class TopPager:
             out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
                                               by_order=True), r, None))
         return out
+
+    def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
+        """Record an answer (see :meth:`on_page`); the rows come with :meth:`result`."""
+        self.on_page(request, records)
+        return []
 
     def on_page(self, request: PageRequest, records: list[Record]) -> None:
         """Record the answer to ``request`` (its records, as returned)."""
@@ -529,6 +594,9 @@ class TopPager:
             seg.records = list(records)
             if records:
                 self.cap = max(self.cap or 0, len(records))
+        elif isinstance(seg.pager, BoundedPager):
+            assert inner is not None
+            seg.rows += seg.pager.on_records(inner, records)
         else:
             assert inner is not None
             n = seg.pager.on_page(inner, [int(r["id"]) for r in records])
@@ -551,7 +619,11 @@ class TopPager:
         return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
 
     def _keyset(self, value: Any, need: int) -> _Keyset:
-        pager = Pager(self.page_size, max_rows=None if self.keep else need, probe=False)
+        pager: Pager | BoundedPager
+        if self.keep is None:
+            pager = BoundedPager(self.page_size, need, parallel=self.parallel)
+        else:  # how many rows a page keeps is known only once read: one page at a time
+            pager = Pager(self.page_size, probe=False)
         pager.cap = self.cap
         return _Keyset({self.attribute: value}, pager, need)
 
@@ -567,7 +639,7 @@ class TopPager:
             if seg is not None:
                 if not seg.complete:
                     return
-                self._take(seg.rows)
+                self._take(seg.in_order())
                 if seg is self._head:
                     self._head = None
                 else:
@@ -579,7 +651,7 @@ class TopPager:
             elif self._tail is not None:
                 if not self._tail.complete:
                     return
-                self._take(self._tail.rows)
+                self._take(self._tail.in_order())
                 self._tail = None
             else:
                 self._finished = True
@@ -609,13 +681,16 @@ class TopPager:
             return
         left = self.max_rows - len(self._rows)
         after, at = ("$lt", "$lte") if self.descending else ("$gt", "$gte")
-        if run < n:  # progress: start the next range at the last value, which it reads again
+        if run < n and 2 * run <= self.page_size:
+            # progress: start the next range at the last value, which it reads again
             self._range = _Range({self.attribute: {at if run else after: last}},
                                  self._limit(left + 1 if run else left))
             return
-        self._boundary = self._keyset(last, left)  # a heavy value: read it all by id
-        # the value has at least n rows (which of them came back is chance: with a
+        # a heavy value (the whole page, or more than half a full one): read it by id
+        self._boundary = self._keyset(last, left)
+        # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps)
-        known = 0 if self.keep is not None else n
+        known = 0 if self.keep is not None else run
         if known < left:
             self._range = _Range({self.attribute: {after: last}}, self._limit(left - known + 1))
+

@@ -658,7 +658,8 @@ class Transport:
         """Drive a pager: yield ``(request, records)`` per page as pages complete.
 
         ``build(request)`` returns the URL and query of a page request; each record must carry
-        ``id``.  Records are already trimmed to what the pager keeps.  The pager decides how many
+        ``id``.  The records yielded are those the pager says are final (a page trimmed to its
+        window; none for a pager that gives its result at the end).  The pager decides how many
         requests are in flight (a :class:`~jetti_frames._fanout.Fanout` asks
         :attr:`in_flight_target`); a lone :class:`Pager` keeps its ``parallel``.  ``dates``
         collects the ``Date`` header of every answer (the server's clock, cached answers included).
@@ -676,9 +677,7 @@ class Transport:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in finished:
                     req = running.pop(fut)
-                    records = fut.result()
-                    keep = pager.on_page(req, [int(r["id"]) for r in records])
-                    yield req, records[:keep]
+                    yield req, pager.on_records(req, fut.result())
         finally:
             for fut in running:
                 fut.cancel()

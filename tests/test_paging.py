@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jetti_frames._bounded import BoundedPager
 from jetti_frames._fanout import Fanout, Stream, open_streams
 from jetti_frames.errors import JettiConfigError, JettiDataError
 from jetti_frames.paging import Pager, PageRequest, TopPager
@@ -523,9 +524,9 @@ def _drive_fanout(fanout: Fanout, servers: dict[int, SimServer], rng: random.Ran
         req = pending.pop(rng.randrange(len(pending)))
         stream, inner = fanout.stream_of(req)
         ids = servers[stream.part["s"]].answer(inner)
-        keep = fanout.on_page(req, ids)
+        final = fanout.on_records(req, [{"id": i} for i in ids])
         assert fanout.answered(req) == (stream, inner)
-        got += [(stream.part["s"], i) for i in ids[:keep]]
+        got += [(stream.part["s"], r["id"]) for r in final]
         budgets.append(rng.choice([1, 2, 3, 5, 8]) if len(budgets) > 1 else budgets[-1])
     return got, asked
 
@@ -583,7 +584,7 @@ def test_a_fanout_sends_the_late_streams_once_every_other_request_is_out() -> No
         asked_before += [req for req in new if fanout.stream_of(req)[0].part["s"] == 0]
         req = pending.pop(0)
         stream, inner = fanout.stream_of(req)
-        fanout.on_page(req, servers[stream.part["s"]].answer(inner))
+        fanout.on_records(req, [{"id": i} for i in servers[stream.part["s"]].answer(inner)])
         fanout.answered(req)
     assert len(late_calls) == 1 and saw_late_while_busy  # not after the last answer
     assert [s.part for s in fanout.streams] == [{"s": 0}, {"s": 1}]
@@ -591,8 +592,73 @@ def test_a_fanout_sends_the_late_streams_once_every_other_request_is_out() -> No
 
 def test_open_streams_owns_parallel_and_limits_by_listed_ids() -> None:
     [seq] = open_streams([{"id": {"$in": [3, 5]}}], 100, budget=4, max_rows=10)
-    assert seq.pager.max_rows == 2 and seq.pager.parallel == 1  # limit=N: sequential
+    assert isinstance(seq.pager, BoundedPager)  # limit=N: the first N in id order
+    assert seq.pager.max_rows == 2 and seq.pager.parallel == 4
+    assert [r.limit for r in seq.pager.next_requests()] == [2]  # the first page alone
     [par, few] = (open_streams([{"a": 1}], 100, budget=4, cap=37)
                   + open_streams([{"a": 2}], 100, budget=4, sequential=True))
     assert par.pager.cap == 37 and len(par.pager.next_requests()) == 2  # first page + probe
     assert len(few.pager.next_requests()) == 1  # no probe for a small answer
+
+
+# -- the page sent ahead of the plan ---------------------------------------------------------
+def _drive_ahead(pager: Pager, server: SimServer,
+                 rng: random.Random) -> tuple[list[int], list[tuple[object, ...]]]:
+    """Answers in random order, through ``on_records``; the ids kept and the requests sent."""
+    pending: list[PageRequest] = []
+    got: list[int] = []
+    sent: list[tuple[object, ...]] = []
+    while not pager.done:
+        new = pager.next_requests()
+        sent += [(r.gt, r.lte, r.descending, r.limit) for r in new]
+        pending += new
+        assert pending, "the pager stalled"
+        req = pending.pop(rng.randrange(len(pending)))
+        got += [r["id"] for r in pager.on_records(req, [{"id": i} for i in server.answer(req)])]
+    return got, sent
+
+
+@settings(max_examples=80, deadline=None)
+@given(ids=st.sets(st.integers(1, 4000), max_size=1200), cap=st.sampled_from([None, 37, 100]),
+       seed=st.integers(0, 1000))
+def test_the_page_sent_ahead_reads_the_same_pages_in_any_order(ids: set[int], cap: int | None,
+                                                              seed: int) -> None:
+    """Small reads (the probe reaching into the first page) and large ones, answers in any
+    order and any budget: every row once, the same requests."""
+    server = SimServer(sorted(ids), cap=cap)
+    runs = []
+    for k, parallel in enumerate((2, 4, 8)):
+        pager = Pager(100, parallel=parallel, ahead=True)
+        got, sent = _drive_ahead(pager, server, random.Random(seed + k))
+        assert sorted(got) == sorted(ids) and len(got) == len(set(got))
+        runs.append(sorted(sent, key=repr))
+    assert runs[0] == runs[1] == runs[2]
+    first_full = len(ids) >= 100 and cap != 37
+    assert first_full == any(gt is not None and lte is None and not desc
+                             for gt, lte, desc, _ in runs[0])
+
+
+def test_the_page_sent_ahead_goes_out_before_the_probe_is_back() -> None:
+    server = SimServer(list(range(1, 3001)))
+    pager = Pager(100, parallel=4, ahead=True)
+    first, probe = pager.next_requests()
+    assert pager.on_records(first, [{"id": i} for i in server.answer(first)])
+    [ahead] = pager.next_requests()  # the probe is still out
+    assert (ahead.gt, ahead.lte) == (100, None)
+    assert pager.on_records(ahead, [{"id": i} for i in server.answer(ahead)]) == []  # held
+    assert pager.next_requests() == []  # the first window waits for the plan
+    rows = pager.on_records(probe, [{"id": i} for i in server.answer(probe)])
+    assert sorted(r["id"] for r in rows) == list(range(101, 201)) + list(range(2901, 3001))
+    assert len(pager.next_requests()) == 4 and pager.stats.windows > 2
+
+
+def test_the_page_sent_ahead_is_held_until_the_plan_is_known() -> None:
+    """Irregular ids: a plan made after the page sent ahead would cut other windows."""
+    rows = sorted(random.Random(1).sample(range(1, 4000), 1200))
+    runs = set()
+    for seed in range(12):
+        got, sent = _drive_ahead(Pager(100, parallel=4, ahead=True), SimServer(rows),
+                                 random.Random(seed))
+        assert sorted(got) == rows
+        runs.add(tuple(sorted(sent, key=repr)))
+    assert len(runs) == 1

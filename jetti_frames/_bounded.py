@@ -1,0 +1,320 @@
+"""The first N records in id order (or by ``-id``), several id windows in flight:
+:class:`BoundedPager`.
+
+A pure state machine like :class:`~jetti_frames.paging.Pager` (no I/O), for the user's
+``limit=N``.  Read one page after another, such a read uses a fraction of the allowance on a
+slow server (one request per round trip); read in parallel, it must still send about
+``ceil(N / page)`` requests and return exactly the first N rows.
+
+Strategy
+--------
+* The first page (ascending, no bound) shows where the ids start and how dense they are.
+* The ids after it that should hold the rows still needed are cut into up to
+  :data:`WINDOWS` windows of whole pages (from that density).  Every window but the last is an
+  id interval ``(lo, hi]`` read completely by keyset (``id > cursor AND id <= hi``); the last
+  one is unbounded and sends the pages planned for it.  Windows never overlap.
+* ``limit`` is always the page size (or N below one page), so a request never depends on when
+  it was decided.  A window boundary costs at most one page that is not full; the estimate
+  only decides where windows start, never which rows are returned.
+* Once every planned request is answered: if the rows read hold fewer than N (the density was
+  overestimated), the last window goes on, cut into windows again when several pages are still
+  needed.  Rows past the N-th are read only when the density was underestimated, and dropped.
+* Determinism: every decision uses only the pages' contents (the plan after the first page,
+  a window's end, the count once everything planned is answered), never the order of answers
+  or ``parallel``, so a repeated read asks for the same pages and is answered from the cache.
+* Rows are final only when every row before them is known: :meth:`BoundedPager.final_bound`
+  says up to which id kept rows belong to the result (the N-th row only once :attr:`done`);
+  :meth:`BoundedPager.on_records` holds the records of an answer until they are final.
+* ``descending=True`` reads the first N by ``-id`` the same way: every bound is mirrored
+  (``id < cursor AND id >= lo``, ordered by id descending).
+
+Examples
+--------
+>>> rows = list(range(3, 3000, 3))                   # 999 ids, 3 apart
+>>> def serve(req):
+...     ids = [i for i in rows if (req.gt is None or i > req.gt)
+...            and (req.lte is None or i <= req.lte)]
+...     return ids[:min(req.limit, 100)]
+>>> pager, got = BoundedPager(100, 450, parallel=4), []
+>>> while not pager.done:
+...     for req in pager.next_requests():
+...         ids = serve(req)
+...         got += ids[:pager.on_page(req, ids)]
+>>> sorted(i for i in got if i <= pager.final_bound()) == rows[:450]
+True
+>>> pager.stats.requests                             # ceil(450 / 100)
+5
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import count, pairwise
+
+from ._pages import PageRequest, PagerStats, Record
+from .errors import JettiConfigError, JettiDataError
+
+__all__ = ["WINDOWS", "BoundedPager"]
+
+#: At most this many windows are planned at once (enough requests in flight up to about 1.5 s
+#: of latency at 2 requests/s; each boundary may cost one page that is not full).
+WINDOWS = 3
+#: The smallest planned window, in pages.
+MIN_WINDOW_PAGES = 2
+
+
+@dataclass(eq=False)
+class _Window:
+    """Ids in ``(lo, hi]`` (``None``: unbounded), read from ``cursor`` on."""
+
+    lo: int | None
+    hi: int | None
+    cursor: int | None
+    #: Pages still to send when unbounded (a bounded window reads to its end).
+    pages: int = 0
+    ids: list[int] = field(default_factory=list)
+    complete: bool = False
+    inflight: PageRequest | None = None
+
+    def can_send(self) -> bool:
+        return (not self.complete and self.inflight is None
+                and (self.hi is not None or self.pages > 0))
+
+
+class BoundedPager:
+    """The first ``max_rows`` records in id order, by keyset windows read in parallel.
+
+    Parameters
+    ----------
+    page_size : int
+        The ``limit`` asked for; the server may silently answer with fewer rows.
+    max_rows : int
+        How many rows (the user's ``limit=N``).
+    parallel : int
+        How many requests may be in flight at once (changes timing, never the requests).
+    descending : bool
+        The first ``max_rows`` by ``-id``: ids are read from the top down.
+
+    Examples
+    --------
+    >>> pager = BoundedPager(100, 250, descending=True)
+    >>> [first] = pager.next_requests()
+    >>> first.params()["order"], pager.on_page(first, list(range(1000, 900, -1)))
+    ({'attribute': 'id', 'descending': True}, 100)
+    >>> [(r.lt, r.gte, r.limit) for r in pager.next_requests()]
+    [(901, None, 100)]
+    """
+
+    def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
+                 descending: bool = False) -> None:
+        if page_size < 1:
+            raise JettiConfigError("page_size must be at least 1")
+        if max_rows < 0:
+            raise JettiConfigError("max_rows must be >= 0")
+        if parallel < 1:
+            raise JettiConfigError("parallel must be at least 1")
+        self.page_size = page_size
+        self.max_rows = max_rows
+        self.parallel = parallel
+        self.descending = descending
+        self._sign = -1 if descending else 1  # ids times this ascend in the read's order
+        self.cap: int | None = None  # largest page seen: never above the server's real cap
+        self.stats = PagerStats(windows=1)
+        self._keys = count()
+        self._windows = [_Window(None, None, None, pages=1)]
+        self._inflight: dict[int, _Window] = {}
+        self._planned = False
+        self._held: list[Record] = []  # records kept but not yet known to be final
+        if max_rows == 0:
+            self._windows[0].complete = True
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """True once the first ``max_rows`` rows (or every row, when fewer) are known and
+        every request sent is answered."""
+        return not self._inflight and not self._more()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def estimated_pages(self) -> int:
+        """Pages this read is expected to take in all: at least those the rows need (exact
+        once done)."""
+        if self.done:
+            return self.stats.pages
+        return max(self.stats.pages + self.in_flight, -(-self.max_rows // self.page_size))
+
+    @property
+    def draining(self) -> bool:
+        """Nothing known to be needed is left unsent."""
+        return not any(w.can_send() for w in self._windows)
+
+    def windows(self) -> list[tuple[int | None, int | None]]:
+        """The windows ``(lo, hi]`` of the plan, in read order (for inspection; ``-id`` for a
+        descending read)."""
+        return [(w.lo, w.hi) for w in self._windows]
+
+    def next_requests(self) -> list[PageRequest]:
+        """Requests to send now, so that at most ``parallel`` are in flight."""
+        out: list[PageRequest] = []
+        if not self._inflight and not any(w.can_send() for w in self._windows):
+            self._extend()
+        while len(self._inflight) < self.parallel:
+            idle = [w for w in self._windows if w.can_send()]
+            if not idle:
+                break
+            out.append(self._issue(max(idle, key=self._work_left)))
+        return out
+
+    def on_page(self, request: PageRequest, ids: list[int]) -> int:
+        """Record the answer to ``request``; return how many leading records to keep.
+
+        Kept records are the page's rows inside its window; which of them belong to the
+        result is known from :meth:`final_bound`.
+        """
+        w = self._inflight.pop(request.key)
+        w.inflight = None
+        ids = [self._sign * i for i in ids]
+        if any(b <= a for a, b in pairwise(ids)):
+            raise JettiDataError("page ids are not strictly ordered by id as requested")
+        n = len(ids)
+        self.stats.pages += 1
+        if n:
+            self.cap = max(self.cap or 0, n)
+        keep = n if w.hi is None else sum(1 for i in ids if i <= w.hi)
+        w.ids += ids[:keep]
+        if keep:
+            w.cursor = ids[keep - 1]
+        if w.hi is None:
+            w.pages -= 1
+        if keep < n or n == 0 or n < min(request.limit, self.cap or 0):
+            w.complete = True  # the end of the window, or of the data
+        if w.hi is not None and w.cursor is not None and w.cursor >= w.hi:
+            w.complete = True
+        self.stats.rows += keep
+        self.stats.dropped += n - keep
+        if keep == 0:
+            self.stats.wasted += 1
+        if not self._planned and w is self._windows[0]:
+            self._plan_first(ids)
+        return keep
+
+    def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
+        """Record an answer; return the records (of this page or held from earlier ones)
+        that are now known to belong to the result, each once."""
+        keep = self.on_page(request, [int(r["id"]) for r in records])
+        self._held += records[:keep]
+        bound = self.final_bound()
+        final = [r for r in self._held if self._sign * int(r["id"]) <= bound]
+        if final:
+            self._held = [r for r in self._held if self._sign * int(r["id"]) > bound]
+        if self.done:
+            self._held = []  # past the N-th row
+        return final
+
+    def final_bound(self) -> float:
+        """Kept rows with an id up to this bound belong to the result (``-inf``: none yet;
+        for a descending read, the bound is on ``-id``).
+
+        Once :attr:`done` it is the N-th id (``inf`` when fewer rows exist); before, it stays
+        below the N-th row, so that the result is complete only when every request is
+        answered.
+        """
+        need = self.max_rows if self.done else self.max_rows - 1
+        seen = 0
+        bound = -math.inf
+        for w in self._windows:
+            if seen + len(w.ids) >= need:
+                return w.ids[need - seen - 1] if need > seen else bound
+            seen += len(w.ids)
+            if not w.complete:
+                return bound if w.cursor is None else w.cursor
+            bound = math.inf if w.hi is None else w.hi
+        return bound
+
+    # -- internals ----------------------------------------------------------------------
+    def _rows(self) -> int:
+        return sum(len(w.ids) for w in self._windows)
+
+    def _more(self) -> bool:
+        """Something is left to send, now or once the answers in flight are in."""
+        if any(w.can_send() for w in self._windows):
+            return True
+        last = self._windows[-1]
+        return not last.complete and self._rows() < self.max_rows
+
+    def _work_left(self, w: _Window) -> float:
+        """Pages a window still has to read (estimated), the most first."""
+        if w.hi is None:
+            return w.pages
+        start = w.cursor if w.cursor is not None else w.lo
+        return math.inf if start is None else (w.hi - start) / self._gap()
+
+    def _gap(self) -> float:
+        """The mean distance between consecutive ids read (1 before two are known)."""
+        spans = [(w.ids[-1] - w.ids[0], len(w.ids) - 1) for w in self._windows if len(w.ids) > 1]
+        dist = sum(s for s, _ in spans)
+        steps = sum(k for _, k in spans)
+        return dist / steps if steps and dist > 0 else 1.0
+
+    def _issue(self, w: _Window) -> PageRequest:
+        limit = self.page_size if self._planned else min(self.page_size, self.max_rows)
+        if self.descending:  # mirrored: id < -cursor AND id >= -hi
+            w.inflight = PageRequest(next(self._keys), max(1, limit), descending=True,
+                                     lt=_neg(w.cursor), gte=_neg(w.hi))
+        else:
+            w.inflight = PageRequest(next(self._keys), max(1, limit), gt=w.cursor, lte=w.hi)
+        self._inflight[w.inflight.key] = w
+        self.stats.requests += 1
+        return w.inflight
+
+    def _plan_first(self, ids: list[int]) -> None:
+        """After the first page: cut what follows into windows of whole pages."""
+        self._planned = True
+        first = self._windows[0]
+        if first.complete or len(first.ids) >= self.max_rows:
+            first.complete = True
+            return
+        first.hi, first.complete = first.cursor, True
+        self._split(first.cursor, self.max_rows - len(first.ids))
+
+    def _extend(self) -> None:
+        """Every planned request is answered and rows are missing: the last window goes on."""
+        last = self._windows[-1]
+        if last.complete or not self._planned:
+            return
+        need = self.max_rows - self._rows()
+        if need <= 0:
+            return
+        pages = math.ceil(need / (self.cap or self.page_size))
+        if pages < 2 * MIN_WINDOW_PAGES:
+            last.pages = pages
+            return
+        last.hi, last.complete = last.cursor, True  # read up to its cursor: split what follows
+        self._split(last.cursor, need)
+
+    def _split(self, after: int | None, need: int) -> None:
+        """Windows after ``after`` for ``need`` more rows: whole pages, the last unbounded."""
+        page = self.cap or self.page_size
+        pages = math.ceil(need / page)
+        n = max(1, min(WINDOWS, pages // MIN_WINDOW_PAGES))
+        sizes = [pages // n + (k < pages % n) for k in range(n)]
+        gap = self._gap()
+        lo = after
+        for k, size in enumerate(sizes):
+            if k == n - 1 or lo is None:
+                self._windows.append(_Window(lo, None, lo, pages=size))
+                break
+            hi = lo + max(1, round(size * page * gap))
+            self._windows.append(_Window(lo, hi, lo))
+            lo = hi
+        self.stats.windows = len(self._windows)
+        self.stats.splits += 1
+
+
+def _neg(key: int | None) -> int | None:
+    return None if key is None else -key
