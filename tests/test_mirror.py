@@ -386,3 +386,32 @@ def test_a_held_database_fails_the_sync_but_keeps_the_snapshots(one: tuple,
     con = connect(root)
     assert con.execute("SELECT count(DISTINCT id) FROM purchases").fetchone() == (300,)
     con.close()
+
+
+def test_drift_is_reported_by_sync_and_kept_in_the_views(make_sandbox: Callable[..., Sandbox],
+                                                        tmp_path: Path) -> None:
+    """A field the catalogue lacks and a value outside an enum reach the report, sync_runs
+    and the view, as the snapshot's manifest records them."""
+    odd = "consignment"
+    sb = make_sandbox(purchases=60, rate="off", tokens=(TOKEN_A,),
+                      drift={"purchases": {"extra": {"salesChannel": "web"},
+                                           "enum": {"purchaseType": odd}}})
+    path = tmp_path / "jetti.toml"
+    path.write_text(f'root = "data"\n[accounts.main]\ntoken_env = "T"\nbase_url = '
+                    f'"{sb.base_url}"\n{FAST}\n[datasets.purchases]\nresource = "purchases"\n',
+                    encoding="utf-8")
+    report = sync(path, environ={"T": TOKEN_A}, progress=False)
+    assert report.ok
+    warned = report.result("purchases").warnings
+    assert any("salesChannel" in w for w in warned)
+    assert any(odd in w and "purchaseType" in w for w in warned)
+    con = connect(tmp_path / "data")
+    try:
+        kept = con.execute("SELECT count(*) FROM purchases WHERE purchaseType = "
+                       f"'{odd}' AND salesChannel = 'web'").fetchone()
+        runs = con.execute("SELECT warnings FROM sync_runs WHERE dataset = 'purchases'").fetchone()
+    finally:
+        con.close()
+    even = sb.query("SELECT count(*) AS n FROM purchases WHERE id % 2 = 0")[0]["n"]
+    assert kept == (even,)
+    assert runs is not None and list(runs[0]) == warned
