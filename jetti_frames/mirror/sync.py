@@ -23,6 +23,7 @@ purchases       refresh  3000     10       30        5    41 (31)     0    21.30
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -51,7 +52,8 @@ Echo = Callable[[str], Any]
 def sync(path: str | os.PathLike[str] = DEFAULT_FILE, *, full: bool = False,
          only: str | Sequence[str] | None = None, sweep: bool | None = None,
          dry_run: bool = False, progress: bool | Echo = True, parallel: int | None = None,
-         environ: Mapping[str, str] | None = None) -> SyncReport:
+         environ: Mapping[str, str] | None = None,
+         storage_options: Mapping[str, Any] | None = None) -> SyncReport:
     """Sync a mirror file: snapshot or refresh each dataset, sweep deletions, update DuckDB.
 
     Parameters
@@ -73,6 +75,9 @@ def sync(path: str | os.PathLike[str] = DEFAULT_FILE, *, full: bool = False,
         Datasets of one account run at once (default: all of them).
     environ
         Where the tokens are read (default ``os.environ``).
+    storage_options
+        For a root that is a URL: fsspec options joined to the file's ``[storage_options]``
+        (credentials belong here or in the environment, never in the file).
 
     Returns
     -------
@@ -86,10 +91,15 @@ def sync(path: str | os.PathLike[str] = DEFAULT_FILE, *, full: bool = False,
         A bad mirror file or an unknown ``only`` name, before any request.
     """
     config = load_config(path, environ=environ)
+    if storage_options:
+        if not config.remote:
+            raise JettiConfigError("storage_options are for a mirror whose root is a URL")
+        config = dataclasses.replace(config, storage_options={**config.storage_options,
+                                                              **storage_options})
     env = os.environ if environ is None else environ
     datasets = _select(config, only)
     echo = _echo(progress)
-    since_sweep = duck.runs_since_sweep(config.root)
+    since_sweep = duck.runs_since_sweep(config)
     jobs = [(a, d) for a in config.accounts for d in datasets]
     started, began = _now_iso(), time.monotonic()
     plans = {(a.name, d.name): _plan(config, a, d, full=full, sweep=sweep,
@@ -166,7 +176,7 @@ def _plan(config: MirrorConfig, account: Account, dataset: Dataset, *, full: boo
 def _current(config: MirrorConfig, account: Account, dataset: Dataset) -> SnapshotInfo | None:
     """The published snapshot of a dataset, or None when there is none or it is damaged."""
     try:
-        return snapshot_info(config.folder(account, dataset))
+        return snapshot_info(config.folder(account, dataset), storage_options=config.options)
     except SnapshotError:
         return None
 
@@ -225,19 +235,22 @@ def _run_one(config: MirrorConfig, account: Account, dataset: Dataset, plan: _Pl
     began = time.monotonic()
     echo(f"{label}: {plan.action}{' + sweep' if plan.sweep else ''} ...")
     client = _client(account, env)
+    where: dict[str, Any] = {"storage_options": config.options,
+                             "keep_versions": config.keep_versions}
     try:
-        before = _versions(folder) if plan.info is not None else {}
+        before = _versions(folder, config.options) if plan.info is not None else {}
         if plan.action == "snapshot":
             info = snapshot(dataset.resource, folder, **dataset.query,
-                            partition_by=dataset.partition_by, client=client, refresh=True)
+                            partition_by=dataset.partition_by, client=client, refresh=True,
+                            **where)
             result.swept = True  # a full read knows every deletion
         else:
-            info = refresh_snapshot(folder, client=client)
+            info = refresh_snapshot(folder, client=client, **where)
         if plan.sweep:
             start = client.stats.requests
-            info = sweep_snapshot(folder, client=client)
+            info = sweep_snapshot(folder, client=client, **where)
             result.swept, result.sweep_requests = True, client.stats.requests - start
-        after = _versions(folder)
+        after = _versions(folder, config.options)
         result.added = len(after.keys() - before.keys())
         result.deleted = len(before.keys() - after.keys())
         result.changed = sum(1 for i in after.keys() & before.keys() if after[i] != before[i])
@@ -260,14 +273,15 @@ def _run_one(config: MirrorConfig, account: Account, dataset: Dataset, plan: _Pl
     return result
 
 
-def _versions(folder: os.PathLike[str]) -> dict[int, Any]:
-    """``id -> updatedAt`` of a published snapshot (read locally; empty without one)."""
+def _versions(folder: str | os.PathLike[str],
+              storage_options: Mapping[str, Any] | None = None) -> dict[int, Any]:
+    """``id -> updatedAt`` of a published snapshot (empty without one)."""
     try:
-        info = snapshot_info(folder)
+        info = snapshot_info(folder, storage_options=storage_options)
         columns = [c for c in ("id", "updatedAt") if c in info.columns]
         if "id" not in columns:
             return {}
-        frame = read_snapshot(folder, columns=columns)
+        frame = read_snapshot(folder, columns=columns, storage_options=storage_options)
     except SnapshotError:
         return {}
     stamps = frame["updatedAt"] if "updatedAt" in frame else pd.Series(None, index=frame.index)
