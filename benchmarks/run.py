@@ -50,6 +50,7 @@ from benchmarks import (
     bench_partrefresh,
     bench_pull,
     bench_refresh,
+    bench_scale,
     wrapped,
 )
 from benchmarks.bench_readmemory import readmemory_scenario
@@ -83,6 +84,8 @@ SCENARIOS = [
     Scenario("mirror", "Mirror sync: use of the allowance", bench_mirror.run, bench_mirror.table),
     Scenario("partrefresh", "Partitioned refresh after one change",
              bench_partrefresh.run, bench_partrefresh.table),
+    Scenario("scale", "Reading a large mirror: pandas, DuckDB, Dask distributed",
+             bench_scale.run, bench_scale.table, ("psutil", "distributed")),
 ]
 NAMES = [s.name for s in SCENARIOS]
 
