@@ -55,6 +55,7 @@ from benchmarks import (
     bench_partrefresh,
     bench_pull,
     bench_refresh,
+    bench_scale,
     bench_twoprocs,
     wrapped,
 )
@@ -94,6 +95,8 @@ SCENARIOS = [
              bench_twoprocs.table),
     Scenario("bounded", "Bounded reads and a short pull on a slow server", bench_bounded.run,
              bench_bounded.table),
+    Scenario("scale", "Reading a large mirror: pandas, DuckDB, Dask distributed",
+             bench_scale.run, bench_scale.table, ("psutil", "distributed")),
 ]
 NAMES = [s.name for s in SCENARIOS]
 

@@ -2,8 +2,12 @@
 
 Form::
 
-    root = "data/jetti"              # relative to the file (default "data/jetti")
+    root = "data/jetti"              # relative to the file (default "data/jetti"), or a URL
     sweep_every = 1                  # default for datasets that sweep: every N syncs
+    keep_versions = 2                # object stores: versions kept after each publish
+
+    [storage_options]                # for a URL root, as pandas takes them (no secrets here:
+    endpoint_url = "https://..."     # credentials come from the environment, e.g. AWS_*)
 
     [accounts.eu]                    # optional; without it: one account from JETTI_API_TOKEN
     token_env = "JETTI_EU_TOKEN"     # the variable holding the token (never the token itself)
@@ -54,11 +58,16 @@ DEFAULT_ROOT = "data/jetti"
 DEFAULT_ACCOUNT = "default"
 TOKEN_ENV, BASE_URL_ENV = "JETTI_API_TOKEN", "JETTI_BASE_URL"
 
-_TOP_KEYS = {"root", "sweep_every", "accounts", "datasets"}
+_TOP_KEYS = {"root", "sweep_every", "keep_versions", "storage_options", "accounts", "datasets"}
 _ACCOUNT_KEYS = {"token_env", "base_url", "get_rate", "page_size"}
 _DATASET_KEYS = {"resource", "where", "attributes", "include", "partition_by", "deletes",
                  "sweep_every"}
 _SECRET_KEYS = {"token", "api_token", "password", "secret"}
+#: storage_options keys that hold credentials (they come from the environment instead).
+_STORAGE_SECRETS = {"key", "secret", "token", "password", "account_key", "sas_token",
+                    "client_secret", "session_token", "aws_secret_access_key",
+                    "aws_access_key_id", "aws_session_token", "connection_string",
+                    "credentials"}
 _DATASET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
 _RESERVED = {"sync_runs"}
@@ -101,26 +110,38 @@ class Dataset:
 
 @dataclass(frozen=True)
 class MirrorConfig:
-    """A checked mirror file."""
+    """A checked mirror file. ``root`` is a local folder, or a URL (``s3://...``) as text."""
 
     path: Path
-    root: Path
+    root: Path | str
     accounts: tuple[Account, ...]
     datasets: tuple[Dataset, ...]
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    keep_versions: int = 2
+
+    @property
+    def remote(self) -> bool:
+        """True when the root is a URL (an object store)."""
+        return isinstance(self.root, str)
+
+    @property
+    def options(self) -> dict[str, Any] | None:
+        """The ``storage_options`` the snapshot functions take (``None`` for a local root)."""
+        return dict(self.storage_options) if self.remote else None
 
     @property
     def multi_account(self) -> bool:
         """True when the file names several accounts (the views gain an ``account`` column)."""
         return len(self.accounts) > 1
 
-    def folder(self, account: Account, dataset: Dataset) -> Path:
+    def folder(self, account: Account, dataset: Dataset) -> Path | str:
         """Where a dataset's snapshot lives: ``root/<dataset>`` or ``root/<account>/<dataset>``."""
-        return (self.root / account.name / dataset.name if self.multi_account
-                else self.root / dataset.name)
+        relative = self.relative(account, dataset)
+        return f"{self.root}/{relative}" if isinstance(self.root, str) else self.root / relative
 
     def relative(self, account: Account, dataset: Dataset) -> str:
         """:meth:`folder` relative to the root, with ``/`` (what the DuckDB views name)."""
-        return self.folder(account, dataset).relative_to(self.root).as_posix()
+        return f"{account.name}/{dataset.name}" if self.multi_account else dataset.name
 
 
 def load_config(path: str | os.PathLike[str] = DEFAULT_FILE, *,
@@ -179,10 +200,26 @@ class _Checker:
         if not isinstance(tables, dict) or not tables:
             raise self.fail("datasets", "the file needs at least one [datasets.NAME] table")
         datasets = tuple(self.dataset(name, spec, every) for name, spec in tables.items())
+        keep = self.whole(raw, "keep_versions", "keep_versions", 2)
+        options = raw.get("storage_options", {})
+        if not isinstance(options, dict):
+            raise self.fail("storage_options", "must be a table ([storage_options])")
+        for key in options:
+            if key.lower() in _STORAGE_SECRETS:
+                raise self.fail(f"storage_options.{key}", "credentials never live in the mirror "
+                                "file: the filesystem reads them from the environment (e.g. "
+                                "AWS_ACCESS_KEY_ID), or pass sync(storage_options=...)")
+        if root.startswith("file://"):
+            root = root[len("file://"):]
+        if "://" in root:
+            return MirrorConfig(self.file, root.rstrip("/"), accounts, datasets, options, keep)
+        if options:
+            raise self.fail("storage_options", "only for a root that is a URL (s3://...)")
         base = self.file.parent if self.file.parent != Path("") else Path(".")
         root_path = Path(os.path.expanduser(root))
         return MirrorConfig(self.file, (base / root_path).resolve() if not
-                            root_path.is_absolute() else root_path, accounts, datasets)
+                            root_path.is_absolute() else root_path, accounts, datasets, {},
+                            keep)
 
     def unknown(self, table: Mapping[str, Any], known: set[str], prefix: str) -> None:
         for key in table:

@@ -6,7 +6,8 @@ so the folder can be moved or copied to another machine: :func:`connect` points 
 the root, or ``SET file_search_path`` to it.) Each view globs ``<dataset>/**/*.parquet``: a
 published snapshot folder holds exactly its version's files, so the views need no change
 after a sync. With several accounts a view is the union of their snapshots with an
-``account`` column first.
+``account`` column first. A root that is a URL keeps its database and views as
+:mod:`.remote` says.
 
 Examples
 --------
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JettiConfigError, JettiError, SnapshotError
 from ..snapshot import MANIFEST
+from . import remote
 
 if TYPE_CHECKING:
     import duckdb
@@ -58,15 +60,20 @@ def _duckdb() -> Any:
     return duckdb
 
 
-def connect(root: str | os.PathLike[str], *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+def connect(root: str | os.PathLike[str], *, read_only: bool = True,
+            storage_options: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection to a mirror's ``jetti.duckdb``, its views resolving under ``root``.
 
     Parameters
     ----------
     root
-        The mirror's root folder (``root`` in ``jetti.toml``), wherever it is now.
+        The mirror's root folder (``root`` in ``jetti.toml``), wherever it is now, or its URL
+        (``s3://...``): then an in-memory database holding ``sync_runs``, with views over the
+        files each dataset's manifest lists now (read through fsspec).
     read_only
         Open without taking the write lock a running sync needs (default).
+    storage_options
+        For a URL root: the options of its fsspec filesystem, as pandas takes them.
 
     Raises
     ------
@@ -78,6 +85,10 @@ def connect(root: str | os.PathLike[str], *, read_only: bool = True) -> duckdb.D
     >>> con = connect("data/jetti")                                            # doctest: +SKIP
     >>> con.sql("SELECT dataset, rows, requests FROM sync_runs").df()          # doctest: +SKIP
     """
+    if remote.is_url(root):
+        return remote.connect(str(root), storage_options)
+    if str(root).startswith("file://"):
+        root = str(root)[len("file://"):]
     folder = Path(root).expanduser().resolve()
     path = folder / DATABASE
     if not path.is_file():
@@ -99,8 +110,10 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def view_sql(name: str, parts: Mapping[str, tuple[str, bool]], *, multi: bool) -> str:
-    """``CREATE OR REPLACE VIEW`` over each account's folder (relative path, hive or not).
+def view_sql(name: str, parts: Mapping[str, tuple[str | list[str], bool]], *,
+             multi: bool) -> str:
+    """``CREATE OR REPLACE VIEW`` over each account's folder (relative path, hive or not), or
+    over a list of files.
 
     >>> print(view_sql("p", {"default": ("p", False)}, multi=False))
     CREATE OR REPLACE VIEW "p" AS SELECT * FROM read_parquet('p/**/*.parquet', \
@@ -108,16 +121,24 @@ hive_partitioning = false, union_by_name = true)
     """
     selects = []
     for account, (folder, hive) in parts.items():
-        source = (f"read_parquet({_literal(folder + '/**/*.parquet')}, hive_partitioning = "
+        files = _literal(folder + "/**/*.parquet") if isinstance(folder, str) else \
+            "[" + ", ".join(map(_literal, folder)) + "]"
+        source = (f"read_parquet({files}, hive_partitioning = "
                   f"{str(hive).lower()}, union_by_name = true)")
         head = f"{_literal(account)} AS account, *" if multi else "*"
         selects.append(f"SELECT {head} FROM {source}")
     return f"CREATE OR REPLACE VIEW {_ident(name)} AS " + " UNION ALL BY NAME ".join(selects)
 
 
-def runs_since_sweep(root: Path) -> dict[tuple[str, str], int]:
+def runs_since_sweep(config: MirrorConfig) -> dict[tuple[str, str], int]:
     """Per (account, dataset): successful syncs since the last one that swept (or full read)."""
-    path = root / DATABASE
+    if isinstance(config.root, str):
+        with remote.local_copy(config.root, config.options, upload=False) as local:
+            return _runs_since_sweep(local)
+    return _runs_since_sweep(config.root / DATABASE)
+
+
+def _runs_since_sweep(path: Path) -> dict[tuple[str, str], int]:
     if not path.is_file():
         return {}
     duckdb = _duckdb()
@@ -144,14 +165,22 @@ def record(config: MirrorConfig, run_id: str, started_at: str,
     """Add the run's rows to ``sync_runs`` and (re)create the view of every dataset that has a
     published snapshot."""
     root = config.root
+    if isinstance(root, str):
+        with remote.local_copy(root, config.options, upload=True) as local:
+            _record(config, local, run_id, started_at, results)
+        return
     root.mkdir(parents=True, exist_ok=True)
+    _record(config, root / DATABASE, run_id, started_at, results)
+
+
+def _record(config: MirrorConfig, path: Path, run_id: str, started_at: str,
+            results: Iterable[DatasetResult]) -> None:
     duckdb = _duckdb()
     try:
-        con = duckdb.connect(str(root / DATABASE))
+        con = duckdb.connect(str(path))
     except duckdb.Error as exc:
         raise DatabaseError(str(exc)) from exc
     try:
-        _search_here(con, root)
         con.execute(_RUNS)
         rows = [(run_id, started_at, r.account, r.dataset, r.action, r.ok, r.rows, r.added,
                  r.changed, r.deleted, r.requests, r.status_429, r.swept, r.sweep_requests,
@@ -159,10 +188,16 @@ def record(config: MirrorConfig, run_id: str, started_at: str,
         if rows:
             con.executemany(f"INSERT INTO sync_runs ({', '.join(_COLUMNS)}) VALUES "
                             f"({', '.join('?' * len(_COLUMNS))})", rows)
+        if isinstance(config.root, str):
+            remote.register(con, config.root, config.options)
+            remote.views(con, config.root, [a.name for a in config.accounts],
+                         [d.name for d in config.datasets], config.options)
+            return
+        _search_here(con, path.parent)
         for dataset in config.datasets:
-            parts: dict[str, tuple[str, bool]] = {}
+            parts: dict[str, tuple[str | list[str], bool]] = {}
             for account in config.accounts:
-                folder = config.folder(account, dataset)
+                folder = Path(config.folder(account, dataset))
                 if (folder / MANIFEST).is_file():
                     parts[account.name] = (config.relative(account, dataset),
                                            _partitioned(folder))

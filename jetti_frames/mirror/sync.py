@@ -23,6 +23,7 @@ purchases       refresh  3000     10       30        5    41 (31)     0    21.30
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -30,10 +31,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import pandas as pd
 
+from ..client import JettiClient, open_client
 from ..errors import JettiConfigError, JettiError, SnapshotError
 from ..snapshot import read_snapshot, refresh_snapshot, snapshot, snapshot_info
 from ..snapshot.api import DEFAULT_OVERLAP, _and_updated_since, _query, _window_start
@@ -51,7 +54,8 @@ Echo = Callable[[str], Any]
 def sync(path: str | os.PathLike[str] = DEFAULT_FILE, *, full: bool = False,
          only: str | Sequence[str] | None = None, sweep: bool | None = None,
          dry_run: bool = False, progress: bool | Echo = True, parallel: int | None = None,
-         environ: Mapping[str, str] | None = None) -> SyncReport:
+         environ: Mapping[str, str] | None = None,
+         storage_options: Mapping[str, Any] | None = None) -> SyncReport:
     """Sync a mirror file: snapshot or refresh each dataset, sweep deletions, update DuckDB.
 
     Parameters
@@ -73,6 +77,9 @@ def sync(path: str | os.PathLike[str] = DEFAULT_FILE, *, full: bool = False,
         Datasets of one account run at once (default: all of them).
     environ
         Where the tokens are read (default ``os.environ``).
+    storage_options
+        For a root that is a URL: fsspec options joined to the file's ``[storage_options]``
+        (credentials belong here or in the environment, never in the file).
 
     Returns
     -------
@@ -86,10 +93,15 @@ def sync(path: str | os.PathLike[str] = DEFAULT_FILE, *, full: bool = False,
         A bad mirror file or an unknown ``only`` name, before any request.
     """
     config = load_config(path, environ=environ)
+    if storage_options:
+        if not config.remote:
+            raise JettiConfigError("storage_options are for a mirror whose root is a URL")
+        config = dataclasses.replace(config, storage_options={**config.storage_options,
+                                                              **storage_options})
     env = os.environ if environ is None else environ
     datasets = _select(config, only)
     echo = _echo(progress)
-    since_sweep = duck.runs_since_sweep(config.root)
+    since_sweep = duck.runs_since_sweep(config)
     jobs = [(a, d) for a in config.accounts for d in datasets]
     started, began = _now_iso(), time.monotonic()
     plans = {(a.name, d.name): _plan(config, a, d, full=full, sweep=sweep,
@@ -166,7 +178,7 @@ def _plan(config: MirrorConfig, account: Account, dataset: Dataset, *, full: boo
 def _current(config: MirrorConfig, account: Account, dataset: Dataset) -> SnapshotInfo | None:
     """The published snapshot of a dataset, or None when there is none or it is damaged."""
     try:
-        return snapshot_info(config.folder(account, dataset))
+        return snapshot_info(config.folder(account, dataset), storage_options=config.options)
     except SnapshotError:
         return None
 
@@ -190,18 +202,16 @@ def _same_query(info: SnapshotInfo, dataset: Dataset) -> bool:
             == wanted_partition)
 
 
-def _client(account: Account, env: Mapping[str, str]) -> Any:
-    from ..client import JettiClient
-
-    return JettiClient(account.token(env) or None, base_url=account.base_url, cache=False,
-                       progress=False, **dict(account.options))
+def _client(account: Account, env: Mapping[str, str]) -> AbstractContextManager[JettiClient]:
+    """The account's client for one dataset, through the package's one factory (closed after)."""
+    return open_client(token=account.token(env) or None, base_url=account.base_url,
+                       cache=False, progress=False, **dict(account.options))
 
 
 def _expect(config: MirrorConfig, account: Account, dataset: Dataset, plan: _Plan,
             env: Mapping[str, str]) -> DatasetResult:
     """A dry run's line: the requests ``explain`` expects (at least) for the dataset."""
-    client = _client(account, env)
-    try:
+    with _client(account, env) as client:
         query = dataset.query
         if plan.action == "refresh" and plan.info is not None and plan.info.watermark:
             since = _window_start(plan.info.watermark, DEFAULT_OVERLAP)
@@ -209,8 +219,6 @@ def _expect(config: MirrorConfig, account: Account, dataset: Dataset, plan: _Pla
         n = client.explain(dataset.resource, **query).min_requests
         if plan.sweep and plan.info is not None:
             n += max(1, -(-plan.info.rows // client.settings.page_size))
-    finally:
-        client.close()
     return DatasetResult(account.name, dataset.name, plan.action, ok=True,
                          rows=plan.info.rows if plan.info else None, swept=plan.sweep,
                          expected_requests=n)
@@ -224,20 +232,24 @@ def _run_one(config: MirrorConfig, account: Account, dataset: Dataset, plan: _Pl
     folder = config.folder(account, dataset)
     began = time.monotonic()
     echo(f"{label}: {plan.action}{' + sweep' if plan.sweep else ''} ...")
-    client = _client(account, env)
+    opened = ExitStack()
+    client = opened.enter_context(_client(account, env))
+    where: dict[str, Any] = {"storage_options": config.options,
+                             "keep_versions": config.keep_versions}
     try:
-        before = _versions(folder) if plan.info is not None else {}
+        before = _versions(folder, config.options) if plan.info is not None else {}
         if plan.action == "snapshot":
             info = snapshot(dataset.resource, folder, **dataset.query,
-                            partition_by=dataset.partition_by, client=client, refresh=True)
+                            partition_by=dataset.partition_by, client=client, refresh=True,
+                            **where)
             result.swept = True  # a full read knows every deletion
         else:
-            info = refresh_snapshot(folder, client=client)
+            info = refresh_snapshot(folder, client=client, **where)
         if plan.sweep:
             start = client.stats.requests
-            info = sweep_snapshot(folder, client=client)
+            info = sweep_snapshot(folder, client=client, **where)
             result.swept, result.sweep_requests = True, client.stats.requests - start
-        after = _versions(folder)
+        after = _versions(folder, config.options)
         result.added = len(after.keys() - before.keys())
         result.deleted = len(before.keys() - after.keys())
         result.changed = sum(1 for i in after.keys() & before.keys() if after[i] != before[i])
@@ -251,7 +263,7 @@ def _run_one(config: MirrorConfig, account: Account, dataset: Dataset, plan: _Pl
         result.requests = client.stats.requests
         result.status_429 = client.stats.status_429
         result.seconds = round(time.monotonic() - began, 3)
-        client.close()
+        opened.close()
     if result.ok:
         echo(f"{label}: {result.rows:,} rows (+{result.added} ~{result.changed} "
              f"-{result.deleted}), {result.requests} requests, {result.seconds:.1f} s")
@@ -260,14 +272,15 @@ def _run_one(config: MirrorConfig, account: Account, dataset: Dataset, plan: _Pl
     return result
 
 
-def _versions(folder: os.PathLike[str]) -> dict[int, Any]:
-    """``id -> updatedAt`` of a published snapshot (read locally; empty without one)."""
+def _versions(folder: str | os.PathLike[str],
+              storage_options: Mapping[str, Any] | None = None) -> dict[int, Any]:
+    """``id -> updatedAt`` of a published snapshot (empty without one)."""
     try:
-        info = snapshot_info(folder)
+        info = snapshot_info(folder, storage_options=storage_options)
         columns = [c for c in ("id", "updatedAt") if c in info.columns]
         if "id" not in columns:
             return {}
-        frame = read_snapshot(folder, columns=columns)
+        frame = read_snapshot(folder, columns=columns, storage_options=storage_options)
     except SnapshotError:
         return {}
     stamps = frame["updatedAt"] if "updatedAt" in frame else pd.Series(None, index=frame.index)

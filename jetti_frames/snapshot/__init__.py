@@ -16,8 +16,19 @@ then deletes the old version. A crash, kill or Ctrl-C at any point leaves the pr
 readable: before the swap it is untouched; between the two renames :func:`read_snapshot` finds it
 under its ``-old-`` name and the next write (a snapshot or a refresh) puts it back first.
 Temporary siblings of dead writers are removed by the next write. On a local filesystem each
-rename is atomic; on object stores (through pyarrow or fsspec filesystems) a directory "rename"
-copies objects, and only the manifest makes a dataset trusted.
+rename is atomic. Object stores (``s3://``, ``gs://``, ``abfs://``: any filesystem but the local
+one) have no atomic rename, so there each version lives under its own prefix and the manifest,
+written last as one object, publishes it::
+
+    s3://bucket/jetti/purchases/
+        _jetti_snapshot.json            <- names the current version ("version") and its files
+        v-20240504T094200123456Z-1a2b3c4d/part-0-0.parquet   <- the current version
+        v-20240503T094100654321Z-5e6f7a8b/part-0-0.parquet   <- the one before (keep_versions)
+
+A write killed before its manifest leaves a prefix nothing names (never read, removed by a
+later publish once a day old); after each publish the versions beyond ``keep_versions`` go.
+``read_snapshot`` follows the manifest; readers that list files (Dask, DuckDB's glob) are given
+the current version's folder, :attr:`SnapshotInfo.data_path`.
 
 A refresh rewrites only the partitions whose rows change; the files of the others are hard
 linked (copied on other filesystems) into the new version before the same publish, so the
@@ -74,7 +85,7 @@ from .api import (
 from .columns import _column_specs, _json_text, _snapshot_dtypes
 from .common import METADATA_KEY, _jsonable, _public_url
 from .info import SnapshotInfo, _plain
-from .store import FORMAT, MANIFEST
+from .store import DEFAULT_KEEP_VERSIONS, FORMAT, MANIFEST
 from .sweep import sweep_snapshot
 from .writing import DEFAULT_ROW_GROUP_SIZE, MAX_OPEN_FILES
 
@@ -83,6 +94,7 @@ _internal = (_and_updated_since, _column_specs, _json_text, _jsonable, _plain, _
              _snapshot_dtypes)
 
 __all__ = [
+    "DEFAULT_KEEP_VERSIONS",
     "DEFAULT_OVERLAP",
     "DEFAULT_ROW_GROUP_SIZE",
     "FORMAT",

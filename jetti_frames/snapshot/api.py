@@ -26,6 +26,7 @@ from .info import SnapshotInfo
 from .reading import _read_frame
 from .refreshing import _plan, _replaced_rows
 from .store import (
+    DEFAULT_KEEP_VERSIONS,
     FORMAT,
     _check_files,
     _damaged,
@@ -62,6 +63,8 @@ def snapshot(
     progress: bool | None = None,
     filesystem: Any = None,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    storage_options: Mapping[str, Any] | None = None,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
 ) -> SnapshotInfo:
     """Write the result of a query as a parquet dataset, page by page, and publish it atomically.
 
@@ -70,8 +73,11 @@ def snapshot(
     resource, where, attributes, include, order
         The query, as for :func:`jetti_frames.read_jetti`.
     path
-        A local directory or a URL (``s3://...``, ``memory://...``: pyarrow or fsspec filesystems).
-        Replaced as a whole when it already holds a snapshot; refused when it holds other files.
+        A local directory or a URL (``s3://``, ``gs://``, ``abfs://``, ``file://``,
+        ``memory://``: pyarrow or fsspec filesystems). Replaced as a whole when it already
+        holds a snapshot; refused when it holds other files. On an object store each version
+        goes under its own prefix (``path/v-<time>-<random>/``) and the manifest written last
+        publishes it.
     partition_by
         A column name, or ``(datetime column, "year" | "month" | "day")`` to add a derived
         ``<column>_<unit>`` partition column (e.g. ``dateOrdered_month=2024-05``).
@@ -81,6 +87,12 @@ def snapshot(
         Bypass the HTTP cache.
     filesystem
         A ``pyarrow.fs.FileSystem`` or fsspec filesystem; ``path`` is then a path inside it.
+    storage_options
+        Options of the URL's fsspec filesystem, as pandas takes them (e.g.
+        ``{"endpoint_url": ..., "key": ..., "secret": ...}`` for ``s3://``).
+    keep_versions
+        On an object store, the versions kept after a publish (the current one included):
+        readers still on the previous version finish their read.
 
     Returns
     -------
@@ -95,7 +107,7 @@ def snapshot(
     >>> info.rows, info.watermark                                # doctest: +SKIP
     (1200, '2024-05-04T09:42:00+00:00')
     """
-    target = _Target.of(path, filesystem)
+    target = _Target.of(path, filesystem, storage_options)
     query = _query(where, attributes, include, order)
     options = {"dtype_backend": dtype_backend, "sep": sep}
     with open_client(client, token=token, base_url=base_url) as client:
@@ -126,7 +138,8 @@ def snapshot(
                     "drift": [item.to_json() for item in drift.items()]}
 
         return _write_version(target, dtypes, partition, manifest, frames, summary,
-                              row_group_size=row_group_size, started=started, max_updated=None)
+                              row_group_size=row_group_size, started=started, max_updated=None,
+                              keep_versions=keep_versions)
 
 
 def read_snapshot(
@@ -135,13 +148,14 @@ def read_snapshot(
     filters: Any = None,
     *,
     filesystem: Any = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Read a snapshot back as a DataFrame with the dtypes :func:`jetti_frames.read_jetti` gives.
 
     Parameters
     ----------
     path
-        The directory (or URL) given to :func:`snapshot`.
+        The directory (or URL) given to :func:`snapshot`; ``storage_options`` as there.
     columns
         Columns to read (default all; a derived partition column such as ``dateOrdered_month``
         can be asked for by name).
@@ -166,29 +180,33 @@ def read_snapshot(
     >>> df = read_snapshot("data/purchases", columns=["id", "total"],
     ...                    filters=[("total", ">", 100)])   # doctest: +SKIP
     """
-    target = _Target.of(path, filesystem)
+    target = _Target.of(path, filesystem, storage_options)
     root, manifest = _open_published(target)
     _check_files(target, root, manifest)
     return _read_frame(target, root, manifest, columns, filters)
 
 
-def snapshot_info(path: str | os.PathLike[str], *, filesystem: Any = None) -> SnapshotInfo:
+def snapshot_info(path: str | os.PathLike[str], *, filesystem: Any = None,
+                  storage_options: Mapping[str, Any] | None = None) -> SnapshotInfo:
     """A snapshot's summary and provenance, read from its manifest (no data file is opened).
 
     A :class:`SnapshotInfo`; as a mapping its keys are ``resource``, ``query`` (``where``,
     ``attributes``, ``include``, ``order``), ``partition_by``, ``base_url``, ``fetched_at``,
     ``watermark``, ``rows``, ``requests``, ``seconds``, ``toolkit_version``,
-    ``catalog_digest``, ``files`` (count), ``columns`` (names) and ``path``.
+    ``catalog_digest``, ``files`` (count), ``columns`` (names) and ``path``;
+    ``.data_path`` is the folder of the current version's files (what Dask or DuckDB list).
 
     Examples
     --------
     >>> snapshot_info("data/purchases")["watermark"]   # doctest: +SKIP
     '2024-05-04T09:42:00+00:00'
     """
-    target = _Target.of(path, filesystem)
+    target = _Target.of(path, filesystem, storage_options)
     root, manifest = _open_published(target)
     _check_files(target, root, manifest)
-    return SnapshotInfo.from_manifest(manifest, target.display(root))
+    current = root == target.version_dir(manifest)
+    return SnapshotInfo.from_manifest(manifest, target.url if current else target.display(root),
+                                      target.display(root))
 
 
 def refresh_snapshot(
@@ -203,6 +221,8 @@ def refresh_snapshot(
     progress: bool | None = None,
     filesystem: Any = None,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    storage_options: Mapping[str, Any] | None = None,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
 ) -> SnapshotInfo:
     """Bring a snapshot up to date, fetching only the records changed since its watermark.
 
@@ -236,6 +256,8 @@ def refresh_snapshot(
         Safety margin subtracted from the watermark (server clock skew, records changed while
         the previous snapshot was being read): a ``timedelta`` or a number of **seconds**,
         never negative. Re-fetched unchanged records are harmless.
+    storage_options, keep_versions
+        As for :func:`snapshot`.
 
     Raises
     ------
@@ -249,7 +271,7 @@ def refresh_snapshot(
     >>> refresh_snapshot("data/purchases", full=True)         # doctest: +SKIP
     """
     margin = _overlap(overlap)
-    target = _Target.of(path, filesystem)
+    target = _Target.of(path, filesystem, storage_options)
     _recover(target)
     root, manifest = _open_published(target, data=not full)
     if not full:
@@ -268,7 +290,8 @@ def refresh_snapshot(
                             order=query.get("order"), partition_by=partition_by, client=client,
                             dtype_backend=options.get("dtype_backend", "numpy_nullable"),
                             sep=options.get("sep", "_"), page_size=page_size, refresh=True,
-                            progress=progress, filesystem=filesystem, row_group_size=row_group_size)
+                            progress=progress, filesystem=filesystem, row_group_size=row_group_size,
+                            storage_options=storage_options, keep_versions=keep_versions)
 
         specs = manifest["columns"]
         if "id" not in specs or "updatedAt" not in specs:
@@ -344,7 +367,8 @@ def refresh_snapshot(
         return _write_version(target, _recorded_dtypes(target, root, manifest), partition,
                               new_manifest, items(), summary,
                               row_group_size=row_group_size, started=started,
-                              max_updated=manifest.get("max_updated_at"), carry=(root, plan.carry))
+                              max_updated=manifest.get("max_updated_at"), carry=(root, plan.carry),
+                              previous=manifest, keep_versions=keep_versions)
 
 
 def _overlap(value: Any) -> dt.timedelta:

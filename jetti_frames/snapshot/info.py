@@ -41,6 +41,9 @@ class SnapshotInfo(Mapping[str, Any]):
     swept_at
         When deleted records were last swept out (``None`` if never); :attr:`last_sweep` and
         :attr:`sweep_age` also count a full read, which knows every deletion too.
+    data_path
+        The folder holding the current version's files, for readers that list files (Dask,
+        DuckDB's glob): ``path`` itself on a local disk, ``path/v-...`` on an object store.
     drift
         Schema drift the snapshot's reads met (:class:`~jetti_frames.drift.DriftItem` s: new
         fields, fields that stopped arriving, values outside an enum); kept, never dropped.
@@ -74,10 +77,12 @@ fetched_at='2024-05-04T09:45:00+00:00')
     refetched_records: int | None = None
     swept_at: str | None = None
     drift: tuple[DriftItem, ...] = ()
+    data_path: str | None = dataclass_field(default=None, repr=False, compare=False)
     manifest: Mapping[str, Any] = dataclass_field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any], path: str) -> SnapshotInfo:
+    def from_manifest(cls, manifest: Mapping[str, Any], path: str,
+                      data_path: str | None = None) -> SnapshotInfo:
         """The summary of a manifest (as written into ``_jetti_snapshot.json``)."""
         return cls(path=path, resource=str(manifest.get("resource")),
                    rows=int(manifest.get("rows") or 0), columns=tuple(manifest["columns"]),
@@ -88,7 +93,8 @@ fetched_at='2024-05-04T09:45:00+00:00')
                    changed_records=manifest.get("changed_records"),
                    refetched_records=manifest.get("refetched_records"),
                    swept_at=manifest.get("swept_at"),
-                   drift=items_from_manifest(manifest.get("drift")), manifest=manifest)
+                   drift=items_from_manifest(manifest.get("drift")),
+                   data_path=data_path or path, manifest=manifest)
 
     @property
     def last_sweep(self) -> str | None:

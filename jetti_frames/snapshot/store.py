@@ -1,13 +1,22 @@
 """Where a snapshot lives, its integrity checks, and the atomic publish with its recovery.
 
-A version is written into a ``-tmp-`` sibling and published by two renames: ``path`` to an
-``-old-`` sibling, the finished version to ``path``. A crash between them leaves the snapshot
-readable under its ``-old-`` name; the next write puts it back first (:func:`_recover`).
+On a local disk a version is written into a ``-tmp-`` sibling and published by two renames:
+``path`` to an ``-old-`` sibling, the finished version to ``path``. A crash between them leaves
+the snapshot readable under its ``-old-`` name; the next write puts it back first
+(:func:`_recover`).
+
+Object stores (any other filesystem) have no atomic rename: a version is written under a
+prefix of its own, ``path/v-<time>-<random>/``, and published by writing the manifest,
+``path/_jetti_snapshot.json`` (one object, replaced at once), which names that prefix. Readers
+follow the manifest only; a write killed before it leaves a prefix nothing names. After a
+publish the versions beyond the last ``keep_versions`` are removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
 import json
 import os
 import posixpath
@@ -32,6 +41,11 @@ MANIFEST = "_jetti_snapshot.json"
 FORMAT = "jetti-snapshot/1"
 #: Temporary siblings older than this are removed even when their writer cannot be checked.
 STALE_SECONDS = 24 * 3600
+#: Versions kept on an object store after a publish (the current one and the one before it).
+DEFAULT_KEEP_VERSIONS = 2
+#: How the folder of a version starts, on an object store.
+VERSION_PREFIX = "v-"
+_STAMP = "%Y%m%dT%H%M%S%fZ"
 
 
 # --------------------------------------------------------------------------------------------
@@ -48,7 +62,14 @@ class _Target:
     url: str  # the root as the user wrote it (a URL or an absolute local path)
 
     @classmethod
-    def of(cls, path: str | os.PathLike[str], filesystem: Any = None) -> _Target:
+    def of(cls, path: str | os.PathLike[str], filesystem: Any = None,
+           storage_options: Mapping[str, Any] | None = None) -> _Target:
+        """The location of ``path``: a local path, or a URL read by pyarrow or fsspec.
+
+        ``storage_options`` go to fsspec, as pandas passes them (``s3://`` needs ``s3fs``).
+        """
+        if storage_options is not None:
+            return cls._fsspec(path, filesystem, storage_options)
         if filesystem is not None:
             fs = filesystem if isinstance(filesystem, pafs.FileSystem) else \
                 pafs.PyFileSystem(pafs.FSSpecHandler(filesystem))
@@ -72,6 +93,36 @@ class _Target:
             fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
         root = _strip(inner)
         return cls(fs, root, root if isinstance(fs, pafs.LocalFileSystem) else text.rstrip("/"))
+
+    @classmethod
+    def _fsspec(cls, path: str | os.PathLike[str], filesystem: Any,
+                storage_options: Mapping[str, Any]) -> _Target:
+        text = os.fspath(path)
+        if filesystem is not None or "://" not in text:
+            raise SnapshotError("storage_options are for a URL (s3://, gs://, abfs://, ...), "
+                                f"not for {'a filesystem' if filesystem else 'a local path'}")
+        try:
+            import fsspec
+
+            ffs, inner = fsspec.core.url_to_fs(text, **dict(storage_options))
+        except ImportError as exc:
+            raise SnapshotError(f"cannot open {text!r}: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise SnapshotError(f"cannot open {text!r} with these storage_options: "
+                                f"{exc}") from None
+        fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
+        root = _strip(inner)
+        return cls(fs, root, text.rstrip("/"))
+
+    @property
+    def versioned(self) -> bool:
+        """Whether versions are published by manifest (object stores) rather than rename."""
+        return not isinstance(self.fs, pafs.LocalFileSystem)
+
+    def version_dir(self, manifest: Mapping[str, Any]) -> str:
+        """The folder holding the files of the version a manifest describes."""
+        version = manifest.get("version")
+        return self.root if version is None else _join(self.root, version)
 
     @property
     def parent(self) -> str:
@@ -105,6 +156,8 @@ class _Target:
             return self.url
         if self.url == self.root:
             return path
+        if path.startswith(self.root + "/"):
+            return self.url + path[len(self.root):]
         return f"{self.url.rsplit('/', 1)[0]}/{posixpath.basename(path)}"
 
 
@@ -126,7 +179,8 @@ def _open_published(target: _Target, *, data: bool = True) -> tuple[str, dict[st
     """
     root = target.root
     if not target.is_complete(root):
-        old = [p for p in target.siblings("old") if target.is_complete(p)]
+        old = [] if target.versioned else \
+            [p for p in target.siblings("old") if target.is_complete(p)]
         if not target.exists(root) and old:
             root = old[-1]  # killed between the two renames of a publish
         elif target.exists(root):
@@ -151,7 +205,7 @@ def _open_published(target: _Target, *, data: bool = True) -> tuple[str, dict[st
         raise SnapshotError(f"{target.display(root)}: unknown snapshot format "
                             f"{manifest['format']!r} (this version reads {FORMAT!r})")
     _check_manifest(target, root, manifest, data=data)
-    return root, manifest
+    return target.version_dir(manifest) if root == target.root else root, manifest
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +227,10 @@ def _check_manifest(target: _Target, root: str, manifest: Mapping[str, Any], *,
     """Refuse a manifest that lacks a key, or whose file list does not add up to its rows."""
     where = f"{target.display(root)}: damaged {MANIFEST}"
     partition = manifest.get("partition_by")
+    version = manifest.get("version")
+    if version is not None and not _good_version(version):
+        raise SnapshotError(f"{where} (bad 'version' {str(version)[:40]!r}); "
+                            f"{_redo(target)}")
     if not isinstance(manifest.get("resource"), str) or \
             not isinstance(manifest.get("query"), dict) or \
             not isinstance(manifest.get("options") or {}, dict) or \
@@ -197,6 +255,11 @@ def _check_manifest(target: _Target, root: str, manifest: Mapping[str, Any], *,
     watermark = manifest["watermark"]
     if watermark is not None and not _is_timestamp(watermark):
         raise SnapshotError(f"{where} (bad watermark {str(watermark)[:40]!r}); {_redo(target)}")
+
+
+def _good_version(raw: Any) -> bool:
+    return isinstance(raw, str) and raw.startswith(VERSION_PREFIX) and "/" not in raw \
+        and ".." not in raw
 
 
 def _good_partition(raw: Any) -> bool:
@@ -310,13 +373,63 @@ def _check_target(target: _Target) -> None:
         raise SnapshotError(f"{target.display(target.root)} is a file, not a snapshot directory")
     if info.type == pafs.FileType.Directory and not target.is_complete(target.root):
         inside = target.fs.get_file_info(pafs.FileSelector(target.root))
+        if target.versioned:  # versions of writes killed before their manifest
+            inside = [i for i in inside if not (i.type == pafs.FileType.Directory
+                                                and _good_version(i.base_name))]
         if inside:
             raise SnapshotError(f"{target.display(target.root)} holds files but no snapshot; "
                                 "refusing to replace it")
 
 
-def _publish(target: _Target, tmp: str) -> None:
+def _new_version(target: _Target) -> str:
+    """The folder a version is written into: a ``-tmp-`` sibling, or a new version prefix."""
+    if target.versioned:
+        stamp = dt.datetime.now(dt.UTC).strftime(_STAMP)
+        return _join(target.root, f"{VERSION_PREFIX}{stamp}-{uuid.uuid4().hex[:8]}")
+    return target.sibling("tmp", f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _manifest_path(target: _Target, tmp: str) -> str:
+    """Where the manifest of the version in ``tmp`` is written (last: it publishes)."""
+    return _join(target.root, MANIFEST) if target.versioned else _join(tmp, MANIFEST)
+
+
+def _stamp_version(target: _Target, tmp: str, manifest: dict[str, Any],
+                   previous: Mapping[str, Any] | None, keep: int) -> None:
+    """Record in ``manifest`` the version it publishes and the versions kept with it."""
+    if not target.versioned:
+        for key in ("version", "versions"):
+            manifest.pop(key, None)
+        return
+    name = posixpath.basename(tmp)
+    before = [v for v in (previous or {}).get("versions") or [] if _good_version(v)]
+    manifest["version"] = name
+    manifest["versions"] = [name, *[v for v in before if v != name]][:keep]
+
+
+def _publish(target: _Target, tmp: str, manifest: Mapping[str, Any] | None = None,
+             previous: Mapping[str, Any] | None = None) -> None:
+    """Make the version in ``tmp`` the snapshot (its manifest is written, on object stores).
+
+    On an object store the manifest written last is the publish; the versions it does not keep
+    are then removed: those the previous manifest kept, and those of writers dead for
+    :data:`STALE_SECONDS`.
+    """
     root = target.root
+    if target.versioned:
+        kept = set((manifest or {}).get("versions") or ())
+        known = set((previous or {}).get("versions") or ())
+        try:
+            infos = target.fs.get_file_info(pafs.FileSelector(root))
+        except OSError:
+            return
+        for info in infos:
+            name = info.base_name
+            if info.type == pafs.FileType.Directory and _good_version(name) \
+                    and name not in kept and (name in known or _stale_version(name)):
+                with contextlib.suppress(OSError):
+                    target.fs.delete_dir(info.path)
+        return
     if target.exists(root):
         old = target.sibling("old", uuid.uuid4().hex[:8])
         target.fs.move(root, old)
@@ -326,6 +439,25 @@ def _publish(target: _Target, tmp: str) -> None:
     else:
         target.fs.create_dir(target.parent, recursive=True)
         target.fs.move(tmp, root)
+
+
+def _stale_version(name: str) -> bool:
+    """Whether a version folder was started more than :data:`STALE_SECONDS` ago."""
+    try:
+        started = dt.datetime.strptime(name[len(VERSION_PREFIX):].split("-", 1)[0], _STAMP)
+    except ValueError:
+        return False
+    age = dt.datetime.now(dt.UTC) - started.replace(tzinfo=dt.UTC)
+    return age.total_seconds() > STALE_SECONDS
+
+
+def _checksum(fs: pafs.FileSystem, path: str) -> str:
+    """``sha256:<hex>`` of a written file."""
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path) as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def _carry(target: _Target, root: str, tmp: str, entry: Mapping[str, Any]) -> None:
@@ -360,7 +492,7 @@ def _carry(target: _Target, root: str, tmp: str, entry: Mapping[str, Any]) -> No
 
 def _recover(target: _Target) -> None:
     """Put back a version stranded by a publish killed between its two renames."""
-    if not target.exists(target.root):
+    if not target.versioned and not target.exists(target.root):
         old = [p for p in target.siblings("old") if target.is_complete(p)]
         if old:
             target.fs.move(old[-1], target.root)
@@ -368,6 +500,8 @@ def _recover(target: _Target) -> None:
 
 def _clean_siblings(target: _Target) -> None:
     """Put back a version stranded by a killed publish; remove temp dirs of dead writers."""
+    if target.versioned:  # versions of dead writers go after the next publish
+        return
     _recover(target)
     for path in target.siblings("old"):
         with contextlib.suppress(OSError):

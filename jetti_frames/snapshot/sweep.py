@@ -17,7 +17,7 @@ Examples
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -32,7 +32,15 @@ from .api import _recorded_dtypes
 from .columns import _Partition
 from .common import _iso, _now, _public_url
 from .info import SnapshotInfo
-from .store import _check_files, _damaged, _file_tables, _open_published, _recover, _Target
+from .store import (
+    DEFAULT_KEEP_VERSIONS,
+    _check_files,
+    _damaged,
+    _file_tables,
+    _open_published,
+    _recover,
+    _Target,
+)
 from .writing import DEFAULT_ROW_GROUP_SIZE, Item, _write_version
 
 if TYPE_CHECKING:
@@ -51,6 +59,8 @@ def sweep_snapshot(
     progress: bool | None = None,
     filesystem: Any = None,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    storage_options: Mapping[str, Any] | None = None,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
 ) -> SnapshotInfo:
     """Drop the rows of records the server no longer lists for the snapshot's query.
 
@@ -58,6 +68,9 @@ def sweep_snapshot(
     records), keeps every row whose id is among them and publishes the result atomically. Rows
     of a record that stopped matching the ``where`` filter go too. ``snapshot_info(path)``
     then says when it was swept (``swept_at``, ``sweep_age``).
+
+    ``path``, ``filesystem``, ``storage_options`` and ``keep_versions`` are as for
+    :func:`~jetti_frames.snapshot`.
 
     Returns
     -------
@@ -75,7 +88,7 @@ def sweep_snapshot(
     >>> sweep_snapshot("data/purchases").manifest["deleted_records"]   # doctest: +SKIP
     5
     """
-    target = _Target.of(path, filesystem)
+    target = _Target.of(path, filesystem, storage_options)
     _recover(target)
     root, manifest = _open_published(target)
     _check_files(target, root, manifest)
@@ -126,4 +139,5 @@ def sweep_snapshot(
     return _write_version(target, _recorded_dtypes(target, root, manifest),
                           _Partition.from_json(manifest.get("partition_by")), new_manifest,
                           items(), summary, row_group_size=row_group_size, started=started,
-                          max_updated=manifest.get("max_updated_at"), read_at=read_at)
+                          max_updated=manifest.get("max_updated_at"), read_at=read_at,
+                          previous=manifest, keep_versions=keep_versions)

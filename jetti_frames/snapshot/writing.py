@@ -14,9 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
-import socket
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -31,12 +28,17 @@ from .columns import _column_specs, _dtype_spec, _file_schema, _json_text, _Part
 from .common import METADATA_KEY, _max_iso, _now, _provenance
 from .info import SnapshotInfo
 from .store import (
+    DEFAULT_KEEP_VERSIONS,
     MANIFEST,
     _carry,
     _check_target,
+    _checksum,
     _clean_siblings,
     _join,
+    _manifest_path,
+    _new_version,
     _publish,
+    _stamp_version,
     _Target,
     _write_json,
 )
@@ -55,9 +57,11 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
                    summary: Callable[[], dict[str, Any]], *, row_group_size: int,
                    started: dt.datetime, max_updated: str | None,
                    read_at: dt.datetime | None = None,
-                   carry: tuple[str, Sequence[Mapping[str, Any]]] | None = None
-                   ) -> SnapshotInfo:
-    """Write a complete version into a temporary sibling, then publish it in place of the old.
+                   carry: tuple[str, Sequence[Mapping[str, Any]]] | None = None,
+                   previous: Mapping[str, Any] | None = None,
+                   keep_versions: int = DEFAULT_KEEP_VERSIONS) -> SnapshotInfo:
+    """Write a complete version into a temporary sibling (a new version prefix on an object
+    store), then publish it in place of the old.
 
     ``summary()`` is called once ``items`` are written; what it returns joins the manifest.
     ``carry`` is ``(root, entries)``: files of the version in ``root`` that join the new one as
@@ -67,10 +71,19 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
     fetch started: a record dated in the future (or a server clock ahead of ours) must not push
     the next refresh's window past changes it has not seen yet. ``read_at`` is that time when
     it is not ``started`` (a rewrite that reads no changes keeps its source's watermark).
+    ``previous`` is the manifest being replaced, when known (the versions it keeps);
+    ``keep_versions`` the versions an object store keeps after the publish.
     """
+    if isinstance(keep_versions, bool) or not isinstance(keep_versions, int) \
+            or keep_versions < 1:
+        raise SnapshotError(f"keep_versions must be a whole number >= 1, not {keep_versions!r}")
     _check_target(target)
     _clean_siblings(target)
-    tmp = target.sibling("tmp", f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if previous is None and target.versioned and target.is_complete(target.root):
+        with contextlib.suppress(Exception), \
+                target.fs.open_input_stream(_join(target.root, MANIFEST)) as f:
+            previous = json.loads(f.read())
+    tmp = _new_version(target)
     target.fs.create_dir(tmp, recursive=True)
     try:
         stream = _Stream(dtypes, partition, manifest)
@@ -92,13 +105,16 @@ def _write_version(target: _Target, dtypes: Mapping[str, Any], partition: _Parti
         manifest["columns"] = stream.specs
         manifest["files"] = files
         manifest["seconds"] = round((_now() - started).total_seconds(), 3)
-        _write_json(target.fs, _join(tmp, MANIFEST), manifest)  # last: the completion marker
-        _publish(target, tmp)
+        _stamp_version(target, tmp, manifest, previous, keep_versions)
+        # last: the completion marker (on an object store, the publish itself)
+        _write_json(target.fs, _manifest_path(target, tmp), manifest)
+        _publish(target, tmp, manifest, previous)
     except BaseException:
         with contextlib.suppress(Exception):
             target.fs.delete_dir(tmp)
         raise
-    return SnapshotInfo.from_manifest(manifest, target.display(target.root))
+    return SnapshotInfo.from_manifest(manifest, target.display(target.root),
+                                      target.display(target.version_dir(manifest)))
 
 
 class _Stream:
@@ -130,8 +146,9 @@ class _Stream:
 
     def write(self, fs: Any, root: str, items: Iterator[Item], *, row_group_size: int,
               empty_file: bool = True) -> list[dict[str, Any]]:
-        """Write every item below ``root``; the manifest's file list (path, rows, size, id
-        range, partition). Without rows, one empty file keeps the columns (``empty_file``).
+        """Write every item below ``root``; the manifest's file list (path, rows, size,
+        checksum, id range, partition). Without rows, one empty file keeps the columns
+        (``empty_file``).
         """
         files: list[dict[str, Any]] = []
         calls = 0
@@ -162,6 +179,8 @@ class _Stream:
                 pq.write_table(self.file_schema.empty_table(), handle, compression="zstd")
             files.append({"path": name, "rows": 0, "size": fs.get_file_info(
                 _join(root, name)).size})
+        for entry in files:
+            entry["checksum"] = _checksum(fs, _join(root, entry["path"]))
         return sorted(files, key=lambda f: f["path"])
 
     def _entry(self, root: str, written: Any, partitioning: Any) -> dict[str, Any]:
