@@ -8,6 +8,7 @@ paging part of the query parameters.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -115,12 +116,13 @@ class PageSource(Protocol):
         ...  # pragma: no cover
 
 
-class ById:
+class ById(ABC):
     """:meth:`PageSource.on_records` for a pager that decides from ids alone: its
     ``on_page(request, ids)`` says how many leading records to keep."""
 
+    @abstractmethod
     def on_page(self, request: PageRequest, ids: list[int]) -> int:
-        raise NotImplementedError  # pragma: no cover
+        """Record the ids of the answer to ``request``; return how many lead the result."""
 
     def on_records(self, request: PageRequest, records: list[Any]) -> list[Any]:
         """The leading records of the answer that belong to the result."""
