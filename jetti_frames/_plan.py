@@ -67,7 +67,6 @@ class Plan:
                 and not many_ids(self.query.where))
 
 
-
 def known_pages(plan: Plan) -> int | None:
     """The pages a read takes when its query bounds them (``limit``, ``id`` lists), before
     any request; ``None`` when only reading can tell."""
