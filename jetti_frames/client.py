@@ -34,66 +34,37 @@ Examples
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import pandas as pd
 
-from ._bounded import BoundedPager
-from ._build import Query, build_query, explain_query, request_params
-from ._collect import Collector, merge, sort_records
-from ._fanout import Fanout, Stream, at_most, open_streams
-from ._pack import LogicSupport, Packed, PackIgnored, is_packed, many_ids, pack_where
-from ._predicates import compile_where
-from ._progress import ReadBar
-from ._split import and_where, split_where
+from ._build import build_query, request_params
+from ._collect import Collector
+from ._explain import explain_fields
+from ._pack import LogicSupport, pack_where
+from ._plan import Plan
+from ._reading import Reading, ReadStats
+from ._shortcuts import get_jetti, read_jetti
+from ._shortcuts import open_client as open_client  # the entry points import it from here
+from ._split import split_where
 from ._wire import encode
 from .drift import DriftLog
-from .errors import (
-    JettiAuthError,
-    JettiBadRequestError,
-    JettiConfigError,
-    JettiQueryError,
-)
+from .errors import JettiQueryError
 from .flatten import frame_from_records
 from .options import check_options, record_id
-from .paging import Pager, PageRequest, TopPager
-from .schema import DEFAULT_SEP, DtypeBackend, FrameSpec, column_dtypes
-from .settings import MAX_ARRAY, Settings
-from .transport import CacheInfo, Transport, explain_seconds
+from .schema import DEFAULT_SEP, DtypeBackend, column_dtypes
+from .settings import Settings
+from .transport import CacheInfo, Transport
 
 __all__ = ["Explanation", "JettiClient", "ReadStats", "get_jetti", "read_jetti"]
 
 IncludeMode = Literal["joined", "tables"]
 #: Hosts on which the embedded sandbox runs.
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-@dataclass
-class ReadStats:
-    """What one read (or the client in total) cost.
-
-    ``requests`` left the process; ``cache_hits`` were answered from the HTTP cache;
-    ``status_429`` answers made us wait; ``retries`` were resent after a 5xx or a dropped
-    connection; ``limiter_wait`` is the seconds spent waiting for the rate limiter;
-    ``seconds`` the wall time of the read(s).
-    """
-
-    requests: int = 0
-    cache_hits: int = 0
-    status_429: int = 0
-    retries: int = 0
-    pages: int = 0
-    rows: int = 0
-    limiter_wait: float = 0.0
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -129,41 +100,7 @@ class Explanation:
         printer.text(str(self))
 
 
-@dataclass
-class _Plan:
-    """A validated read: the query, the wanted frame and the request streams."""
-
-    query: Query
-    spec: FrameSpec
-    parts: list[dict[str, Any]]
-    page_size: int
-    limit: int | None
-    #: Expect a small answer (the consistency pass): one sequential stream, no probe.
-    few: bool = False
-    #: The largest page the server has returned for this plan's endpoint.
-    cap: int | None = None
-
-    @property
-    def id_ordered(self) -> bool:
-        """The result is wanted in id order, the order keyset pages come in."""
-        order = self.query.order
-        return order is None or (order.attribute == "id" and not order.descending)
-
-    @property
-    def top(self) -> bool:
-        """The first N in a user order: read by value ranges (:class:`TopPager`).
-
-        Not for a string attribute: a null there cannot be asked for (it is sent as ``''``),
-        so such a read takes every matching record and orders them locally; nor for a long
-        list of ids, whose records all come in fewer requests than value ranges per list chunk.
-        """
-        order = self.query.order
-        return (self.limit is not None and order is not None and not self.id_ordered
-                and self.query.resource.field(order.attribute).kind != "string"
-                and not many_ids(self.query.where))
-
-
-class JettiClient:
+class JettiClient(Reading):
     """A connection to one Jetti account: settings, HTTP cache, rate limiter.
 
     Parameters
@@ -263,233 +200,17 @@ deadline, rate_limit_wait : optional
     # -- planning ---------------------------------------------------------------------------
     def _plan(self, resource: str, *, where: Mapping[str, Any] | None = None,
               attributes: Sequence[str] | None = None, include: Any = None, order: Any = None,
-              limit: int | None = None, page_size: int | None = None) -> _Plan:
+              limit: int | None = None, page_size: int | None = None) -> Plan:
         limit = None if limit is None else int(limit)  # checked by check_options: numpy ints
         size = self.settings.page_size if page_size is None else int(page_size)
         query = build_query(resource, where=where, attributes=attributes, include=include,
                             order=order)
         parts = [] if query.is_empty or limit == 0 else split_where(query)
-        plan = _Plan(query, query.spec, parts, size, limit)
+        plan = Plan(query, query.spec, parts, size, limit)
         if parts and not plan.top:  # long lists in few requests (see _pack)
             plan.query, plan.parts = pack_where(
                 query, page_size=size, logic=self._logic.usable(self._transport.account))
         return plan
-
-    def _check_token(self) -> None:
-        if not self.settings.token:
-            raise JettiAuthError(
-                "no API token: pass token=... or set JETTI_API_TOKEN (to try the toolkit "
-                "without an account, run a sandbox: jetti_frames.sandbox.serve())")
-
-    # -- pulling ----------------------------------------------------------------------------
-    def _pull(self, plan: _Plan, *, refresh: bool, bar: Any = None,
-              dates: list[str] | None = None,
-              late: Callable[[], list[Stream]] | None = None,
-              streams: list[Stream] | None = None,
-              ) -> Iterator[tuple[Stream, list[dict[str, Any]]]]:
-        """Pages of final records with their stream (post-filtered, not deduplicated across
-        parts; none for a :class:`TopPager`, whose rows come with its result).
-
-        ``streams`` default to :meth:`_streams`; ``late`` may add streams (the consistency
-        pass) once every pager is draining.  When the server ignores (an answer holds records
-        not asked for) or refuses (400) the ``$or``/``$and`` of packed requests, the plan is
-        read again without them (records already handed out are not repeated) and the account
-        is remembered.
-        """
-        seen: set[Any] = set()
-        try:
-            for stream, records in self._pull_parts(plan, refresh=refresh, bar=bar, dates=dates,
-                                                    late=late, streams=streams):
-                seen.update(r.get("id") for r in records)
-                yield stream, records
-            return
-        except (PackIgnored, JettiBadRequestError) as exc:
-            if not is_packed(plan.parts):
-                raise
-            certain = isinstance(exc, PackIgnored)
-        account = self._transport.account
-        if certain:
-            self._logic.refuse(account)
-        plan.query, plan.parts = pack_where(plan.query, page_size=plan.page_size, logic=False)
-        for stream, records in self._pull_parts(plan, refresh=refresh, bar=bar, dates=dates,
-                                                late=late):
-            self._logic.refuse(account)  # a 400 was the packing's: the plain read goes on
-            if stream.member is None:
-                records = [r for r in records if r.get("id") not in seen]
-            yield stream, records
-
-    def _pull_parts(self, plan: _Plan, *, refresh: bool, bar: Any = None,
-                    dates: list[str] | None = None,
-                    late: Callable[[], list[Stream]] | None = None,
-                    streams: list[Stream] | None = None,
-                    ) -> Iterator[tuple[Stream, list[dict[str, Any]]]]:
-        """:meth:`_pull` for the plan's parts as they are."""
-        if not plan.parts:
-            return
-        self._check_token()
-        query = plan.query
-        url = f"{query.resource.url}.json"
-        fanout = Fanout(self._streams(plan) if streams is None else streams,
-                        lambda: self._transport.in_flight_target, late)
-
-        def build(req: PageRequest) -> tuple[str, str]:
-            stream, inner = fanout.stream_of(req)
-            return url, encode(page_params(query, stream.part, inner))
-
-        pages = self._transport.run_pager(fanout, build, refresh=refresh, dates=dates)
-        for req, records in pages:
-            stream, _ = fanout.answered(req)
-            if isinstance(stream.part, Packed) and not stream.part.holds(records):
-                raise PackIgnored(f"the server answered records not asked for in {url}")
-            if query.post_filter:
-                records = [r for r in records if query.keep(r)]
-            if bar is not None:
-                bar.update(1)
-            plan.cap = max(plan.cap or 0, stream.pager.cap or 0) or None
-            yield stream, records
-
-    def _streams(self, plan: _Plan) -> list[Stream]:
-        """One pager per part of the plan."""
-        # limit=N: each stream stops after N rows when they are the first N in the wanted order
-        max_rows = plan.limit if plan.id_ordered and not plan.query.post_filter else None
-        return open_streams(plan.parts, plan.page_size, budget=self._transport.in_flight_target,
-                            max_rows=max_rows, sequential=plan.few, cap=plan.cap)
-
-    def _top_pagers(self, plan: _Plan) -> list[tuple[dict[str, Any], TopPager | BoundedPager]]:
-        """One pager per part of a ``plan.top`` plan: by ``-id`` a descending
-        :class:`BoundedPager` (with a post-filter, which it cannot count, a :class:`TopPager`
-        like any other order)."""
-        order, query = plan.query.order, plan.query
-        assert order is not None and plan.limit is not None
-        keep = query.keep if query.post_filter else None
-        budget = self._transport.in_flight_target
-        if order.attribute == "id" and keep is None:
-            return [(part, BoundedPager(plan.page_size, at_most(plan.limit, part) or 0,
-                                        parallel=budget, descending=True))
-                    for part in plan.parts]
-        return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
-                                plan.page_size, descending=order.descending,
-                                nulls_first=order.nulls_first, unique=order.attribute == "id",
-                                keep=keep, parallel=budget))
-                for part in plan.parts]
-
-    def _top(self, plan: _Plan, *, refresh: bool, bar: Any = None,
-             on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
-        """The first ``plan.limit`` records in the plan's order, exactly (value ranges, or
-        id windows by ``-id``).
-
-        Every request a pager asks for is awaited, even once the rows are known, so that a
-        repeated read asks for nothing the cache does not hold.
-        """
-        streams = [Stream(part, pager) for part, pager in self._top_pagers(plan)]
-        tops = [s.pager for s in streams if isinstance(s.pager, TopPager)]
-        rows: list[dict[str, Any]] = []
-        pulled = self._pull(plan, refresh=refresh, bar=bar, streams=streams)
-        for pages, (_, records) in enumerate(pulled, start=1):
-            rows += records
-            known = len(rows) + sum(len(p.result()) for p in tops)
-            if bar is not None:
-                self._bar_rows(bar, known)
-            if on_page is not None:
-                on_page(pages, known)
-        if tops and len(streams) == 1:
-            return [dict(r) for r in tops[0].result()]
-        by_id: dict[Any, dict[str, Any]] = {}
-        merge(by_id, rows)
-        for pager in tops:
-            merge(by_id, [dict(r) for r in pager.result()])
-        return sort_records(list(by_id.values()), plan.query.order)[:plan.limit]
-
-    def _records(self, plan: _Plan, into: Collector, *, refresh: bool, progress: bool | None,
-                 consistent: bool = True,
-                 on_page: Callable[[int, int], Any] | None = None) -> None:
-        """Every record of a plan into ``into``, page by page (it deduplicates and orders).
-
-        With ``consistent``, a read of several pages also asks for the records updated since
-        its first answer (the consistency pass); that request goes out as soon as every other
-        request of the read has been sent, and the newer version of each record wins.
-        """
-        stats_before = self._snapshot_stats()
-        dates: list[str] = []
-        pages = pages_with_rows = 0
-        wanted = (consistent and plan.limit is None
-                  and plan.query.resource.has_field("updatedAt"))
-        passes: list[Stream] = []
-
-        def catch_up() -> list[Stream]:
-            began = min(filter(None, map(server_date, dates)), default=None)
-            if not wanted or passes or not pages_with_rows or began is None:
-                return []
-            again, member = catch_up_plan(plan, began - dt.timedelta(seconds=2))
-            passes.extend(replace(s, member=member) for s in self._streams(again))
-            return passes
-
-        if plan.top:
-            with self._bar(plan, progress) as bar:
-                into.add_ordered(self._top(plan, refresh=refresh, bar=bar, on_page=on_page))
-                self._finish_stats(stats_before, rows=into.count, bar=bar)
-            return
-        seen: dict[int, Stream] = {}
-        with self._bar(plan, progress) as bar:
-            for stream, records in self._pull(plan, refresh=refresh, bar=bar, dates=dates,
-                                              late=catch_up):
-                pages += 1
-                pages_with_rows += bool(records) and stream.member is None
-                into.add(records, stream.member)
-                if (plan.limit is not None and plan.id_ordered and len(plan.parts) == 1
-                        and into.count >= plan.limit):
-                    break  # the first N in id order are in
-                seen.setdefault(id(stream), stream)
-                bar.expect(expected_pages(plan, list(seen.values()), wanted))
-                self._bar_rows(bar, into.count)
-                if on_page is not None:
-                    on_page(pages, into.count)
-            # a read answered in its first round (the first page and the probe) is one moment;
-            # one that went on, and whose pass found nothing to overlap, catches up now
-            if pages > 2 and not passes and catch_up():
-                again = replace(plan, parts=[s.part for s in passes], few=True)
-                for _, records in self._pull(again, refresh=refresh, bar=bar):
-                    into.add(records, passes[0].member)
-                self._bar_rows(bar, into.count)
-            rows = into.count if plan.limit is None else min(into.count, plan.limit)
-            self._finish_stats(stats_before, rows=rows, bar=bar)
-
-    def _bar(self, plan: _Plan, progress: bool | None) -> ReadBar:
-        show = self.progress if progress is None else progress
-        return ReadBar(plan.query.resource.url, show=show)
-
-    def _bar_rows(self, bar: ReadBar, rows: int) -> None:
-        bar.rows(rows, cache_hits=self._transport.stats.cache_hits)
-
-    def _snapshot_stats(self) -> dict[str, float]:
-        s = self._transport.stats
-        return {"requests": s.network, "cache_hits": s.cache_hits, "status_429": s.throttled,
-                "retries": s.retries, "limiter_wait": s.limiter_wait, "pages": 0,
-                "clock": time.monotonic()}
-
-    def _finish_stats(self, before: dict[str, float], *, rows: int,
-                      bar: ReadBar | None = None) -> ReadStats:
-        """Set ``last_stats`` (and add it to ``stats``); leave its summary on ``bar``."""
-        now = self._snapshot_stats()
-        last = ReadStats(
-            requests=int(now["requests"] - before["requests"]),
-            cache_hits=int(now["cache_hits"] - before["cache_hits"]),
-            status_429=int(now["status_429"] - before["status_429"]),
-            retries=int(now["retries"] - before["retries"]),
-            limiter_wait=round(now["limiter_wait"] - before["limiter_wait"], 3),
-            rows=rows,
-            seconds=round(now["clock"] - before["clock"], 3),
-        )
-        last.pages = last.requests + last.cache_hits
-        self.last_stats = last
-        for name in ("requests", "cache_hits", "status_429", "retries", "pages", "rows"):
-            setattr(self.stats, name, getattr(self.stats, name) + getattr(last, name))
-        self.stats.limiter_wait = round(self.stats.limiter_wait + last.limiter_wait, 3)
-        self.stats.seconds = round(self.stats.seconds + last.seconds, 3)
-        if bar is not None:
-            bar.finish(rows=rows, requests=last.requests, cache_hits=last.cache_hits,
-                       status_429=last.status_429, seconds=last.seconds)
-        return last
 
     # -- public reading API ---------------------------------------------------------------
     @overload
@@ -626,35 +347,6 @@ deadline, rate_limit_wait : optional
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
         return self._iter_pages(plan, refresh=refresh, progress=progress)
-
-    def _iter_pages(self, plan: _Plan, *, refresh: bool,
-                    progress: bool | None) -> Iterator[list[dict[str, Any]]]:
-        before = self._snapshot_stats()
-        seen: set[Any] = set()
-        rows = 0
-        multi = len(plan.parts) > 1
-        try:
-            if plan.top:  # the order is only known once the first N are: pages in order
-                with self._bar(plan, progress) as bar:
-                    records = self._top(plan, refresh=refresh, bar=bar)
-                rows = len(records)
-                for start in range(0, rows, plan.page_size):
-                    yield records[start:start + plan.page_size]
-                return
-            with self._bar(plan, progress) as bar:
-                for _, records in self._pull(plan, refresh=refresh, bar=bar):
-                    if multi:
-                        records = [r for r in records if r.get("id") not in seen]
-                        seen.update(r.get("id") for r in records)
-                    if plan.limit is not None:
-                        records = records[:max(0, plan.limit - rows)]
-                    rows += len(records)
-                    self._bar_rows(bar, rows)
-                    yield records
-                    if plan.limit is not None and rows >= plan.limit:
-                        return
-        finally:
-            self._finish_stats(before, rows=rows)
 
     def iter_records(self, resource: str, *, where: Mapping[str, Any] | None = None,
                      attributes: Sequence[str] | None = None, include: Any = None,
@@ -809,282 +501,5 @@ dtype_backend, sep
             raise JettiQueryError(f"probe must be True or False, not {probe!r}")
         plan = self._plan(resource, where=where, attributes=attributes, include=include,
                           order=order, limit=limit, page_size=page_size)
-        query = plan.query
-        firsts = ([(part, req) for part, pager in self._top_pagers(plan)
-                   for req in pager.next_requests()] if plan.top else
-                  [(stream.part, req) for stream in self._streams(plan)
-                   for req in stream.pager.next_requests()[:1]])
-        urls = tuple(f"{query.resource.url}.json?"
-                     + encode(page_params(query, part, req), readable=True)
-                     for part, req in firsts)
-        per_part = 1 if plan.limit is None else max(1, -(-plan.limit // plan.page_size))
-        n = max(len(urls), len(plan.parts) * per_part)
-        total = None if plan.top else known_pages(plan)
-        probed = False
-        if total is None and probe and not plan.top and len(plan.parts) == 1:
-            total, probed = self._probe_pages(plan, refresh=refresh), True
-        if total is not None and consistent and total > 2 and plan.limit is None \
-                and query.resource.has_field("updatedAt"):
-            total += 1  # the consistency pass
-        latency = self._transport.latency or 0.5
-        seconds = None if total is None else explain_seconds(
-            total, rate=self.settings.get_rate, latency=latency,
-            cached=2 if probed and self.settings.cache else 0)
-        lines = explain_query(query, parts=plan.parts).splitlines()
-        notes = [lines[0], *(f"  {u}" for u in urls),
-                 *(line for line in lines[1:] if ".json" not in line)]
-        if total is None and not plan.top and len(plan.parts) == 1:
-            notes.append("explain(..., probe=True) sends the first 2 requests to estimate "
-                         "the total from the id range")
-        return Explanation(query.resource.url, urls, n, seconds, "\n".join(notes),
-                           estimated_requests=total, probed=probed)
-
-    def _probe_pages(self, plan: _Plan, *, refresh: bool) -> int | None:
-        """The pages a one-part read would take, from its first page and its probe (the two
-        requests the read starts with: it then finds them in the cache)."""
-        self._check_token()
-        before = self._snapshot_stats()
-        [stream] = open_streams(plan.parts, plan.page_size, budget=2)
-        assert isinstance(stream.pager, Pager)  # an unbounded read of one part
-        url = f"{plan.query.resource.url}.json"
-        sent = [(req, self._transport.submit(url, encode(page_params(plan.query, stream.part,
-                                                                     req)), refresh=refresh))
-                for req in stream.pager.next_requests()[:2]]
-        for req, answer in sent:
-            stream.pager.on_page(req, [int(r["id"]) for r in answer.result()])
-        self._finish_stats(before, rows=0)
-        return stream.pager.estimated_pages
-
-
-# -- pure helpers --------------------------------------------------------------------------
-
-
-def known_pages(plan: _Plan) -> int | None:
-    """The pages a read takes when its query bounds them (``limit``, ``id`` lists), before
-    any request; ``None`` when only reading can tell."""
-    max_rows = plan.limit if plan.id_ordered and not plan.query.post_filter else None
-    total = 0
-    for part in plan.parts:
-        rows = at_most(max_rows, part)
-        if rows is None:
-            return None
-        total += max(1, -(-rows // plan.page_size))
-    return total
-
-
-def expected_pages(plan: _Plan, streams: list[Stream], consistent: bool) -> int | None:
-    """The pages a read is expected to take, once every part's pager can estimate its own
-    (a consistency pass still to come counts one); ``None`` before."""
-    if sum(s.member is None for s in streams) < len(plan.parts):
-        return None
-    total = 0
-    for stream in streams:
-        pages = stream.pager.estimated_pages
-        if pages is None:
-            if stream.member is None:
-                return None
-            pages = stream.pager.stats.pages + max(1, stream.pager.in_flight)
-        total += pages
-    if consistent and total > 2 and all(s.member is None for s in streams):
-        total += 1
-    return total
-
-
-def catch_up_plan(plan: _Plan, since: dt.datetime) -> tuple[_Plan, Callable[[Any], bool]]:
-    """The plan that re-reads what changed since ``since``, and a filter for its records.
-
-    A query split into many requests by long ``$in`` lists is not split again: the lists are
-    left out of the request and tested locally (exact membership), so the pass usually costs a
-    single request.
-    """
-    changed = {"updatedAt": {"$gte": since}}
-    where = plan.query.wire_where
-    long_in = {k: v for k, v in where.items()
-               if isinstance(v, Mapping) and list(v) == ["$in"] and len(v["$in"]) > MAX_ARRAY}
-    if long_in:  # split, or packed (even into one request)
-        rest = {k: v for k, v in where.items() if k not in long_in}
-        parts = split_where(replace(plan.query, wire_where=rest))
-        if len(parts) == 1:
-            return (replace(plan, parts=[and_where(parts[0], changed)], few=True),
-                    compile_where(long_in))
-    parts = [and_where(p, changed) for p in plan.parts]
-    return replace(plan, parts=parts, few=True), lambda record: True
-
-
-def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict[str, Any]:
-    """The parameters of one page request of one part of a query."""
-    paging = req.params(dict(part))
-    return request_params(paging.get("where"), query.sent_attributes, query.include,
-                          paging.get("order", query.order), limit=req.limit,
-                          exclude=query.exclude)
-
-
-def server_date(value: str | None) -> dt.datetime | None:
-    """The ``Date`` header as an aware datetime (None when absent or unreadable)."""
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-
-
-# -- module-level shortcuts ---------------------------------------------------------------
-
-
-@contextmanager
-def open_client(client: JettiClient | None = None, /, **options: Any) -> Iterator[JettiClient]:
-    """The client an entry point works with, closed afterwards when it was made here.
-
-    The one way ``read_jetti``, ``get_jetti``, the snapshot functions, the command line and
-    the query form come by a client: ``client`` itself when given (its owner closes it), else a
-    new :class:`JettiClient` made from ``options``, then the ``JETTI_*`` variables, then the
-    defaults (an option that is ``None`` is left to the variables).
-
-    Raises
-    ------
-    JettiConfigError
-        Options next to a given ``client`` (they would be ignored).
-
-    Examples
-    --------
-    >>> with open_client(token="t", base_url="http://127.0.0.1:9/api/", cache=False) as c:
-    ...     c.base_url
-    'http://127.0.0.1:9/api/'
-    >>> with open_client(c, token="other"):
-    ...     pass
-    Traceback (most recent call last):
-    ...
-    jetti_frames.errors.JettiConfigError: pass token only when no client is given
-    """
-    if client is not None:
-        given = [name for name, value in options.items() if value is not None]
-        if given:
-            raise JettiConfigError(f"pass {', '.join(given)} only when no client is given")
-        yield client
-        return
-    with JettiClient(**{k: v for k, v in options.items() if v is not None}) as made:
-        yield made
-
-
-@overload
-def read_jetti(resource: str, *, client: JettiClient | None = ..., token: str | None = ...,
-               base_url: str | None = ..., where: Mapping[str, Any] | None = ...,
-               attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
-               limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
-               dtype_backend: DtypeBackend = ..., include_mode: IncludeMode = ...,
-               sep: str = ..., progress: bool | None = ..., explain: Literal[True],
-               consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
-               ) -> Explanation: ...
-
-@overload
-def read_jetti(resource: str, *, client: JettiClient | None = ..., token: str | None = ...,
-               base_url: str | None = ..., where: Mapping[str, Any] | None = ...,
-               attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
-               limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
-               dtype_backend: DtypeBackend = ..., include_mode: Literal["tables"],
-               sep: str = ..., progress: bool | None = ..., explain: Literal[False] = ...,
-               consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
-               ) -> dict[str, pd.DataFrame]: ...
-
-@overload
-def read_jetti(resource: str, *, client: JettiClient | None = ..., token: str | None = ...,
-               base_url: str | None = ..., where: Mapping[str, Any] | None = ...,
-               attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
-               limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
-               dtype_backend: DtypeBackend = ..., include_mode: Literal["joined"] = ...,
-               sep: str = ..., progress: bool | None = ..., explain: Literal[False] = ...,
-               consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
-               ) -> pd.DataFrame: ...
-
-@overload
-def read_jetti(resource: str, *, client: JettiClient | None = ..., token: str | None = ...,
-               base_url: str | None = ..., where: Mapping[str, Any] | None = ...,
-               attributes: Sequence[str] | None = ..., include: Any = ..., order: Any = ...,
-               limit: int | None = ..., page_size: int | None = ..., refresh: bool = ...,
-               dtype_backend: DtypeBackend = ..., include_mode: IncludeMode = ...,
-               sep: str = ..., progress: bool | None = ..., explain: bool = ...,
-               consistent: bool = ..., on_page: Callable[[int, int], Any] | None = ...
-               ) -> pd.DataFrame | dict[str, pd.DataFrame] | Explanation: ...
-
-
-def read_jetti(resource: str, *, client: JettiClient | None = None, token: str | None = None,
-               base_url: str | None = None, where: Mapping[str, Any] | None = None,
-               attributes: Sequence[str] | None = None, include: Any = None, order: Any = None,
-               limit: int | None = None, page_size: int | None = None, refresh: bool = False,
-               dtype_backend: DtypeBackend = "numpy_nullable",
-               include_mode: IncludeMode = "joined", sep: str = DEFAULT_SEP,
-               progress: bool | None = None, explain: bool = False, consistent: bool = True,
-               on_page: Callable[[int, int], Any] | None = None,
-               ) -> pd.DataFrame | dict[str, pd.DataFrame] | Explanation:
-    """Read a Jetti list endpoint into a typed DataFrame; see :meth:`JettiClient.read`.
-
-    Uses ``client`` if given, else a client made for this read from ``token`` and ``base_url``
-    (or ``JETTI_API_TOKEN`` / ``JETTI_BASE_URL``) and closed after it.
-
-    Parameters
-    ----------
-    resource : str
-        Any list endpoint: ``"purchases"``, ``"purchase-items"``, ...
-    client : JettiClient, optional
-        Read with this client (its token, cache and settings).
-    token, base_url : str, optional
-        For the client made when no ``client`` is given.
-    where, attributes, include, order, limit, page_size, refresh, dtype_backend, include_mode, \
-sep, progress, explain, consistent, on_page
-        As in :meth:`JettiClient.read`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A dict of DataFrames with ``include_mode="tables"``, an :class:`Explanation` with
-        ``explain=True``.
-
-    Examples
-    --------
-    >>> from jetti_frames.sandbox import serve
-    >>> with serve(rate="off", purchases=300) as base_url:
-    ...     df = read_jetti("purchases", token="sandbox-token", base_url=base_url,
-    ...                     where={"purchaseType": ["dropship", "automated_dropship"]},
-    ...                     include=["PurchaseStatus", "DropshipProvider"], progress=False)
-    >>> {"purchase_status_name", "dropship_provider_name"} <= set(df.columns)
-    True
-    >>> str(df["createdAt"].dtype), str(df["purchaseType"].dtype)
-    ('datetime64[us, UTC]', 'category')
-    """
-    with open_client(client, token=token, base_url=base_url) as reader:
-        return reader.read(
-            resource, where=where, attributes=attributes, include=include, order=order,
-            limit=limit, page_size=page_size, refresh=refresh, dtype_backend=dtype_backend,
-            include_mode=include_mode, sep=sep, progress=progress, explain=explain,
-            consistent=consistent, on_page=on_page)
-
-
-@overload
-def get_jetti(resource: str, id: int | str, *, include: Any = ...,
-              client: JettiClient | None = ..., token: str | None = ...,
-              base_url: str | None = ..., refresh: bool = ...,
-              as_frame: Literal[False] = ...) -> dict[str, Any]: ...
-
-@overload
-def get_jetti(resource: str, id: int | str, *, include: Any = ...,
-              client: JettiClient | None = ..., token: str | None = ...,
-              base_url: str | None = ..., refresh: bool = ...,
-              as_frame: Literal[True]) -> pd.DataFrame: ...
-
-@overload
-def get_jetti(resource: str, id: int | str, *, include: Any = ...,
-              client: JettiClient | None = ..., token: str | None = ...,
-              base_url: str | None = ..., refresh: bool = ...,
-              as_frame: bool) -> dict[str, Any] | pd.DataFrame: ...
-
-
-def get_jetti(resource: str, id: int | str, *, include: Any = None,
-              client: JettiClient | None = None, token: str | None = None,
-              base_url: str | None = None, refresh: bool = False,
-              as_frame: bool = False) -> dict[str, Any] | pd.DataFrame:
-    """One record: a dict, or with ``as_frame=True`` a typed frame equal to
-    ``read_jetti(resource, where={"id": id}, include=include)``; see :meth:`JettiClient.get`.
-    """
-    with open_client(client, token=token, base_url=base_url) as reader:
-        return reader.get(resource, id, include=include, refresh=refresh, as_frame=as_frame)
+        return Explanation(**explain_fields(self, plan, refresh=refresh, consistent=consistent,
+                                            probe=probe))

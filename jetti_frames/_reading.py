@@ -1,0 +1,314 @@
+"""The reading machinery behind :class:`~jetti_frames.client.JettiClient`: a plan's pages
+pulled through the transport, the first N of an order, the consistency pass, and what each
+read cost (:class:`ReadStats`).
+
+:class:`Reading` holds it as methods of the client (it owns the client's transport, settings
+and counters); the public methods that call it are in :mod:`jetti_frames.client`.
+
+Examples
+--------
+>>> stats = ReadStats(requests=3, cache_hits=1)
+>>> stats.requests + stats.cache_hits, stats.status_429
+(4, 0)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._bounded import BoundedPager
+from ._collect import Collector, merge, sort_records
+from ._fanout import Fanout, Stream, at_most, open_streams
+from ._pack import LogicSupport, Packed, PackIgnored, is_packed, pack_where
+from ._plan import Plan, catch_up_plan, expected_pages, page_params, server_date
+from ._progress import ReadBar
+from ._wire import encode
+from .errors import JettiAuthError, JettiBadRequestError
+from .paging import PageRequest, TopPager
+from .settings import Settings
+from .transport import Transport
+
+__all__ = ["ReadStats", "Reading"]
+
+
+@dataclass
+class ReadStats:
+    """What one read (or the client in total) cost.
+
+    ``requests`` left the process; ``cache_hits`` were answered from the HTTP cache;
+    ``status_429`` answers made us wait; ``retries`` were resent after a 5xx or a dropped
+    connection; ``limiter_wait`` is the seconds spent waiting for the rate limiter;
+    ``seconds`` the wall time of the read(s).
+    """
+
+    requests: int = 0
+    cache_hits: int = 0
+    status_429: int = 0
+    retries: int = 0
+    pages: int = 0
+    rows: int = 0
+    limiter_wait: float = 0.0
+    seconds: float = 0.0
+
+
+class Reading:
+    """The pulling, ordering and accounting of reads, as methods of the client.
+
+    The class that mixes it in sets these attributes in its ``__init__``.
+    """
+
+    settings: Settings
+    progress: bool
+    stats: ReadStats
+    last_stats: ReadStats
+    _transport: Transport
+    _logic: LogicSupport  # whether this account's server takes $or/$and
+
+    def _check_token(self) -> None:
+        if not self.settings.token:
+            raise JettiAuthError(
+                "no API token: pass token=... or set JETTI_API_TOKEN (to try the toolkit "
+                "without an account, run a sandbox: jetti_frames.sandbox.serve())")
+
+    # -- pulling ----------------------------------------------------------------------------
+    def _pull(self, plan: Plan, *, refresh: bool, bar: Any = None,
+              dates: list[str] | None = None,
+              late: Callable[[], list[Stream]] | None = None,
+              streams: list[Stream] | None = None,
+              ) -> Iterator[tuple[Stream, list[dict[str, Any]]]]:
+        """Pages of final records with their stream (post-filtered, not deduplicated across
+        parts; none for a :class:`TopPager`, whose rows come with its result).
+
+        ``streams`` default to :meth:`_streams`; ``late`` may add streams (the consistency
+        pass) once every pager is draining.  When the server ignores (an answer holds records
+        not asked for) or refuses (400) the ``$or``/``$and`` of packed requests, the plan is
+        read again without them (records already handed out are not repeated) and the account
+        is remembered.
+        """
+        seen: set[Any] = set()
+        try:
+            for stream, records in self._pull_parts(plan, refresh=refresh, bar=bar, dates=dates,
+                                                    late=late, streams=streams):
+                seen.update(r.get("id") for r in records)
+                yield stream, records
+            return
+        except (PackIgnored, JettiBadRequestError) as exc:
+            if not is_packed(plan.parts):
+                raise
+            certain = isinstance(exc, PackIgnored)
+        account = self._transport.account
+        if certain:
+            self._logic.refuse(account)
+        plan.query, plan.parts = pack_where(plan.query, page_size=plan.page_size, logic=False)
+        for stream, records in self._pull_parts(plan, refresh=refresh, bar=bar, dates=dates,
+                                                late=late):
+            self._logic.refuse(account)  # a 400 was the packing's: the plain read goes on
+            if stream.member is None:
+                records = [r for r in records if r.get("id") not in seen]
+            yield stream, records
+
+    def _pull_parts(self, plan: Plan, *, refresh: bool, bar: Any = None,
+                    dates: list[str] | None = None,
+                    late: Callable[[], list[Stream]] | None = None,
+                    streams: list[Stream] | None = None,
+                    ) -> Iterator[tuple[Stream, list[dict[str, Any]]]]:
+        """:meth:`_pull` for the plan's parts as they are."""
+        if not plan.parts:
+            return
+        self._check_token()
+        query = plan.query
+        url = f"{query.resource.url}.json"
+        fanout = Fanout(self._streams(plan) if streams is None else streams,
+                        lambda: self._transport.in_flight_target, late)
+
+        def build(req: PageRequest) -> tuple[str, str]:
+            stream, inner = fanout.stream_of(req)
+            return url, encode(page_params(query, stream.part, inner))
+
+        pages = self._transport.run_pager(fanout, build, refresh=refresh, dates=dates)
+        for req, records in pages:
+            stream, _ = fanout.answered(req)
+            if isinstance(stream.part, Packed) and not stream.part.holds(records):
+                raise PackIgnored(f"the server answered records not asked for in {url}")
+            if query.post_filter:
+                records = [r for r in records if query.keep(r)]
+            if bar is not None:
+                bar.update(1)
+            plan.cap = max(plan.cap or 0, stream.pager.cap or 0) or None
+            yield stream, records
+
+    def _streams(self, plan: Plan) -> list[Stream]:
+        """One pager per part of the plan."""
+        # limit=N: each stream stops after N rows when they are the first N in the wanted order
+        max_rows = plan.limit if plan.id_ordered and not plan.query.post_filter else None
+        return open_streams(plan.parts, plan.page_size, budget=self._transport.in_flight_target,
+                            max_rows=max_rows, sequential=plan.few, cap=plan.cap)
+
+    def _top_pagers(self, plan: Plan) -> list[tuple[dict[str, Any], TopPager | BoundedPager]]:
+        """One pager per part of a ``plan.top`` plan: by ``-id`` a descending
+        :class:`BoundedPager` (with a post-filter, which it cannot count, a :class:`TopPager`
+        like any other order)."""
+        order, query = plan.query.order, plan.query
+        assert order is not None and plan.limit is not None
+        keep = query.keep if query.post_filter else None
+        budget = self._transport.in_flight_target
+        if order.attribute == "id" and keep is None:
+            return [(part, BoundedPager(plan.page_size, at_most(plan.limit, part) or 0,
+                                        parallel=budget, descending=True))
+                    for part in plan.parts]
+        return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
+                                plan.page_size, descending=order.descending,
+                                nulls_first=order.nulls_first, unique=order.attribute == "id",
+                                keep=keep, parallel=budget))
+                for part in plan.parts]
+
+    def _top(self, plan: Plan, *, refresh: bool, bar: Any = None,
+             on_page: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
+        """The first ``plan.limit`` records in the plan's order, exactly (value ranges, or
+        id windows by ``-id``).
+
+        Every request a pager asks for is awaited, even once the rows are known, so that a
+        repeated read asks for nothing the cache does not hold.
+        """
+        streams = [Stream(part, pager) for part, pager in self._top_pagers(plan)]
+        tops = [s.pager for s in streams if isinstance(s.pager, TopPager)]
+        rows: list[dict[str, Any]] = []
+        pulled = self._pull(plan, refresh=refresh, bar=bar, streams=streams)
+        for pages, (_, records) in enumerate(pulled, start=1):
+            rows += records
+            known = len(rows) + sum(len(p.result()) for p in tops)
+            if bar is not None:
+                self._bar_rows(bar, known)
+            if on_page is not None:
+                on_page(pages, known)
+        if tops and len(streams) == 1:
+            return [dict(r) for r in tops[0].result()]
+        by_id: dict[Any, dict[str, Any]] = {}
+        merge(by_id, rows)
+        for pager in tops:
+            merge(by_id, [dict(r) for r in pager.result()])
+        return sort_records(list(by_id.values()), plan.query.order)[:plan.limit]
+
+    def _records(self, plan: Plan, into: Collector, *, refresh: bool, progress: bool | None,
+                 consistent: bool = True,
+                 on_page: Callable[[int, int], Any] | None = None) -> None:
+        """Every record of a plan into ``into``, page by page (it deduplicates and orders).
+
+        With ``consistent``, a read of several pages also asks for the records updated since
+        its first answer (the consistency pass); that request goes out as soon as every other
+        request of the read has been sent, and the newer version of each record wins.
+        """
+        stats_before = self._snapshot_stats()
+        dates: list[str] = []
+        pages = pages_with_rows = 0
+        wanted = (consistent and plan.limit is None
+                  and plan.query.resource.has_field("updatedAt"))
+        passes: list[Stream] = []
+
+        def catch_up() -> list[Stream]:
+            began = min(filter(None, map(server_date, dates)), default=None)
+            if not wanted or passes or not pages_with_rows or began is None:
+                return []
+            again, member = catch_up_plan(plan, began - dt.timedelta(seconds=2))
+            passes.extend(replace(s, member=member) for s in self._streams(again))
+            return passes
+
+        if plan.top:
+            with self._bar(plan, progress) as bar:
+                into.add_ordered(self._top(plan, refresh=refresh, bar=bar, on_page=on_page))
+                self._finish_stats(stats_before, rows=into.count, bar=bar)
+            return
+        seen: dict[int, Stream] = {}
+        with self._bar(plan, progress) as bar:
+            for stream, records in self._pull(plan, refresh=refresh, bar=bar, dates=dates,
+                                              late=catch_up):
+                pages += 1
+                pages_with_rows += bool(records) and stream.member is None
+                into.add(records, stream.member)
+                if (plan.limit is not None and plan.id_ordered and len(plan.parts) == 1
+                        and into.count >= plan.limit):
+                    break  # the first N in id order are in
+                seen.setdefault(id(stream), stream)
+                bar.expect(expected_pages(plan, list(seen.values()), wanted))
+                self._bar_rows(bar, into.count)
+                if on_page is not None:
+                    on_page(pages, into.count)
+            # a read answered in its first round (the first page and the probe) is one moment;
+            # one that went on, and whose pass found nothing to overlap, catches up now
+            if pages > 2 and not passes and catch_up():
+                again = replace(plan, parts=[s.part for s in passes], few=True)
+                for _, records in self._pull(again, refresh=refresh, bar=bar):
+                    into.add(records, passes[0].member)
+                self._bar_rows(bar, into.count)
+            rows = into.count if plan.limit is None else min(into.count, plan.limit)
+            self._finish_stats(stats_before, rows=rows, bar=bar)
+
+    def _bar(self, plan: Plan, progress: bool | None) -> ReadBar:
+        show = self.progress if progress is None else progress
+        return ReadBar(plan.query.resource.url, show=show)
+
+    def _bar_rows(self, bar: ReadBar, rows: int) -> None:
+        bar.rows(rows, cache_hits=self._transport.stats.cache_hits)
+
+    def _snapshot_stats(self) -> dict[str, float]:
+        s = self._transport.stats
+        return {"requests": s.network, "cache_hits": s.cache_hits, "status_429": s.throttled,
+                "retries": s.retries, "limiter_wait": s.limiter_wait, "pages": 0,
+                "clock": time.monotonic()}
+
+    def _finish_stats(self, before: dict[str, float], *, rows: int,
+                      bar: ReadBar | None = None) -> ReadStats:
+        """Set ``last_stats`` (and add it to ``stats``); leave its summary on ``bar``."""
+        now = self._snapshot_stats()
+        last = ReadStats(
+            requests=int(now["requests"] - before["requests"]),
+            cache_hits=int(now["cache_hits"] - before["cache_hits"]),
+            status_429=int(now["status_429"] - before["status_429"]),
+            retries=int(now["retries"] - before["retries"]),
+            limiter_wait=round(now["limiter_wait"] - before["limiter_wait"], 3),
+            rows=rows,
+            seconds=round(now["clock"] - before["clock"], 3),
+        )
+        last.pages = last.requests + last.cache_hits
+        self.last_stats = last
+        for name in ("requests", "cache_hits", "status_429", "retries", "pages", "rows"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(last, name))
+        self.stats.limiter_wait = round(self.stats.limiter_wait + last.limiter_wait, 3)
+        self.stats.seconds = round(self.stats.seconds + last.seconds, 3)
+        if bar is not None:
+            bar.finish(rows=rows, requests=last.requests, cache_hits=last.cache_hits,
+                       status_429=last.status_429, seconds=last.seconds)
+        return last
+
+    def _iter_pages(self, plan: Plan, *, refresh: bool,
+                    progress: bool | None) -> Iterator[list[dict[str, Any]]]:
+        before = self._snapshot_stats()
+        seen: set[Any] = set()
+        rows = 0
+        multi = len(plan.parts) > 1
+        try:
+            if plan.top:  # the order is only known once the first N are: pages in order
+                with self._bar(plan, progress) as bar:
+                    records = self._top(plan, refresh=refresh, bar=bar)
+                rows = len(records)
+                for start in range(0, rows, plan.page_size):
+                    yield records[start:start + plan.page_size]
+                return
+            with self._bar(plan, progress) as bar:
+                for _, records in self._pull(plan, refresh=refresh, bar=bar):
+                    if multi:
+                        records = [r for r in records if r.get("id") not in seen]
+                        seen.update(r.get("id") for r in records)
+                    if plan.limit is not None:
+                        records = records[:max(0, plan.limit - rows)]
+                    rows += len(records)
+                    self._bar_rows(bar, rows)
+                    yield records
+                    if plan.limit is not None and rows >= plan.limit:
+                        return
+        finally:
+            self._finish_stats(before, rows=rows)
