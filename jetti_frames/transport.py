@@ -7,23 +7,23 @@ Layers, top to bottom::
 
     Transport.get / submit / map / run_pager     retries (429, 5xx, dropped or bad bodies), errors
       requests_cache.CachedSession (SQLite)      a hit is answered here: no wait, no allowance
-        _LimitedAdapter.send                     the account's limiter: one GET start per 0.5 s
+        _LimitedAdapter.send                     the account's limiter: 2 GET starts per s
           _shared_bucket.Schedule                  ... in every process of the user (cache dir)
             network
 
-Rate limit.  Jetti meters each account with a leaky bucket of capacity 2 draining 2 GET/s (and 1
-non-GET/s).  A fixed window of ``calls=2, period=1`` could start 3 requests within one second
-at a window edge; instead ``ratelimit``'s ``limits(calls=1, period=1 / rate)`` starts at most one
-request per 0.5 s (the window is reset by the call that passes, so starts are at least a period
-apart), which drains exactly as fast as the bucket and leaves its second slot as slack for
-network jitter.  Limiters are shared by every :class:`Transport` of the same account (token and
-base URL) in the process, one for GET and one for other methods.  Jetti meters the account, not
-the process: behind that in-process gate, every start also takes a slot of the account's
+Rate limit.  Jetti meters each account with a leaky bucket of capacity ``get_burst`` = 2
+draining 2 GET/s (and 1 non-GET/s).  In the process, ``ratelimit``'s ``limits(calls=burst,
+period=burst / rate)`` never starts more than a full bucket per time the bucket takes to drain.
+Limiters are shared by every :class:`Transport` of the same account (token and base URL) in the
+process, one for GET and one for other methods.  Jetti meters the account, not the process:
+behind that in-process gate, every start takes a slot of the account's
 :class:`~jetti_frames._shared_bucket.Schedule`, a lock-protected file in the cache directory
-that every process of the user shares (in the process only when the cache is off).  The
-``X-RateLimit-Remaining`` of every answer tells when another integration of the account uses
-the bucket: the schedule then slows down.  A 429 pauses the account for ``Retry-After`` and the
-same request is sent again.
+that every process of the user shares (in the process only when the cache is off).  It starts
+one request per ``1.02 / rate`` seconds, lets an idle account use the bucket's second slot at
+once (a read's first page and its probe start 0.11 s apart), and keeps room for network jitter.
+The ``X-RateLimit-Remaining`` of every answer tells when another integration of the account
+uses the bucket: the schedule then slows down.  A 429 pauses the account for ``Retry-After``
+and the same request is sent again.
 
 Cache.  Only well-formed 200 answers are stored, as JSON (never pickles), in SQLite at
 ``settings.resolved_cache_path``.  The key is :func:`cache_key`: the method, the URL exactly as
@@ -329,15 +329,16 @@ class TransportStats:
 
 
 class _Limiter:
-    """One account's limiter for one kind of method: ``ratelimit`` spacing in the process,
-    then the account's :class:`Schedule` (shared with the user's other processes)."""
+    """One account's limiter for one kind of method: ``ratelimit``'s gate in the process (at
+    most a full bucket per time it takes to drain), then the account's :class:`Schedule`
+    (shared with the user's other processes), which sets the pace."""
 
     def __init__(self, rate: float, schedule: Schedule) -> None:
         self.rate = rate
         self.schedule = schedule
 
         @sleep_and_retry
-        @limits(calls=1, period=1.0 / rate)
+        @limits(calls=schedule.burst, period=schedule.burst / rate)
         def _gate() -> None:
             return None
 
@@ -366,16 +367,17 @@ _EXCLUDE_REFUSED: set[tuple[str, str]] = set()
 _LIMITERS_LOCK = threading.Lock()
 
 
-def _limiter(account: str, base_url: str, kind: str, rate: float,
+def _limiter(account: str, base_url: str, kind: str, rate: float, burst: int,
              folder: Path | None) -> _Limiter:
     """The process's limiter of an account; its schedule is shared through ``folder`` (the
     first given, for the life of the process) or, with None, kept in the process."""
     key = (account, base_url, kind)
     with _LIMITERS_LOCK:
         found = _LIMITERS.get(key)
-        if found is None or found.rate != rate or (folder is not None
-                                                   and not found.schedule.shared):
-            found = _LIMITERS[key] = _Limiter(rate, Schedule(rate, folder, account, kind))
+        if (found is None or found.rate != rate or found.schedule.burst != burst
+                or (folder is not None and not found.schedule.shared)):
+            schedule = Schedule(rate, folder, account, kind, burst=burst)
+            found = _LIMITERS[key] = _Limiter(rate, schedule)
         return found
 
 
@@ -432,9 +434,9 @@ class Transport:
         self._latency: float | None = None
         folder = settings.resolved_cache_path.parent if settings.cache else None
         self._get_limiter = _limiter(self.account, settings.base_url, "get", settings.get_rate,
-                                     folder)
+                                     settings.get_burst, folder)
         self._write_limiter = _limiter(self.account, settings.base_url, "write",
-                                       settings.write_rate, folder)
+                                       settings.write_rate, 1, folder)
         self.session = self._make_session()
         self._mount()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight,
