@@ -199,3 +199,20 @@ def test_the_sandbox_drain_takes_its_share_of_the_bucket(
     assert sb.counters(SANDBOX_TOKEN)["requests"] == 1
     with pytest.raises(ValueError, match="drain"):
         sb.configure(drain=2.0)
+
+
+@pytest.mark.parametrize(("burst", "before_any_answer"), [(2, 2), (1, 1)])
+def test_an_idle_account_uses_the_second_slot_of_the_bucket(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path, burst: int,
+        before_any_answer: int) -> None:
+    sb = make_sandbox(purchases=100, max_limit=10, latency_ms=400)  # bucket of 2, 2 GET/s
+    with Transport(Settings(base_url=sb.base_url, token=SANDBOX_TOKEN, get_burst=burst,
+                            cache_path=tmp_path / "http-cache.sqlite")) as t:
+        pages = list(t.map([("purchases.json", f"limit=10&from={i}") for i in range(6)]))
+    assert sum(len(p) for p in pages) == 60
+    log = list(sb.log)
+    first_answer = min(e["time"] for e in log)
+    # the bucket's second slot is used at once, the third start waits for the steady pace
+    assert sum(e["time"] - e["seconds"] < first_answer for e in log) == before_any_answer
+    counts = sb.counters(SANDBOX_TOKEN)
+    assert counts["status_429"] == 0 and counts["requests"] == 6 and t.stats.throttled == 0
