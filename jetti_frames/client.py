@@ -54,6 +54,7 @@ from ._pack import LogicSupport, Packed, PackIgnored, is_packed, many_ids, pack_
 from ._predicates import compile_where
 from ._progress import ReadBar
 from ._split import and_where, split_where
+from ._top import TopPager
 from ._wire import encode
 from .drift import DriftLog
 from .errors import (
@@ -64,7 +65,7 @@ from .errors import (
 )
 from .flatten import frame_from_records
 from .options import check_options, record_id
-from .paging import Pager, PageRequest, TopPager
+from .paging import Pager, PageRequest
 from .schema import DEFAULT_SEP, DtypeBackend, FrameSpec, column_dtypes
 from .settings import MAX_ARRAY, Settings
 from .transport import CacheInfo, Transport, explain_seconds
