@@ -8,8 +8,8 @@ URL) in the process, one for GET and one for other methods.  Jetti meters the ac
 process: behind that in-process gate, every start takes a slot of the account's
 :class:`~jetti_frames._shared_bucket.Schedule`, a lock-protected file in the cache directory
 that every process of the user shares (in the process only when the cache is off).  It starts
-one request per ``1.02 / rate`` seconds, lets an idle account use the bucket's second slot at
-once (a read's first page and its probe start 0.11 s apart), and keeps room for network jitter.
+one request per ``1.02 / rate`` seconds, lets an account seen alone on its bucket use the
+second slot after a pause (two starts 0.11 s apart), and keeps room for network jitter.
 The ``X-RateLimit-Remaining`` of every answer tells when another integration of the account
 uses the bucket: the schedule then slows down.
 """

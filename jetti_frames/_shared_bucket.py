@@ -11,25 +11,28 @@ State
     algorithm); ``interval``: that pace, ``(1 + MARGIN) / rate`` unless widened after a 429;
     ``next``: a time before which no request starts at all (after a 429, or while another
     integration uses the bucket); ``calm``: the time from which starts may come early again;
+    ``clear``: when an answer last showed the bucket as our own starts left it (0: in doubt);
     ``level`` and ``stamp``: the bucket as our own starts fill it
     (draining at ``rate``), to tell what ``X-RateLimit-Remaining`` should say; ``sent``: starts
     so far; ``full``: answers in a row that found the bucket fuller than our starts explain.
 
-The server's bucket.  Jetti's bucket holds ``burst`` = 2 requests and drains 2 per second.  A
-start may come up to ``(burst - 1) / rate - RESERVE`` seconds before ``tat``: an idle account
-starts its first two requests 0.11 s apart (a read's first page and its probe), then one per
-``interval``, and whatever the network does to the arrival times within ``RESERVE`` seconds,
-the bucket never overflows.  Starts late by a few milliseconds (threads, the lock file) are
-caught up, so a long read keeps the pace.  ``X-RateLimit-Remaining`` lower than our own starts
-explain says a slot was taken when the request arrived: by another integration of the account,
-or once in a while by two of our starts bunched by network jitter.  Twice in a row, it is
-someone else: the next start then waits until the bucket, full at worst, has drained the starts
-made since and two slots more (one for that start, one spare), so each request of another
-integration costs the account's clients one slot and nobody draws 429.  A burst is only for a
-bucket that looks like ours alone: no start comes early while the last answer found the bucket
-fuller than expected, nor for :data:`QUIET` seconds after another integration showed itself or
-a 429.  A 429 pauses the whole account for its ``Retry-After`` and widens ``interval`` by a
-quarter, which narrows back by 2 % with every answer that leaves a slot free.
+The server's bucket. Jetti's bucket holds ``burst`` = 2 requests and drains 2 per second. A
+start may come up to ``(burst - 1) / rate - RESERVE`` seconds before ``tat``: an account seen to
+be alone on its bucket starts two requests 0.11 s apart after a pause (a read's first page and
+its probe, the windows planned from an answer), then one per ``interval``, and whatever the
+network does to the arrival times within ``RESERVE`` seconds, the bucket never overflows. Starts
+late by a few milliseconds (threads, the lock file) are caught up, so a long read keeps the
+pace. ``X-RateLimit-Remaining`` lower than our own starts explain says a slot was taken when the
+request arrived: by another integration of the account, or once in a while by two of our starts
+bunched by network jitter. Twice in a row, it is someone else: the next start then waits until
+the bucket, full at worst, has drained the starts made since and two slots more (one for that
+start, one spare), so each request of another integration costs the account's clients one slot
+and nobody draws 429. A burst is only for a bucket seen to be ours alone: a start comes early
+only within :data:`QUIET` seconds of an answer that found the bucket as our own starts left it,
+and none since found it fuller (nor for :data:`QUIET` seconds after another integration showed
+itself, or a 429). A process that has seen no answer yet never bursts: another integration may
+be using the bucket. A 429 pauses the whole account for its ``Retry-After`` and widens
+``interval`` by a quarter, which narrows back by 2 % with every answer that leaves a slot free.
 
 Without a cache directory, or when it cannot be written, the schedule lives in the process only
 (logged at DEBUG).
@@ -96,7 +99,8 @@ log = logging.getLogger("jetti_frames.transport")
 MARGIN = 0.02
 #: Seconds of network jitter the schedule leaves room for in the bucket after an early start.
 RESERVE = 0.1
-#: Seconds without early starts once another integration showed itself (or after a 429).
+#: Seconds without early starts once another integration showed itself (or after a 429); and
+#: how long an answer that showed the bucket ours alone allows them.
 QUIET = 60.0
 #: Answers in a row finding the bucket full that mean another integration is using it.
 FULL_IN_A_ROW = 2
@@ -111,7 +115,7 @@ POLL = 0.001
 #: Seconds to wait for the lock file before the schedule falls back to the process.
 LOCK_TIMEOUT = 10.0
 
-_FIELDS = ("next", "tat", "calm", "interval", "level", "stamp", "sent", "full")
+_FIELDS = ("next", "tat", "calm", "clear", "interval", "level", "stamp", "sent", "full")
 T = TypeVar("T")
 
 
@@ -191,9 +195,10 @@ class Schedule:
         def change(state: dict[str, float]) -> float | None:
             if remaining >= ticket.expected:
                 if remaining > 0:  # a slot was left: nobody else, and the pace may narrow
-                    state["full"] = 0
+                    state.update(full=0, clear=time.time())
                     state["interval"] = max(self._base(), self._interval(state) * NARROW)
                 return None  # (the bucket full as our own starts fill it: nothing learnt)
+            state["clear"] = 0.0
             state["full"] = full = state.get("full", 0) + 1
             if full < FULL_IN_A_ROW:
                 return None
@@ -230,6 +235,7 @@ class Schedule:
         uses the bucket."""
         state["next"] = max(state.get("next", 0.0), until)
         state["calm"] = max(state.get("calm", 0.0), time.time() + QUIET)
+        state["clear"] = 0.0
 
     def _start(self, state: dict[str, float]) -> Ticket | float:
         """Start now (a :class:`Ticket`) or the seconds to wait before asking again."""
@@ -240,9 +246,9 @@ class Schedule:
         tat = state.get("tat", 0.0)
         if tat > now + HORIZON:
             tat = 0.0  # a clock jump or a stale file
-        calm = state.get("calm", 0.0)
-        quiet = state.get("full", 0) or now < calm <= now + HORIZON
-        early = 0.0 if quiet else self.tolerance
+        calm, clear = state.get("calm", 0.0), state.get("clear", 0.0)
+        ours = not state.get("full", 0) and now - QUIET <= clear <= now
+        early = self.tolerance if ours and not now < calm <= now + HORIZON else 0.0
         if now < tat - early:
             return tat - early - now
         interval = self._interval(state)
