@@ -54,12 +54,17 @@ from itertools import count, pairwise
 
 from ._pages import PageRequest, PagerStats, Record
 from .errors import JettiConfigError, JettiDataError
+from .settings import GET_RATE
 
 __all__ = ["WINDOWS", "BoundedPager"]
 
-#: At most this many windows are planned at once (enough requests in flight up to about 1.5 s
-#: of latency at 2 requests/s; each boundary may cost one page that is not full).
-WINDOWS = 3
+#: The slowest answers (seconds) the windows are planned for.
+PLANNED_LATENCY = 1.5
+#: At most this many windows are planned at once: one request each in flight keeps Jetti's 2
+#: requests/s for answers up to :data:`PLANNED_LATENCY` (each boundary may cost one page that
+#: is not full, and more windows finish more unevenly).  A constant, so the requests of a read
+#: depend on its data only, never on the latency measured.
+WINDOWS = math.ceil(GET_RATE * PLANNED_LATENCY)
 #: The smallest planned window, in pages.
 MIN_WINDOW_PAGES = 2
 
@@ -291,17 +296,18 @@ class BoundedPager:
         if need <= 0:
             return
         pages = math.ceil(need / (self.cap or self.page_size))
-        if pages < 2 * MIN_WINDOW_PAGES:
+        if pages < 2:
             last.pages = pages
             return
         last.hi, last.complete = last.cursor, True  # read up to its cursor: split what follows
-        self._split(last.cursor, need)
+        self._split(last.cursor, need, 1)  # the density is known well by now: pages in parallel
 
-    def _split(self, after: int | None, need: int) -> None:
-        """Windows after ``after`` for ``need`` more rows: whole pages, the last unbounded."""
+    def _split(self, after: int | None, need: int, least: int = MIN_WINDOW_PAGES) -> None:
+        """Windows after ``after`` for ``need`` more rows: whole pages (at least ``least``
+        each), the last unbounded."""
         page = self.cap or self.page_size
         pages = math.ceil(need / page)
-        n = max(1, min(WINDOWS, pages // MIN_WINDOW_PAGES))
+        n = max(1, min(WINDOWS, pages // least))
         sizes = [pages // n + (k < pages % n) for k in range(n)]
         gap = self._gap()
         lo = after

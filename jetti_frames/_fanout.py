@@ -2,7 +2,7 @@
 
 A read split into several parts (long ``$in`` lists) has one pager per part, a :class:`Stream`:
 a :class:`~jetti_frames.paging.Pager`, a :class:`~jetti_frames._bounded.BoundedPager` (the first
-N by id) or a :class:`~jetti_frames.paging.TopPager` (the first N in a user order).  The
+N by id) or a :class:`~jetti_frames._top.TopPager` (the first N in a user order).  The
 fan-out shares one in-flight budget between them (asked of ``budget()`` each round, e.g. the
 transport's ``in_flight_target``), keeps the keys of their requests apart, shares what the
 server's page cap is known to be, and adds the ``late`` streams (the consistency pass) as soon
@@ -43,7 +43,8 @@ from typing import Any
 from ._bounded import BoundedPager
 from ._pack import listed_ids
 from ._pages import PageRequest, Record
-from .paging import Pager, TopPager
+from ._top import TopPager
+from .paging import Pager
 
 __all__ = ["Fanout", "Stream", "at_most", "open_streams"]
 

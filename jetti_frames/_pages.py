@@ -2,7 +2,7 @@
 what the transport drives: :class:`PageSource` (:class:`ById` for pagers that decide from ids).
 
 Shared by the keyset :class:`~jetti_frames.paging.Pager` and the ordered
-:class:`~jetti_frames.paging.TopPager`; :meth:`PageRequest.params` turns a request into the
+:class:`~jetti_frames._top.TopPager`; :meth:`PageRequest.params` turns a request into the
 paging part of the query parameters.
 """
 
@@ -96,7 +96,7 @@ Record = Mapping[str, Any]
 class PageSource(Protocol):
     """What :meth:`~jetti_frames.transport.Transport.run_pager` drives: a
     :class:`~jetti_frames.paging.Pager`, a :class:`~jetti_frames._bounded.BoundedPager`, a
-    :class:`~jetti_frames.paging.TopPager` or a :class:`~jetti_frames._fanout.Fanout` of them.
+    :class:`~jetti_frames._top.TopPager` or a :class:`~jetti_frames._fanout.Fanout` of them.
 
     The source decides how many requests it keeps in flight; the transport only sends what
     :meth:`next_requests` returns and hands each answer's records to :meth:`on_records`.

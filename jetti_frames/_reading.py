@@ -26,9 +26,10 @@ from ._fanout import Fanout, Stream, at_most, open_streams
 from ._pack import LogicSupport, Packed, PackIgnored, is_packed, pack_where
 from ._plan import Plan, catch_up_plan, expected_pages, page_params, server_date
 from ._progress import ReadBar
+from ._top import TopPager
 from ._wire import encode
 from .errors import JettiAuthError, JettiBadRequestError
-from .paging import PageRequest, TopPager
+from .paging import PageRequest
 from .settings import Settings
 from .transport import Transport
 

@@ -7,18 +7,32 @@ it (:mod:`filelock`).  The account id is :func:`~jetti_frames.transport.account_
 the base URL and the token: the files never hold the token.
 
 State
-    ``next``: the wall-clock time before which no request of the account starts; ``interval``:
-    the spacing of starts, ``(1 + MARGIN) / rate`` unless widened after a 429; ``sent``: starts
-    so far; ``full``: answers in a row that found the bucket full.
+    ``tat``: the theoretical time of the next start at the steady pace (the generic cell rate
+    algorithm); ``interval``: that pace, ``(1 + MARGIN) / rate`` unless widened after a 429;
+    ``next``: a time before which no request starts at all (after a 429, or while another
+    integration uses the bucket); ``calm``: the time from which starts may come early again;
+    ``clear``: when an answer last showed the bucket as our own starts left it (0: in doubt);
+    ``level`` and ``stamp``: the bucket as our own starts fill it
+    (draining at ``rate``), to tell what ``X-RateLimit-Remaining`` should say; ``sent``: starts
+    so far; ``full``: answers in a row that found the bucket fuller than our starts explain.
 
-The server's bucket.  Starts ``1 / rate`` apart keep one slot of Jetti's bucket of 2 free.
-``X-RateLimit-Remaining`` = 0 says that slot was taken when the request arrived: by another
-integration of the account, or once in a while by two of our starts bunched by network jitter.
-Twice in a row, it is someone else: the next start then waits until the bucket, full at worst,
-has drained the starts made since and two slots more (one for that start, one spare), so each
-request of another integration costs the account's clients one slot and nobody draws 429.  A
-429 pauses the whole account for its ``Retry-After`` and widens ``interval`` by a quarter, which
-narrows back by 2 % with every answer that leaves a slot free.
+The server's bucket. Jetti's bucket holds ``burst`` = 2 requests and drains 2 per second. A
+start may come up to ``(burst - 1) / rate - RESERVE`` seconds before ``tat``: an account seen to
+be alone on its bucket starts two requests 0.11 s apart after a pause (a read's first page and
+its probe, the windows planned from an answer), then one per ``interval``, and whatever the
+network does to the arrival times within ``RESERVE`` seconds, the bucket never overflows. Starts
+late by a few milliseconds (threads, the lock file) are caught up, so a long read keeps the
+pace. ``X-RateLimit-Remaining`` lower than our own starts explain says a slot was taken when the
+request arrived: by another integration of the account, or once in a while by two of our starts
+bunched by network jitter. Twice in a row, it is someone else: the next start then waits until
+the bucket, full at worst, has drained the starts made since and two slots more (one for that
+start, one spare), so each request of another integration costs the account's clients one slot
+and nobody draws 429. A burst is only for a bucket seen to be ours alone: a start comes early
+only within :data:`QUIET` seconds of an answer that found the bucket as our own starts left it,
+and none since found it fuller (nor for :data:`QUIET` seconds after another integration showed
+itself, or a 429). A process that has seen no answer yet never bursts: another integration may
+be using the bucket. A 429 pauses the whole account for its ``Retry-After`` and widens
+``interval`` by a quarter, which narrows back by 2 % with every answer that leaves a slot free.
 
 Without a cache directory, or when it cannot be written, the schedule lives in the process only
 (logged at DEBUG).
@@ -30,20 +44,37 @@ Examples
 >>> one, two = (Schedule(2.0, folder, "0123abcd", "get") for _ in range(2))  # two processes
 >>> state = lambda: json.loads(one.path.read_text())
 >>> first = one.acquire()
->>> round(state()["next"] - first.at, 3)  # the account's next start, for every process
+>>> round(state()["tat"] - first.at, 3)  # the account's steady pace, for every process
 0.51
->>> second = two.acquire()  # waits until then
->>> second.number
-2
->>> two.observe(second, remaining=0)  # the free slot was taken: jitter, or someone else?
->>> round(state()["next"] - second.at, 3)
-0.51
->>> third = one.acquire()
->>> one.observe(third, remaining=0)  # twice in a row: another integration uses the bucket
->>> round(state()["next"] - third.at, 3)  # the full bucket drains first
-1.0
+>>> first.expected  # our starts leave one slot of the bucket
+1
+>>> one.observe(first, remaining=1)
+>>> second = two.acquire()  # the bucket's second slot: 0.1 s later, not 0.51
+>>> second.number, round(second.at - first.at, 1), second.expected
+(2, 0.1, 0)
+>>> two.observe(second, remaining=0)  # as expected: nothing learnt
+>>> third = one.acquire()  # back to the steady pace
+>>> round(third.at - first.at, 1), third.expected
+(0.6, 0)
+>>> one.observe(third, remaining=0)
+>>> fourth = two.acquire()
+>>> round(fourth.at - first.at, 1), fourth.expected
+(1.1, 0)
 >>> sorted(p.name for p in folder.iterdir())
 ['ratelimit-0123abcd-get.json', 'ratelimit-0123abcd-get.lock']
+
+When the bucket is fuller than our starts explain twice in a row, another integration is using
+it, and the account's next start waits until the bucket, full at worst, has drained:
+
+>>> alone = Schedule(2.0, None, "0123abcd", "get")
+>>> a = alone.acquire()
+>>> alone.observe(a, remaining=0)  # one slot should have been left: jitter, or someone else?
+>>> b = alone.acquire()  # no early start while in doubt
+>>> round(b.at - a.at, 1)
+0.5
+>>> alone.observe(b, remaining=0)  # twice in a row: someone else
+>>> round(alone._memory["next"] - b.at, 3)
+1.0
 """
 
 from __future__ import annotations
@@ -64,8 +95,13 @@ __all__ = ["Schedule", "Ticket"]
 
 log = logging.getLogger("jetti_frames.transport")
 
-#: The share of each interval left unused, so that network jitter does not bunch two starts.
+#: The share of each interval left unused, so that the bucket drains a little faster than it fills.
 MARGIN = 0.02
+#: Seconds of network jitter the schedule leaves room for in the bucket after an early start.
+RESERVE = 0.1
+#: Seconds without early starts once another integration showed itself (or after a 429); and
+#: how long an answer that showed the bucket ours alone allows them.
+QUIET = 60.0
 #: Answers in a row finding the bucket full that mean another integration is using it.
 FULL_IN_A_ROW = 2
 #: How ``interval`` widens after a 429, and narrows back with every answer that leaves a slot.
@@ -79,7 +115,7 @@ POLL = 0.001
 #: Seconds to wait for the lock file before the schedule falls back to the process.
 LOCK_TIMEOUT = 10.0
 
-_FIELDS = ("next", "interval", "sent", "full")
+_FIELDS = ("next", "tat", "calm", "clear", "interval", "level", "stamp", "sent", "full")
 T = TypeVar("T")
 
 
@@ -87,12 +123,14 @@ T = TypeVar("T")
 class Ticket:
     """One start granted by :meth:`Schedule.acquire`.
 
-    ``at`` is its wall-clock time, ``number`` its rank among the account's starts, ``waited``
-    the seconds the caller waited.
+    ``at`` is its wall-clock time, ``number`` its rank among the account's starts, ``expected``
+    the ``X-RateLimit-Remaining`` our own starts leave (when nobody else uses the bucket),
+    ``waited`` the seconds the caller waited.
     """
 
     at: float
     number: int
+    expected: int = 1
     waited: float = 0.0
 
 
@@ -103,6 +141,8 @@ class Schedule:
     ----------
     rate : float
         Requests per second the account may start.
+    burst : int
+        The capacity of the server's bucket (2 for Jetti); 1 never starts early.
     folder : Path or None
         Where the state file lives (the cache directory); None keeps it in the process.
     account : str
@@ -111,8 +151,12 @@ class Schedule:
         ``"get"`` or ``"write"``: one schedule each.
     """
 
-    def __init__(self, rate: float, folder: Path | None, account: str, kind: str) -> None:
+    def __init__(self, rate: float, folder: Path | None, account: str, kind: str, *,
+                 burst: int = 2) -> None:
         self.rate = rate
+        self.burst = burst
+        #: How early (seconds before ``tat``) a start may come when the bucket is ours alone.
+        self.tolerance = max(0.0, (burst - 1) / rate - RESERVE)
         self.path: Path | None = None
         self._file_lock: FileLock | None = None
         self._lock = threading.Lock()
@@ -127,7 +171,7 @@ class Schedule:
 
     def __repr__(self) -> str:
         where = self.path if self.path is not None else "this process"
-        return f"Schedule(rate={self.rate:g}, shared through {where})"
+        return f"Schedule(rate={self.rate:g}, burst={self.burst}, shared through {where})"
 
     @property
     def shared(self) -> bool:
@@ -149,17 +193,19 @@ class Schedule:
         """Learn from the ``X-RateLimit-Remaining`` of the answer to ``ticket``'s request."""
 
         def change(state: dict[str, float]) -> float | None:
-            if remaining > 0:
-                state["full"] = 0
-                state["interval"] = max(self._base(), self._interval(state) * NARROW)
-                return None
+            if remaining >= ticket.expected:
+                if remaining > 0:  # a slot was left: nobody else, and the pace may narrow
+                    state.update(full=0, clear=time.time())
+                    state["interval"] = max(self._base(), self._interval(state) * NARROW)
+                return None  # (the bucket full as our own starts fill it: nothing learnt)
+            state["clear"] = 0.0
             state["full"] = full = state.get("full", 0) + 1
             if full < FULL_IN_A_ROW:
                 return None
             # at worst the bucket was full after this request: wait until it has drained the
             # account's starts since and two slots more, one for the next start and one spare
             later = max(0.0, state.get("sent", ticket.number) - ticket.number)
-            state["next"] = max(state.get("next", 0.0), ticket.at + (2 + later) / self.rate)
+            self._hold(state, ticket.at + (2 + later) / self.rate)
             return state["next"]
 
         pushed = self._update(change)
@@ -171,7 +217,7 @@ class Schedule:
         """No request of the account starts in the next ``seconds`` (after a 429)."""
 
         def change(state: dict[str, float]) -> None:
-            state["next"] = max(state.get("next", 0.0), time.time() + seconds)
+            self._hold(state, time.time() + seconds)
             state["interval"] = min(self._interval(state) * WIDEN, WIDEST / self.rate)
 
         self._update(change)
@@ -183,16 +229,36 @@ class Schedule:
     def _interval(self, state: dict[str, float]) -> float:
         return min(max(state.get("interval", 0.0), self._base()), WIDEST / self.rate)
 
+    @staticmethod
+    def _hold(state: dict[str, float], until: float) -> None:
+        """No start before ``until``, and none early for :data:`QUIET` seconds: someone else
+        uses the bucket."""
+        state["next"] = max(state.get("next", 0.0), until)
+        state["calm"] = max(state.get("calm", 0.0), time.time() + QUIET)
+        state["clear"] = 0.0
+
     def _start(self, state: dict[str, float]) -> Ticket | float:
         """Start now (a :class:`Ticket`) or the seconds to wait before asking again."""
         now = time.time()
         nxt = state.get("next", 0.0)
         if now < nxt <= now + HORIZON:
             return nxt - now
+        tat = state.get("tat", 0.0)
+        if tat > now + HORIZON:
+            tat = 0.0  # a clock jump or a stale file
+        calm, clear = state.get("calm", 0.0), state.get("clear", 0.0)
+        ours = not state.get("full", 0) and now - QUIET <= clear <= now
+        early = self.tolerance if ours and not now < calm <= now + HORIZON else 0.0
+        if now < tat - early:
+            return tat - early - now
         interval = self._interval(state)
+        stamp = min(state.get("stamp", now), now)
+        level = state.get("level", 0.0) - (now - stamp) * self.rate
+        level = max(0.0, level) + 1
         number = int(state.get("sent", 0)) + 1
-        state.update(next=now + interval, interval=interval, sent=number)
-        return Ticket(at=now, number=number)
+        state.update(tat=max(tat, now) + interval, interval=interval, level=level, stamp=now,
+                     sent=number)
+        return Ticket(at=now, number=number, expected=max(0, int(self.burst - level + 1e-9)))
 
     def _update(self, change: Callable[[dict[str, float]], T]) -> T:
         """Apply ``change`` to the state under the locks; the file's, while it can be used."""

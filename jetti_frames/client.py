@@ -19,7 +19,7 @@ updated since the read began (``updatedAt >= <server time of the first answer>``
 by ``id``, so records inserted or changed while paging are returned as they are at the end of the
 read.  A user ``order`` is applied locally to the complete result.  With ``limit=N`` and an
 ``order`` the first N are read exactly by value ranges of the order attribute
-(:class:`~jetti_frames.paging.TopPager`), then no consistency pass.
+(:class:`~jetti_frames._top.TopPager`), then no consistency pass.
 
 Examples
 --------

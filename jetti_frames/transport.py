@@ -7,34 +7,17 @@ Layers, top to bottom::
 
     Transport.get / submit / map / run_pager     retries (429, 5xx, dropped or bad bodies), errors
       requests_cache.CachedSession (SQLite)      a hit is answered here: no wait, no allowance
-        _LimitedAdapter.send                     the account's limiter: one GET start per 0.5 s
+        _limiter.LimitedAdapter.send             the account's limiter: 2 GET starts per s
           _shared_bucket.Schedule                  ... in every process of the user (cache dir)
             network
 
-Rate limit.  Jetti meters each account with a leaky bucket of capacity 2 draining 2 GET/s (and 1
-non-GET/s).  A fixed window of ``calls=2, period=1`` could start 3 requests within one second
-at a window edge; instead ``ratelimit``'s ``limits(calls=1, period=1 / rate)`` starts at most one
-request per 0.5 s (the window is reset by the call that passes, so starts are at least a period
-apart), which drains exactly as fast as the bucket and leaves its second slot as slack for
-network jitter.  Limiters are shared by every :class:`Transport` of the same account (token and
-base URL) in the process, one for GET and one for other methods.  Jetti meters the account, not
-the process: behind that in-process gate, every start also takes a slot of the account's
-:class:`~jetti_frames._shared_bucket.Schedule`, a lock-protected file in the cache directory
-that every process of the user shares (in the process only when the cache is off).  The
-``X-RateLimit-Remaining`` of every answer tells when another integration of the account uses
-the bucket: the schedule then slows down.  A 429 pauses the account for ``Retry-After`` and the
-same request is sent again.
+Rate limit (:mod:`jetti_frames._limiter`).  Jetti meters each account with a leaky bucket of
+capacity ``get_burst`` = 2 draining 2 GET/s (1 non-GET/s), shared by every process of the user
+through the cache directory.  A 429 pauses the account for ``Retry-After`` and the same request
+is sent again.
 
-Cache.  Only well-formed 200 answers are stored, as JSON (never pickles), in SQLite at
-``settings.resolved_cache_path``.  The key is :func:`cache_key`: the method, the URL exactly as
-sent (query string byte for byte: ``where[saleId]=`` and no condition are two keys) and a
-non-reversible account id (HMAC-SHA256 of the token), so two tokens never share an entry; the key
-is versioned, so entries written by older versions are never served.  The ``Authorization``
-header is redacted from stored requests, so the token never reaches the cache file.  Every 200
-answer is checked before it is stored (:func:`answer_problem`: a list where a list is due,
-records with an integer ``id``, ids in the requested order); a malformed one raises
-:class:`~jetti_frames.errors.JettiServerError` and the next read asks the server again.  A cache
-file that is not SQLite or is truncated is moved aside with a warning and started afresh.
+Cache (:mod:`jetti_frames._cache`).  Only well-formed 200 answers are stored, as JSON, keyed by
+the URL exactly as sent and a non-reversible account id; the token never reaches the file.
 
 Connections.  A failed connection raises
 :class:`~jetti_frames.errors.JettiConnectionError` naming its cause; a host name that does not
@@ -46,48 +29,32 @@ Examples
 --------
 >>> explain_seconds(120, rate=2.0, latency=1.5)
 61.5
->>> url = "http://h/api/sales.json"
->>> cache_key("GET", url + "?where[saleId]=", "acc") == cache_key("GET", url, "acc")
-False
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import math
 import random
-import re
-import socket
 import sqlite3
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, fields
-from email.utils import parsedate_to_datetime
-from functools import partial
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
-from ratelimit import limits, sleep_and_retry
-from requests.adapters import HTTPAdapter
 from requests_cache import CachedSession
-from requests_cache.backends.sqlite import SQLiteCache
-from requests_cache.policy.settings import DEFAULT_IGNORED_PARAMS
-from requests_cache.serializers import SerializerPipeline, Stage
-from requests_cache.serializers.preconf import json_preconf_stage
-from urllib3.exceptions import NameResolutionError
 
-from ._shared_bucket import Schedule, Ticket
+from . import _failures
+from ._cache import CACHE_KEY_VERSION, account_id, answer_problem, cache_key, move_aside, open_cache
+from ._failures import CAUSES, FAST_FAIL, failure_cause
+from ._limiter import LimitedAdapter, limiter
 from .credentials import drop_exclude, has_exclude, strip_response
 from .errors import (
     JettiAuthError,
@@ -108,30 +75,9 @@ __all__ = ["Transport", "TransportStats", "account_id", "answer_problem", "cache
 
 log = logging.getLogger("jetti_frames.transport")
 
-_SALT = b"jetti-frames/account-id/v1"
-#: The version of :func:`cache_key`: entries under any other version are never served.
-CACHE_KEY_VERSION = "v2"
 #: How many 429 answers in a row one request may wait out before giving up.
 MAX_THROTTLED = 20
-#: Failures that no retry cures soon: tried this many times at most.
-_FAST_FAIL = {"name resolution": 2, "refused": 2}
-_CAUSES = {
-    "name resolution": "the host name does not resolve (check base_url and the network)",
-    "refused": "the connection was refused (is the server running? check base_url)",
-    "timeout": "no answer in time (raise timeout=, or check the network)",
-    "TLS": "the TLS handshake failed (certificate, or a proxy in between?)",
-    "proxy": "the proxy failed (check HTTP_PROXY / HTTPS_PROXY)",
-    "dropped": "the connection dropped before the answer was complete",
-    "connection": "the connection failed",
-}
 
-
-#: requests-cache's JSON serializer, compact: the cache never holds pickles.  With the session's
-#: ``decode_content=True`` JSON bodies are stored as JSON (not base64), so the file can be read.
-_JSON = SerializerPipeline(
-    [json_preconf_stage,
-     Stage(dumps=partial(json.dumps, separators=(",", ":")), loads=json.loads)],
-    name="json", is_binary=False)
 
 
 class _UnreadableBody(requests.RequestException):
@@ -198,107 +144,6 @@ class CacheInfo(Mapping[str, Any]):
         return len(fields(self))
 
 
-def account_id(token: str | None, base_url: str = "") -> str:
-    """A short, non-reversible id of an account: HMAC-SHA256 of the token with a fixed salt.
-
-    Examples
-    --------
-    >>> a = account_id("secret-token")
-    >>> len(a), a == account_id("secret-token"), a == account_id("other")
-    (16, True, False)
-    >>> "secret" in a
-    False
-    """
-    digest = hmac.new(_SALT, f"{base_url}\0{token or ''}".encode(), hashlib.sha256)
-    return digest.hexdigest()[:16]
-
-
-def cache_key(method: str, url: str, account: str) -> str:
-    """The HTTP cache key of a request: the method, the URL exactly as sent and the account.
-
-    Nothing is normalised: two URLs that differ in any byte (``where[saleId]=`` against no
-    condition, parameter order) are two keys.  The key starts with ``<account>-<version>-`` so
-    an account's entries can be counted, and entries of older key versions never match.
-
-    Examples
-    --------
-    >>> k = cache_key("GET", "http://h/api/sales.json?where[saleId][$ne]=", "0123abcd")
-    >>> k.startswith("0123abcd-v2-"), len(k)
-    (True, 76)
-    >>> k == cache_key("get", "http://h/api/sales.json?where[saleId][$ne]=", "0123abcd")
-    True
-    >>> k == cache_key("GET", "http://h/api/sales.json", "0123abcd")
-    False
-    """
-    raw = f"{method.upper()}\0{url}".encode("utf-8", "surrogatepass")
-    return f"{account}-{CACHE_KEY_VERSION}-{hashlib.sha256(raw).hexdigest()}"
-
-
-def _drop_old_versions(session: CachedSession) -> int:
-    """Delete every entry written under an older key scheme, and vacuum the file.
-
-    They can never be served (their keys never match), and entries of versions before
-    credential stripping may hold integration secrets: they must not stay on disk.
-    """
-    current = re.compile(rf"[0-9a-f]+-{CACHE_KEY_VERSION}-[0-9a-f]{{64}}\Z")
-    cache = session.cache
-    assert isinstance(cache, SQLiteCache)
-    old = [k for k in cache.responses if not current.match(k)]
-    if old:
-        cache.delete(*old, vacuum=False)
-        cache.responses.vacuum()  # deleted rows would stay in free pages otherwise
-        log.info("dropped %d cache entries of older versions", len(old))
-    return len(old)
-
-
-def answer_problem(path: str, query: str, body: Any) -> str | None:
-    """Why ``body``, a 200 answer to ``path?query``, cannot be right; None when it can.
-
-    ``path`` is relative to the API root: ``purchases.json`` is a list endpoint (a JSON array
-    of records, each with an integer ``id``), ``purchases/7.json`` answers one object.  Ids must
-    ascend when the query has no ``order`` or orders by ``id``, and descend for
-    ``order[attribute]=id&order[descending]=true``; other orders are not checked.
-
-    Examples
-    --------
-    >>> answer_problem("sales.json", "", [{"id": 1}, {"id": 3}]) is None
-    True
-    >>> answer_problem("sales.json", "limit=2", {"id": 1})
-    'a JSON object where a list was due'
-    >>> answer_problem("sales.json", "", [{"id": 1}, {"total": 2}])
-    'a record without an integer id'
-    >>> answer_problem("sales.json", "", [{"id": 3}, {"id": 1}])
-    'ids not in ascending order'
-    >>> answer_problem("sales.json", "order[attribute]=id&order[descending]=true",
-    ...                [{"id": 3}, {"id": 1}]) is None
-    True
-    >>> answer_problem("sales.json", "order[attribute]=total", [{"id": 3}, {"id": 1}]) is None
-    True
-    """
-    if "/" in path.strip("/"):  # one record, or an action
-        return None if isinstance(body, dict) else f"a JSON {_kind(body)} where an object was due"
-    if not isinstance(body, list):
-        return f"a JSON {_kind(body)} where a list was due"
-    found = [r.get("id") if isinstance(r, dict) else None for r in body]
-    ids = [i for i in found if isinstance(i, int) and not isinstance(i, bool)]
-    if len(ids) != len(found):
-        return "a record without an integer id"
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    attribute = params.get("order[attribute]")
-    if attribute not in (None, "id"):
-        return None
-    descending = attribute == "id" and params.get("order[descending]", "").lower() == "true"
-    step = -1 if descending else 1
-    if any((b - a) * step <= 0 for a, b in pairwise(ids)):
-        return f"ids not in {'descending' if descending else 'ascending'} order"
-    return None
-
-
-def _kind(body: Any) -> str:
-    names: dict[type, str] = {dict: "object", list: "list", str: "string"}
-    return names.get(type(body), "value")
-
-
 def explain_seconds(n_requests: int, *, rate: float = 2.0, latency: float = 1.0,
                     cached: int = 0) -> float:
     """Estimated duration of ``n_requests`` under the rate limit: ``n / rate`` + one latency.
@@ -328,81 +173,8 @@ class TransportStats:
     errors: int = 0
 
 
-class _Limiter:
-    """One account's limiter for one kind of method: ``ratelimit`` spacing in the process,
-    then the account's :class:`Schedule` (shared with the user's other processes)."""
-
-    def __init__(self, rate: float, schedule: Schedule) -> None:
-        self.rate = rate
-        self.schedule = schedule
-
-        @sleep_and_retry
-        @limits(calls=1, period=1.0 / rate)
-        def _gate() -> None:
-            return None
-
-        self._gate = _gate
-
-    def pause(self, seconds: float) -> None:
-        self.schedule.pause(seconds)
-
-    def acquire(self) -> Ticket:
-        """Block until a request may start; its ticket tells the seconds waited."""
-        began = time.monotonic()
-        self._gate()
-        ticket = self.schedule.acquire()
-        ticket.waited = time.monotonic() - began
-        return ticket
-
-    def observe(self, ticket: Ticket, response: requests.Response) -> None:
-        """Pass the answer's ``X-RateLimit-Remaining`` (when it has one) to the schedule."""
-        with contextlib.suppress(TypeError, ValueError):
-            self.schedule.observe(ticket, int(response.headers.get("X-RateLimit-Remaining", "")))
-
-
-_LIMITERS: dict[tuple[str, str, str], _Limiter] = {}
 #: Accounts (account id, base URL) whose server answered ``attributes[exclude]`` with 400.
 _EXCLUDE_REFUSED: set[tuple[str, str]] = set()
-_LIMITERS_LOCK = threading.Lock()
-
-
-def _limiter(account: str, base_url: str, kind: str, rate: float,
-             folder: Path | None) -> _Limiter:
-    """The process's limiter of an account; its schedule is shared through ``folder`` (the
-    first given, for the life of the process) or, with None, kept in the process."""
-    key = (account, base_url, kind)
-    with _LIMITERS_LOCK:
-        found = _LIMITERS.get(key)
-        if found is None or found.rate != rate or (folder is not None
-                                                   and not found.schedule.shared):
-            found = _LIMITERS[key] = _Limiter(rate, Schedule(rate, folder, account, kind))
-        return found
-
-
-class _LimitedAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` whose ``send`` waits for the account's limiter first.
-
-    It sits below the cache, so only requests that really go to the network wait.
-    """
-
-    def __init__(self, transport: Transport, pool: int) -> None:
-        super().__init__(pool_connections=pool, pool_maxsize=pool)
-        self._transport = transport
-
-    def send(self, request: requests.PreparedRequest, *args: Any,
-             **kwargs: Any) -> requests.Response:
-        t = self._transport
-        limiter = t._get_limiter if request.method in ("GET", "HEAD") else t._write_limiter
-        ticket = limiter.acquire()
-        with t._lock:
-            t.stats.limiter_wait += ticket.waited
-            t.stats.network += 1
-        began = time.monotonic()
-        response = super().send(request, *args, **kwargs)
-        response.jetti_waited = ticket.waited  # type: ignore[attr-defined]
-        t._observe_latency(time.monotonic() - began)  # to the headers: the body comes after
-        limiter.observe(ticket, response)
-        return response
 
 
 class Transport:
@@ -431,10 +203,10 @@ class Transport:
         self._lock = threading.Lock()
         self._latency: float | None = None
         folder = settings.resolved_cache_path.parent if settings.cache else None
-        self._get_limiter = _limiter(self.account, settings.base_url, "get", settings.get_rate,
-                                     folder)
-        self._write_limiter = _limiter(self.account, settings.base_url, "write",
-                                       settings.write_rate, folder)
+        self._get_limiter = limiter(self.account, settings.base_url, "get", settings.get_rate,
+                                     settings.get_burst, folder)
+        self._write_limiter = limiter(self.account, settings.base_url, "write",
+                                       settings.write_rate, 1, folder)
         self.session = self._make_session()
         self._mount()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight,
@@ -446,7 +218,7 @@ class Transport:
         self.session.headers["User-Agent"] = "jetti-frames"
         if self.settings.token:
             self.session.headers["Authorization"] = f"Bearer {self.settings.token}"
-        adapter = _LimitedAdapter(self, max(10, self.settings.max_in_flight))
+        adapter = LimitedAdapter(self, max(10, self.settings.max_in_flight))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -479,41 +251,10 @@ class Transport:
 
     def _cached_session(self) -> CachedSession:
         """The cache session; a file too damaged to open is moved aside with a warning."""
-        path = self.cache_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        damage = _cache_damage(path)
-        if damage is None:
-            try:
-                return self._open_cache(path)
-            except sqlite3.DatabaseError as exc:
-                damage = f"unreadable ({exc})"
-        aside = _move_aside(path)
-        message = (f"the HTTP cache file {path} was {damage}: moved aside to {aside.name}, "
-                   "starting an empty cache")
-        warnings.warn(message, RuntimeWarning, stacklevel=5)
         try:
-            return self._open_cache(path)
+            return open_cache(self.cache_path, self.account, self.settings.cache_expire)
         except sqlite3.DatabaseError as exc:
             raise self._cache_error(exc) from exc
-
-    def _open_cache(self, path: Path) -> CachedSession:
-        account = self.account
-
-        def key_fn(request: requests.PreparedRequest, **kwargs: Any) -> str:
-            return cache_key(request.method or "GET", request.url or "", account)
-
-        session = CachedSession(
-            str(path), backend="sqlite", serializer=_JSON, decode_content=True,
-            expire_after=self.settings.cache_expire, allowable_codes=(200,),
-            allowable_methods=("GET", "HEAD"), ignored_parameters=DEFAULT_IGNORED_PARAMS,
-            key_fn=key_fn, stale_if_error=False,
-        )
-        try:
-            _drop_old_versions(session)
-        except sqlite3.DatabaseError:
-            session.close()
-            raise
-        return session
 
     def _cache_error(self, exc: BaseException) -> JettiCacheError:
         return JettiCacheError(f"the HTTP cache file {self.cache_path} is damaged ({exc}): clear "
@@ -555,7 +296,7 @@ class Transport:
                 cache.delete(*keys)
         except sqlite3.DatabaseError:
             self.session.close()
-            aside = _move_aside(self.cache_path)
+            aside = move_aside(self.cache_path)
             log.warning("the HTTP cache file %s was damaged: moved aside to %s",
                         self.cache_path, aside.name)
             self.session = self._make_session()
@@ -768,7 +509,7 @@ class Transport:
                     throttled += 1
                     with self._lock:
                         self.stats.throttled += 1
-                    delay = _retry_after(resp)
+                    delay = _failures.retry_after(resp)
                     if throttled > MAX_THROTTLED or waited_429 + delay > s.rate_limit_wait:
                         raise self._throttled(resp, throttled, waited_429)
                     if deadline is not None and time.monotonic() + delay >= deadline:
@@ -783,8 +524,8 @@ class Transport:
                 failure = JettiServerError(f"HTTP {status}")
             failures += 1
             force = True  # never answer a retry from the cache
-            cause = _failure_cause(failure)
-            if failures > min(s.retries, _FAST_FAIL.get(cause, s.retries + 1) - 1):
+            cause = failure_cause(failure)
+            if failures > min(s.retries, FAST_FAIL.get(cause, s.retries + 1) - 1):
                 raise self._give_up(url, response, failure, failures) from failure
             with self._lock:
                 self.stats.retries += 1
@@ -823,9 +564,9 @@ class Transport:
         if isinstance(failure, _UnreadableBody):
             return JettiServerError(f"unreadable JSON body from {url} after {attempts} attempts",
                                     status=200, url=url)
-        cause = _failure_cause(failure)
+        cause = failure_cause(failure)
         host = urlsplit(url).netloc
-        return JettiConnectionError(f"cannot reach {host} ({cause}): {_CAUSES[cause]}; "
+        return JettiConnectionError(f"cannot reach {host} ({cause}): {CAUSES[cause]}; "
                                     f"{type(failure).__name__} after {attempts} attempts",
                                     cause=cause, url=url)
 
@@ -862,82 +603,3 @@ class Transport:
             kind = {400: JettiBadRequestError, 401: JettiAuthError, 403: JettiAuthError,
                     404: JettiNotFoundError}.get(status, JettiHTTPError)
         return kind(message, status=status, detail=detail, url=url, problem=problem)
-
-
-def _retry_after(response: requests.Response) -> float:
-    """Seconds to wait after a 429: ``Retry-After`` (seconds or HTTP date), or the exact
-    ``X-RateLimit-Reset`` when it is a plausible delay no longer than ``Retry-After``."""
-    raw = response.headers.get("Retry-After")
-    after: float | None = None
-    if raw:
-        try:
-            after = float(raw)
-        except ValueError:
-            with contextlib.suppress(TypeError, ValueError):
-                after = parsedate_to_datetime(raw).timestamp() - time.time()
-    with contextlib.suppress(TypeError, ValueError):
-        reset = float(response.headers.get("X-RateLimit-Reset", ""))
-        if 0 < reset <= (after if after is not None else 60):
-            after = reset
-    return min(max(after if after is not None else 1.0, 0.05), 120.0)
-
-
-def _failure_cause(exc: BaseException) -> str:
-    """Why a request got no answer: a key of ``_CAUSES``, found along the exception chain.
-
-    Examples
-    --------
-    >>> _failure_cause(requests.ConnectionError(ConnectionRefusedError(111, "refused")))
-    'refused'
-    >>> _failure_cause(requests.exceptions.ReadTimeout())
-    'timeout'
-    """
-    if isinstance(exc, requests.exceptions.ProxyError):
-        return "proxy"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS"
-    if isinstance(exc, requests.Timeout):
-        return "timeout"
-    seen: list[BaseException] = [exc]
-    for err in seen:  # grows while walked: args, reason, __cause__, __context__
-        if isinstance(err, (NameResolutionError, socket.gaierror)):
-            return "name resolution"
-        if isinstance(err, ConnectionRefusedError):
-            return "refused"
-        nested = [*err.args, getattr(err, "reason", None), err.__cause__, err.__context__]
-        seen.extend(e for e in nested if isinstance(e, BaseException) and e not in seen)
-    if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
-                        requests.exceptions.ContentDecodingError)):
-        return "dropped"
-    return "connection"
-
-
-def _cache_damage(path: Path) -> str | None:
-    """What is wrong with the SQLite file at ``path`` seen from its header (``not an SQLite
-    file``, ``truncated``), or None (also for a missing or empty file)."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(100)
-    except FileNotFoundError:
-        return None
-    if size == 0:
-        return None
-    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
-        return "not an SQLite file"
-    page_size = int.from_bytes(head[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(head[28:32], "big")
-    if head[24:28] == head[92:96] and pages * page_size > size:
-        return f"truncated ({size} of {pages * page_size} bytes)"
-    return None
-
-
-def _move_aside(path: Path) -> Path:
-    """Rename a damaged cache file (and its side files) to ``<name>.damaged-<time>``."""
-    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        side = Path(f"{path}{suffix}")
-        if side.exists():
-            side.replace(Path(f"{aside}{suffix}"))
-    return aside

@@ -88,6 +88,29 @@ def test_irregular_ids_cost_at_most_a_page_per_window_boundary() -> None:
     assert pager.stats.requests <= 40 + WINDOWS - 1
 
 
+def test_rows_missing_after_the_plan_are_read_in_parallel_windows() -> None:
+    """Ids sparser after the first page than in it: the planned windows hold too few rows, and
+    the pages still needed go out together, not one after another."""
+    rows = list(range(1, 101)) + list(range(103, 30_000, 3))
+    pager = BoundedPager(100, 1000, parallel=4)
+    pending: list[PageRequest] = []
+    rounds = []  # how many requests went out together once nothing was in flight
+    got: list[int] = []
+    while not pager.done:
+        new = pager.next_requests()
+        if not pending:
+            rounds.append(len(new))
+        pending += new
+        req = pending.pop(0)
+        ids = answer(rows, req, None)
+        got += ids[:pager.on_page(req, ids)]
+    assert sorted(i for i in got if i <= pager.final_bound()) == rows[:1000]
+    assert pager.stats.splits == 2  # the plan after the first page, then the rest
+    assert rounds[:2] == [1, WINDOWS]  # the first page, then the planned windows
+    assert WINDOWS in rounds[2:]  # the rest, in parallel too
+    assert pager.stats.requests <= 10 + 2 * (WINDOWS - 1)
+
+
 @settings(max_examples=60, deadline=None)
 @given(ids=st.sets(st.integers(1, 3000), max_size=900), n=st.integers(0, 1000),
        cap=st.sampled_from([None, 7, 37]), page=st.sampled_from([10, 100]),

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from jetti_frames._bounded import BoundedPager
 from jetti_frames._fanout import Fanout, Stream, open_streams
+from jetti_frames._top import TopPager
 from jetti_frames.errors import JettiConfigError, JettiDataError
-from jetti_frames.paging import Pager, PageRequest, TopPager
+from jetti_frames.paging import Pager, PageRequest
 
 
 class SimServer:

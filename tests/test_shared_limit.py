@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,3 +200,36 @@ def test_the_sandbox_drain_takes_its_share_of_the_bucket(
     assert sb.counters(SANDBOX_TOKEN)["requests"] == 1
     with pytest.raises(ValueError, match="drain"):
         sb.configure(drain=2.0)
+
+
+@pytest.mark.parametrize(("burst", "before_any_answer"), [(2, 2), (1, 1)])
+def test_an_account_seen_alone_uses_the_second_slot_of_the_bucket(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path, burst: int,
+        before_any_answer: int) -> None:
+    sb = make_sandbox(purchases=100, max_limit=10, latency_ms=400)  # bucket of 2, 2 GET/s
+    with Transport(Settings(base_url=sb.base_url, token=SANDBOX_TOKEN, get_burst=burst,
+                            cache_path=tmp_path / "http-cache.sqlite")) as t:
+        t.get("purchases.json", "limit=1")  # its answer shows the bucket as ours alone
+        time.sleep(1.0)  # idle: the bucket drains
+        sb.reset_counters()
+        pages = list(t.map([("purchases.json", f"limit=10&from={i}") for i in range(6)]))
+    assert sum(len(p) for p in pages) == 60
+    log = list(sb.log)
+    first_answer = min(e["time"] for e in log)
+    # the bucket's second slot is used at once, the third start waits for the steady pace
+    assert sum(e["time"] - e["seconds"] < first_answer for e in log) == before_any_answer
+    counts = sb.counters(SANDBOX_TOKEN)
+    assert counts["status_429"] == 0 and counts["requests"] == 6 and t.stats.throttled == 0
+
+
+def test_a_process_that_has_seen_no_answer_never_bursts(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    """Another integration may hold a slot of the bucket when the first request goes out."""
+    sb = make_sandbox(purchases=100, max_limit=10, latency_ms=300, drain=0.5)
+    with Transport(Settings(base_url=sb.base_url, token=SANDBOX_TOKEN,
+                            cache_path=tmp_path / "http-cache.sqlite")) as t:
+        pages = list(t.map([("purchases.json", f"limit=10&from={i}") for i in range(6)]))
+    assert sum(len(p) for p in pages) == 60
+    counts, other = sb.counters(SANDBOX_TOKEN), sb.other_counters(SANDBOX_TOKEN)
+    assert counts["status_429"] == 0 and counts["requests"] == 6 and t.stats.throttled == 0
+    assert other["status_429"] == 0

@@ -94,10 +94,11 @@ def test_429_waits_for_retry_after_and_sends_again(sandbox: Sandbox, tmp_path: P
 
 def test_429_that_never_ends_raises(sandbox: Sandbox, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import jetti_frames._failures as failures
     import jetti_frames.transport as transport
 
     monkeypatch.setattr(transport, "MAX_THROTTLED", 1)
-    monkeypatch.setattr(transport, "_retry_after", lambda response: 0.01)
+    monkeypatch.setattr(failures, "retry_after", lambda response: 0.01)
     sandbox.configure(faults={"rate": 1.0, "kinds": ["429"], "burst": 1})
     with make(sandbox, tmp_path, cache=False) as t, pytest.raises(JettiRateLimitError):
         t.get("purchases.json")

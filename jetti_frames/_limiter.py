@@ -1,0 +1,111 @@
+"""The account's rate limiter, under an ``HTTPAdapter`` below the cache.
+
+Jetti meters each account with a leaky bucket of capacity ``get_burst`` = 2 draining 2 GET/s
+(and 1 non-GET/s).  In the process, ``ratelimit``'s ``limits(calls=burst, period=burst /
+rate)`` never starts more than a full bucket per time the bucket takes to drain.  Limiters are
+shared by every :class:`~jetti_frames.transport.Transport` of the same account (token and base
+URL) in the process, one for GET and one for other methods.  Jetti meters the account, not the
+process: behind that in-process gate, every start takes a slot of the account's
+:class:`~jetti_frames._shared_bucket.Schedule`, a lock-protected file in the cache directory
+that every process of the user shares (in the process only when the cache is off).  It starts
+one request per ``1.02 / rate`` seconds, lets an account seen alone on its bucket use the
+second slot after a pause (two starts 0.11 s apart), and keeps room for network jitter.
+The ``X-RateLimit-Remaining`` of every answer tells when another integration of the account
+uses the bucket: the schedule then slows down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import requests
+from ratelimit import limits, sleep_and_retry
+from requests.adapters import HTTPAdapter
+
+from ._shared_bucket import Schedule, Ticket
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+__all__ = ["LimitedAdapter", "Limiter", "limiter"]
+
+
+class Limiter:
+    """One account's limiter for one kind of method: ``ratelimit``'s gate in the process (at
+    most a full bucket per time it takes to drain), then the account's :class:`Schedule`
+    (shared with the user's other processes), which sets the pace."""
+
+    def __init__(self, rate: float, schedule: Schedule) -> None:
+        self.rate = rate
+        self.schedule = schedule
+
+        @sleep_and_retry
+        @limits(calls=schedule.burst, period=schedule.burst / rate)
+        def _gate() -> None:
+            return None
+
+        self._gate = _gate
+
+    def pause(self, seconds: float) -> None:
+        self.schedule.pause(seconds)
+
+    def acquire(self) -> Ticket:
+        """Block until a request may start; its ticket tells the seconds waited."""
+        began = time.monotonic()
+        self._gate()
+        ticket = self.schedule.acquire()
+        ticket.waited = time.monotonic() - began
+        return ticket
+
+    def observe(self, ticket: Ticket, response: requests.Response) -> None:
+        """Pass the answer's ``X-RateLimit-Remaining`` (when it has one) to the schedule."""
+        with contextlib.suppress(TypeError, ValueError):
+            self.schedule.observe(ticket, int(response.headers.get("X-RateLimit-Remaining", "")))
+
+
+_LIMITERS: dict[tuple[str, str, str], Limiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def limiter(account: str, base_url: str, kind: str, rate: float, burst: int,
+             folder: Path | None) -> Limiter:
+    """The process's limiter of an account; its schedule is shared through ``folder`` (the
+    first given, for the life of the process) or, with None, kept in the process."""
+    key = (account, base_url, kind)
+    with _LIMITERS_LOCK:
+        found = _LIMITERS.get(key)
+        if (found is None or found.rate != rate or found.schedule.burst != burst
+                or (folder is not None and not found.schedule.shared)):
+            schedule = Schedule(rate, folder, account, kind, burst=burst)
+            found = _LIMITERS[key] = Limiter(rate, schedule)
+        return found
+
+
+class LimitedAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` whose ``send`` waits for the account's limiter first.
+
+    It sits below the cache, so only requests that really go to the network wait.
+    """
+
+    def __init__(self, transport: Transport, pool: int) -> None:
+        super().__init__(pool_connections=pool, pool_maxsize=pool)
+        self._transport = transport
+
+    def send(self, request: requests.PreparedRequest, *args: Any,
+             **kwargs: Any) -> requests.Response:
+        t = self._transport
+        limiter = t._get_limiter if request.method in ("GET", "HEAD") else t._write_limiter
+        ticket = limiter.acquire()
+        with t._lock:
+            t.stats.limiter_wait += ticket.waited
+            t.stats.network += 1
+        began = time.monotonic()
+        response = super().send(request, *args, **kwargs)
+        response.jetti_waited = ticket.waited  # type: ignore[attr-defined]
+        t._observe_latency(time.monotonic() - began)  # to the headers: the body comes after
+        limiter.observe(ticket, response)
+        return response

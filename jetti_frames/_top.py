@@ -1,0 +1,322 @@
+"""The exact first N records in a one-attribute order: :class:`TopPager`, a pure state
+machine like :class:`~jetti_frames.paging.Pager`.
+
+For a user ``order`` with ``max_rows`` (the user's ``limit=N``) the first N rows in that order
+are read exactly by *value ranges*, never by offsets: rows that tie on the order attribute come
+back in a different order on every request (PostgreSQL), so offset pages overlap and skip rows,
+and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on the server.
+
+* A range request is the user's ``where`` AND a bound on the order attribute (``$ne: null``
+  first, then ``$gt``/``$gte`` a value, ``$lt``/``$lte`` when descending), ordered by the
+  attribute.  In its answer every row *before* the trailing run of rows equal to the page's
+  last value is final: no other row with those values exists.  The trailing run is not.
+* A trailing run that is the whole page or more than half a full page (a heavy value): the
+  value's first rows still needed are read by id keyset (a
+  :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
+  parallel), and the next range starts after the value (``$gt``), sent at once.  Otherwise
+  the next range starts *at* the last value (``$gte``), which reads that value's rows again,
+  all of them first.  ``limit`` is the rows still needed plus one, so the last page usually
+  proves the N-th row final.
+* Nulls (``$eq: null``) are read by id keyset, first or last as ``nulls_first`` says,
+  whatever the server's default is; ``id`` is never null and never ties.
+* Rows that tie are put in id order, so the result is the first N by ``(attribute, id)``.
+* Determinism: each decision uses only answers whose content it depends on (a range answer
+  is used once every segment before it is known exactly), so the same data always sends the
+  same requests and a repeated read is answered from the HTTP cache.  At most one range
+  request (sent while the heavy value before it is read) can turn out unneeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from itertools import count, groupby
+from typing import Any
+
+from ._bounded import BoundedPager
+from ._pages import PageRequest, PagerStats, Record
+from .errors import JettiConfigError
+from .paging import Pager
+from .settings import DEFAULT_PAGE_SIZE
+
+__all__ = ["TopPager"]
+
+
+@dataclass(eq=False)
+class _Keyset:
+    """The first ``need`` records of one value of the order attribute (or its nulls) in id
+    order: a :class:`~jetti_frames._bounded.BoundedPager` (windows in parallel), or, with a
+    post-filter, a sequential :class:`Pager` over every record of the value."""
+
+    where: dict[str, Any]
+    pager: Pager | BoundedPager
+    need: int
+    rows: list[Record] = field(default_factory=list)
+
+    @property
+    def satisfied(self) -> bool:
+        if isinstance(self.pager, BoundedPager):  # its rows are final only once it is done
+            return self.pager.done
+        return self.pager.done or len(self.rows) >= self.need
+
+    def in_order(self) -> list[Record]:
+        return sorted(self.rows, key=lambda r: int(r["id"]))
+
+    @property
+    def complete(self) -> bool:
+        return self.satisfied and not self.pager.in_flight
+
+
+@dataclass(eq=False)
+class _Range:
+    """One range request: the rows after a bound, ordered by the attribute."""
+
+    where: dict[str, Any]
+    limit: int
+    sent: bool = False
+    records: list[Record] | None = None
+
+
+class TopPager:
+    """The exact first ``max_rows`` records in a one-attribute order, by value ranges.
+
+    A pure state machine like :class:`~jetti_frames.paging.Pager` (see the module docstring
+    for the strategy), fed
+    whole records, since it needs the order attribute's values.  :meth:`result` gives the
+    rows in order: by the attribute with nulls placed as asked, ties by id.
+
+    Parameters
+    ----------
+    attribute : str
+        The order attribute; its values must come back in every record, with ``id``.
+    max_rows : int
+        How many rows (the user's ``limit``).
+    page_size : int
+        The largest ``limit`` asked.
+    descending, nulls_first : bool
+        The order.
+    unique : bool
+        The attribute never ties and is never null (``id``): no keyset reads.
+    keep : callable, optional
+        Rows for which it is false do not count (a local post-filter).
+    parallel : int
+        How many requests may be in flight (read by the keyset reads' windows; a range
+        request always goes out at once, so this changes timing, never the requests).
+
+    Examples
+    --------
+    >>> import operator, random
+    >>> totals = {1: 5, 2: 3, 3: 5, 4: None, 5: 3, 6: 9, 7: 5}       # id -> total
+    >>> OPS = {"$gt": operator.gt, "$gte": operator.ge, "$ne": operator.ne}
+    >>> def match(value, cond):
+    ...     if not isinstance(cond, dict):                   # a keyset read of one value
+    ...         return value == cond
+    ...     (op, bound), = cond.items()
+    ...     return value is not None and (bound is None or OPS[op](value, bound))
+    >>> def serve(req):
+    ...     rows = [{"id": i, "total": v} for i, v in totals.items()
+    ...             if match(v, req.where["total"]) and (req.gt is None or i > req.gt)]
+    ...     if req.by_order:                                 # ties in any order
+    ...         random.shuffle(rows)
+    ...         rows.sort(key=lambda r: r["total"])
+    ...     return rows[:req.limit]
+    >>> top = TopPager("total", 4, page_size=2)
+    >>> while not top.done:
+    ...     for req in top.next_requests():
+    ...         top.on_page(req, serve(req))
+    >>> [(r["id"], r["total"]) for r in top.result()]
+    [(2, 3), (5, 3), (1, 5), (3, 5)]
+    """
+
+    def __init__(self, attribute: str, max_rows: int, page_size: int = DEFAULT_PAGE_SIZE, *,
+                 descending: bool = False, nulls_first: bool = False, unique: bool = False,
+                 keep: Callable[[Record], bool] | None = None, parallel: int = 1) -> None:
+        if page_size < 1:
+            raise JettiConfigError("page_size must be at least 1")
+        if max_rows < 0:
+            raise JettiConfigError("max_rows must be >= 0")
+        self.attribute = attribute
+        self.max_rows = max_rows
+        self.page_size = page_size
+        self.descending = descending
+        self.unique = unique
+        self.nulls_last = not nulls_first and not unique
+        self.keep = keep
+        self.parallel = parallel
+        self.cap: int | None = None  # the largest range page seen
+        self.stats = PagerStats()
+        self._rows: list[Record] = []
+        self._keys = count()
+        self._owner: dict[int, tuple[_Keyset | _Range, PageRequest | None]] = {}
+        self._finished = max_rows == 0
+        self._head = None if unique or not nulls_first else self._keyset(None, max_rows)
+        self._boundary: _Keyset | None = None
+        self._tail: _Keyset | None = None
+        first = {} if unique else {attribute: {"$ne": None}}
+        self._range: _Range | None = _Range(first, self._limit(max_rows + (not unique)))
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """True once the first ``max_rows`` are known and no request is in flight."""
+        return self._finished and not self._owner
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._owner)
+
+    @property
+    def draining(self) -> bool:
+        """Nothing known to be needed is left unsent."""
+        if self._finished:
+            return True
+        if self._range is not None and not self._range.sent:
+            return False
+        return all(seg is None or seg.satisfied or seg.pager.draining
+                   for seg in (self._head, self._boundary, self._tail))
+
+    @property
+    def estimated_pages(self) -> int | None:
+        """Unknown: how many reads the order's values need shows only while reading."""
+        return None
+
+    def result(self) -> list[Record]:
+        """The rows known so far, in the final order (all of them once :attr:`done`)."""
+        return self._rows[:self.max_rows]
+
+    def next_requests(self) -> list[PageRequest]:
+        """Requests to send now: a range request at once, keyset pages within ``parallel``."""
+        out: list[PageRequest] = []
+        if self._finished:
+            return out
+        for seg in (self._head, self._boundary, self._tail):
+            if seg is not None and not seg.satisfied:
+                if isinstance(seg.pager, BoundedPager):
+                    others = self.in_flight - seg.pager.in_flight + len(out)
+                    seg.pager.parallel = max(1, self.parallel - others)
+                for inner in seg.pager.next_requests():
+                    out.append(self._send(replace(inner, key=next(self._keys),
+                                                  where=seg.where), seg, inner))
+        r = self._range
+        if r is not None and not r.sent:
+            r.sent = True
+            out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
+                                              by_order=True), r, None))
+        return out
+
+    def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
+        """Record an answer (see :meth:`on_page`); the rows come with :meth:`result`."""
+        self.on_page(request, records)
+        return []
+
+    def on_page(self, request: PageRequest, records: list[Record]) -> None:
+        """Record the answer to ``request`` (its records, as returned)."""
+        seg, inner = self._owner.pop(request.key)
+        self.stats.pages += 1
+        if self._finished:
+            self.stats.wasted += 1
+            return
+        if isinstance(seg, _Range):
+            seg.records = list(records)
+            if records:
+                self.cap = max(self.cap or 0, len(records))
+        elif isinstance(seg.pager, BoundedPager):
+            assert inner is not None
+            seg.rows += seg.pager.on_records(inner, records)
+        else:
+            assert inner is not None
+            n = seg.pager.on_page(inner, [int(r["id"]) for r in records])
+            kept = [r for r in records[:n] if self._kept(r)]
+            seg.rows += kept[:max(0, seg.need - len(seg.rows))]
+        self._advance()
+
+    # -- internals ----------------------------------------------------------------------
+    def _send(self, request: PageRequest, seg: _Keyset | _Range,
+              inner: PageRequest | None) -> PageRequest:
+        self._owner[request.key] = (seg, inner)
+        self.stats.requests += 1
+        return request
+
+    def _kept(self, record: Record) -> bool:
+        return self.keep is None or self.keep(record)
+
+    def _limit(self, wanted: int) -> int:
+        """A range's ``limit``: the rows still wanted (all of a page with a post-filter)."""
+        return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
+
+    def _keyset(self, value: Any, need: int) -> _Keyset:
+        pager: Pager | BoundedPager
+        if self.keep is None:
+            pager = BoundedPager(self.page_size, need, parallel=self.parallel)
+        else:  # how many rows a page keeps is known only once read: one page at a time
+            pager = Pager(self.page_size, probe=False)
+        pager.cap = self.cap
+        return _Keyset({self.attribute: value}, pager, need)
+
+    def _take(self, rows: list[Record]) -> None:
+        self._rows += rows
+        if len(self._rows) >= self.max_rows:
+            self._finished = True
+
+    def _advance(self) -> None:
+        """Settle segments in result order as far as their answers allow."""
+        while not self._finished:
+            seg = self._head or self._boundary
+            if seg is not None:
+                if not seg.complete:
+                    return
+                self._take(seg.in_order())
+                if seg is self._head:
+                    self._head = None
+                else:
+                    self._boundary = None
+            elif self._range is not None:
+                if self._range.records is None:
+                    return
+                self._on_range(self._range)
+            elif self._tail is not None:
+                if not self._tail.complete:
+                    return
+                self._take(self._tail.in_order())
+                self._tail = None
+            else:
+                self._finished = True
+
+    def _in_order(self, records: list[Record]) -> list[Record]:
+        """Kept records in the server's order, each run of equal values in id order."""
+        out: list[Record] = []
+        for _, run in groupby(records, key=lambda r: r.get(self.attribute)):
+            out += sorted((r for r in run if self._kept(r)), key=lambda r: r["id"])
+        return out
+
+    def _on_range(self, r: _Range) -> None:
+        self._range = None
+        records = r.records or []
+        n = len(records)
+        if n == 0 or n < min(r.limit, self.cap or 0):  # the rest of the range: all final
+            self._take(self._in_order(records))
+            if not self._finished and self.nulls_last:
+                self._tail = self._keyset(None, self.max_rows - len(self._rows))
+            return
+        last = records[-1].get(self.attribute)
+        run = 0  # the trailing run of rows equal to the last value: not final
+        while not self.unique and run < n and records[n - 1 - run].get(self.attribute) == last:
+            run += 1
+        self._take(self._in_order(records[:n - run]))
+        if self._finished:
+            return
+        left = self.max_rows - len(self._rows)
+        after, at = ("$lt", "$lte") if self.descending else ("$gt", "$gte")
+        if run < n and 2 * run <= self.page_size:
+            # progress: start the next range at the last value, which it reads again
+            self._range = _Range({self.attribute: {at if run else after: last}},
+                                 self._limit(left + 1 if run else left))
+            return
+        # a heavy value (the whole page, or more than half a full one): read it by id
+        self._boundary = self._keyset(last, left)
+        # the value has at least ``run`` rows (which of them came back is chance: with a
+        # post-filter nothing certain is known about how many it keeps)
+        known = 0 if self.keep is not None else run
+        if known < left:
+            self._range = _Range({self.attribute: {after: last}}, self._limit(left - known + 1))
+
