@@ -17,7 +17,14 @@ import pandas as pd
 import pytest
 from cli_support import REPO, run_cli
 
-from jetti_frames import JettiConfigError, connect, read_snapshot, snapshot_info, sync
+from jetti_frames import (
+    JettiConfigError,
+    JettiDriftWarning,
+    connect,
+    read_snapshot,
+    snapshot_info,
+    sync,
+)
 from jetti_frames.mirror import load_config, parse_config
 from jetti_frames.sandbox import Sandbox
 
@@ -400,7 +407,8 @@ def test_drift_is_reported_by_sync_and_kept_in_the_views(make_sandbox: Callable[
     path.write_text(f'root = "data"\n[accounts.main]\ntoken_env = "T"\nbase_url = '
                     f'"{sb.base_url}"\n{FAST}\n[datasets.purchases]\nresource = "purchases"\n',
                     encoding="utf-8")
-    report = sync(path, environ={"T": TOKEN_A}, progress=False)
+    with pytest.warns(JettiDriftWarning, match="salesChannel"):  # the read warns as well
+        report = sync(path, environ={"T": TOKEN_A}, progress=False)
     assert report.ok
     warned = report.result("purchases").warnings
     assert any("salesChannel" in w for w in warned)
