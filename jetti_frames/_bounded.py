@@ -52,8 +52,8 @@ import math
 from dataclasses import dataclass, field
 from itertools import count, pairwise
 
-from ._pages import PageRequest, PagerStats, Record
-from .errors import JettiConfigError, JettiDataError
+from ._pages import PageRequest, PagerStats, Record, check_sizes
+from .errors import JettiDataError
 from .settings import GET_RATE
 
 __all__ = ["WINDOWS", "BoundedPager"]
@@ -113,12 +113,7 @@ class BoundedPager:
 
     def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
                  descending: bool = False) -> None:
-        if page_size < 1:
-            raise JettiConfigError("page_size must be at least 1")
-        if max_rows < 0:
-            raise JettiConfigError("max_rows must be >= 0")
-        if parallel < 1:
-            raise JettiConfigError("parallel must be at least 1")
+        check_sizes(page_size, max_rows, parallel)
         self.page_size = page_size
         self.max_rows = max_rows
         self.parallel = parallel

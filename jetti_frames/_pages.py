@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._split import and_where
+from .errors import JettiConfigError
 
 
 @dataclass(frozen=True)
@@ -127,3 +128,19 @@ class ById(ABC):
     def on_records(self, request: PageRequest, records: list[Any]) -> list[Any]:
         """The leading records of the answer that belong to the result."""
         return records[:self.on_page(request, [int(r["id"]) for r in records])]
+
+
+def check_sizes(page_size: int, max_rows: int | None = None, parallel: int = 1) -> None:
+    """Refuse a pager's sizes that cannot work (every pager takes the same three).
+
+    >>> check_sizes(0)
+    Traceback (most recent call last):
+    ...
+    jetti_frames.errors.JettiConfigError: page_size must be at least 1
+    """
+    if page_size < 1:
+        raise JettiConfigError("page_size must be at least 1")
+    if max_rows is not None and max_rows < 0:
+        raise JettiConfigError("max_rows must be >= 0")
+    if parallel < 1:
+        raise JettiConfigError("parallel must be at least 1")

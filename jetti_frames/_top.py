@@ -34,8 +34,7 @@ from itertools import count, groupby
 from typing import Any
 
 from ._bounded import BoundedPager
-from ._pages import PageRequest, PagerStats, Record
-from .errors import JettiConfigError
+from ._pages import PageRequest, PagerStats, Record, check_sizes
 from .paging import Pager
 from .settings import DEFAULT_PAGE_SIZE
 
@@ -131,10 +130,7 @@ class TopPager:
     def __init__(self, attribute: str, max_rows: int, page_size: int = DEFAULT_PAGE_SIZE, *,
                  descending: bool = False, nulls_first: bool = False, unique: bool = False,
                  keep: Callable[[Record], bool] | None = None, parallel: int = 1) -> None:
-        if page_size < 1:
-            raise JettiConfigError("page_size must be at least 1")
-        if max_rows < 0:
-            raise JettiConfigError("max_rows must be >= 0")
+        check_sizes(page_size, max_rows, parallel)
         self.attribute = attribute
         self.max_rows = max_rows
         self.page_size = page_size

@@ -62,8 +62,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import count, pairwise
 
-from ._pages import ById, PageRequest, PagerStats, PageSource, Record
-from .errors import JettiConfigError, JettiDataError
+from ._pages import ById, PageRequest, PagerStats, PageSource, Record, check_sizes
+from .errors import JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["PageRequest", "PageSource", "Pager", "PagerStats"]
@@ -136,12 +136,7 @@ class Pager(ById):
 
     def __init__(self, page_size: int = DEFAULT_PAGE_SIZE, *, max_rows: int | None = None,
                  parallel: int = 1, probe: bool = True, ahead: bool = False) -> None:
-        if page_size < 1:
-            raise JettiConfigError("page_size must be at least 1")
-        if max_rows is not None and max_rows < 0:
-            raise JettiConfigError("max_rows must be >= 0")
-        if parallel < 1:
-            raise JettiConfigError("parallel must be at least 1")
+        check_sizes(page_size, max_rows, parallel)
         self.page_size = page_size
         self.max_rows = max_rows
         self.parallel = 1 if max_rows is not None else parallel
