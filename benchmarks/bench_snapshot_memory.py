@@ -33,8 +33,12 @@ from jetti_frames.settings import SANDBOX_TOKEN  # noqa: E402
 PAGE = 250
 INCLUDE = ["PurchaseStatus", "DropshipProvider"]
 
+# A child inherits the high-water mark of the process that starts it (ru_maxrss survives fork
+# and exec on Linux): reset it first, then read VmHWM.
 CHILD = textwrap.dedent("""
-    import json, resource, sys, time
+    import contextlib, json, resource, sys, time
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as reset:
+        reset.write("5")
     from jetti_frames.client import JettiClient
     mode, base_url, token, out, page, include = sys.argv[1:7]
     include = json.loads(include)
@@ -48,6 +52,8 @@ CHILD = textwrap.dedent("""
         rows = len(client.read("purchases", include=include))
     seconds = time.perf_counter() - began
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        peak_kib = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
     print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak_kib / 1024}))
 """)
 
