@@ -3,7 +3,7 @@
 Usage::
 
     pip install -e '.[bench]'
-    python -m benchmarks                      # the full run (about 8 minutes on 2 cores)
+    python -m benchmarks                      # the full run (about 30 minutes on 2 cores)
     python -m benchmarks --quick              # a smoke run at small sizes (about 1 minute)
     python -m benchmarks --only cache,refresh # some scenarios (names below)
     python -m benchmarks --render benchmarks/results/latest.json   # tables of an earlier run
@@ -25,6 +25,8 @@ Scenarios, all against the embedded sandbox (a real HTTP server on 127.0.0.1):
 ``inlist``       1500 and 3000 ids in ``where``: chunks of 20 vs packed ``$or`` (bench_inlist)
 ``twoprocs``     two processes of one account pulling at once (:mod:`benchmarks.bench_twoprocs`)
 ``bounded``      ``limit=`` reads (id order and user orders) and a 30-page pull at 800/1500 ms
+``mirror``       a three-dataset mirror sync: datasets one after another, at once, two accounts
+``scale``        a large purchases mirror read with pandas, DuckDB and Dask distributed
 ===============  ==============================================================================
 
 Results: ``benchmarks/results/<UTC time>-<full|quick>.json`` plus ``latest.json`` and
