@@ -27,6 +27,10 @@ Strategy
   :meth:`BoundedPager.on_records` holds the records of an answer until they are final.
 * ``descending=True`` reads the first N by ``-id`` the same way: every bound is mirrored
   (``id < cursor AND id >= lo``, ordered by id descending).
+* ``ahead=True`` fills the first round trip: with the first page go up to two position pages
+  (a :class:`~jetti_frames._chain.Chain`: ``from=1``, ``from=2``, each overlapping the page
+  before it), which the first planned window takes as its first pages where they overlap, and
+  goes on by keyset from where they end.  Such a pager is driven through :meth:`on_records`.
 
 Examples
 --------
@@ -52,8 +56,9 @@ import math
 from dataclasses import dataclass, field
 from itertools import count, pairwise
 
+from ._chain import Chain
 from ._pages import PageRequest, PagerStats, Record, check_sizes
-from .errors import JettiDataError
+from .errors import JettiConfigError, JettiDataError
 from .settings import GET_RATE
 
 __all__ = ["WINDOWS", "BoundedPager"]
@@ -61,12 +66,20 @@ __all__ = ["WINDOWS", "BoundedPager"]
 #: The slowest answers (seconds) the windows are planned for.
 PLANNED_LATENCY = 1.5
 #: At most this many windows are planned at once: one request each in flight keeps Jetti's 2
-#: requests/s for answers up to :data:`PLANNED_LATENCY` (each boundary may cost one page that
-#: is not full, and more windows finish more unevenly).  A constant, so the requests of a read
-#: depend on its data only, never on the latency measured.
-WINDOWS = math.ceil(GET_RATE * PLANNED_LATENCY)
+#: requests/s for answers up to :data:`PLANNED_LATENCY`, with one more for the time an answer
+#: takes to turn into the window's next request (each boundary may cost one page that is not
+#: full, and more windows finish more unevenly).  A constant, so the requests of a read depend
+#: on its data only, never on the latency measured.
+WINDOWS = math.ceil(GET_RATE * PLANNED_LATENCY) + 1
 #: The smallest planned window, in pages.
 MIN_WINDOW_PAGES = 2
+#: The share of a bounded window's pages planned empty: ids a little denser than the first
+#: page said would otherwise cost a page of a few rows at its end (the rows left over go to
+#: the last, unbounded window, which reads whole pages).
+SLACK = 0.02
+#: Position pages sent with the first page (``ahead=True``): with it, they fill the first
+#: round trip at :data:`PLANNED_LATENCY`.
+CHAIN_PAGES = math.ceil(GET_RATE * PLANNED_LATENCY) - 1
 
 
 @dataclass(eq=False)
@@ -81,10 +94,13 @@ class _Window:
     ids: list[int] = field(default_factory=list)
     complete: bool = False
     inflight: PageRequest | None = None
+    #: Position pages that continue the window from its start, followed before any keyset page.
+    chain: Chain | None = None
 
     def can_send(self) -> bool:
         return (not self.complete and self.inflight is None
-                and (self.hi is not None or self.pages > 0))
+                and (self.hi is not None or self.pages > 0)
+                and (self.chain is None or self.chain.settled))
 
 
 class BoundedPager:
@@ -100,6 +116,9 @@ class BoundedPager:
         How many requests may be in flight at once (changes timing, never the requests).
     descending : bool
         The first ``max_rows`` by ``-id``: ids are read from the top down.
+    ahead : bool
+        Send position pages with the first page (see the module docstring); drive the pager
+        through :meth:`on_records`.
 
     Examples
     --------
@@ -112,7 +131,7 @@ class BoundedPager:
     """
 
     def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
-                 descending: bool = False) -> None:
+                 descending: bool = False, ahead: bool = False) -> None:
         check_sizes(page_size, max_rows, parallel)
         self.page_size = page_size
         self.max_rows = max_rows
@@ -123,7 +142,9 @@ class BoundedPager:
         self.stats = PagerStats(windows=1)
         self._keys = count()
         self._windows = [_Window(None, None, None, pages=1)]
-        self._inflight: dict[int, _Window] = {}
+        self._inflight: dict[int, _Window | None] = {}  # None: a page of the chain
+        pages = min(CHAIN_PAGES, math.ceil(max_rows / page_size) - 1, page_size - 2)
+        self._chain = Chain(pages, page_size, descending) if ahead and pages > 0 else None
         self._planned = False
         self._held: list[Record] = []  # records kept but not yet known to be final
         if max_rows == 0:
@@ -151,7 +172,9 @@ class BoundedPager:
     @property
     def draining(self) -> bool:
         """Nothing known to be needed is left unsent."""
-        return not any(w.can_send() for w in self._windows)
+        chain = self._chain
+        return (not any(w.can_send() for w in self._windows)
+                and (chain is None or chain.settled))
 
     def windows(self) -> list[tuple[int | None, int | None]]:
         """The windows ``(lo, hi]`` of the plan, in read order (for inspection; ``-id`` for a
@@ -163,11 +186,20 @@ class BoundedPager:
         out: list[PageRequest] = []
         if not self._inflight and not any(w.can_send() for w in self._windows):
             self._extend()
+        chain = self._chain
+        if chain is not None and not self.stats.requests:
+            chain.size = min(self.page_size, self.cap or self.page_size)  # known before any answer
         while len(self._inflight) < self.parallel:
             idle = [w for w in self._windows if w.can_send()]
-            if not idle:
+            if chain is not None and chain.due and self.stats.requests:
+                request = chain.issue(next(self._keys))
+                self._inflight[request.key] = None
+                self.stats.requests += 1
+                out.append(request)
+            elif idle:
+                out.append(self._issue(max(idle, key=self._work_left)))
+            else:
                 break
-            out.append(self._issue(max(idle, key=self._work_left)))
         return out
 
     def on_page(self, request: PageRequest, ids: list[int]) -> int:
@@ -176,7 +208,10 @@ class BoundedPager:
         Kept records are the page's rows inside its window; which of them belong to the
         result is known from :meth:`final_bound`.
         """
+        if self._chain is not None and self._chain.owns(request):
+            raise JettiConfigError("a pager that reads ahead is driven through on_records")
         w = self._inflight.pop(request.key)
+        assert w is not None
         w.inflight = None
         ids = [self._sign * i for i in ids]
         if any(b <= a for a, b in pairwise(ids)):
@@ -206,8 +241,18 @@ class BoundedPager:
     def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
         """Record an answer; return the records (of this page or held from earlier ones)
         that are now known to belong to the result, each once."""
-        keep = self.on_page(request, [int(r["id"]) for r in records])
-        self._held += records[:keep]
+        chain = self._chain
+        if chain is not None and chain.owns(request):
+            del self._inflight[request.key]
+            self.stats.pages += 1
+            if records:
+                self.cap = max(self.cap or 0, len(records))
+            chain.answer(request, records)
+            self._follow()
+        else:
+            keep = self.on_page(request, [int(r["id"]) for r in records])
+            self._held += records[:keep]
+            self._follow()
         bound = self.final_bound()
         final = [r for r in self._held if self._sign * int(r["id"]) <= bound]
         if final:
@@ -237,6 +282,33 @@ class BoundedPager:
         return bound
 
     # -- internals ----------------------------------------------------------------------
+    def _follow(self) -> None:
+        """Take what the chain's answers add to the window it continues, once that window is
+        planned; give the chain up when no window needs it."""
+        chain = self._chain
+        if chain is None or chain.broken or not self._planned:
+            return
+        w = next((w for w in self._windows if w.chain is chain), None)
+        if w is None or w.complete:
+            chain.drop()
+            return
+        for link in chain.follow(w.cursor, self.cap):
+            ids = link.ids
+            keep = len(ids) if w.hi is None else sum(1 for i in ids if i <= w.hi)
+            w.ids += ids[:keep]
+            self._held += link.records[:keep]
+            self.stats.rows += keep
+            self.stats.dropped += len(ids) - keep
+            if keep:
+                w.cursor = ids[keep - 1]
+            if w.hi is None:
+                w.pages = max(0, w.pages - 1)
+            if keep < len(ids) or link.last or (w.hi is not None and w.cursor is not None
+                                                 and w.cursor >= w.hi):
+                w.complete = True
+                chain.drop()
+                return
+
     def _rows(self) -> int:
         return sum(len(w.ids) for w in self._windows)
 
@@ -280,12 +352,15 @@ class BoundedPager:
             first.complete = True
             return
         first.hi, first.complete = first.cursor, True
-        self._split(first.cursor, self.max_rows - len(first.ids))
+        chain = self._chain
+        self._split(first.cursor, self.max_rows - len(first.ids),
+                    loss=0 if chain is None else chain.loss)
+        self._windows[1].chain = chain
 
     def _extend(self) -> None:
         """Every planned request is answered and rows are missing: the last window goes on."""
         last = self._windows[-1]
-        if last.complete or not self._planned:
+        if last.complete or not self._planned or not last.can_send() and last.chain:
             return
         need = self.max_rows - self._rows()
         if need <= 0:
@@ -297,9 +372,10 @@ class BoundedPager:
         last.hi, last.complete = last.cursor, True  # read up to its cursor: split what follows
         self._split(last.cursor, need, 1)  # the density is known well by now: pages in parallel
 
-    def _split(self, after: int | None, need: int, least: int = MIN_WINDOW_PAGES) -> None:
+    def _split(self, after: int | None, need: int, least: int = MIN_WINDOW_PAGES, *,
+               loss: int = 0) -> None:
         """Windows after ``after`` for ``need`` more rows: whole pages (at least ``least``
-        each), the last unbounded."""
+        each), the last unbounded; the first ``loss`` rows shorter (its chain's)."""
         page = self.cap or self.page_size
         pages = math.ceil(need / page)
         n = max(1, min(WINDOWS, pages // least))
@@ -307,12 +383,14 @@ class BoundedPager:
         gap = self._gap()
         lo = after
         for k, size in enumerate(sizes):
-            if k == n - 1 or lo is None:
-                self._windows.append(_Window(lo, None, lo, pages=size))
+            if k == n - 1 or lo is None:  # the rest, in whole pages
+                self._windows.append(_Window(lo, None, lo, pages=max(1, math.ceil(need / page))))
                 break
-            hi = lo + max(1, round(size * page * gap))
+            rows = max(1, round(size * page * (1 - SLACK)) - (loss if k == 0 else 0))
+            hi = lo + max(1, round(rows * gap))
             self._windows.append(_Window(lo, hi, lo))
             lo = hi
+            need -= rows
         self.stats.windows = len(self._windows)
         self.stats.splits += 1
 

@@ -140,18 +140,19 @@ def open_streams(parts: list[dict[str, Any]], page_size: int, *, budget: int,
     (a :class:`~jetti_frames._bounded.BoundedPager`); ``sequential`` pagers send no probe (a
     small answer is expected); ``cap`` is the largest page the server is known to return.
     """
-    streams = [Stream(part, _pager(page_size, at_most(max_rows, part), budget, sequential))
+    ahead = len(parts) == 1 and not sequential  # position pages fill the first round trip
+    streams = [Stream(part, _pager(page_size, at_most(max_rows, part), budget, sequential, ahead))
                for part in parts]
     for stream in streams:
         stream.pager.cap = cap
     return streams
 
 
-def _pager(page_size: int, max_rows: int | None, budget: int,
-           sequential: bool) -> Pager | BoundedPager:
+def _pager(page_size: int, max_rows: int | None, budget: int, sequential: bool,
+           ahead: bool) -> Pager | BoundedPager:
     if max_rows is not None:
-        return BoundedPager(page_size, max_rows, parallel=budget)
-    return Pager(page_size, parallel=budget, probe=not sequential, ahead=not sequential)
+        return BoundedPager(page_size, max_rows, parallel=budget, ahead=ahead)
+    return Pager(page_size, parallel=budget, probe=not sequential, ahead=ahead)
 
 
 def _allow(pager: Pager | BoundedPager | TopPager, room: int) -> None:

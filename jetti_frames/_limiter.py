@@ -1,14 +1,16 @@
 """The account's rate limiter, under an ``HTTPAdapter`` below the cache.
 
 Jetti meters each account with a leaky bucket of capacity ``get_burst`` = 2 draining 2 GET/s
-(and 1 non-GET/s).  In the process, ``ratelimit``'s ``limits(calls=burst, period=burst /
-rate)`` never starts more than a full bucket per time the bucket takes to drain.  Limiters are
+(and 1 non-GET/s).  In the process, ``ratelimit``'s ``limits(calls=2 x burst, period=burst
+/ rate)`` never starts more requests in a period than the bucket can take in it (a full
+bucket, and what it drains meanwhile), a safety net that a schedule keeping to the bucket
+never meets.  Limiters are
 shared by every :class:`~jetti_frames.transport.Transport` of the same account (token and base
 URL) in the process, one for GET and one for other methods.  Jetti meters the account, not the
 process: behind that in-process gate, every start takes a slot of the account's
 :class:`~jetti_frames._shared_bucket.Schedule`, a lock-protected file in the cache directory
 that every process of the user shares (in the process only when the cache is off).  It starts
-one request per ``1.02 / rate`` seconds, lets an account seen alone on its bucket use the
+one request per ``1.01 / rate`` seconds, lets an account seen alone on its bucket use the
 second slot after a pause (two starts 0.11 s apart), and keeps room for network jitter.
 The ``X-RateLimit-Remaining`` of every answer tells when another integration of the account
 uses the bucket: the schedule then slows down.
@@ -31,20 +33,24 @@ from ._shared_bucket import Schedule, Ticket
 if TYPE_CHECKING:
     from .transport import Transport
 
-__all__ = ["LimitedAdapter", "Limiter", "limiter"]
+__all__ = ["LimitedAdapter", "Limiter", "StartOrder", "limiter"]
 
 
 class Limiter:
     """One account's limiter for one kind of method: ``ratelimit``'s gate in the process (at
-    most a full bucket per time it takes to drain), then the account's :class:`Schedule`
+    most what the bucket can take in the time it takes to drain), then the account's
+    :class:`Schedule`
     (shared with the user's other processes), which sets the pace."""
 
     def __init__(self, rate: float, schedule: Schedule) -> None:
         self.rate = rate
         self.schedule = schedule
 
+        # ratelimit counts calls in fixed periods: a bucket of ``burst`` draining ``rate`` takes
+        # at most 2 x burst in any period of burst / rate seconds (full at its start, drained
+        # by its end), so the gate stops a runaway without ever delaying the schedule
         @sleep_and_retry
-        @limits(calls=schedule.burst, period=schedule.burst / rate)
+        @limits(calls=2 * schedule.burst, period=schedule.burst / rate)
         def _gate() -> None:
             return None
 
@@ -85,6 +91,70 @@ def limiter(account: str, base_url: str, kind: str, rate: float, burst: int,
         return found
 
 
+class StartOrder:
+    """Requests submitted to the transport's threads reach the limiter in the order they were
+    submitted: a pager's first page before the pages it sends on speculation, whichever thread
+    runs first.  A request answered without the network (the cache) gives its turn up when it
+    is done, so cache hits never wait.
+
+    Examples
+    --------
+    >>> order = StartOrder()
+    >>> first, second = order.take(), order.take()
+    >>> order.run(second, order.ready, 0.01)  # waits for `first`: false after the timeout
+    False
+    >>> order.release(first)
+    >>> order.run(second, order.ready)
+    True
+    """
+
+    #: Seconds a request waits for those submitted before it, at most (a safety net).
+    TIMEOUT = 5.0
+
+    def __init__(self, timeout: float = TIMEOUT) -> None:
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._next = 0
+        self._open: set[int] = set()
+        self._local = threading.local()
+
+    def take(self) -> int:
+        """A ticket for a request about to be submitted."""
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            self._open.add(ticket)
+            return ticket
+
+    def run(self, ticket: int, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` as the request of ``ticket`` (on a transport thread)."""
+        self._local.ticket = ticket
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._local.ticket = None
+
+    def ready(self, timeout: float | None = None) -> bool:
+        """Wait until every request submitted before this thread's has started or ended."""
+        ticket = getattr(self._local, "ticket", None)
+        if ticket is None:
+            return True
+        with self._cond:
+            return self._cond.wait_for(lambda: min(self._open, default=ticket) >= ticket,
+                                       self.timeout if timeout is None else timeout)
+
+    def started(self) -> None:
+        """This thread's request has its slot: later ones may take theirs."""
+        ticket = getattr(self._local, "ticket", None)
+        if ticket is not None:
+            self.release(ticket)
+
+    def release(self, ticket: int) -> None:
+        with self._cond:
+            self._open.discard(ticket)
+            self._cond.notify_all()
+
+
 class LimitedAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` whose ``send`` waits for the account's limiter first.
 
@@ -99,7 +169,9 @@ class LimitedAdapter(HTTPAdapter):
              **kwargs: Any) -> requests.Response:
         t = self._transport
         limiter = t._get_limiter if request.method in ("GET", "HEAD") else t._write_limiter
+        t._order.ready()
         ticket = limiter.acquire()
+        t._order.started()
         with t._lock:
             t.stats.limiter_wait += ticket.waited
             t.stats.network += 1

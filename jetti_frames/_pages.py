@@ -35,6 +35,9 @@ class PageRequest:
         More conditions ANDed onto the user's ``where`` (a value range of the order attribute).
     by_order : bool
         Ordered by the user's ``order`` (a value range) rather than by id.
+    page : int, optional
+        The ``from`` page index of a position page (a :class:`~jetti_frames._chain.Chain`'s,
+        ordered by id, no bounds).
     """
 
     key: int
@@ -46,6 +49,7 @@ class PageRequest:
     gte: int | None = None
     where: dict[str, Any] | None = field(default=None, hash=False)
     by_order: bool = False
+    page: int | None = None
 
     def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
         """The paging part of the query, merged with the user's ``where``.
@@ -59,6 +63,8 @@ class PageRequest:
         {'where': {'status': 'open', 'id': {'$gt': 5, '$lte': 90}}, 'order': {'attribute': 'id', 'descending': False}, 'limit': 100}
         >>> PageRequest(1, 37, where={"total": {"$gte": 9.5}}, by_order=True).params({"a": 1})
         {'where': {'a': 1, 'total': {'$gte': 9.5}}, 'limit': 37}
+        >>> PageRequest(2, 99, page=1).params()
+        {'order': {'attribute': 'id', 'descending': False}, 'limit': 99, 'from': 1}
         """  # noqa: E501
         merged = dict(where or {})
         if self.where:
@@ -71,6 +77,8 @@ class PageRequest:
         if not self.by_order:
             out["order"] = {"attribute": "id", "descending": self.descending}
         out["limit"] = self.limit
+        if self.page is not None:
+            out["from"] = self.page
         return out
 
 

@@ -124,7 +124,7 @@ def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict
     paging = req.params(dict(part))
     return request_params(paging.get("where"), query.sent_attributes, query.include,
                           paging.get("order", query.order), limit=req.limit,
-                          exclude=query.exclude)
+                          from_=paging.get("from"), exclude=query.exclude)
 
 
 def server_date(value: str | None) -> dt.datetime | None:

@@ -29,7 +29,7 @@ from ._progress import ReadBar
 from ._top import TopPager
 from ._wire import encode
 from .errors import JettiAuthError, JettiBadRequestError
-from .paging import PageRequest
+from .paging import PageRequest, Pager
 from .settings import Settings
 from .transport import Transport
 
@@ -159,7 +159,8 @@ class Reading:
         budget = self._transport.in_flight_target
         if order.attribute == "id" and keep is None:
             return [(part, BoundedPager(plan.page_size, at_most(plan.limit, part) or 0,
-                                        parallel=budget, descending=True))
+                                        parallel=budget, descending=True,
+                                        ahead=len(plan.parts) == 1))
                     for part in plan.parts]
         return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
                                 plan.page_size, descending=order.descending,
@@ -238,9 +239,11 @@ class Reading:
                 self._bar_rows(bar, into.count)
                 if on_page is not None:
                     on_page(pages, into.count)
-            # a read answered in its first round (the first page and the probe) is one moment;
-            # one that went on, and whose pass found nothing to overlap, catches up now
-            if pages > 2 and not passes and catch_up():
+            # a read whose requests all went out before its first answer is one moment; one
+            # that went on, and whose pass found nothing to overlap, catches up now
+            one_round = all(isinstance(s.pager, Pager) and s.pager.one_round
+                            for s in seen.values())
+            if not one_round and not passes and catch_up():
                 again = replace(plan, parts=[s.part for s in passes], few=True)
                 for _, records in self._pull(again, refresh=refresh, bar=bar):
                     into.add(records, passes[0].member)

@@ -29,8 +29,8 @@ the bucket, full at worst, has drained the starts made since and two slots more 
 start, one spare), so each request of another integration costs the account's clients one slot
 and nobody draws 429. A burst is only for a bucket seen to be ours alone: a start comes early
 only within :data:`QUIET` seconds of an answer that found the bucket as our own starts left it,
-and none since found it fuller (nor for :data:`QUIET` seconds after another integration showed
-itself, or a 429). A process that has seen no answer yet never bursts: another integration may
+and none since found it fuller than :data:`JITTER` seconds of network jitter explain (nor for
+:data:`QUIET` seconds after another integration showed itself, or a 429). A process that has seen no answer yet never bursts: another integration may
 be using the bucket. A 429 pauses the whole account for its ``Retry-After`` and widens
 ``interval`` by a quarter, which narrows back by 2 % with every answer that leaves a slot free.
 
@@ -45,11 +45,11 @@ Examples
 >>> state = lambda: json.loads(one.path.read_text())
 >>> first = one.acquire()
 >>> round(state()["tat"] - first.at, 3)  # the account's steady pace, for every process
-0.51
+0.505
 >>> first.expected  # our starts leave one slot of the bucket
 1
 >>> one.observe(first, remaining=1)
->>> second = two.acquire()  # the bucket's second slot: 0.1 s later, not 0.51
+>>> second = two.acquire()  # the bucket's second slot: 0.1 s later, not 0.505
 >>> second.number, round(second.at - first.at, 1), second.expected
 (2, 0.1, 0)
 >>> two.observe(second, remaining=0)  # as expected: nothing learnt
@@ -69,9 +69,10 @@ it, and the account's next start waits until the bucket, full at worst, has drai
 >>> alone = Schedule(2.0, None, "0123abcd", "get")
 >>> a = alone.acquire()
 >>> alone.observe(a, remaining=0)  # one slot should have been left: jitter, or someone else?
+>>> time.sleep(0.6)  # (a start right on the steady pace may find a slot taken: jitter)
 >>> b = alone.acquire()  # no early start while in doubt
->>> round(b.at - a.at, 1)
-0.5
+>>> b.expected
+1
 >>> alone.observe(b, remaining=0)  # twice in a row: someone else
 >>> round(alone._memory["next"] - b.at, 3)
 1.0
@@ -96,9 +97,12 @@ __all__ = ["Schedule", "Ticket"]
 log = logging.getLogger("jetti_frames.transport")
 
 #: The share of each interval left unused, so that the bucket drains a little faster than it fills.
-MARGIN = 0.02
+MARGIN = 0.01
 #: Seconds of network jitter the schedule leaves room for in the bucket after an early start.
 RESERVE = 0.1
+#: Seconds by which the network may bring two arrivals closer than their starts: what an
+#: answer's ``X-RateLimit-Remaining`` is expected to be allows for it.
+JITTER = 0.03
 #: Seconds without early starts once another integration showed itself (or after a 429); and
 #: how long an answer that showed the bucket ours alone allows them.
 QUIET = 60.0
@@ -132,6 +136,8 @@ class Ticket:
     number: int
     expected: int = 1
     waited: float = 0.0
+    #: The least ``X-RateLimit-Remaining`` the network's jitter explains.
+    surely: int = 1
 
 
 class Schedule:
@@ -198,7 +204,8 @@ class Schedule:
                     state.update(full=0, clear=time.time())
                     state["interval"] = max(self._base(), self._interval(state) * NARROW)
                 return None  # (the bucket full as our own starts fill it: nothing learnt)
-            state["clear"] = 0.0
+            if remaining < ticket.surely:  # not the network's doing: no early start for now
+                state["clear"] = 0.0
             state["full"] = full = state.get("full", 0) + 1
             if full < FULL_IN_A_ROW:
                 return None
@@ -247,18 +254,22 @@ class Schedule:
         if tat > now + HORIZON:
             tat = 0.0  # a clock jump or a stale file
         calm, clear = state.get("calm", 0.0), state.get("clear", 0.0)
-        ours = not state.get("full", 0) and now - QUIET <= clear <= now
+        ours = state.get("full", 0) < FULL_IN_A_ROW and now - QUIET <= clear <= now
         early = self.tolerance if ours and not now < calm <= now + HORIZON else 0.0
         if now < tat - early:
             return tat - early - now
         interval = self._interval(state)
         stamp = min(state.get("stamp", now), now)
-        level = state.get("level", 0.0) - (now - stamp) * self.rate
-        level = max(0.0, level) + 1
+        before = state.get("level", 0.0)
+        level = max(0.0, before - (now - stamp) * self.rate) + 1
+        # the server counts arrivals, which the network moves by a few milliseconds: as full
+        # as a start JITTER seconds closer to the one before would leave it, no fuller
+        worst = max(0.0, before - max(0.0, now - stamp - JITTER) * self.rate) + 1
         number = int(state.get("sent", 0)) + 1
         state.update(tat=max(tat, now) + interval, interval=interval, level=level, stamp=now,
                      sent=number)
-        return Ticket(at=now, number=number, expected=max(0, int(self.burst - level + 1e-9)))
+        return Ticket(at=now, number=number, expected=max(0, int(self.burst - level + 1e-9)),
+                      surely=max(0, int(self.burst - worst + 1e-9)))
 
     def _update(self, change: Callable[[dict[str, float]], T]) -> T:
         """Apply ``change`` to the state under the locks; the file's, while it can be used."""

@@ -62,8 +62,9 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import count, pairwise
 
+from ._chain import Chain
 from ._pages import ById, PageRequest, PagerStats, PageSource, Record, check_sizes
-from .errors import JettiDataError
+from .errors import JettiConfigError, JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["PageRequest", "PageSource", "Pager", "PagerStats"]
@@ -114,12 +115,11 @@ class Pager(ById):
         ``parallel > 1`` from the start; when ``parallel`` is raised later (e.g. as latency
         becomes known), only once the first page has shown that the stream goes on.
     ahead : bool
-        With a probe sent with the first request: once the first page comes back full
-        (``limit`` rows), send the next page at once, without an upper bound, instead of
-        waiting for the probe's answer.  Its rows are trimmed to the first window once the
-        plan is known; :meth:`on_records` holds an answer that comes before the probe's, so
-        the pages read never depend on the order of answers (:meth:`on_page` does not hold:
-        drive an ``ahead`` pager through :meth:`on_records`).
+        With a probe sent with the first request: fill the first round trip with position
+        pages (a :class:`~jetti_frames._chain.Chain`), ``from=1`` with the first page and the
+        probe, ``from=2`` once the first page comes back full.  The first window takes them
+        as its next pages where they overlap, once the plan is known, and goes on by keyset
+        from where they end.  Drive an ``ahead`` pager through :meth:`on_records`.
 
     Examples
     --------
@@ -150,12 +150,11 @@ class Pager(ById):
         self._probe_early = parallel > 1  # with the first request; else once it shows more rows
         self._probe_out = False
         self._probe_done = False
-        # the first window's second page, sent while the probe is out: once page 1 is full
-        self._ahead = ahead and self._probe_pending and self._probe_early
-        self._ahead_after: int | None = None  # the last id of a full first page
-        self._ahead_key: int | None = None
-        self._held: tuple[PageRequest, list[Record]] | None = None
+        # position pages continuing the first page, sent while the probe is out
+        self._chain = (Chain(1, page_size) if ahead and self._probe_pending
+                       and self._probe_early else None)
         self._window_pages = 0  # pages per window, planned once the probe is back
+        self._answered = self._later = False  # an answer came; a request went out after one
         self._first_rows = 0
         self._first_span = 0
         if max_rows == 0:
@@ -165,11 +164,18 @@ class Pager(ById):
     @property
     def done(self) -> bool:
         """True when nothing is in flight and no window has ids left to read."""
-        return not self._inflight and all(w.closed for w in self._windows)
+        return (not self._inflight and all(w.closed for w in self._windows)
+                and (self._chain is None or not self._chain.due))
 
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
+
+    @property
+    def one_round(self) -> bool:
+        """Every request so far was sent before the first answer came: the pages are one
+        moment of the data."""
+        return not self._later
 
     @property
     def draining(self) -> bool:
@@ -178,7 +184,7 @@ class Pager(ById):
         if self.done:
             return True
         if (self._probe_out or self._probe_due() or self._first.cursor is None
-                or self._ahead_after is not None):
+                or (self._chain is not None and not self._chain.settled)):
             return False
         return all(w.closed or w.inflight is not None for w in self._windows)
 
@@ -219,38 +225,68 @@ class Pager(ById):
         can be answered from a cache).
         """
         out: list[PageRequest] = []
+        first, chain = self._first, self._chain
+        if chain is not None and not self.stats.requests:
+            chain.size = min(self.page_size, self.cap or self.page_size)  # known before any answer
         while len(self._inflight) < self.parallel:
-            first = self._first
-            waiting = (first.hi is None and first.cursor is not None
-                       and (self._probe_out or self._probe_due()))  # the plan needs the probe
+            waiting = first.cursor is not None and (
+                (first.hi is None and (self._probe_out or self._probe_due()))  # needs the plan
+                or (chain is not None and not chain.settled))  # its next pages are the chain's
             idle = [w for w in self._windows if not w.closed and w.inflight is None
                     and not (w is first and waiting)]
-            if self._ahead_after is not None and first.inflight is None:
-                # sent whatever is known by now (even if the probe closed the window), so
-                # that the same pages are read in any order of answers
-                first.inflight = PageRequest(next(self._keys), self.page_size,
-                                             gt=self._ahead_after)
-                self._ahead_after, self._ahead_key = None, first.inflight.key
-                out.append(self._send(first.inflight, first))
-            elif idle:  # the most work left first, so that windows finish together
+            if idle:  # the most work left first, so that windows finish together
                 out.append(self._issue(max(idle, key=_work_left)))
             elif self._probe_due():
                 self._probe_pending, self._probe_out = False, True
                 out.append(self._send(PageRequest(next(self._keys), self.page_size,
                                                   descending=True), None))
+            elif chain is not None and chain.due:
+                # sent whatever the answers say (even once useless), so that the same pages
+                # are read in any order of answers
+                out.append(self._send(chain.issue(next(self._keys)), None))
             else:
                 break
         return out
 
     def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
-        """:meth:`on_page` for records, the page sent ahead held until the probe is in."""
-        if request.key == self._ahead_key and not self._probe_done:
-            self._held = (request, records)  # read once the plan is known
-            return []
+        """:meth:`on_page` for records; with ``ahead``, the chain's rows once they are known
+        to continue the first page inside the first window."""
+        chain = self._chain
+        self._answered = True
+        if chain is not None and chain.owns(request):
+            del self._inflight[request.key]
+            self.stats.pages += 1
+            if records:
+                self.cap = max(self.cap or 0, len(records))
+            chain.answer(request, records)
+            return self._follow()
         out = super().on_records(request, records)
-        if self._held is not None and self._probe_done:
-            held, self._held = self._held, None
-            out += super().on_records(*held)
+        if chain is not None:
+            out += self._follow()
+        return out
+
+    def _follow(self) -> list[Record]:
+        """The rows the chain adds to the first window, once the plan has bounded it."""
+        chain, w = self._chain, self._first
+        if chain is None or chain.broken or w.cursor is None or not self._probe_done:
+            return []
+        if w.closed and w.inflight is None or w.hi is None:
+            chain.drop()  # the first page or the probe read everything
+            return []
+        out: list[Record] = []
+        for link in chain.follow(w.cursor, self.cap):
+            keep = bisect_right(link.ids, w.hi)
+            out += link.records[:keep]
+            self.stats.rows += keep
+            self.stats.dropped += len(link.ids) - keep
+            if keep:
+                w.cursor = link.ids[keep - 1]
+            if keep < len(link.ids) or link.last:
+                w.closed = True
+            w.close_if_exhausted()
+            if w.closed:
+                chain.drop()
+                break
         return out
 
     def on_page(self, request: PageRequest, ids: list[int]) -> int:
@@ -260,6 +296,9 @@ class Pager(ById):
         descending for the probe).  The caller keeps ``records[:n]`` and drops the rest (rows
         already read through another window, or past ``max_rows``).
         """
+        if self._chain is not None and self._chain.owns(request):
+            raise JettiConfigError("a pager that reads ahead is driven through on_records")
+        self._answered = True
         window = self._inflight.pop(request.key)
         n = len(ids)
         step = -1 if request.descending else 1
@@ -295,6 +334,7 @@ class Pager(ById):
         return self._probe_early or w.cursor is not None
 
     def _send(self, request: PageRequest, window: _Window | None) -> PageRequest:
+        self._later = self._later or self._answered
         self._inflight[request.key] = window
         self.stats.requests += 1
         return request
@@ -320,8 +360,8 @@ class Pager(ById):
         if w is self._first and request.gt is None and n:
             self._first_rows += n
             self._first_span += ids[-1] - ids[0] + 1
-            if self._ahead and n == request.limit:
-                self._ahead_after = ids[-1]
+            if self._chain is not None and n == request.limit:
+                self._chain.pages = 2  # a full first page: more rows are likely to follow
         if w is self._first and self._probe_done:
             self._plan()
         elif not w.closed and self._window_pages and n:
@@ -347,8 +387,8 @@ class Pager(ById):
             w.closed = True  # nothing below the probe's lowest id: the probe read it all
             return keep
         w.close_if_exhausted()
-        if w.inflight is None or w.inflight.key == self._ahead_key:
-            self._plan()  # from the first page on: a page sent ahead is trimmed to the plan
+        if w.inflight is None:
+            self._plan()  # from the first page on (the chain's rows are trimmed to the plan)
         return keep
 
     def _plan(self) -> None:
@@ -361,10 +401,12 @@ class Pager(ById):
         density = self._first_rows / max(self._first_span, 1)
         pages = (w.hi - w.cursor) * density / self.cap
         self._window_pages = max(MIN_WINDOW_PAGES, math.ceil(pages / TARGET_WINDOWS))
-        self._carve(w, density)
+        # the first window is continued by the chain: that much shorter, to end on a full page
+        self._carve(w, density, 0 if self._chain is None else self._chain.loss)
 
-    def _carve(self, w: _Window, density: float) -> None:
-        """Split ``w`` if it holds clearly more than a window's worth of pages.
+    def _carve(self, w: _Window, density: float, loss: int = 0) -> None:
+        """Split ``w`` if it holds clearly more than a window's worth of pages (the first of
+        them ``loss`` rows shorter).
 
         Depends only on the window and the density of its own pages: the same data always
         gives the same windows.
@@ -375,8 +417,8 @@ class Pager(ById):
         if w.hi - w.cursor <= width + width // 2:
             return
         hi = w.hi
-        bounds = [w.cursor + k * width for k in range(1, MAX_CARVE + 1)
-                  if w.cursor + k * width < hi]
+        start = w.cursor - min(width - 1, round(loss / density))
+        bounds = [start + k * width for k in range(1, MAX_CARVE + 1) if start + k * width < hi]
         w.hi = bounds[0]
         for lo, up in pairwise([*bounds, hi]):
             self._windows.append(_Window(cursor=lo, hi=up))

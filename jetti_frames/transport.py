@@ -54,7 +54,7 @@ from requests_cache import CachedSession
 from . import _failures
 from ._cache import CACHE_KEY_VERSION, account_id, answer_problem, cache_key, move_aside, open_cache
 from ._failures import CAUSES, FAST_FAIL, failure_cause
-from ._limiter import LimitedAdapter, limiter
+from ._limiter import LimitedAdapter, StartOrder, limiter
 from .credentials import drop_exclude, has_exclude, strip_response
 from .errors import (
     JettiAuthError,
@@ -209,6 +209,7 @@ class Transport:
                                        settings.write_rate, 1, folder)
         self.session = self._make_session()
         self._mount()
+        self._order = StartOrder()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight,
                                         thread_name_prefix="jetti-transport")
 
@@ -350,8 +351,11 @@ class Transport:
     def submit(self, url: str, query: Query = None, *, refresh: bool = False,
                dates: list[str] | None = None, deadline: float | None = None) -> Future[Any]:
         """Run :meth:`get` on the transport's thread pool."""
-        return self._pool.submit(self.get, url, query, refresh=refresh, dates=dates,
-                                 deadline=deadline)
+        ticket = self._order.take()  # the network sees requests in the order submitted
+        future = self._pool.submit(self._order.run, ticket, self.get, url, query,
+                                   refresh=refresh, dates=dates, deadline=deadline)
+        future.add_done_callback(lambda _: self._order.release(ticket))
+        return future
 
     def deadline(self) -> float | None:
         """The ``time.monotonic()`` by which a read starting now must end (``settings.deadline``

@@ -42,7 +42,8 @@ class SimServer:
         limit = min(req.limit, self.cap or req.limit)
         sel = sorted((i for i in self.rows if (req.gt is None or i > req.gt)
                       and (req.lte is None or i <= req.lte)), reverse=req.descending)
-        return sel[:limit]
+        start = (req.page or 0) * limit  # a position page: from x limit
+        return sel[start:start + limit]
 
 
 def check_windows(pager: Pager, got: list[int]) -> None:
@@ -565,7 +566,7 @@ def test_a_fanout_reads_the_same_pages_whatever_its_budget_does(seed: int) -> No
 
 
 def test_a_fanout_sends_the_late_streams_once_every_other_request_is_out() -> None:
-    servers = {0: SimServer(list(range(1, 301))), 1: SimServer(list(range(1, 11)))}
+    servers = {0: SimServer(list(range(1, 1001))), 1: SimServer(list(range(1, 11)))}
     late_calls: list[int] = []
 
     def late() -> list[Stream]:
@@ -598,7 +599,8 @@ def test_open_streams_owns_parallel_and_limits_by_listed_ids() -> None:
     assert [r.limit for r in seq.pager.next_requests()] == [2]  # the first page alone
     [par, few] = (open_streams([{"a": 1}], 100, budget=4, cap=37)
                   + open_streams([{"a": 2}], 100, budget=4, sequential=True))
-    assert par.pager.cap == 37 and len(par.pager.next_requests()) == 2  # first page + probe
+    first, probe, chained = par.pager.next_requests()  # with the position page after page 1
+    assert par.pager.cap == 37 and probe.descending and (chained.page, chained.limit) == (1, 36)
     assert len(few.pager.next_requests()) == 1  # no probe for a small answer
 
 
@@ -639,18 +641,21 @@ def test_the_page_sent_ahead_reads_the_same_pages_in_any_order(ids: set[int], ca
                              for gt, lte, desc, _ in runs[0])
 
 
-def test_the_page_sent_ahead_goes_out_before_the_probe_is_back() -> None:
+def test_the_position_pages_fill_the_first_round_trip_and_continue_the_first_page() -> None:
     server = SimServer(list(range(1, 3001)))
     pager = Pager(100, parallel=4, ahead=True)
-    first, probe = pager.next_requests()
+    first, probe, chained = pager.next_requests()  # all three before any answer
+    assert (chained.page, chained.limit, chained.gt) == (1, 99, None)
     assert pager.on_records(first, [{"id": i} for i in server.answer(first)])
-    [ahead] = pager.next_requests()  # the probe is still out
-    assert (ahead.gt, ahead.lte) == (100, None)
-    assert pager.on_records(ahead, [{"id": i} for i in server.answer(ahead)]) == []  # held
+    [second] = pager.next_requests()  # a full first page: the chain's second page
+    assert (second.page, second.limit) == (2, 98)
+    for req in (second, chained):  # held until the plan bounds the first window
+        assert pager.on_records(req, [{"id": i} for i in server.answer(req)]) == []
     assert pager.next_requests() == []  # the first window waits for the plan
     rows = pager.on_records(probe, [{"id": i} for i in server.answer(probe)])
-    assert sorted(r["id"] for r in rows) == list(range(101, 201)) + list(range(2901, 3001))
+    assert sorted(r["id"] for r in rows) == list(range(101, 295)) + list(range(2901, 3001))
     assert len(pager.next_requests()) == 4 and pager.stats.windows > 2
+    assert min(gt for gt, _ in pager.windows() if gt is not None) == 294  # after the chain
 
 
 def test_the_page_sent_ahead_is_held_until_the_plan_is_known() -> None:
