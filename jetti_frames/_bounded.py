@@ -360,7 +360,8 @@ class BoundedPager:
     def _extend(self) -> None:
         """Every planned request is answered and rows are missing: the last window goes on."""
         last = self._windows[-1]
-        if last.complete or not self._planned or not last.can_send() and last.chain:
+        if (last.complete or not self._planned
+                or last.chain is not None and not last.chain.settled):
             return
         need = self.max_rows - self._rows()
         if need <= 0:

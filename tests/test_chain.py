@@ -1,0 +1,125 @@
+"""Position pages (``from``) that continue a keyset stream only where they overlap the page
+before: exact rows whatever happens between the requests.
+
+The pure pagers are driven against an in-memory server that deletes rows while the read goes
+on, ignores ``from`` or caps ``limit``; the read over a socket deletes a row of the first page
+between that page and the position pages, which then no longer overlap.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+from urllib.parse import unquote
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jetti_frames import JettiClient
+from jetti_frames._bounded import BoundedPager
+from jetti_frames._pages import PageRequest
+from jetti_frames.paging import Pager
+from jetti_frames.sandbox import Sandbox
+from jetti_frames.settings import SANDBOX_TOKEN
+
+
+class Server:
+    """Ids only; ``mode``: ``"from"`` honoured, ``"ignore"`` (every position page is page 0)."""
+
+    def __init__(self, ids: list[int], cap: int | None, mode: str) -> None:
+        self.rows = set(ids)
+        self.cap, self.mode = cap, mode
+
+    def answer(self, req: PageRequest) -> list[dict[str, int]]:
+        limit = min(req.limit, self.cap or req.limit)
+        ids = sorted((i for i in self.rows
+                      if (req.gt is None or i > req.gt) and (req.lte is None or i <= req.lte)
+                      and (req.lt is None or i < req.lt) and (req.gte is None or i >= req.gte)),
+                     reverse=req.descending)
+        start = (req.page or 0) * limit if self.mode == "from" else 0
+        return [{"id": i} for i in ids[start:start + limit]]
+
+
+def drive(pager: Pager | BoundedPager, server: Server, rng: random.Random,
+          deletes: float) -> tuple[list[int], set[int], int]:
+    """Answers in random order, a row among the first deleted now and then; the ids handed
+    out, the ids ever deleted, and how many position pages were sent."""
+    pending: list[PageRequest] = []
+    got: list[int] = []
+    deleted: set[int] = set()
+    positions = 0
+    while not pager.done:
+        new = pager.next_requests()
+        positions += sum(r.page is not None for r in new)
+        pending += new
+        assert pending, "the pager stalled"
+        req = pending.pop(rng.randrange(len(pending)))
+        got += [int(r["id"]) for r in pager.on_records(req, server.answer(req))]
+        if server.rows and rng.random() < deletes:
+            gone = rng.choice(sorted(server.rows)[:150])  # where positions shift
+            server.rows.discard(gone)
+            deleted.add(gone)
+    return got, deleted, positions
+
+
+#: Id sets of any size up to 15 pages, dense or sparse (hypothesis' own sets stay small).
+IDS = st.tuples(st.integers(0, 1500), st.integers(1, 4), st.integers(0, 99)).map(
+    lambda t: set(random.Random(t[2]).sample(range(1, t[0] * t[1] + 2), t[0])))
+
+
+@settings(max_examples=80, deadline=None)
+@given(ids=IDS, cap=st.sampled_from([None, 37]),
+       mode=st.sampled_from(["from", "ignore"]), deletes=st.sampled_from([0.0, 0.3]),
+       seed=st.integers(0, 1000))
+def test_a_full_pull_reads_every_lasting_row_once(ids: set[int], cap: int | None, mode: str,
+                                                   deletes: float, seed: int) -> None:
+    server = Server(sorted(ids), cap, mode)
+    got, deleted, positions = drive(Pager(100, parallel=4, ahead=True), server,
+                                    random.Random(seed), deletes)
+    assert len(got) == len(set(got))  # nothing twice
+    assert set(got) <= ids  # nothing made up
+    assert ids - deleted <= set(got)  # every row that lasted the whole read
+    assert positions >= 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(ids=IDS, n=st.integers(0, 1200),
+       cap=st.sampled_from([None, 37]), mode=st.sampled_from(["from", "ignore"]),
+       deletes=st.sampled_from([0.0, 0.3]), descending=st.booleans(),
+       seed=st.integers(0, 1000))
+def test_the_first_n_have_no_gap_whatever_is_deleted(ids: set[int], n: int, cap: int | None,
+                                                     mode: str, deletes: float,
+                                                     descending: bool, seed: int) -> None:
+    server = Server(sorted(ids), cap, mode)
+    pager = BoundedPager(100, n, parallel=4, descending=descending, ahead=True)
+    got, deleted, _ = drive(pager, server, random.Random(seed), deletes)
+    sign = -1 if descending else 1
+    assert len(got) == len(set(got)) and set(got) <= ids  # once each, nothing made up
+    got.sort(key=lambda i: sign * i)
+    lasting = sorted((i for i in ids - deleted), key=lambda i: sign * i)
+    if got:  # no lasting row skipped before the last one handed out
+        assert [i for i in lasting if sign * i <= sign * got[-1]] == [i for i in got
+                                                                     if i not in deleted]
+    if len(lasting) >= n:
+        assert len(got) == n
+    if not deletes:
+        assert got == sorted(ids, key=lambda i: sign * i)[:n]
+
+
+def test_a_row_deleted_before_the_position_pages_breaks_the_chain_not_the_read(
+        make_sandbox: Any) -> None:
+    """The first page is answered, one of its rows is deleted, then the position pages are
+    computed: they start one row later, do not overlap, and are dropped; the read goes on by
+    keyset and returns the first 450 ids (the deleted one included: it was read before)."""
+    sb: Sandbox = make_sandbox(purchases=600, latency_ms=100, max_limit=100)
+    first = [r["id"] for r in sb.query("SELECT id FROM purchases ORDER BY id LIMIT 450")]
+    sb.after_requests(1, lambda s: s.delete("purchases", [first[5]]))
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=False, progress=False) as c:
+        got = [int(i) for i in c.read("purchases", attributes=["id"], limit=450)["id"]]
+    later = [r["id"] for r in sb.query("SELECT id FROM purchases ORDER BY id LIMIT 450")]
+    assert first[5] not in later and got == sorted({first[5], *later})[:450]
+    log = [unquote(e["target"]) for e in sb.log]
+    positions = [t for t in log if "from=" in t]
+    assert len(positions) == 2 and sb.counters()["status_429"] == 0
+    # the first window was read by keyset from the first page's last id
+    assert any(f"where[id][$gt]={first[99]}&" in t for t in log)
