@@ -100,6 +100,8 @@ class BoundedPager:
         How many requests may be in flight at once (changes timing, never the requests).
     descending : bool
         The first ``max_rows`` by ``-id``: ids are read from the top down.
+    max_windows : int
+        The most windows planned at once (each boundary may cost a page that is not full).
 
     Examples
     --------
@@ -112,8 +114,9 @@ class BoundedPager:
     """
 
     def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
-                 descending: bool = False) -> None:
+                 descending: bool = False, max_windows: int = WINDOWS) -> None:
         check_sizes(page_size, max_rows, parallel)
+        self.max_windows = max(1, max_windows)
         self.page_size = page_size
         self.max_rows = max_rows
         self.parallel = parallel
@@ -302,8 +305,10 @@ class BoundedPager:
         each), the last unbounded."""
         page = self.cap or self.page_size
         pages = math.ceil(need / page)
-        n = max(1, min(WINDOWS, pages // least))
-        sizes = [pages // n + (k < pages % n) for k in range(n)]
+        n = max(1, min(self.max_windows, pages // least))
+        # a bounded window usually ends on a page that is not full, the last one never:
+        # the pages left over go to the last windows
+        sizes = [pages // n + (n - 1 - k < pages % n) for k in range(n)]
         gap = self._gap()
         lo = after
         for k, size in enumerate(sizes):
