@@ -119,6 +119,8 @@ class BoundedPager:
     ahead : bool
         Send position pages with the first page (see the module docstring); drive the pager
         through :meth:`on_records`.
+    max_windows : int
+        The most windows planned at once (each boundary may cost a page that is not full).
 
     Examples
     --------
@@ -131,8 +133,10 @@ class BoundedPager:
     """
 
     def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
-                 descending: bool = False, ahead: bool = False) -> None:
+                 descending: bool = False, ahead: bool = False,
+                 max_windows: int = WINDOWS) -> None:
         check_sizes(page_size, max_rows, parallel)
+        self.max_windows = max(1, max_windows)
         self.page_size = page_size
         self.max_rows = max_rows
         self.parallel = parallel
@@ -379,8 +383,10 @@ class BoundedPager:
         each), the last unbounded; the first ``loss`` rows shorter (its chain's)."""
         page = self.cap or self.page_size
         pages = math.ceil(need / page)
-        n = max(1, min(WINDOWS, pages // least))
-        sizes = [pages // n + (k < pages % n) for k in range(n)]
+        n = max(1, min(self.max_windows, pages // least))
+        # a bounded window usually ends on a page that is not full, the last one never:
+        # the pages left over go to the last windows
+        sizes = [pages // n + (n - 1 - k < pages % n) for k in range(n)]
         gap = self._gap()
         lo = after
         for k, size in enumerate(sizes):

@@ -13,7 +13,10 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
 * A trailing run that is the whole page or more than half a full page (a heavy value): the
   value's first rows still needed are read by id keyset (a
   :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
-  parallel), and the next range starts after the value (``$gt``), sent at once.  Otherwise
+  parallel, one window fewer than a plain read: the range page spent up to a page on the
+  run).  The next range starts after the value (``$gt``) and is sent only once a page of the
+  value's last (unbounded) window comes back short while the pages of that window hold fewer
+  rows than needed: a value that holds the rows needed costs no range after it.  Otherwise
   the next range starts *at* the last value (``$gte``), which reads that value's rows again,
   all of them first.  ``limit`` is the rows still needed plus one, so the last page usually
   proves the N-th row final.
@@ -21,9 +24,11 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
   whatever the server's default is; ``id`` is never null and never ties.
 * Rows that tie are put in id order, so the result is the first N by ``(attribute, id)``.
 * Determinism: each decision uses only answers whose content it depends on (a range answer
-  is used once every segment before it is known exactly), so the same data always sends the
-  same requests and a repeated read is answered from the HTTP cache.  At most one range
-  request (sent while the heavy value before it is read) can turn out unneeded.
+  is used once every segment before it is known exactly; the range after a heavy value is
+  decided by one answer of a chain of pages sent one after another, and sent even once the
+  rows are known), so the same data always sends the same requests and a repeated read is
+  answered from the HTTP cache.  A range after a heavy value turns out unneeded only when the
+  value's other windows hold the rows its last one lacked.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from itertools import count, groupby
 from typing import Any
 
-from ._bounded import BoundedPager
+from ._bounded import WINDOWS, BoundedPager
 from ._pages import PageRequest, PagerStats, Record, check_sizes
 from .paging import Pager
 from .settings import DEFAULT_PAGE_SIZE
@@ -51,6 +56,11 @@ class _Keyset:
     pager: Pager | BoundedPager
     need: int
     rows: list[Record] = field(default_factory=list)
+    #: The range after a heavy value, sent once the value shows its end (if it does).
+    then: _Range | None = None
+    #: Rows of the pages without an upper id bound: one page after another, so the count at
+    #: each answer depends on the data only.
+    open_rows: int = 0
 
     @property
     def satisfied(self) -> bool:
@@ -74,6 +84,8 @@ class _Range:
     limit: int
     sent: bool = False
     records: list[Record] | None = None
+    #: Decided by an answer's content alone: sent even once the rows are known.
+    due: bool = False
 
 
 class TopPager:
@@ -155,7 +167,7 @@ class TopPager:
     @property
     def done(self) -> bool:
         """True once the first ``max_rows`` are known and no request is in flight."""
-        return self._finished and not self._owner
+        return self._finished and not self._owner and not self._due()
 
     @property
     def in_flight(self) -> int:
@@ -165,7 +177,7 @@ class TopPager:
     def draining(self) -> bool:
         """Nothing known to be needed is left unsent."""
         if self._finished:
-            return True
+            return not self._due()
         if self._range is not None and not self._range.sent:
             return False
         return all(seg is None or seg.satisfied or seg.pager.draining
@@ -183,10 +195,8 @@ class TopPager:
     def next_requests(self) -> list[PageRequest]:
         """Requests to send now: a range request at once, keyset pages within ``parallel``."""
         out: list[PageRequest] = []
-        if self._finished:
-            return out
         for seg in (self._head, self._boundary, self._tail):
-            if seg is not None and not seg.satisfied:
+            if seg is not None and not seg.satisfied and not self._finished:
                 if isinstance(seg.pager, BoundedPager):
                     others = self.in_flight - seg.pager.in_flight + len(out)
                     seg.pager.parallel = max(1, self.parallel - others)
@@ -194,7 +204,7 @@ class TopPager:
                     out.append(self._send(replace(inner, key=next(self._keys),
                                                   where=seg.where), seg, inner))
         r = self._range
-        if r is not None and not r.sent:
+        if r is not None and not r.sent and (r.due or not self._finished):
             r.sent = True
             out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
                                               by_order=True), r, None))
@@ -219,6 +229,13 @@ class TopPager:
         elif isinstance(seg.pager, BoundedPager):
             assert inner is not None
             seg.rows += seg.pager.on_records(inner, records)
+            if inner.lte is None:
+                seg.open_rows += len(records)
+                if seg.then is not None and seg.open_rows < seg.need and _short(
+                        records, inner, seg.pager):
+                    # the value ended in its last window: it may hold fewer rows than needed
+                    self._range, seg.then = seg.then, None
+                    self._range.due = True
         else:
             assert inner is not None
             n = seg.pager.on_page(inner, [int(r["id"]) for r in records])
@@ -233,6 +250,10 @@ class TopPager:
         self.stats.requests += 1
         return request
 
+    def _due(self) -> bool:
+        """A range decided by an answer alone is still to be sent."""
+        return self._range is not None and self._range.due and not self._range.sent
+
     def _kept(self, record: Record) -> bool:
         return self.keep is None or self.keep(record)
 
@@ -240,10 +261,11 @@ class TopPager:
         """A range's ``limit``: the rows still wanted (all of a page with a post-filter)."""
         return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
 
-    def _keyset(self, value: Any, need: int) -> _Keyset:
+    def _keyset(self, value: Any, need: int, windows: int = WINDOWS) -> _Keyset:
         pager: Pager | BoundedPager
         if self.keep is None:
-            pager = BoundedPager(self.page_size, need, parallel=self.parallel)
+            pager = BoundedPager(self.page_size, need, parallel=self.parallel,
+                                 max_windows=windows)
         else:  # how many rows a page keeps is known only once read: one page at a time
             pager = Pager(self.page_size, probe=False)
         pager.cap = self.cap
@@ -266,6 +288,8 @@ class TopPager:
                     self._head = None
                 else:
                     self._boundary = None
+                    if seg.then is not None and not self._finished:  # read a page at a time
+                        self._range = seg.then
             elif self._range is not None:
                 if self._range.records is None:
                     return
@@ -308,11 +332,19 @@ class TopPager:
             self._range = _Range({self.attribute: {at if run else after: last}},
                                  self._limit(left + 1 if run else left))
             return
-        # a heavy value (the whole page, or more than half a full one): read it by id
-        self._boundary = self._keyset(last, left)
+        # a heavy value (the whole page, or more than half a full one): read it by id, one
+        # window fewer than a plain read (the range page spent up to a page on the run)
+        self._boundary = self._keyset(last, left, WINDOWS - 1)
         # the value has at least ``run`` rows (which of them came back is chance: with a
-        # post-filter nothing certain is known about how many it keeps)
+        # post-filter nothing certain is known about how many it keeps); the range after it
+        # waits until the value's read reaches the value's end, which it seldom does when
+        # the value holds the rows needed
         known = 0 if self.keep is not None else run
         if known < left:
-            self._range = _Range({self.attribute: {after: last}}, self._limit(left - known + 1))
+            self._boundary.then = _Range({self.attribute: {after: last}},
+                                         self._limit(left - known + 1))
 
+
+def _short(records: list[Record], request: PageRequest, pager: BoundedPager) -> bool:
+    """The answer ends the rows its request could return (as :class:`BoundedPager` tells)."""
+    return not records or len(records) < min(request.limit, pager.cap or 0)

@@ -423,6 +423,37 @@ def test_top_pager_reads_a_heavy_value_by_id() -> None:
         ("{'v': 1}", None)]  # 200 rows of 0 (the last page proves the end), 50 of 1
 
 
+def test_top_pager_sends_the_range_after_a_heavy_value_once_the_value_ends() -> None:
+    """150 rows of 0 among 1000 of 1: the range after 0 goes out as soon as the unbounded
+    window of 0's keyset read comes back short, while its other window is still read; over
+    a value that holds every row needed, no range after it is ever sent."""
+    values = {i: 0 if i % 7 == 0 else 1 for i in range(1, 1051)}
+    sim = SimTable(values, descending=False, cap=None, rng=random.Random(4))
+    pager = TopPager("v", 600, 100, parallel=4)
+    pending = pager.next_requests()
+    while not any(r.lte is not None for r in pending):  # until 0's windows are planned
+        req = pending.pop(0)
+        pager.on_page(req, sim.answer(req))
+        pending += pager.next_requests()
+    [unbounded] = [r for r in pending if r.where == {"v": 0} and r.lte is None]
+    assert sim.answer(unbounded) == []  # 0 ends inside the bounded window
+    pager.on_page(unbounded, [])
+    [after] = pager.next_requests()
+    assert after.by_order and after.where == {"v": {"$gt": 0}}
+    assert any(r.lte is not None for r in pending)  # 0's bounded window: not answered yet
+    pending = [r for r in pending if r is not unbounded] + [after]
+    while pending:
+        req = pending.pop()
+        pager.on_page(req, sim.answer(req))
+        pending += pager.next_requests()
+    assert [r["id"] for r in pager.result()] == expected_top(values, 600, False, False)
+    over = TopPager("v", 140, 100)
+    assert run_top(over, SimTable(values, descending=False, cap=None, rng=random.Random(5)),
+                   random.Random(5)) == expected_top(values, 140, False, False)
+    assert over.stats.requests == 1 + 2  # 0's first two pages (the last one short: 0 ends
+    # with 150 rows, more than needed): nothing after 0
+
+
 def test_top_pager_by_id_needs_no_keyset_reads() -> None:
     values = {i: i for i in range(1, 501)}
     rng = random.Random(3)
