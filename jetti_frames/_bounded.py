@@ -328,7 +328,8 @@ class BoundedPager:
         if w.hi is None:
             return w.pages
         start = w.cursor if w.cursor is not None else w.lo
-        return math.inf if start is None else (w.hi - start) / self._gap()
+        page = self.cap or self.page_size
+        return math.inf if start is None else (w.hi - start) / self._gap() / page
 
     def _gap(self) -> float:
         """The mean distance between consecutive ids read (1 before two are known)."""
@@ -365,7 +366,7 @@ class BoundedPager:
         """Every planned request is answered and rows are missing: the last window goes on."""
         last = self._windows[-1]
         if (last.complete or not self._planned
-                or last.chain is not None and not last.chain.settled):
+                or (last.chain is not None and not last.chain.settled)):
             return
         need = self.max_rows - self._rows()
         if need <= 0:
@@ -384,9 +385,9 @@ class BoundedPager:
         page = self.cap or self.page_size
         pages = math.ceil(need / page)
         n = max(1, min(self.max_windows, pages // least))
-        # a bounded window usually ends on a page that is not full, the last one never:
-        # the pages left over go to the last windows
-        sizes = [pages // n + (n - 1 - k < pages % n) for k in range(n)]
+        # the last window also takes the rows the bounded ones leave (their slack): the
+        # pages left over go to the first windows
+        sizes = [pages // n + (k < pages % n) for k in range(n)]
         gap = self._gap()
         lo = after
         for k, size in enumerate(sizes):

@@ -29,7 +29,7 @@ from ._progress import ReadBar
 from ._top import TopPager
 from ._wire import encode
 from .errors import JettiAuthError, JettiBadRequestError
-from .paging import PageRequest, Pager
+from .paging import Pager, PageRequest
 from .settings import Settings
 from .transport import Transport
 

@@ -16,23 +16,24 @@ State
     (draining at ``rate``), to tell what ``X-RateLimit-Remaining`` should say; ``sent``: starts
     so far; ``full``: answers in a row that found the bucket fuller than our starts explain.
 
-The server's bucket. Jetti's bucket holds ``burst`` = 2 requests and drains 2 per second. A
-start may come up to ``(burst - 1) / rate - RESERVE`` seconds before ``tat``: an account seen to
-be alone on its bucket starts two requests 0.11 s apart after a pause (a read's first page and
-its probe, the windows planned from an answer), then one per ``interval``, and whatever the
-network does to the arrival times within ``RESERVE`` seconds, the bucket never overflows. Starts
-late by a few milliseconds (threads, the lock file) are caught up, so a long read keeps the
-pace. ``X-RateLimit-Remaining`` lower than our own starts explain says a slot was taken when the
-request arrived: by another integration of the account, or once in a while by two of our starts
-bunched by network jitter. Twice in a row, it is someone else: the next start then waits until
-the bucket, full at worst, has drained the starts made since and two slots more (one for that
-start, one spare), so each request of another integration costs the account's clients one slot
-and nobody draws 429. A burst is only for a bucket seen to be ours alone: a start comes early
-only within :data:`QUIET` seconds of an answer that found the bucket as our own starts left it,
-and none since found it fuller than :data:`JITTER` seconds of network jitter explain (nor for
-:data:`QUIET` seconds after another integration showed itself, or a 429). A process that has seen no answer yet never bursts: another integration may
-be using the bucket. A 429 pauses the whole account for its ``Retry-After`` and widens
-``interval`` by a quarter, which narrows back by 2 % with every answer that leaves a slot free.
+The server's bucket. Jetti's bucket holds ``burst`` = 2 requests and drains 2 per second. A start
+may come up to ``(burst - 1) / rate - RESERVE`` seconds before ``tat``: an account seen to be alone
+on its bucket starts two requests 0.11 s apart after a pause (a read's first page and its probe, the
+windows planned from an answer), then one per ``interval``, and whatever the network does to the
+arrival times within ``RESERVE`` seconds, the bucket never overflows. Starts late by a few
+milliseconds (threads, the lock file) are caught up, so a long read keeps the pace. ``X-RateLimit-
+Remaining`` lower than our own starts explain says a slot was taken when the request arrived: by
+another integration of the account, or once in a while by two of our starts bunched by network
+jitter. Twice in a row, it is someone else: the next start then waits until the bucket, full at
+worst, has drained the starts made since and two slots more (one for that start, one spare), so each
+request of another integration costs the account's clients one slot and nobody draws 429. A burst is
+only for a bucket seen to be ours alone: a start comes early only within :data:`QUIET` seconds of an
+answer that found the bucket as our own starts left it, and none since found it fuller than
+:data:`JITTER` seconds of network jitter explain (nor for :data:`QUIET` seconds after another
+integration showed itself, or a 429). A process that has seen no answer yet never bursts: another
+integration may be using the bucket. A 429 pauses the whole account for its ``Retry-After`` and
+widens ``interval`` by a quarter, which narrows back by 2 % with every answer that leaves a slot
+free.
 
 Without a cache directory, or when it cannot be written, the schedule lives in the process only
 (logged at DEBUG).

@@ -45,6 +45,10 @@ from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["TopPager"]
 
+#: Id windows of a heavy value's keyset read: each boundary may cost a page that is not full,
+#: and the range request before it already spent one.
+HEAVY_WINDOWS = 2
+
 
 @dataclass(eq=False)
 class _Keyset:
@@ -332,9 +336,9 @@ class TopPager:
             self._range = _Range({self.attribute: {at if run else after: last}},
                                  self._limit(left + 1 if run else left))
             return
-        # a heavy value (the whole page, or more than half a full one): read it by id, one
-        # window fewer than a plain read (the range page spent up to a page on the run)
-        self._boundary = self._keyset(last, left, WINDOWS - 1)
+        # a heavy value (the whole page, or more than half a full one): read it by id, in
+        # fewer windows than a plain read (the range page spent up to a page on the run)
+        self._boundary = self._keyset(last, left, HEAVY_WINDOWS)
         # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps); the range after it
         # waits until the value's read reaches the value's end, which it seldom does when

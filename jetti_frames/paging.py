@@ -270,7 +270,7 @@ class Pager(ById):
         chain, w = self._chain, self._first
         if chain is None or chain.broken or w.cursor is None or not self._probe_done:
             return []
-        if w.closed and w.inflight is None or w.hi is None:
+        if (w.closed and w.inflight is None) or w.hi is None:
             chain.drop()  # the first page or the probe read everything
             return []
         out: list[Record] = []

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import random
-from urllib.parse import unquote
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings

@@ -630,7 +630,7 @@ def test_open_streams_owns_parallel_and_limits_by_listed_ids() -> None:
     assert [r.limit for r in seq.pager.next_requests()] == [2]  # the first page alone
     [par, few] = (open_streams([{"a": 1}], 100, budget=4, cap=37)
                   + open_streams([{"a": 2}], 100, budget=4, sequential=True))
-    first, probe, chained = par.pager.next_requests()  # with the position page after page 1
+    _, probe, chained = par.pager.next_requests()  # with the position page after page 1
     assert par.pager.cap == 37 and probe.descending and (chained.page, chained.limit) == (1, 36)
     assert len(few.pager.next_requests()) == 1  # no probe for a small answer
 
