@@ -210,10 +210,16 @@ class Reading:
         wanted = (consistent and plan.limit is None
                   and plan.query.resource.has_field("updatedAt"))
         passes: list[Stream] = []
+        seen: dict[int, Stream] = {}
+
+        def one_round() -> bool:
+            """Every request so far went out before the first answer: one moment of the data,
+            nothing to catch up with (the same answer whatever the order of answers)."""
+            return all(isinstance(s.pager, Pager) and s.pager.one_round for s in seen.values())
 
         def catch_up() -> list[Stream]:
             began = min(filter(None, map(server_date, dates)), default=None)
-            if not wanted or passes or not pages_with_rows or began is None:
+            if not wanted or passes or not pages_with_rows or began is None or one_round():
                 return []
             again, member = catch_up_plan(plan, began - dt.timedelta(seconds=2))
             passes.extend(replace(s, member=member) for s in self._streams(again))
@@ -224,7 +230,6 @@ class Reading:
                 into.add_ordered(self._top(plan, refresh=refresh, bar=bar, on_page=on_page))
                 self._finish_stats(stats_before, rows=into.count, bar=bar)
             return
-        seen: dict[int, Stream] = {}
         with self._bar(plan, progress) as bar:
             for stream, records in self._pull(plan, refresh=refresh, bar=bar, dates=dates,
                                               late=catch_up):
@@ -241,9 +246,7 @@ class Reading:
                     on_page(pages, into.count)
             # a read whose requests all went out before its first answer is one moment; one
             # that went on, and whose pass found nothing to overlap, catches up now
-            one_round = all(isinstance(s.pager, Pager) and s.pager.one_round
-                            for s in seen.values())
-            if not one_round and not passes and catch_up():
+            if not passes and catch_up():
                 again = replace(plan, parts=[s.part for s in passes], few=True)
                 for _, records in self._pull(again, refresh=refresh, bar=bar):
                     into.add(records, passes[0].member)
