@@ -48,7 +48,7 @@ from pandas.api.types import union_categoricals
 from ._build import Order
 from ._tree import Include, Node, node_columns, walk
 from .drift import DriftLog
-from .flatten import frame_from_records, frame_tables
+from .flatten import frame_from_records, frame_tables, unknown_fields
 from .schema import (
     DEFAULT_SEP,
     DtypeBackend,
@@ -207,7 +207,12 @@ class Collector:
         marked, self._batch = self._batch, []
         if not marked:
             return
-        while True:
+        new = unknown_fields(marked, self._pinned)  # the listed model's, before converting
+        if new:
+            for name in new:
+                self._keep_raw((), name)
+            self._pinned = self._pin()
+        while True:  # an included model's new fields show in the frame: convert again
             frame = self._frame(marked)
             new = [name for name in frame.columns if name not in self._owner]
             if not new:
@@ -230,15 +235,19 @@ class Collector:
         Such a column comes right after the columns of its own model, so it belongs to the
         model of the nearest known column before it.
         """
-        prefixes = {path: prefix for _, prefix, path in self._nodes}
         owner: tuple[str, ...] = ()
         for name in columns:
             if name in self._owner:
                 owner = self._owner[name]
             elif name in new:
-                self._raw[owner][name[len(prefixes[owner]):]] = name
-                self._owner[name] = owner
+                self._keep_raw(owner, name)
         self._pinned = self._pin()
+
+    def _keep_raw(self, owner: tuple[str, ...], name: str) -> None:
+        """Keep column ``name`` of the model at ``owner`` as raw JSON until the end."""
+        prefix = next(prefix for _, prefix, path in self._nodes if path == owner)
+        self._raw[owner][name[len(prefix):]] = name
+        self._owner[name] = owner
 
     def _flush(self) -> None:
         if not self._pending:

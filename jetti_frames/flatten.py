@@ -67,6 +67,7 @@ __all__ = [
     "check_joinable",
     "frame_from_records",
     "frame_tables",
+    "unknown_fields",
 ]
 
 Record = Mapping[str, Any]
@@ -207,11 +208,19 @@ def _read_columns(rows: Sequence[Record], fields: Sequence[str]) -> list[list[An
         return [[r.get(f) for r in rows] for f in fields]
 
 
-def _unknown_fields(rows: Sequence[Record], node: Node) -> list[str]:
-    """Fields found in ``rows`` that the node's catalogue lacks, sorted by name."""
+def unknown_fields(rows: Sequence[Record], node: Node) -> list[str]:
+    """Fields found in ``rows`` that the node's catalogue lacks, sorted by name (none when the
+    node selects its attributes).
+
+    Examples
+    --------
+    >>> unknown_fields([{"id": 1, "colour": "red"}, {"id": 2, "size": 3}],
+    ...                FrameSpec.of("purchase-statuses"))
+    ['colour', 'size']
+    """
     if node.attributes is not None or not rows:
         return []
-    found: set[str] = set().union(*set(map(tuple, rows)))
+    found: set[str] = set().union(*rows)
     found -= node.resource.fields_by_name.keys()
     found -= {n for n, _ in node.extra_kinds}
     found -= {inc.key for inc in node.include}
@@ -268,7 +277,7 @@ def _node_arrays(node: Node, rows: list[Record], prefix: str,
                  dtype_backend: DtypeBackend) -> dict[str, Any]:
     """Typed arrays of one node's columns over its distinct records, in column order."""
     planned = node_columns(node)
-    unknown = _unknown_fields(rows, node)
+    unknown = unknown_fields(rows, node)
     # integers are read from lists: arrow's struct conversion would truncate 2.5 to 2 silently
     scalar = list(dict.fromkeys(c.field for c in planned if c.kind in _STRUCT_KINDS))
     other = list(dict.fromkeys(c.field for c in planned if c.kind not in _STRUCT_KINDS))
@@ -434,7 +443,7 @@ def _plan_tables(spec: FrameSpec, records: Sequence[Record], sep: str) -> list[_
 
 
 def _table_values(table: _Table, fields: list[str]) -> dict[str, list[Any]]:
-    unknown = _unknown_fields(table.rows, table.node)
+    unknown = unknown_fields(table.rows, table.node)
     values = dict(zip(fields + unknown, _read_columns(table.rows, fields + unknown), strict=True))
     for fk, key in table.fill_from_include.items():
         col = values.get(fk)
