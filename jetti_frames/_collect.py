@@ -48,7 +48,7 @@ from pandas.api.types import union_categoricals
 from ._build import Order
 from ._tree import Include, Node, node_columns, walk
 from .drift import DriftLog
-from .flatten import frame_from_records, frame_tables, unknown_fields
+from .flatten import frame_from_records, frame_tables, new_fields
 from .schema import (
     DEFAULT_SEP,
     DtypeBackend,
@@ -197,17 +197,28 @@ class Collector:
 
     # -- internals -------------------------------------------------------------------------
     def _pin(self) -> FrameSpec:
-        """The spec converted per page: the arrival column, raw columns read as JSON."""
+        """The spec converted per batch: the arrival column, raw columns read as JSON, and the
+        listed model's columns named (its new fields are found before converting)."""
         root = _pinned(self.spec, self._raw, ())
-        columns = None if root.attributes is None else (*root.attributes, MARK)
-        return replace(root, attributes=columns, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
+        root = replace(root, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
+        columns = (*root.attributes, MARK) if root.attributes is not None \
+            else tuple(c.field for c in node_columns(root))
+        return replace(root, attributes=columns)
+
+    def _new_fields(self, marked: list[dict[str, Any]]) -> list[str]:
+        """The listed model's fields the catalogue lacks not yet kept raw (from the fields the
+        drift log has seen, a superset of the batch's)."""
+        if self.spec.attributes is not None:
+            return []
+        found = set().union(*marked) if self.drift is None else self.drift.fields()
+        return new_fields(found, self._pinned)
 
     def _convert(self) -> None:
         """Turn the records taken so far into typed columns."""
         marked, self._batch = self._batch, []
         if not marked:
             return
-        new = unknown_fields(marked, self._pinned)  # the listed model's, before converting
+        new = self._new_fields(marked)
         if new:
             for name in new:
                 self._keep_raw((), name)

@@ -35,7 +35,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from operator import itemgetter
@@ -67,6 +67,7 @@ __all__ = [
     "check_joinable",
     "frame_from_records",
     "frame_tables",
+    "new_fields",
     "unknown_fields",
 ]
 
@@ -220,12 +221,24 @@ def unknown_fields(rows: Sequence[Record], node: Node) -> list[str]:
     """
     if node.attributes is not None or not rows:
         return []
-    found: set[str] = set().union(*rows)
-    found -= node.resource.fields_by_name.keys()
-    found -= {n for n, _ in node.extra_kinds}
-    found -= {inc.key for inc in node.include}
-    found -= _INCLUDE_KEYS
-    return sorted(found)
+    return new_fields(set().union(*rows), node)
+
+
+def new_fields(found: Iterable[str], node: Node) -> list[str]:
+    """Of the field names ``found``, those the node's catalogue (and its ``extra_kinds``)
+    lacks, include keys left out, sorted by name.
+
+    Examples
+    --------
+    >>> new_fields({"id", "colour", "purchase_status"}, FrameSpec.of("purchase-statuses"))
+    ['colour']
+    """
+    unknown = set(found)
+    unknown -= node.resource.fields_by_name.keys()
+    unknown -= {n for n, _ in node.extra_kinds}
+    unknown -= {inc.key for inc in node.include}
+    unknown -= _INCLUDE_KEYS
+    return sorted(unknown)
 
 
 def _claim(name: str, out: Mapping[str, Any]) -> str:
