@@ -106,6 +106,9 @@ class Collector:
         self._seq = 0
         self._keys = ("id", "updatedAt", *((order.attribute,) if order else ()))
         self._nodes = walk(spec, sep)
+        #: A has-many include makes several rows of a record: rows carry their record's mark.
+        self._explodes = any(isinstance(node, Include) and node.kind == "has_many"
+                             for node, _, _ in self._nodes)
         self._owner = {name: path for node, prefix, path in self._nodes
                        for name in _names(node, prefix)}
         self._owner[MARK] = ()
@@ -115,6 +118,7 @@ class Collector:
             for node, prefix, path in self._nodes}
         self._pinned = self._pin()
         self._batch: list[dict[str, Any]] = []
+        self._batch_first = 0  # the arrival number of the batch's first record
         self._blocks: list[tuple[int, dict[str, Any]]] = []
         self._pending: list[tuple[int, dict[str, Any]]] = []
 
@@ -137,10 +141,15 @@ class Collector:
             return
         first = self._seq
         self._seq += len(records)
-        marked = [{**r, MARK: first + i} for i, r in enumerate(records)]
-        merge(self._by_id, [{**{k: r.get(k) for k in self._keys}, MARK: r[MARK]}
-                            for r in marked])
-        self._batch.extend(marked)
+        keyed = []
+        for n, record in enumerate(records, first):
+            keys = {k: record.get(k) for k in self._keys}
+            keys[MARK] = n
+            keyed.append(keys)
+        merge(self._by_id, keyed)
+        if not self._batch:
+            self._batch_first = first
+        self._batch.extend(_marked(records, first) if self._explodes else records)
         if len(self._batch) >= self.batch:
             self._convert()
 
@@ -153,7 +162,8 @@ class Collector:
             return
         self._in_order = [{MARK: i} for i in range(len(records))]
         self._seq = len(records)
-        self._batch = [{**r, MARK: i} for i, r in enumerate(records)]
+        self._batch_first = 0
+        self._batch = _marked(records, 0) if self._explodes else list(records)
 
     def records(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The kept records (whole, or their keys), deduplicated, in the final order."""
@@ -178,7 +188,7 @@ class Collector:
         rank = np.full(self._seq, -1, dtype=np.int64)
         rank[np.fromiter((r[MARK] for r in kept), dtype=np.int64, count=len(kept))] = \
             np.arange(len(kept))
-        marks = np.concatenate([_ints(block[MARK]) for _, block in blocks])
+        marks = np.concatenate([block[MARK] for _, block in blocks])
         ranks = rank[marks]
         rows = np.flatnonzero(ranks >= 0)
         take = rows[np.argsort(ranks[rows], kind="stable")]
@@ -197,47 +207,53 @@ class Collector:
 
     # -- internals -------------------------------------------------------------------------
     def _pin(self) -> FrameSpec:
-        """The spec converted per batch: the arrival column, raw columns read as JSON, and the
-        listed model's columns named (its new fields are found before converting)."""
+        """The spec converted per batch: raw columns read as JSON, the listed model's columns
+        named (its new fields are found before converting), and the arrival column when a
+        record can make several rows."""
         root = _pinned(self.spec, self._raw, ())
-        root = replace(root, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
-        columns = (*root.attributes, MARK) if root.attributes is not None \
+        mark = (MARK,) if self._explodes else ()
+        if mark:
+            root = replace(root, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
+        columns = (*root.attributes, *mark) if root.attributes is not None \
             else tuple(c.field for c in node_columns(root))
         return replace(root, attributes=columns)
 
-    def _new_fields(self, marked: list[dict[str, Any]]) -> list[str]:
+    def _new_fields(self, batch: list[dict[str, Any]]) -> list[str]:
         """The listed model's fields the catalogue lacks not yet kept raw (from the fields the
         drift log has seen, a superset of the batch's)."""
         if self.spec.attributes is not None:
             return []
-        found = set().union(*marked) if self.drift is None else self.drift.fields()
+        found = set().union(*batch) if self.drift is None else self.drift.fields()
         return new_fields(found, self._pinned)
 
     def _convert(self) -> None:
         """Turn the records taken so far into typed columns."""
-        marked, self._batch = self._batch, []
-        if not marked:
+        batch, self._batch = self._batch, []
+        if not batch:
             return
-        new = self._new_fields(marked)
+        new = self._new_fields(batch)
         if new:
             for name in new:
                 self._keep_raw((), name)
             self._pinned = self._pin()
         while True:  # an included model's new fields show in the frame: convert again
-            frame = self._frame(marked)
+            frame = self._frame(batch)
             new = [name for name in frame.columns if name not in self._owner]
             if not new:
                 break
             self._adopt(frame.columns.tolist(), new)
-        self._pending.append((len(frame), {name: _array(frame[name]) for name in frame.columns}))
+        columns = {name: _array(frame[name]) for name in frame.columns}
+        columns[MARK] = _ints(columns[MARK]) if self._explodes else \
+            np.arange(self._batch_first, self._batch_first + len(batch), dtype=np.int64)
+        self._pending.append((len(frame), columns))
         if len(self._pending) >= BLOCK_BATCHES:
             self._flush()
 
-    def _frame(self, marked: list[dict[str, Any]]) -> pd.DataFrame:
+    def _frame(self, batch: list[dict[str, Any]]) -> pd.DataFrame:
         if self.tables:
-            return frame_tables(marked, self._pinned, sep=self.sep,
+            return frame_tables(batch, self._pinned, sep=self.sep,
                                 dtype_backend=self.dtype_backend)[self.spec.resource.key_many]
-        return frame_from_records(marked, self._pinned, sep=self.sep,
+        return frame_from_records(batch, self._pinned, sep=self.sep,
                                   dtype_backend=self.dtype_backend)
 
     def _adopt(self, columns: list[str], new: list[str]) -> None:
@@ -294,6 +310,11 @@ class Collector:
     def _enums(self) -> dict[str, tuple[str, ...]]:
         return {c.name: c.enum or () for node, prefix, _ in self._nodes
                 for c in node_columns(node, prefix) if c.kind == "enum"}
+
+
+def _marked(records: Sequence[dict[str, Any]], first: int) -> list[dict[str, Any]]:
+    """Copies of ``records`` carrying their arrival numbers (from ``first``) under :data:`MARK`."""
+    return [{**r, MARK: n} for n, r in enumerate(records, first)]
 
 
 def _names(node: Node, prefix: str) -> list[str]:
