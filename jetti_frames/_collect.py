@@ -360,6 +360,8 @@ def _concat(arrays: list[Any]) -> Any:
 
 def _recategorize(values: pd.Categorical, enum: Sequence[str]) -> pd.Categorical:
     """The spec's categories, then the off-spec values present, sorted (as for one page)."""
+    if tuple(values.categories) == tuple(enum):  # no off-spec value in any batch
+        return values
     used = values.categories[np.unique(values.codes[values.codes >= 0])]
     spec = set(enum)
     categories = [*enum, *sorted(v for v in used if v not in spec)]
