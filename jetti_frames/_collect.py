@@ -194,7 +194,7 @@ class Collector:
         take = rows[np.argsort(ranks[rows], kind="stable")]
         data: dict[str, Any] = {}
         for name, raw in self._columns():
-            array = _concat([block.get(name, _nones(n)) for n, block in blocks])
+            array = _concat([_column(block, name, n) for n, block in blocks])
             for _, block in blocks:
                 block.pop(name, None)
             typed = self._finish(name, array[take], raw)
@@ -282,7 +282,7 @@ class Collector:
         pages, self._pending = self._pending, []
         names = list(dict.fromkeys(name for _, page in pages for name in page))
         n = sum(rows for rows, _ in pages)
-        self._blocks.append((n, {name: _concat([page.get(name, _nones(rows))
+        self._blocks.append((n, {name: _concat([_column(page, name, rows)
                                                 for rows, page in pages])
                                  for name in names}))
 
@@ -339,6 +339,11 @@ def _array(column: pd.Series) -> Any:
 
 def _ints(array: Any) -> np.ndarray:
     return np.asarray(array.to_numpy(dtype=np.int64), dtype=np.int64)
+
+
+def _column(columns: Mapping[str, Any], name: str, n: int) -> Any:
+    """Column ``name`` of a batch of ``n`` rows (all None when the batch lacks it)."""
+    return columns[name] if name in columns else _nones(n)
 
 
 def _nones(n: int) -> np.ndarray:
