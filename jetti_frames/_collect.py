@@ -48,7 +48,7 @@ from pandas.api.types import union_categoricals
 from ._build import Order
 from ._tree import Include, Node, node_columns, walk
 from .drift import DriftLog
-from .flatten import frame_from_records, frame_tables, new_fields
+from .flatten import frame_tables, new_fields, record_columns
 from .schema import (
     DEFAULT_SEP,
     DtypeBackend,
@@ -237,24 +237,24 @@ class Collector:
                 self._keep_raw((), name)
             self._pinned = self._pin()
         while True:  # an included model's new fields show in the frame: convert again
-            frame = self._frame(batch)
-            new = [name for name in frame.columns if name not in self._owner]
+            columns, n = self._columns_of(batch)
+            new = [name for name in columns if name not in self._owner]
             if not new:
                 break
-            self._adopt(frame.columns.tolist(), new)
-        columns = {name: _array(frame[name]) for name in frame.columns}
+            self._adopt(list(columns), new)
         columns[MARK] = _ints(columns[MARK]) if self._explodes else \
             np.arange(self._batch_first, self._batch_first + len(batch), dtype=np.int64)
-        self._pending.append((len(frame), columns))
+        self._pending.append((n, columns))
         if len(self._pending) >= BLOCK_BATCHES:
             self._flush()
 
-    def _frame(self, batch: list[dict[str, Any]]) -> pd.DataFrame:
+    def _columns_of(self, batch: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+        """The typed columns of a batch, and their length."""
         if self.tables:
-            return frame_tables(batch, self._pinned, sep=self.sep,
-                                dtype_backend=self.dtype_backend)[self.spec.resource.key_many]
-        return frame_from_records(batch, self._pinned, sep=self.sep,
-                                  dtype_backend=self.dtype_backend)
+            frame = frame_tables(batch, self._pinned, sep=self.sep,
+                                 dtype_backend=self.dtype_backend)[self.spec.resource.key_many]
+            return {name: _array(frame[name]) for name in frame.columns}, len(frame)
+        return record_columns(batch, self._pinned, sep=self.sep, dtype_backend=self.dtype_backend)
 
     def _adopt(self, columns: list[str], new: list[str]) -> None:
         """Keep raw from now on the fields the catalogue lacks found in a page's frame.

@@ -68,6 +68,7 @@ __all__ = [
     "frame_from_records",
     "frame_tables",
     "new_fields",
+    "record_columns",
     "unknown_fields",
 ]
 
@@ -268,6 +269,20 @@ def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str =
     >>> str(df.loc[0, "createdAt"])
     '2024-05-04 09:42:00+00:00'
     """
+    return frame_of(*record_columns(records, spec, sep=sep, dtype_backend=dtype_backend))
+
+
+def record_columns(records: Sequence[Record], spec: FrameSpec, *, sep: str = DEFAULT_SEP,
+                   dtype_backend: DtypeBackend = "numpy_nullable") -> tuple[dict[str, Any], int]:
+    """The columns of :func:`frame_from_records` as typed arrays (``object`` columns as numpy
+    arrays), and its number of rows.
+
+    Examples
+    --------
+    >>> data, n = record_columns([{"id": 1}, {"id": 2}], FrameSpec.of("purchase-statuses"))
+    >>> n, data["id"].tolist()
+    (2, [1, 2])
+    """
     check_joinable(spec)
     kind_dtype("integer", dtype_backend=dtype_backend)  # validates the backend
     parts = _layout(records, spec)
@@ -283,7 +298,7 @@ def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str =
             if part.index is not None:
                 array = _take(array, part.index)
             data[_claim(name, data)] = array
-    return frame_of(data, n_out)
+    return data, n_out
 
 
 def _node_arrays(node: Node, rows: list[Record], prefix: str,
