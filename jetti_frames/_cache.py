@@ -68,10 +68,10 @@ class CachedAnswer(CachedResponse):
     jetti_body: Any = None
 
     @property
-    def content(self) -> bytes:  # type: ignore[override]
+    def content(self) -> bytes:
         if self._content is None and self._decoded_content is not None:
             _encode_content(self)
-        return super().content  # type: ignore[no-any-return]
+        return super().content
 
 
 class _ParsedStage(CattrStage):
@@ -82,7 +82,7 @@ class _ParsedStage(CattrStage):
         stage.converter = self.converter
         return stage
 
-    def loads(self, value: Any) -> Any:  # type: ignore[override]
+    def loads(self, value: Any) -> Any:
         if not isinstance(value, MutableMapping):
             return value
         answer = self.converter.structure(value, cl=CachedAnswer)
