@@ -9,7 +9,8 @@ page is in, those keys decide, exactly as for whole records, which version of a 
 frame is then built once by taking those rows from the columns.
 
 Every row carries the arrival number of its record (a column under :data:`MARK`, dropped at the
-end), so a record exploded into several rows by a has-many include is taken or left whole.
+end), so a record exploded into several rows by a has-many include is taken or left whole;
+without a has-many include a batch's rows are its records, and their numbers a range.
 Three things depend on the whole result, not on one page, and are settled at the end:
 
 - enum columns get the spec's categories plus the off-spec values present, sorted;

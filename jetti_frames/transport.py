@@ -6,6 +6,7 @@ encoded query strings, and returns parsed JSON.
 Layers, top to bottom::
 
     Transport.get / submit / map / run_pager     retries (429, 5xx, dropped or bad bodies), errors
+      Transport._fresh_hit                       a fresh entry, read straight from the file
       requests_cache.CachedSession (SQLite)      a hit is answered here: no wait, no allowance
         _limiter.LimitedAdapter.send             the account's limiter: 2 GET starts per s
           _shared_bucket.Schedule                  ... in every process of the user (cache dir)
@@ -17,7 +18,8 @@ through the cache directory.  A 429 pauses the account for ``Retry-After`` and t
 is sent again.
 
 Cache (:mod:`jetti_frames._cache`).  Only well-formed 200 answers are stored, as JSON, keyed by
-the URL exactly as sent and a non-reversible account id; the token never reaches the file.
+the URL exactly as sent and a non-reversible account id; the token never reaches the file.  A
+cached body is parsed once, with its entry, and handed out as parsed.
 
 Connections.  A failed connection raises
 :class:`~jetti_frames.errors.JettiConnectionError` naming its cause; a host name that does not
