@@ -411,13 +411,14 @@ def request_params(query_where: Mapping[str, Any] | None,
                    include: Sequence[Include | Mapping[str, Any]] | None = (),
                    order: Any = None, limit: int | None = None,
                    from_: int | None = None, *,
-                   exclude: Sequence[str] = ()) -> dict[str, Any]:
+                   exclude: Sequence[str] = (), check: bool = True) -> dict[str, Any]:
     """One request's parameters in Jetti's wire form, checked for qs limits.
 
     ``query_where`` is one of :func:`split_where`'s dicts (possibly with keyset constraints from
     :func:`and_where`); ``attributes`` normally ``Query.sent_attributes``, and without them
     ``exclude`` (normally ``Query.exclude``) is sent as ``attributes[exclude]``.  Values stay
-    Python values; :func:`encode` formats them.
+    Python values; :func:`encode` formats them.  ``check=False`` leaves the check of the qs
+    limits to the caller (:func:`~jetti_frames._wire.encode_checked`).
 
     Raises
     ------
@@ -447,7 +448,8 @@ def request_params(query_where: Mapping[str, Any] | None,
         params["limit"] = int(limit)
     if from_ is not None:
         params["from"] = int(from_)
-    _check_params(params)
+    if check:
+        _check_params(params)
     return params
 
 

@@ -9,7 +9,8 @@ page is in, those keys decide, exactly as for whole records, which version of a 
 frame is then built once by taking those rows from the columns.
 
 Every row carries the arrival number of its record (a column under :data:`MARK`, dropped at the
-end), so a record exploded into several rows by a has-many include is taken or left whole.
+end), so a record exploded into several rows by a has-many include is taken or left whole;
+without a has-many include a batch's rows are its records, and their numbers a range.
 Three things depend on the whole result, not on one page, and are settled at the end:
 
 - enum columns get the spec's categories plus the off-spec values present, sorted;
@@ -48,7 +49,7 @@ from pandas.api.types import union_categoricals
 from ._build import Order
 from ._tree import Include, Node, node_columns, walk
 from .drift import DriftLog
-from .flatten import frame_from_records, frame_tables
+from .flatten import frame_tables, new_fields, record_columns
 from .schema import (
     DEFAULT_SEP,
     DtypeBackend,
@@ -106,6 +107,9 @@ class Collector:
         self._seq = 0
         self._keys = ("id", "updatedAt", *((order.attribute,) if order else ()))
         self._nodes = walk(spec, sep)
+        #: A has-many include makes several rows of a record: rows carry their record's mark.
+        self._explodes = any(isinstance(node, Include) and node.kind == "has_many"
+                             for node, _, _ in self._nodes)
         self._owner = {name: path for node, prefix, path in self._nodes
                        for name in _names(node, prefix)}
         self._owner[MARK] = ()
@@ -115,6 +119,7 @@ class Collector:
             for node, prefix, path in self._nodes}
         self._pinned = self._pin()
         self._batch: list[dict[str, Any]] = []
+        self._batch_first = 0  # the arrival number of the batch's first record
         self._blocks: list[tuple[int, dict[str, Any]]] = []
         self._pending: list[tuple[int, dict[str, Any]]] = []
 
@@ -137,10 +142,15 @@ class Collector:
             return
         first = self._seq
         self._seq += len(records)
-        marked = [{**r, MARK: first + i} for i, r in enumerate(records)]
-        merge(self._by_id, [{**{k: r.get(k) for k in self._keys}, MARK: r[MARK]}
-                            for r in marked])
-        self._batch.extend(marked)
+        keyed = []
+        for n, record in enumerate(records, first):
+            keys = {k: record.get(k) for k in self._keys}
+            keys[MARK] = n
+            keyed.append(keys)
+        merge(self._by_id, keyed)
+        if not self._batch:
+            self._batch_first = first
+        self._batch.extend(_marked(records, first) if self._explodes else records)
         if len(self._batch) >= self.batch:
             self._convert()
 
@@ -153,7 +163,8 @@ class Collector:
             return
         self._in_order = [{MARK: i} for i in range(len(records))]
         self._seq = len(records)
-        self._batch = [{**r, MARK: i} for i, r in enumerate(records)]
+        self._batch_first = 0
+        self._batch = _marked(records, 0) if self._explodes else list(records)
 
     def records(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The kept records (whole, or their keys), deduplicated, in the final order."""
@@ -178,13 +189,13 @@ class Collector:
         rank = np.full(self._seq, -1, dtype=np.int64)
         rank[np.fromiter((r[MARK] for r in kept), dtype=np.int64, count=len(kept))] = \
             np.arange(len(kept))
-        marks = np.concatenate([_ints(block[MARK]) for _, block in blocks])
+        marks = np.concatenate([block[MARK] for _, block in blocks])
         ranks = rank[marks]
         rows = np.flatnonzero(ranks >= 0)
         take = rows[np.argsort(ranks[rows], kind="stable")]
         data: dict[str, Any] = {}
         for name, raw in self._columns():
-            array = _concat([block.get(name, _nones(n)) for n, block in blocks])
+            array = _concat([_column(block, name, n) for n, block in blocks])
             for _, block in blocks:
                 block.pop(name, None)
             typed = self._finish(name, array[take], raw)
@@ -197,32 +208,54 @@ class Collector:
 
     # -- internals -------------------------------------------------------------------------
     def _pin(self) -> FrameSpec:
-        """The spec converted per page: the arrival column, raw columns read as JSON."""
+        """The spec converted per batch: raw columns read as JSON, the listed model's columns
+        named (its new fields are found before converting), and the arrival column when a
+        record can make several rows."""
         root = _pinned(self.spec, self._raw, ())
-        columns = None if root.attributes is None else (*root.attributes, MARK)
-        return replace(root, attributes=columns, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
+        mark = (MARK,) if self._explodes else ()
+        if mark:
+            root = replace(root, extra_kinds=(*root.extra_kinds, (MARK, "integer")))
+        columns = (*root.attributes, *mark) if root.attributes is not None \
+            else tuple(c.field for c in node_columns(root))
+        return replace(root, attributes=columns)
+
+    def _new_fields(self, batch: list[dict[str, Any]]) -> list[str]:
+        """The listed model's fields the catalogue lacks not yet kept raw (from the fields the
+        drift log has seen, a superset of the batch's)."""
+        if self.spec.attributes is not None:
+            return []
+        found = set().union(*batch) if self.drift is None else self.drift.fields()
+        return new_fields(found, self._pinned)
 
     def _convert(self) -> None:
         """Turn the records taken so far into typed columns."""
-        marked, self._batch = self._batch, []
-        if not marked:
+        batch, self._batch = self._batch, []
+        if not batch:
             return
-        while True:
-            frame = self._frame(marked)
-            new = [name for name in frame.columns if name not in self._owner]
+        new = self._new_fields(batch)
+        if new:
+            for name in new:
+                self._keep_raw((), name)
+            self._pinned = self._pin()
+        while True:  # an included model's new fields show in the frame: convert again
+            columns, n = self._columns_of(batch)
+            new = [name for name in columns if name not in self._owner]
             if not new:
                 break
-            self._adopt(frame.columns.tolist(), new)
-        self._pending.append((len(frame), {name: _array(frame[name]) for name in frame.columns}))
+            self._adopt(list(columns), new)
+        columns[MARK] = _ints(columns[MARK]) if self._explodes else \
+            np.arange(self._batch_first, self._batch_first + len(batch), dtype=np.int64)
+        self._pending.append((n, columns))
         if len(self._pending) >= BLOCK_BATCHES:
             self._flush()
 
-    def _frame(self, marked: list[dict[str, Any]]) -> pd.DataFrame:
+    def _columns_of(self, batch: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+        """The typed columns of a batch, and their length."""
         if self.tables:
-            return frame_tables(marked, self._pinned, sep=self.sep,
-                                dtype_backend=self.dtype_backend)[self.spec.resource.key_many]
-        return frame_from_records(marked, self._pinned, sep=self.sep,
-                                  dtype_backend=self.dtype_backend)
+            frame = frame_tables(batch, self._pinned, sep=self.sep,
+                                 dtype_backend=self.dtype_backend)[self.spec.resource.key_many]
+            return {name: _array(frame[name]) for name in frame.columns}, len(frame)
+        return record_columns(batch, self._pinned, sep=self.sep, dtype_backend=self.dtype_backend)
 
     def _adopt(self, columns: list[str], new: list[str]) -> None:
         """Keep raw from now on the fields the catalogue lacks found in a page's frame.
@@ -230,15 +263,19 @@ class Collector:
         Such a column comes right after the columns of its own model, so it belongs to the
         model of the nearest known column before it.
         """
-        prefixes = {path: prefix for _, prefix, path in self._nodes}
         owner: tuple[str, ...] = ()
         for name in columns:
             if name in self._owner:
                 owner = self._owner[name]
             elif name in new:
-                self._raw[owner][name[len(prefixes[owner]):]] = name
-                self._owner[name] = owner
+                self._keep_raw(owner, name)
         self._pinned = self._pin()
+
+    def _keep_raw(self, owner: tuple[str, ...], name: str) -> None:
+        """Keep column ``name`` of the model at ``owner`` as raw JSON until the end."""
+        prefix = next(prefix for _, prefix, path in self._nodes if path == owner)
+        self._raw[owner][name[len(prefix):]] = name
+        self._owner[name] = owner
 
     def _flush(self) -> None:
         if not self._pending:
@@ -246,7 +283,7 @@ class Collector:
         pages, self._pending = self._pending, []
         names = list(dict.fromkeys(name for _, page in pages for name in page))
         n = sum(rows for rows, _ in pages)
-        self._blocks.append((n, {name: _concat([page.get(name, _nones(rows))
+        self._blocks.append((n, {name: _concat([_column(page, name, rows)
                                                 for rows, page in pages])
                                  for name in names}))
 
@@ -276,6 +313,11 @@ class Collector:
                 for c in node_columns(node, prefix) if c.kind == "enum"}
 
 
+def _marked(records: Sequence[dict[str, Any]], first: int) -> list[dict[str, Any]]:
+    """Copies of ``records`` carrying their arrival numbers (from ``first``) under :data:`MARK`."""
+    return [{**r, MARK: n} for n, r in enumerate(records, first)]
+
+
 def _names(node: Node, prefix: str) -> list[str]:
     return [c.name for c in node_columns(node, prefix)]
 
@@ -300,6 +342,11 @@ def _ints(array: Any) -> np.ndarray:
     return np.asarray(array.to_numpy(dtype=np.int64), dtype=np.int64)
 
 
+def _column(columns: Mapping[str, Any], name: str, n: int) -> Any:
+    """Column ``name`` of a batch of ``n`` rows (all None when the batch lacks it)."""
+    return columns[name] if name in columns else _nones(n)
+
+
 def _nones(n: int) -> np.ndarray:
     return np.full(n, None, dtype=object)
 
@@ -319,6 +366,8 @@ def _concat(arrays: list[Any]) -> Any:
 
 def _recategorize(values: pd.Categorical, enum: Sequence[str]) -> pd.Categorical:
     """The spec's categories, then the off-spec values present, sorted (as for one page)."""
+    if tuple(values.categories) == tuple(enum):  # no off-spec value in any batch
+        return values
     used = values.categories[np.unique(values.codes[values.codes >= 0])]
     spec = set(enum)
     categories = [*enum, *sorted(v for v in used if v not in spec)]

@@ -21,7 +21,7 @@ from typing import TypedDict
 
 from ._build import explain_query
 from ._fanout import open_streams
-from ._plan import Plan, known_pages, page_params
+from ._plan import Plan, known_pages, page_params, page_query
 from ._reading import Reading
 from ._wire import encode
 from .paging import Pager
@@ -86,8 +86,8 @@ def probe_pages(reader: Reading, plan: Plan, *, refresh: bool) -> int | None:
     [stream] = open_streams(plan.parts, plan.page_size, budget=2)
     assert isinstance(stream.pager, Pager)  # an unbounded read of one part
     url = f"{plan.query.resource.url}.json"
-    sent = [(req, reader._transport.submit(url, encode(page_params(plan.query, stream.part,
-                                                                   req)), refresh=refresh))
+    sent = [(req, reader._transport.submit(url, page_query(plan.query, stream.part, req),
+                                           refresh=refresh))
             for req in stream.pager.next_requests()[:2]]
     for req, answer in sent:
         stream.pager.on_page(req, [int(r["id"]) for r in answer.result()])

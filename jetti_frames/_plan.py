@@ -25,12 +25,13 @@ from ._fanout import Stream, at_most
 from ._pack import many_ids
 from ._predicates import compile_where
 from ._split import and_where, split_where
+from ._wire import encode_checked
 from .paging import PageRequest
 from .schema import FrameSpec
 from .settings import MAX_ARRAY
 
 __all__ = ["Plan", "catch_up_plan", "expected_pages", "known_pages", "page_params",
-           "server_date"]
+           "page_query", "server_date"]
 
 
 @dataclass
@@ -119,12 +120,26 @@ def catch_up_plan(plan: Plan, since: dt.datetime) -> tuple[Plan, Callable[[Any],
     return replace(plan, parts=parts, few=True), lambda record: True
 
 
-def page_params(query: Query, part: Mapping[str, Any], req: PageRequest) -> dict[str, Any]:
-    """The parameters of one page request of one part of a query."""
+def page_params(query: Query, part: Mapping[str, Any], req: PageRequest, *,
+                check: bool = True) -> dict[str, Any]:
+    """The parameters of one page request of one part of a query (``check``: as
+    :func:`~jetti_frames._build.request_params`)."""
     paging = req.params(dict(part))
     return request_params(paging.get("where"), query.sent_attributes, query.include,
                           paging.get("order", query.order), limit=req.limit,
-                          from_=paging.get("from"), exclude=query.exclude)
+                          from_=paging.get("from"), exclude=query.exclude, check=check)
+
+
+def page_query(query: Query, part: Mapping[str, Any], req: PageRequest) -> str:
+    """The encoded query string of one page request, checked for the qs limits (encoded once).
+
+    Examples
+    --------
+    >>> from jetti_frames._build import build_query
+    >>> page_query(build_query("purchase-statuses"), {}, PageRequest(key=0, limit=50, gt=7))
+    'where%5Bid%5D%5B%24gt%5D=7&order%5Battribute%5D=id&order%5Bdescending%5D=false&limit=50'
+    """
+    return encode_checked(page_params(query, part, req, check=False))
 
 
 def server_date(value: str | None) -> dt.datetime | None:

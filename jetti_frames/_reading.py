@@ -24,10 +24,9 @@ from ._bounded import BoundedPager
 from ._collect import Collector, merge, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._pack import LogicSupport, Packed, PackIgnored, is_packed, pack_where
-from ._plan import Plan, catch_up_plan, expected_pages, page_params, server_date
+from ._plan import Plan, catch_up_plan, expected_pages, page_query, server_date
 from ._progress import ReadBar
 from ._top import TopPager
-from ._wire import encode
 from .errors import JettiAuthError, JettiBadRequestError
 from .paging import Pager, PageRequest
 from .settings import Settings
@@ -128,7 +127,7 @@ class Reading:
 
         def build(req: PageRequest) -> tuple[str, str]:
             stream, inner = fanout.stream_of(req)
-            return url, encode(page_params(query, stream.part, inner))
+            return url, page_query(query, stream.part, inner)
 
         pages = self._transport.run_pager(fanout, build, refresh=refresh, dates=dates)
         for req, records in pages:

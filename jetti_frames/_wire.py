@@ -324,7 +324,23 @@ def _leaves(value: Any, path: tuple[str, ...]) -> Iterable[tuple[tuple[str, ...]
         yield path, value
 
 
-def _check_params(params: Mapping[str, Any]) -> None:
+def encode_checked(params: Mapping[str, Any]) -> str:
+    """:func:`encode` of request parameters checked for the server's ``qs`` limits, encoding
+    them once.
+
+    Examples
+    --------
+    >>> encode_checked({"where": {"id": {"$gt": 5}}, "limit": 100})
+    'where%5Bid%5D%5B%24gt%5D=5&limit=100'
+    """
+    text = encode(params)
+    _check_params(params, text)
+    return text
+
+
+def _check_params(params: Mapping[str, Any], text: str | None = None) -> None:
+    """Raise :class:`JettiQueryError` for parameters the server's ``qs`` would misread;
+    ``text`` is their :func:`encode` when already known."""
     _check_arrays(params, "", "split it first (see split_where)")
     leaves = list(_leaves(params, ()))
     if len(leaves) > QS_PARAMETER_LIMIT:
@@ -337,7 +353,7 @@ def _check_params(params: Mapping[str, Any]) -> None:
                 f"{key} nests {len(path) - 1} bracket levels; the server's qs parser reads only "
                 f"{QS_DEPTH} and would misread the rest. Flatten the condition (e.g. merge "
                 f"$and terms into one field's operators, or use $in instead of $or).")
-    size = len(encode(params))
+    size = len(encode(params) if text is None else text)
     if size > MAX_QUERY_CHARS:
         raise JettiQueryError(f"the query string would be {size} characters; Node refuses "
                               f"request heads over 16 KiB. Use shorter values or fewer of them.")

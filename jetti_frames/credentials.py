@@ -149,10 +149,12 @@ def strip_response(response: requests.Response, *args: Any,
                    **kwargs: Any) -> requests.Response:
     """A ``requests`` response hook: strip unnamed credential fields from a JSON answer.
 
-    Runs before requests-cache stores the answer, so the cache file never holds them.  A body
-    without any credential key is left untouched (not even parsed).
+    Runs before requests-cache stores the answer, so the cache file never holds them; an
+    answer read from the cache was stripped when it was stored (for the same URL) and is left
+    as it is.  A body without any credential key is left untouched (not even parsed).
     """
-    if response.status_code != 200 or "json" not in response.headers.get("Content-Type", ""):
+    if (response.status_code != 200 or getattr(response, "from_cache", False)
+            or "json" not in response.headers.get("Content-Type", "")):
         return response
     content = response.content
     if not content or not _ANY_CREDENTIAL.search(content):

@@ -219,6 +219,18 @@ class DriftLog:
                     | UNDOCUMENTED_FIELDS | {inc.key for inc in node.include})
             return seen
 
+    def fields(self, path: str = "") -> frozenset[str]:
+        """Every field the records at include path ``path`` carried so far.
+
+        >>> log = DriftLog()
+        >>> log.observe([{"id": 1}, {"id": 2, "colour": "red"}], FrameSpec.of("purchases"))
+        >>> sorted(log.fields())
+        ['colour', 'id']
+        """
+        with self._lock:
+            seen = self._nodes.get(path)
+            return frozenset(seen.fields) if seen is not None else frozenset()
+
     def saw(self, path: str, name: str) -> bool:
         """Whether a record at include path ``path`` carried the field ``name``."""
         seen = self._nodes.get(path)

@@ -35,7 +35,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from operator import itemgetter
@@ -67,6 +67,9 @@ __all__ = [
     "check_joinable",
     "frame_from_records",
     "frame_tables",
+    "new_fields",
+    "record_columns",
+    "unknown_fields",
 ]
 
 Record = Mapping[str, Any]
@@ -207,16 +210,36 @@ def _read_columns(rows: Sequence[Record], fields: Sequence[str]) -> list[list[An
         return [[r.get(f) for r in rows] for f in fields]
 
 
-def _unknown_fields(rows: Sequence[Record], node: Node) -> list[str]:
-    """Fields found in ``rows`` that the node's catalogue lacks, sorted by name."""
+def unknown_fields(rows: Sequence[Record], node: Node) -> list[str]:
+    """Fields found in ``rows`` that the node's catalogue lacks, sorted by name (none when the
+    node selects its attributes).
+
+    Examples
+    --------
+    >>> unknown_fields([{"id": 1, "colour": "red"}, {"id": 2, "size": 3}],
+    ...                FrameSpec.of("purchase-statuses"))
+    ['colour', 'size']
+    """
     if node.attributes is not None or not rows:
         return []
-    found: set[str] = set().union(*set(map(tuple, rows)))
-    found -= node.resource.fields_by_name.keys()
-    found -= {n for n, _ in node.extra_kinds}
-    found -= {inc.key for inc in node.include}
-    found -= _INCLUDE_KEYS
-    return sorted(found)
+    return new_fields(set().union(*rows), node)
+
+
+def new_fields(found: Iterable[str], node: Node) -> list[str]:
+    """Of the field names ``found``, those the node's catalogue (and its ``extra_kinds``)
+    lacks, include keys left out, sorted by name.
+
+    Examples
+    --------
+    >>> new_fields({"id", "colour", "purchase_status"}, FrameSpec.of("purchase-statuses"))
+    ['colour']
+    """
+    unknown = set(found)
+    unknown -= node.resource.fields_by_name.keys()
+    unknown -= {n for n, _ in node.extra_kinds}
+    unknown -= {inc.key for inc in node.include}
+    unknown -= _INCLUDE_KEYS
+    return sorted(unknown)
 
 
 def _claim(name: str, out: Mapping[str, Any]) -> str:
@@ -246,6 +269,20 @@ def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str =
     >>> str(df.loc[0, "createdAt"])
     '2024-05-04 09:42:00+00:00'
     """
+    return frame_of(*record_columns(records, spec, sep=sep, dtype_backend=dtype_backend))
+
+
+def record_columns(records: Sequence[Record], spec: FrameSpec, *, sep: str = DEFAULT_SEP,
+                   dtype_backend: DtypeBackend = "numpy_nullable") -> tuple[dict[str, Any], int]:
+    """The columns of :func:`frame_from_records` as typed arrays (``object`` columns as numpy
+    arrays), and its number of rows.
+
+    Examples
+    --------
+    >>> data, n = record_columns([{"id": 1}, {"id": 2}], FrameSpec.of("purchase-statuses"))
+    >>> n, data["id"].tolist()
+    (2, [1, 2])
+    """
     check_joinable(spec)
     kind_dtype("integer", dtype_backend=dtype_backend)  # validates the backend
     parts = _layout(records, spec)
@@ -261,14 +298,14 @@ def frame_from_records(records: Sequence[Record], spec: FrameSpec, *, sep: str =
             if part.index is not None:
                 array = _take(array, part.index)
             data[_claim(name, data)] = array
-    return frame_of(data, n_out)
+    return data, n_out
 
 
 def _node_arrays(node: Node, rows: list[Record], prefix: str,
                  dtype_backend: DtypeBackend) -> dict[str, Any]:
     """Typed arrays of one node's columns over its distinct records, in column order."""
     planned = node_columns(node)
-    unknown = _unknown_fields(rows, node)
+    unknown = unknown_fields(rows, node)
     # integers are read from lists: arrow's struct conversion would truncate 2.5 to 2 silently
     scalar = list(dict.fromkeys(c.field for c in planned if c.kind in _STRUCT_KINDS))
     other = list(dict.fromkeys(c.field for c in planned if c.kind not in _STRUCT_KINDS))
@@ -434,7 +471,7 @@ def _plan_tables(spec: FrameSpec, records: Sequence[Record], sep: str) -> list[_
 
 
 def _table_values(table: _Table, fields: list[str]) -> dict[str, list[Any]]:
-    unknown = _unknown_fields(table.rows, table.node)
+    unknown = unknown_fields(table.rows, table.node)
     values = dict(zip(fields + unknown, _read_columns(table.rows, fields + unknown), strict=True))
     for fk, key in table.fill_from_include.items():
         col = values.get(fk)

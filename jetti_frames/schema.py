@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -276,8 +277,6 @@ def arrow_to_pandas(arr: pa.Array, kind: str, enum: Sequence[str] | None = None,
         arr = _parse_datetimes(arr, name)
     if dtype_backend == "pyarrow":
         return pd.arrays.ArrowExtensionArray(arr)
-    if kind == "datetime":
-        return pd.array(arr.to_pandas(), dtype=_NUMPY_NULLABLE["datetime"])
     return _NUMPY_NULLABLE[kind].__from_arrow__(arr)
 
 
@@ -333,9 +332,18 @@ def _categorical(arr: pa.Array, enum: Sequence[str]) -> pd.Categorical:
     if pc.any(off_spec).as_py():
         categories += sorted(set(pc.filter(arr, off_spec).to_pylist()))
         codes = pc.index_in(arr, value_set=pa.array(categories, type=pa.string()))
-    dtype = pd.CategoricalDtype(categories=categories, ordered=False)
     np_codes = codes.fill_null(-1).to_numpy(zero_copy_only=False)
-    return pd.Categorical.from_codes(np_codes, dtype=dtype)
+    return pd.Categorical.from_codes(np_codes, dtype=category_dtype(tuple(categories)))
+
+
+@lru_cache(maxsize=512)
+def category_dtype(categories: tuple[str, ...]) -> pd.CategoricalDtype:
+    """The (unordered) categorical dtype of ``categories``, made once: making one checks them.
+
+    >>> category_dtype(("open", "shut")) is category_dtype(("open", "shut"))
+    True
+    """
+    return pd.CategoricalDtype(categories=list(categories), ordered=False)
 
 
 # -- frames ------------------------------------------------------------------------------------

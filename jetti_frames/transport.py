@@ -6,6 +6,7 @@ encoded query strings, and returns parsed JSON.
 Layers, top to bottom::
 
     Transport.get / submit / map / run_pager     retries (429, 5xx, dropped or bad bodies), errors
+      Transport._fresh_hit                       a fresh entry, read straight from the file
       requests_cache.CachedSession (SQLite)      a hit is answered here: no wait, no allowance
         _limiter.LimitedAdapter.send             the account's limiter: 2 GET starts per s
           _shared_bucket.Schedule                  ... in every process of the user (cache dir)
@@ -17,7 +18,8 @@ through the cache directory.  A 429 pauses the account for ``Retry-After`` and t
 is sent again.
 
 Cache (:mod:`jetti_frames._cache`).  Only well-formed 200 answers are stored, as JSON, keyed by
-the URL exactly as sent and a non-reversible account id; the token never reaches the file.
+the URL exactly as sent and a non-reversible account id; the token never reaches the file.  A
+cached body is parsed once, with its entry, and handed out as parsed.
 
 Connections.  A failed connection raises
 :class:`~jetti_frames.errors.JettiConnectionError` naming its cause; a host name that does not
@@ -49,7 +51,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests_cache import CachedSession
+from requests_cache import DO_NOT_CACHE, CachedSession
 
 from . import _failures
 from ._cache import CACHE_KEY_VERSION, account_id, answer_problem, cache_key, move_aside, open_cache
@@ -480,7 +482,9 @@ class Transport:
             response: requests.Response | None = None
             failure: Exception
             try:
-                resp = self.session.request(method, url, **kwargs)
+                resp = None if force else self._fresh_hit(method, url, params)
+                if resp is None:
+                    resp = self.session.request(method, url, **kwargs)
             except _RETRYABLE as exc:
                 failure = exc
             except sqlite3.DatabaseError as exc:
@@ -539,6 +543,28 @@ class Transport:
             reason = failure if isinstance(failure, (JettiServerError, _UnreadableBody)) else cause
             log.info("retrying %s in %.3f s (%s)", url, delay, reason)
             time.sleep(delay)
+
+    def _fresh_hit(self, method: str, url: str,
+                   params: Mapping[str, Any] | None) -> requests.Response | None:
+        """The cached answer to ``GET url`` when the cache holds a fresh one, read straight from
+        the cache file; None otherwise (the request then goes through requests-cache).
+
+        It is the answer requests-cache gives for this session's settings: the key comes from
+        the session's key function (the URL as sent), an entry is served until it expires, and
+        response hooks skip cached answers.  An entry whose answer names ``Vary`` is left to
+        requests-cache.
+        """
+        session = self.session
+        if (method != "GET" or not isinstance(session, CachedSession) or session.settings.disabled
+                or session.settings.expire_after == DO_NOT_CACHE):
+            return None
+        request = requests.PreparedRequest()
+        request.prepare_method(method)
+        request.prepare_url(url, params)
+        cached = session.cache.get_response(session.cache.create_key(request))
+        if cached is None or cached.is_expired or cached.headers.get("Vary"):
+            return None
+        return cached
 
     def _time_left(self, deadline: float | None, url: str) -> float:
         """The timeout of the next attempt: ``settings.timeout``, cut to what the deadline

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from jetti_frames import JettiClient
 from jetti_frames._build import Order, build_query
 from jetti_frames._collect import Collector, merge, sort_records
+from jetti_frames.drift import DriftLog
 from jetti_frames.flatten import frame_from_records, frame_tables
 from jetti_frames.sandbox import Sandbox
 from jetti_frames.schema import FrameSpec, empty_frame
@@ -55,9 +56,10 @@ def record_path(pages: Pages, spec: FrameSpec, *, order: Order | None = None,
 
 def collected(pages: Pages, spec: FrameSpec, *, order: Order | None = None,
               limit: int | None = None, tables: bool = False,
-              dtype_backend: Any = "numpy_nullable", sep: str = "_", batch: int = 25) -> Any:
+              dtype_backend: Any = "numpy_nullable", sep: str = "_", batch: int = 25,
+              drift: bool = False) -> Any:
     c = Collector(spec, order=order, sep=sep, dtype_backend=dtype_backend, tables=tables,
-                  batch=batch)
+                  batch=batch, drift=DriftLog() if drift else None)
     for page in pages:
         c.add(copy.deepcopy(page))
     return c.result(limit)
@@ -67,8 +69,8 @@ def assert_same(pages: Pages, spec: FrameSpec, *, batch: int = 25, **options: An
     """The frame(s) of both paths are equal, converted in batches of ``batch`` records or in
     one batch."""
     want = record_path(pages, spec, **options)
-    for size in (batch, 10**9):
-        got = collected(pages, spec, batch=size, **options)
+    for size, drift in ((batch, False), (batch, True), (10**9, False)):
+        got = collected(pages, spec, batch=size, drift=drift, **options)
         if isinstance(want, dict):
             assert list(got) == list(want)
             for name in want:
