@@ -154,7 +154,7 @@ class Pager(ById):
         self._chain = (Chain(1, page_size) if ahead and self._probe_pending
                        and self._probe_early else None)
         self._window_pages = 0  # pages per window, planned once the probe is back
-        self._answered = self._later = False  # an answer came; a request went out after one
+        self._later = False  # a request that needed an answer was sent
         self._first_rows = 0
         self._first_span = 0
         if max_rows == 0:
@@ -173,7 +173,8 @@ class Pager(ById):
 
     @property
     def one_round(self) -> bool:
-        """Every request so far was sent before the first answer came: the pages are one
+        """Every request so far is one the pull sends before any answer (the first page, the
+        probe, the first position page), however many went out at once: the pages are one
         moment of the data."""
         return not self._later
 
@@ -252,7 +253,6 @@ class Pager(ById):
         """:meth:`on_page` for records; with ``ahead``, the chain's rows once they are known
         to continue the first page inside the first window."""
         chain = self._chain
-        self._answered = True
         if chain is not None and chain.owns(request):
             del self._inflight[request.key]
             self.stats.pages += 1
@@ -298,7 +298,6 @@ class Pager(ById):
         """
         if self._chain is not None and self._chain.owns(request):
             raise JettiConfigError("a pager that reads ahead is driven through on_records")
-        self._answered = True
         window = self._inflight.pop(request.key)
         n = len(ids)
         step = -1 if request.descending else 1
@@ -334,7 +333,8 @@ class Pager(ById):
         return self._probe_early or w.cursor is not None
 
     def _send(self, request: PageRequest, window: _Window | None) -> PageRequest:
-        self._later = self._later or self._answered
+        first_ones = request.descending or ((request.page or 1) == 1 and request.gt is None)
+        self._later = self._later or not first_ones
         self._inflight[request.key] = window
         self.stats.requests += 1
         return request
