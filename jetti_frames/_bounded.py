@@ -151,6 +151,7 @@ class BoundedPager:
         self._chain = Chain(pages, page_size, descending) if ahead and pages > 0 else None
         self._planned = False
         self._held: list[Record] = []  # records kept but not yet known to be final
+        self._later = False  # a request planned from an answer was sent
         if max_rows == 0:
             self._windows[0].complete = True
 
@@ -164,6 +165,12 @@ class BoundedPager:
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
+
+    @property
+    def one_round(self) -> bool:
+        """Every request so far is one the read sends before any answer (the first page and
+        its position pages): the pages are one moment of the data."""
+        return not self._later
 
     @property
     def estimated_pages(self) -> int:
@@ -339,6 +346,7 @@ class BoundedPager:
         return dist / steps if steps and dist > 0 else 1.0
 
     def _issue(self, w: _Window) -> PageRequest:
+        self._later = self._later or self._planned
         limit = self.page_size if self._planned else min(self.page_size, self.max_rows)
         if self.descending:  # mirrored: id < -cursor AND id >= -hi
             w.inflight = PageRequest(next(self._keys), max(1, limit), descending=True,

@@ -52,8 +52,9 @@ __all__ = ["CACHE_KEY_VERSION", "JSON", "account_id", "answer_problem", "cache_d
 log = logging.getLogger("jetti_frames.transport")
 
 _SALT = b"jetti-frames/account-id/v1"
-#: The version of :func:`cache_key`: entries under any other version are never served.
-CACHE_KEY_VERSION = "v2"
+#: The version of :func:`cache_key`: entries under any other version are never served.  v3:
+#: every entry was stripped of credentials before it was stored, so a hit is served as stored.
+CACHE_KEY_VERSION = "v3"
 
 
 @define(auto_attribs=False, repr=False, slots=False)
@@ -162,7 +163,7 @@ def cache_key(method: str, url: str, account: str) -> str:
     Examples
     --------
     >>> k = cache_key("GET", "http://h/api/sales.json?where[saleId][$ne]=", "0123abcd")
-    >>> k.startswith("0123abcd-v2-"), len(k)
+    >>> k.startswith("0123abcd-v3-"), len(k)
     (True, 76)
     >>> k == cache_key("get", "http://h/api/sales.json?where[saleId][$ne]=", "0123abcd")
     True

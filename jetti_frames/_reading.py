@@ -214,7 +214,8 @@ class Reading:
         def one_round() -> bool:
             """Every request so far went out before the first answer: one moment of the data,
             nothing to catch up with (the same answer whatever the order of answers)."""
-            return all(isinstance(s.pager, Pager) and s.pager.one_round for s in seen.values())
+            return all(isinstance(s.pager, (Pager, BoundedPager)) and s.pager.one_round
+                       for s in seen.values())
 
         def catch_up() -> list[Stream]:
             began = min(filter(None, map(server_date, dates)), default=None)

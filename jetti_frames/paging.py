@@ -115,11 +115,12 @@ class Pager(ById):
         ``parallel > 1`` from the start; when ``parallel`` is raised later (e.g. as latency
         becomes known), only once the first page has shown that the stream goes on.
     ahead : bool
-        With a probe sent with the first request: fill the first round trip with position
-        pages (a :class:`~jetti_frames._chain.Chain`), ``from=1`` with the first page and the
-        probe, ``from=2`` once the first page comes back full.  The first window takes them
-        as its next pages where they overlap, once the plan is known, and goes on by keyset
-        from where they end.  Drive an ``ahead`` pager through :meth:`on_records`.
+        With a probe sent with the first request: once the first page comes back full, send
+        a position page (a :class:`~jetti_frames._chain.Chain`, ``from=1``) at once, without
+        waiting for the probe's answer.  The first window takes it as its next page where it
+        overlaps, once the plan is known, and goes on by keyset from where it ends.  (More, or
+        sent with the first page, they would cost every small read requests and slots of the
+        allowance.)  Drive an ``ahead`` pager through :meth:`on_records`.
 
     Examples
     --------
@@ -150,8 +151,8 @@ class Pager(ById):
         self._probe_early = parallel > 1  # with the first request; else once it shows more rows
         self._probe_out = False
         self._probe_done = False
-        # position pages continuing the first page, sent while the probe is out
-        self._chain = (Chain(1, page_size) if ahead and self._probe_pending
+        # position pages continuing a full first page, sent while the probe is out
+        self._chain = (Chain(0, page_size) if ahead and self._probe_pending
                        and self._probe_early else None)
         self._window_pages = 0  # pages per window, planned once the probe is back
         self._later = False  # a request that needed an answer was sent
@@ -173,9 +174,8 @@ class Pager(ById):
 
     @property
     def one_round(self) -> bool:
-        """Every request so far is one the pull sends before any answer (the first page, the
-        probe, the first position page), however many went out at once: the pages are one
-        moment of the data."""
+        """Every request so far is one the pull sends before any answer (the first page and
+        the probe), however many went out at once: the pages are one moment of the data."""
         return not self._later
 
     @property
@@ -333,7 +333,7 @@ class Pager(ById):
         return self._probe_early or w.cursor is not None
 
     def _send(self, request: PageRequest, window: _Window | None) -> PageRequest:
-        first_ones = request.descending or ((request.page or 1) == 1 and request.gt is None)
+        first_ones = request.descending or (request.page is None and request.gt is None)
         self._later = self._later or not first_ones
         self._inflight[request.key] = window
         self.stats.requests += 1
@@ -361,7 +361,7 @@ class Pager(ById):
             self._first_rows += n
             self._first_span += ids[-1] - ids[0] + 1
             if self._chain is not None and n == request.limit:
-                self._chain.pages = 2  # a full first page: more rows are likely to follow
+                self._chain.pages = 1  # a full first page: more rows are likely to follow
         if w is self._first and self._probe_done:
             self._plan()
         elif not w.closed and self._window_pages and n:

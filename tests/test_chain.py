@@ -79,7 +79,7 @@ def test_a_full_pull_reads_every_lasting_row_once(ids: set[int], cap: int | None
     assert len(got) == len(set(got))  # nothing twice
     assert set(got) <= ids  # nothing made up
     assert ids - deleted <= set(got)  # every row that lasted the whole read
-    assert positions >= 1
+    assert positions == (1 if len(ids) >= 100 and cap is None else 0)  # after a full first page
 
 
 @settings(max_examples=80, deadline=None)
