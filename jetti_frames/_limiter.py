@@ -1,10 +1,10 @@
 """The account's rate limiter, under an ``HTTPAdapter`` below the cache.
 
 Jetti meters each account with a leaky bucket of capacity ``get_burst`` = 2 draining 2 GET/s
-(and 1 non-GET/s).  In the process, ``ratelimit``'s ``limits(calls=2 x burst, period=burst
-/ rate)`` never starts more requests in a period than the bucket can take in it (a full
-bucket, and what it drains meanwhile), a safety net that a schedule keeping to the bucket
-never meets.  Limiters are
+(and 1 non-GET/s).  In the process, ``ratelimit``'s ``limits(calls=burst + 60 x rate,
+period=60)`` never starts more requests in a minute than the bucket can take in it (a full
+bucket, and what it drains meanwhile): it holds the long-run rate to the allowance, and a
+schedule keeping to the bucket never meets it.  Limiters are
 shared by every :class:`~jetti_frames.transport.Transport` of the same account (token and base
 URL) in the process, one for GET and one for other methods.  Jetti meters the account, not the
 process: behind that in-process gate, every start takes a slot of the account's
@@ -19,6 +19,7 @@ uses the bucket: the schedule then slows down.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from pathlib import Path
@@ -35,22 +36,25 @@ if TYPE_CHECKING:
 
 __all__ = ["LimitedAdapter", "Limiter", "StartOrder", "limiter"]
 
+#: Seconds of ``ratelimit``'s fixed period.
+GATE_PERIOD = 60.0
+
 
 class Limiter:
     """One account's limiter for one kind of method: ``ratelimit``'s gate in the process (at
-    most what the bucket can take in the time it takes to drain), then the account's
-    :class:`Schedule`
-    (shared with the user's other processes), which sets the pace."""
+    most what the bucket can take in a minute), then the account's :class:`Schedule` (shared
+    with the user's other processes), which sets the pace."""
 
     def __init__(self, rate: float, schedule: Schedule) -> None:
         self.rate = rate
         self.schedule = schedule
 
         # ratelimit counts calls in fixed periods: a bucket of ``burst`` draining ``rate`` takes
-        # at most 2 x burst in any period of burst / rate seconds (full at its start, drained
-        # by its end), so the gate stops a runaway without ever delaying the schedule
+        # at most burst + rate x period in a period (full at its start, drained by its end).
+        # A short period holds a schedule that uses the bucket's second slot back; a long one
+        # never does, and still holds the long-run rate to the allowance (2.03/s for Jetti)
         @sleep_and_retry
-        @limits(calls=2 * schedule.burst, period=schedule.burst / rate)
+        @limits(calls=schedule.burst + math.ceil(rate * GATE_PERIOD), period=GATE_PERIOD)
         def _gate() -> None:
             return None
 
