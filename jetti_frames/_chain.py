@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from ._hold import Hold
 from ._pages import PageRequest, Record
 from .errors import JettiDataError
 
@@ -91,16 +92,19 @@ class Chain:
     def loss(self) -> int:
         """Rows the chain's pages hold fewer than as many full pages: page ``k`` asks ``k``
         rows fewer and repeats ``k`` rows of the page before.  A window continued by the chain
-        is planned that much shorter, so that it still ends on a full page."""
-        return self.pages * (self.pages + 1)
+        is planned that much shorter, so that it still ends on a full page (a chain given up
+        continues nothing: 0)."""
+        return 0 if self.broken else self.pages * (self.pages + 1)
 
     def owns(self, request: PageRequest) -> bool:
         return any(r.key == request.key for r in self.requests)
 
-    def issue(self, key: int) -> PageRequest:
-        """The next page of the chain, with the pager's ``key``."""
+    def issue(self, key: int, hold: Hold | None = None) -> PageRequest:
+        """The next page of the chain, with the pager's ``key`` (and ``hold``, when sent on
+        speculation)."""
         k = len(self.requests) + 1
-        request = PageRequest(key, max(1, self.size - k), descending=self.descending, page=k)
+        request = PageRequest(key, max(1, self.size - k), descending=self.descending, page=k,
+                              hold=hold)
         self.requests.append(request)
         return request
 

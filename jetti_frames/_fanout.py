@@ -108,6 +108,12 @@ class Fanout:
                 other.pager.cap = max(other.pager.cap or 0, cap)
         return final
 
+    def on_withdrawn(self, request: PageRequest) -> None:
+        """A held request of a stream was withdrawn (only a :class:`Pager` holds any)."""
+        stream, inner = self._owner.pop(request.key)
+        assert isinstance(stream.pager, Pager)
+        stream.pager.on_withdrawn(inner)
+
     def stream_of(self, request: PageRequest) -> tuple[Stream, PageRequest]:
         """The stream and inner request behind an outer request still in flight."""
         return self._owner[request.key]

@@ -29,6 +29,7 @@ import requests
 from ratelimit import limits, sleep_and_retry
 from requests.adapters import HTTPAdapter
 
+from ._hold import Hold, Withdrawn
 from ._shared_bucket import Schedule, Ticket
 
 if TYPE_CHECKING:
@@ -130,13 +131,22 @@ class StartOrder:
             self._open.add(ticket)
             return ticket
 
-    def run(self, ticket: int, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)`` as the request of ``ticket`` (on a transport thread)."""
-        self._local.ticket = ticket
+    def run(self, ticket: int, fn: Any, *args: Any, hold: Hold | None = None,
+            **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` as the request of ``ticket`` (on a transport thread),
+        sent on speculation with a ``hold``."""
+        self._local.ticket, self._local.hold = ticket, hold
         try:
             return fn(*args, **kwargs)
         finally:
-            self._local.ticket = None
+            self._local.ticket = self._local.hold = None
+
+    def go(self, wait: bool = True) -> None:
+        """Wait for this thread's hold, if any (with ``wait``); raise :class:`Withdrawn` when
+        it says the request is not wanted."""
+        hold = getattr(self._local, "hold", None)
+        if hold is not None and (not hold.go() if wait else hold.withdrawn):
+            raise Withdrawn("withdrawn before it was sent")
 
     def ready(self, timeout: float | None = None) -> bool:
         """Wait until every request submitted before this thread's has started or ended."""
@@ -174,7 +184,9 @@ class LimitedAdapter(HTTPAdapter):
         t = self._transport
         limiter = t._get_limiter if request.method in ("GET", "HEAD") else t._write_limiter
         t._order.ready()
+        t._order.go()
         ticket = limiter.acquire()
+        t._order.go(wait=False)  # decided while waiting for the slot: the slot goes unused
         t._order.started()
         with t._lock:
             t.stats.limiter_wait += ticket.waited

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._hold import Hold
 from ._split import and_where
 from .errors import JettiConfigError
 
@@ -38,6 +39,9 @@ class PageRequest:
     page : int, optional
         The ``from`` page index of a position page (a :class:`~jetti_frames._chain.Chain`'s,
         ordered by id, no bounds).
+    hold : Hold, optional
+        Sent on speculation: the transport waits for the hold's decision before the rate
+        limiter and withdraws the request when it is not wanted (see :mod:`jetti_frames._hold`).
     """
 
     key: int
@@ -50,6 +54,7 @@ class PageRequest:
     where: dict[str, Any] | None = field(default=None, hash=False)
     by_order: bool = False
     page: int | None = None
+    hold: Hold | None = field(default=None, compare=False, repr=False)
 
     def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
         """The paging part of the query, merged with the user's ``where``.
@@ -122,6 +127,10 @@ class PageSource(Protocol):
 
     def on_records(self, request: PageRequest, records: list[Any]) -> list[Any]:
         """Record the answer to ``request``; return the records that are now final."""
+        ...  # pragma: no cover
+
+    def on_withdrawn(self, request: PageRequest) -> None:
+        """``request`` (sent with a ``hold``) was withdrawn before it left the process."""
         ...  # pragma: no cover
 
 

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from itertools import count, pairwise
 
 from ._chain import Chain
+from ._hold import Hold
 from ._pages import ById, PageRequest, PagerStats, PageSource, Record, check_sizes
 from .errors import JettiConfigError, JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
@@ -76,6 +77,8 @@ TARGET_WINDOWS = 8
 MIN_WINDOW_PAGES = 2
 #: A window found to hold more pages than planned is cut into at most this many more.
 MAX_CARVE = 16
+#: Position pages an ``ahead`` pull sends after its first page, before the plan is known.
+CHAIN_PAGES = 2
 
 
 def _work_left(w: _Window) -> float:
@@ -115,12 +118,16 @@ class Pager(ById):
         ``parallel > 1`` from the start; when ``parallel`` is raised later (e.g. as latency
         becomes known), only once the first page has shown that the stream goes on.
     ahead : bool
-        With a probe sent with the first request: once the first page comes back full, send
-        a position page (a :class:`~jetti_frames._chain.Chain`, ``from=1``) at once, without
-        waiting for the probe's answer.  The first window takes it as its next page where it
-        overlaps, once the plan is known, and goes on by keyset from where it ends.  (More, or
-        sent with the first page, they would cost every small read requests and slots of the
-        allowance.)  Drive an ``ahead`` pager through :meth:`on_records`.
+        With a probe sent with the first request: send :data:`CHAIN_PAGES` position pages (a
+        :class:`~jetti_frames._chain.Chain`, ``from=1, 2``) before the plan is known, the
+        first window's next pages where they overlap it (it goes on by keyset from where they
+        end).  They are needed when the first page is full and the probe does not reach into
+        it (more than two pages of rows); until both answers say so they carry a
+        :class:`~jetti_frames._hold.Hold`: they take a slot of the allowance only when those
+        answers are slower than a slot, and are withdrawn when the read turns out smaller (a
+        small read costs no request more).  A read that needs them sends them whatever the
+        timing, so the pages read depend on the data only.  Drive an ``ahead`` pager through
+        :meth:`on_records`.
 
     Examples
     --------
@@ -152,8 +159,10 @@ class Pager(ById):
         self._probe_out = False
         self._probe_done = False
         # position pages continuing a full first page, sent while the probe is out
-        self._chain = (Chain(0, page_size) if ahead and self._probe_pending
+        self._chain = (Chain(CHAIN_PAGES, page_size) if ahead and self._probe_pending
                        and self._probe_early else None)
+        self._hold = Hold()  # the chain pages sent before they are known to be needed
+        self._first_full: bool | None = None  # the first page, once back: full?
         self._window_pages = 0  # pages per window, planned once the probe is back
         self._later = False  # a request that needed an answer was sent
         self._first_rows = 0
@@ -229,6 +238,7 @@ class Pager(ById):
         first, chain = self._first, self._chain
         if chain is not None and not self.stats.requests:
             chain.size = min(self.page_size, self.cap or self.page_size)  # known before any answer
+            self._hold = Hold()  # from the first page's start
         while len(self._inflight) < self.parallel:
             waiting = first.cursor is not None and (
                 (first.hi is None and (self._probe_out or self._probe_due()))  # needs the plan
@@ -242,9 +252,10 @@ class Pager(ById):
                 out.append(self._send(PageRequest(next(self._keys), self.page_size,
                                                   descending=True), None))
             elif chain is not None and chain.due:
-                # sent whatever the answers say (even once useless), so that the same pages
-                # are read in any order of answers
-                out.append(self._send(chain.issue(next(self._keys)), None))
+                # after a full first page, sent whatever the answers say (even once useless),
+                # so that the same pages are read in any order of answers
+                hold = None if self._hold.decided else self._hold
+                out.append(self._send(chain.issue(next(self._keys), hold), None))
             else:
                 break
         return out
@@ -265,6 +276,11 @@ class Pager(ById):
             out += self._follow()
         return out
 
+    def on_withdrawn(self, request: PageRequest) -> None:
+        """A held chain page was not sent (the first page came back short)."""
+        del self._inflight[request.key]
+        self.stats.requests -= 1
+
     def _follow(self) -> list[Record]:
         """The rows the chain adds to the first window, once the plan has bounded it."""
         chain, w = self._chain, self._first
@@ -278,6 +294,7 @@ class Pager(ById):
             keep = bisect_right(link.ids, w.hi)
             out += link.records[:keep]
             self.stats.rows += keep
+            self._later = self._later or keep > 0  # rows of a page sent after an answer
             self.stats.dropped += len(link.ids) - keep
             if keep:
                 w.cursor = link.ids[keep - 1]
@@ -310,6 +327,7 @@ class Pager(ById):
             keep = self._on_probe(request, ids)
         else:
             keep = self._on_window_page(window, request, ids)
+        self._decide()
         self.stats.rows += keep
         self.stats.dropped += n - keep
         if keep == 0:
@@ -333,7 +351,8 @@ class Pager(ById):
         return self._probe_early or w.cursor is not None
 
     def _send(self, request: PageRequest, window: _Window | None) -> PageRequest:
-        first_ones = request.descending or (request.page is None and request.gt is None)
+        # a chain page counts once its rows are used (it may have gone out before any answer)
+        first_ones = request.descending or request.gt is None
         self._later = self._later or not first_ones
         self._inflight[request.key] = window
         self.stats.requests += 1
@@ -357,17 +376,31 @@ class Pager(ById):
         if keep < n or self._short(request, n):
             w.closed = True
         w.close_if_exhausted()
-        if w is self._first and request.gt is None and n:
-            self._first_rows += n
-            self._first_span += ids[-1] - ids[0] + 1
-            if self._chain is not None and n == request.limit:
-                self._chain.pages = 1  # a full first page: more rows are likely to follow
+        if w is self._first and request.gt is None:
+            if n:
+                self._first_rows += n
+                self._first_span += ids[-1] - ids[0] + 1
+            self._first_full = n == request.limit
         if w is self._first and self._probe_done:
             self._plan()
         elif not w.closed and self._window_pages and n:
             span = ids[-1] - (request.gt if request.gt is not None else ids[0] - 1)
             self._carve(w, n / max(span, 1))
         return keep
+
+    def _decide(self) -> None:
+        """Decide the held chain pages once the first page and the probe tell whether the read
+        goes on past them: not after a short first page, nor when the probe reaches into it
+        (they read every row); else they are needed (more than two pages of rows)."""
+        chain, w = self._chain, self._first
+        if chain is None or self._hold.decided:
+            return
+        if w.closed or self._first_full is False:
+            chain.pages = len(chain.requests)
+            chain.drop()
+            self._hold.decide(False)
+        elif self._first_full and self._probe_done:
+            self._hold.decide(True)
 
     def _on_probe(self, request: PageRequest, ids: list[int]) -> int:
         self._probe_out, self._probe_done = False, True
@@ -393,6 +426,7 @@ class Pager(ById):
 
     def _plan(self) -> None:
         """Cut the gap between the first page and the probe into windows of whole pages."""
+        self._decide()  # first: whether the chain continues the first window
         w = self._first
         if self._window_pages or w.closed or w.cursor is None or w.hi is None:
             return

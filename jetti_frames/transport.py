@@ -56,6 +56,7 @@ from requests_cache import DO_NOT_CACHE, CachedSession
 from . import _failures
 from ._cache import CACHE_KEY_VERSION, account_id, answer_problem, cache_key, move_aside, open_cache
 from ._failures import CAUSES, FAST_FAIL, failure_cause
+from ._hold import Hold, Withdrawn
 from ._limiter import LimitedAdapter, StartOrder, limiter
 from .credentials import drop_exclude, has_exclude, strip_response
 from .errors import (
@@ -351,11 +352,17 @@ class Transport:
         return max(1, min(self.settings.max_in_flight, want))
 
     def submit(self, url: str, query: Query = None, *, refresh: bool = False,
-               dates: list[str] | None = None, deadline: float | None = None) -> Future[Any]:
-        """Run :meth:`get` on the transport's thread pool."""
+               dates: list[str] | None = None, deadline: float | None = None,
+               hold: Hold | None = None) -> Future[Any]:
+        """Run :meth:`get` on the transport's thread pool.
+
+        With a ``hold``, the request waits for its decision before the rate limiter (a cache
+        hit does not wait), and the future raises :class:`~jetti_frames._hold.Withdrawn` when
+        it is not wanted.
+        """
         ticket = self._order.take()  # the network sees requests in the order submitted
         future = self._pool.submit(self._order.run, ticket, self.get, url, query,
-                                   refresh=refresh, dates=dates, deadline=deadline)
+                                   refresh=refresh, dates=dates, deadline=deadline, hold=hold)
         future.add_done_callback(lambda _: self._order.release(ticket))
         return future
 
@@ -418,13 +425,18 @@ class Transport:
                 for req in pager.next_requests():
                     url, query = build(req)
                     running[self.submit(url, query, refresh=refresh, dates=dates,
-                                        deadline=deadline)] = req
+                                        deadline=deadline, hold=req.hold)] = req
                 if not running:
                     raise JettiServerError("the pager stalled with nothing in flight")
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in finished:
                     req = running.pop(fut)
-                    yield req, pager.on_records(req, fut.result())
+                    try:
+                        records = fut.result()
+                    except Withdrawn:
+                        pager.on_withdrawn(req)
+                        continue
+                    yield req, pager.on_records(req, records)
         finally:
             for fut in running:
                 fut.cancel()

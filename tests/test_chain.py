@@ -43,22 +43,27 @@ class Server:
 def drive(pager: Pager | BoundedPager, server: Server, rng: random.Random,
           deletes: float) -> tuple[list[int], set[int], int]:
     """Answers in random order, a row among the first deleted now and then; the ids handed
-    out, the ids ever deleted, and how many position pages were sent."""
+    out, the ids ever deleted, and how many position pages the read needed (a held page the
+    first page turned down is withdrawn, as the transport does, when still unanswered)."""
     pending: list[PageRequest] = []
     got: list[int] = []
     deleted: set[int] = set()
-    positions = 0
+    sent: list[PageRequest] = []
     while not pager.done:
-        new = pager.next_requests()
-        positions += sum(r.page is not None for r in new)
-        pending += new
+        pending += pager.next_requests()
         assert pending, "the pager stalled"
         req = pending.pop(rng.randrange(len(pending)))
+        if req.hold is not None and req.hold.withdrawn:
+            assert isinstance(pager, Pager)
+            pager.on_withdrawn(req)
+            continue
+        sent.append(req)
         got += [int(r["id"]) for r in pager.on_records(req, server.answer(req))]
         if server.rows and rng.random() < deletes:
             gone = rng.choice(sorted(server.rows)[:150])  # where positions shift
             server.rows.discard(gone)
             deleted.add(gone)
+    positions = sum(r.page is not None and not (r.hold and r.hold.withdrawn) for r in sent)
     return got, deleted, positions
 
 
@@ -79,7 +84,12 @@ def test_a_full_pull_reads_every_lasting_row_once(ids: set[int], cap: int | None
     assert len(got) == len(set(got))  # nothing twice
     assert set(got) <= ids  # nothing made up
     assert ids - deleted <= set(got)  # every row that lasted the whole read
-    assert positions == (1 if len(ids) >= 100 and cap is None else 0)  # after a full first page
+    # after a full first page that the probe does not reach into (rows deleted meanwhile may
+    # make the read smaller; at 200 rows the gap between them may be empty or not)
+    if cap is not None or (not deletes and len(ids) < 200):
+        assert positions == 0
+    elif not deletes and len(ids) > 200:
+        assert positions == 2
 
 
 @settings(max_examples=80, deadline=None)

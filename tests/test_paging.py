@@ -545,23 +545,31 @@ def _drive_fanout(fanout: Fanout, servers: dict[int, SimServer], rng: random.Ran
     """
     pending: list[PageRequest] = []
     got: list[tuple[int, int]] = []
-    asked: set[tuple[object, ...]] = set()
+    sent: list[tuple[int, PageRequest]] = []
     while not fanout.done:
         before = len(pending)
-        for req in fanout.next_requests():
-            stream, inner = fanout.stream_of(req)
-            asked.add((stream.part["s"], inner.gt, inner.lte, inner.descending, inner.limit))
-            pending.append(req)
+        pending += fanout.next_requests()
         assert pending, "the fan-out stalled"
         assert len(pending) <= max(before, budgets[-1])  # new requests only within the budget
         req = pending.pop(rng.randrange(len(pending)))
         stream, inner = fanout.stream_of(req)
+        if withdrawn(req):  # as the transport does
+            fanout.on_withdrawn(req)
+            continue
+        sent.append((stream.part["s"], inner))
         ids = servers[stream.part["s"]].answer(inner)
         final = fanout.on_records(req, [{"id": i} for i in ids])
         assert fanout.answered(req) == (stream, inner)
         got += [(stream.part["s"], r["id"]) for r in final]
         budgets.append(rng.choice([1, 2, 3, 5, 8]) if len(budgets) > 1 else budgets[-1])
+    asked = {(s, r.gt, r.lte, r.descending, r.limit) for s, r in sent if not withdrawn(r)}
     return got, asked
+
+
+def withdrawn(request: PageRequest) -> bool:
+    """A held request the answer it waited for turned down: the read never needs it (sent
+    only when that answer was slower than a slot)."""
+    return request.hold is not None and request.hold.withdrawn
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -630,7 +638,9 @@ def test_open_streams_owns_parallel_and_limits_by_listed_ids() -> None:
     assert [r.limit for r in seq.pager.next_requests()] == [2]  # the first page alone
     [par, few] = (open_streams([{"a": 1}], 100, budget=4, cap=37)
                   + open_streams([{"a": 2}], 100, budget=4, sequential=True))
-    assert par.pager.cap == 37 and len(par.pager.next_requests()) == 2  # first page + probe
+    # first page + probe, then position pages held until the first page says they are needed
+    assert par.pager.cap == 37
+    assert [r.hold is not None for r in par.pager.next_requests()] == [False, False, True, True]
     assert len(few.pager.next_requests()) == 1  # no probe for a small answer
 
 
@@ -641,13 +651,17 @@ def _drive_ahead(pager: Pager, server: SimServer,
     pending: list[PageRequest] = []
     got: list[int] = []
     sent: list[tuple[object, ...]] = []
+    answered: list[PageRequest] = []
     while not pager.done:
-        new = pager.next_requests()
-        sent += [(r.gt, r.lte, r.descending, r.limit) for r in new]
-        pending += new
+        pending += pager.next_requests()
         assert pending, "the pager stalled"
         req = pending.pop(rng.randrange(len(pending)))
+        if withdrawn(req):
+            pager.on_withdrawn(req)
+            continue
+        answered.append(req)
         got += [r["id"] for r in pager.on_records(req, [{"id": i} for i in server.answer(req)])]
+    sent = [(r.gt, r.lte, r.descending, r.limit) for r in answered if not withdrawn(r)]
     return got, sent
 
 
@@ -674,19 +688,55 @@ def test_the_page_sent_ahead_reads_the_same_pages_in_any_order(ids: set[int], ca
 def test_a_full_first_page_sends_position_pages_before_the_probe_is_back() -> None:
     server = SimServer(list(range(1, 3001)))
     pager = Pager(100, parallel=4, ahead=True)
-    first, probe = pager.next_requests()  # a small read costs these two only
+    first, probe, *chained = pager.next_requests()
+    assert [(r.page, r.limit, r.gt) for r in chained] == [(1, 99, None), (2, 98, None)]
+    hold = chained[0].hold  # sent only once the first page is slower than a slot of the allowance
+    assert hold is not None and hold is chained[1].hold and not hold.decided
     assert pager.one_round
     assert pager.on_records(first, [{"id": i} for i in server.answer(first)])
-    [chained] = pager.next_requests()  # a full first page: the position page, at once
-    assert (chained.page, chained.limit, chained.gt) == (1, 99, None)
-    assert not pager.one_round
-    for req in (chained,):  # held until the plan bounds the first window
-        assert pager.on_records(req, [{"id": i} for i in server.answer(req)]) == []
+    assert not hold.decided  # a full first page: are there more than two pages of rows?
     assert pager.next_requests() == []  # the first window waits for the plan
+    for req in chained:  # kept until the plan bounds the first window
+        assert pager.on_records(req, [{"id": i} for i in server.answer(req)]) == []
     rows = pager.on_records(probe, [{"id": i} for i in server.answer(probe)])
-    assert sorted(r["id"] for r in rows) == list(range(101, 199)) + list(range(2901, 3001))
+    assert hold.decided and not hold.withdrawn  # the probe is far above: both are needed
+    assert sorted(r["id"] for r in rows) == list(range(101, 295)) + list(range(2901, 3001))
+    assert not pager.one_round  # rows of pages that went on after the first answer
     assert len(pager.next_requests()) == 4 and pager.stats.windows > 2
-    assert min(gt for gt, _ in pager.windows() if gt is not None) == 198  # after the position page
+    assert min(gt for gt, _ in pager.windows() if gt is not None) == 294  # after the chain
+
+
+def test_a_short_first_page_withdraws_the_held_position_pages() -> None:
+    """A small read costs its first page and its probe: the position pages still held are
+    withdrawn, one already sent is answered and ignored, and the read stays one round."""
+    server = SimServer(list(range(1, 61)))
+    pager = Pager(100, parallel=4, ahead=True)
+    first, probe, sent, held = pager.next_requests()
+    assert pager.on_records(sent, [{"id": i} for i in server.answer(sent)]) == []  # slow first
+    rows = pager.on_records(first, [{"id": i} for i in server.answer(first)])
+    assert [r["id"] for r in rows] == list(range(1, 61))
+    assert withdrawn(held) and not pager.done
+    pager.on_withdrawn(held)
+    assert pager.on_records(probe, [{"id": i} for i in server.answer(probe)]) == []
+    assert pager.done and pager.one_round and pager.next_requests() == []
+    assert (pager.stats.requests, pager.stats.pages) == (3, 3)
+
+
+@pytest.mark.parametrize("rows", [150, 199])
+def test_a_probe_reaching_into_a_full_first_page_withdraws_the_position_pages(rows: int) -> None:
+    """Up to two pages of rows cost the first page and the probe, in either order."""
+    server = SimServer(list(range(1, rows + 1)))
+    for order in ((0, 1), (1, 0)):
+        pager = Pager(100, parallel=4, ahead=True)
+        reqs = pager.next_requests()
+        got = []
+        for k in order:
+            got += pager.on_records(reqs[k], [{"id": i} for i in server.answer(reqs[k])])
+        assert sorted(r["id"] for r in got) == list(range(1, rows + 1))
+        assert all(withdrawn(r) for r in reqs[2:])
+        for r in reqs[2:]:
+            pager.on_withdrawn(r)
+        assert pager.done and pager.one_round and pager.stats.requests == 2
 
 
 def test_the_page_sent_ahead_is_held_until_the_plan_is_known() -> None:
