@@ -62,9 +62,6 @@ class _Keyset:
     rows: list[Record] = field(default_factory=list)
     #: The range after a heavy value, sent once the value shows its end (if it does).
     then: _Range | None = None
-    #: Rows of the pages without an upper id bound: one page after another, so the count at
-    #: each answer depends on the data only.
-    open_rows: int = 0
 
     @property
     def satisfied(self) -> bool:
@@ -233,13 +230,10 @@ class TopPager:
         elif isinstance(seg.pager, BoundedPager):
             assert inner is not None
             seg.rows += seg.pager.on_records(inner, records)
-            if inner.lte is None:
-                seg.open_rows += len(records)
-                if seg.then is not None and seg.open_rows < seg.need and _short(
-                        records, inner, seg.pager):
-                    # the value ended in its last window: it may hold fewer rows than needed
-                    self._range, seg.then = seg.then, None
-                    self._range.due = True
+            if seg.then is not None and seg.pager.ended_short:
+                # the value ended in its last window: it may hold fewer rows than needed
+                self._range, seg.then = seg.then, None
+                self._range.due = True
         else:
             assert inner is not None
             n = seg.pager.on_page(inner, [int(r["id"]) for r in records])
@@ -265,11 +259,12 @@ class TopPager:
         """A range's ``limit``: the rows still wanted (all of a page with a post-filter)."""
         return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
 
-    def _keyset(self, value: Any, need: int, windows: int = WINDOWS) -> _Keyset:
+    def _keyset(self, value: Any, need: int, windows: int = WINDOWS,
+                ahead: bool = False) -> _Keyset:
         pager: Pager | BoundedPager
         if self.keep is None:
             pager = BoundedPager(self.page_size, need, parallel=self.parallel,
-                                 max_windows=windows)
+                                 max_windows=windows, ahead=ahead)
         else:  # how many rows a page keeps is known only once read: one page at a time
             pager = Pager(self.page_size, probe=False)
         pager.cap = self.cap
@@ -338,7 +333,7 @@ class TopPager:
             return
         # a heavy value (the whole page, or more than half a full one): read it by id, in
         # fewer windows than a plain read (the range page spent up to a page on the run)
-        self._boundary = self._keyset(last, left, HEAVY_WINDOWS)
+        self._boundary = self._keyset(last, left, HEAVY_WINDOWS, ahead=True)
         # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps); the range after it
         # waits until the value's read reaches the value's end, which it seldom does when
@@ -348,7 +343,3 @@ class TopPager:
             self._boundary.then = _Range({self.attribute: {after: last}},
                                          self._limit(left - known + 1))
 
-
-def _short(records: list[Record], request: PageRequest, pager: BoundedPager) -> bool:
-    """The answer ends the rows its request could return (as :class:`BoundedPager` tells)."""
-    return not records or len(records) < min(request.limit, pager.cap or 0)
