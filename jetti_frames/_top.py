@@ -13,19 +13,22 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
 * A trailing run that is the whole page or more than half a full page (a heavy value): the
   value's first rows still needed are read by id keyset (a
   :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
-  parallel, one window fewer than a plain read: the range page spent up to a page on the
-  run).  The next range starts after the value (``$gt``) and is sent only once a page of the
-  value's last (unbounded) window comes back short while the pages of that window hold fewer
-  rows than needed: a value that holds the rows needed costs no range after it.  Otherwise
-  the next range starts *at* the last value (``$gte``), which reads that value's rows again,
-  all of them first.  ``limit`` is the rows still needed plus one, so the last page usually
-  proves the N-th row final.
+  parallel, fewer windows than a plain read: the range page spent up to a page on the
+  run).  Its first page goes out with position pages (``ahead``: ordered by the unique id,
+  used only where they overlap, see :mod:`~jetti_frames._chain`), so that the round trip
+  after the range answer carries more than one request.  The next range starts after the
+  value (``$gt``) and is sent only once the value's ids run out in its last (unbounded)
+  window while its pages read without an upper id bound hold fewer rows than needed
+  (:attr:`~jetti_frames._bounded.BoundedPager.ended_short`): a value that holds the rows
+  needed costs no range after it.  Otherwise the next range starts *at* the last value
+  (``$gte``), which reads that value's rows again, all of them first.  ``limit`` is the
+  rows still needed plus one, so the last page usually proves the N-th row final.
 * Nulls (``$eq: null``) are read by id keyset, first or last as ``nulls_first`` says,
   whatever the server's default is; ``id`` is never null and never ties.
 * Rows that tie are put in id order, so the result is the first N by ``(attribute, id)``.
 * Determinism: each decision uses only answers whose content it depends on (a range answer
   is used once every segment before it is known exactly; the range after a heavy value is
-  decided by one answer of a chain of pages sent one after another, and sent even once the
+  decided by the contents of pages followed one after another, and sent even once the
   rows are known), so the same data always sends the same requests and a repeated read is
   answered from the HTTP cache.  A range after a heavy value turns out unneeded only when the
   value's other windows hold the rows its last one lacked.
