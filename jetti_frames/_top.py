@@ -13,12 +13,13 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
 * A trailing run that is the whole page or more than half a full page (a heavy value): the
   value's first rows still needed are read by id keyset (a
   :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
-  parallel, fewer windows than a plain read: the range page spent up to a page on the
-  run).  Its first page goes out with position pages (``ahead``: ordered by the unique id,
-  used only where they overlap, see :mod:`~jetti_frames._chain`), so that the round trip
-  after the range answer carries more than one request.  The next range starts after the
-  value (``$gt``) and is sent only once the value's ids run out in its last (unbounded)
-  window while its pages read without an upper id bound hold fewer rows than needed
+  parallel, fewer windows than a plain read: the range page spent up to a page on the run).
+  After a range page as full as asked, the value's first page goes out with position pages
+  (``ahead``: ordered by the unique id, used only where they overlap, see
+  :mod:`~jetti_frames._chain`), so that the round trip after the range answer carries more
+  than one request.  The next range starts after the value (``$gt``) and is sent only once
+  the value's ids run out in its last (unbounded) window while its pages read without an
+  upper id bound hold fewer rows than needed
   (:attr:`~jetti_frames._bounded.BoundedPager.ended_short`): a value that holds the rows
   needed costs no range after it.  Otherwise the next range starts *at* the last value
   (``$gte``), which reads that value's rows again, all of them first.  ``limit`` is the
@@ -335,8 +336,10 @@ class TopPager:
                                  self._limit(left + 1 if run else left))
             return
         # a heavy value (the whole page, or more than half a full one): read it by id, in
-        # fewer windows than a plain read (the range page spent up to a page on the run)
-        self._boundary = self._keyset(last, left, HEAVY_WINDOWS, ahead=True)
+        # fewer windows than a plain read (the range page spent up to a page on the run),
+        # its first page with position pages when the range page came back as full as asked
+        # (a shorter one may be the end of the rows: few rows, and no page to fill)
+        self._boundary = self._keyset(last, left, HEAVY_WINDOWS, ahead=n == r.limit)
         # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps); the range after it
         # waits until the value's read reaches the value's end, which it seldom does when

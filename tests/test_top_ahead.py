@@ -104,6 +104,21 @@ def test_the_heavy_values_first_page_goes_with_its_position_pages() -> None:
     assert asked[0] == asked[1] == asked[2]
 
 
+def test_no_position_pages_after_a_range_page_shorter_than_asked() -> None:
+    """A server capping ``limit`` at 37: the range page may be the end of the rows (its cap
+    is not known yet), so the heavy value is read by id alone, exactly."""
+    values = heavy_values()
+    table = Table(values, random.Random(3), cap=37)
+    pager = TopPager("v", 1000, 100, parallel=4)
+    assert drive(pager, table, random.Random(3)) == first_n(values, 1000)
+    assert not any(a[4] is not None for a in table.asked)
+    few = {i: 1 for i in range(5, 65)}  # 60 rows in all: one value, one range page
+    table = Table(few, random.Random(3))
+    pager = TopPager("v", 900, 100, parallel=4)
+    assert drive(pager, table, random.Random(3)) == first_n(few, 900)
+    assert not any(a[4] is not None for a in table.asked)
+
+
 @settings(max_examples=120, deadline=None)
 @given(counts=st.lists(st.integers(1, 450), min_size=1, max_size=6),
        n=st.integers(1, 1500), cap=st.sampled_from([None, 37]),
