@@ -9,6 +9,7 @@ when requests start at least 0.5 s apart and the last one takes a full latency.
 Run alone::
 
     python -m benchmarks --only bounded [--quick]
+    python benchmarks/bench_bounded.py [--only purchaseStatusId]   # the reads whose label has it
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ READS: list[tuple[str, str, float, dict[str, Any], int]] = [
     ("limit=4000", "purchase-items", 800, {"attributes": ["id"], "limit": 4000}, 3000),
     ("limit=4000", "purchase-items", 1500, {"attributes": ["id"], "limit": 4000}, 3000),
     ("order=purchaseStatusId limit=1000", "purchases", 800,
+     {"attributes": ["id", "purchaseStatusId"], "order": "purchaseStatusId", "limit": 1000}, 3000),
+    ("order=purchaseStatusId limit=1000", "purchases", 1500,
      {"attributes": ["id", "purchaseStatusId"], "order": "purchaseStatusId", "limit": 1000}, 3000),
     ("order=-id limit=4000", "purchase-items", 800,
      {"attributes": ["id"], "order": "-id", "limit": 4000}, 3000),
@@ -83,3 +86,17 @@ def table(result: dict[str, Any]) -> str:
              fmt(r["ceiling"], 3), f">= {r['target']}"] for r in result["runs"]]
     return markdown_table(["read", "latency ms", "rows", "pages", "requests", "429s", "wall s",
                            "utilisation", "ceiling", "target"], rows, align="-rrrrrrrrr")
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    parser = argparse.ArgumentParser(prog="bench_bounded.py")
+    parser.add_argument("--only", default="", help="only the reads whose label holds this")
+    args = parser.parse_args()
+    chosen = [r for r in READS if args.only in r[0]]
+    with ThreadPoolExecutor(max(1, len(chosen))) as pool:
+        print(table({"runs": list(pool.map(lambda r: one(*r), chosen))}))

@@ -152,6 +152,7 @@ class BoundedPager:
         self._planned = False
         self._held: list[Record] = []  # records kept but not yet known to be final
         self._later = False  # a request planned from an answer was sent
+        self._open_rows = 0  # rows of pages read without an upper id bound (see ended_short)
         if max_rows == 0:
             self._windows[0].complete = True
 
@@ -186,6 +187,16 @@ class BoundedPager:
         chain = self._chain
         return (not any(w.can_send() for w in self._windows)
                 and (chain is None or chain.settled))
+
+    @property
+    def ended_short(self) -> bool:
+        """The ids ran out in the last, unbounded window while the pages read without an
+        upper id bound (the first page, the position pages continuing an unbounded window,
+        every unbounded window's pages: each followed in turn) hold fewer than ``max_rows``
+        rows: the rows may be fewer than ``max_rows``.  Decided by the pages' contents alone,
+        whatever the order of answers."""
+        last = self._windows[-1]
+        return last.hi is None and last.complete and self._open_rows < self.max_rows
 
     def windows(self) -> list[tuple[int | None, int | None]]:
         """The windows ``(lo, hi]`` of the plan, in read order (for inspection; ``-id`` for a
@@ -232,6 +243,7 @@ class BoundedPager:
         if n:
             self.cap = max(self.cap or 0, n)
         keep = n if w.hi is None else sum(1 for i in ids if i <= w.hi)
+        self._open_rows += keep if w.hi is None else 0
         w.ids += ids[:keep]
         if keep:
             w.cursor = ids[keep - 1]
@@ -306,6 +318,7 @@ class BoundedPager:
         for link in chain.follow(w.cursor, self.cap):
             ids = link.ids
             keep = len(ids) if w.hi is None else sum(1 for i in ids if i <= w.hi)
+            self._open_rows += keep if w.hi is None else 0
             w.ids += ids[:keep]
             self._held += link.records[:keep]
             self.stats.rows += keep

@@ -13,19 +13,23 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
 * A trailing run that is the whole page or more than half a full page (a heavy value): the
   value's first rows still needed are read by id keyset (a
   :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
-  parallel, one window fewer than a plain read: the range page spent up to a page on the
-  run).  The next range starts after the value (``$gt``) and is sent only once a page of the
-  value's last (unbounded) window comes back short while the pages of that window hold fewer
-  rows than needed: a value that holds the rows needed costs no range after it.  Otherwise
-  the next range starts *at* the last value (``$gte``), which reads that value's rows again,
-  all of them first.  ``limit`` is the rows still needed plus one, so the last page usually
-  proves the N-th row final.
+  parallel, fewer windows than a plain read: the range page spent up to a page on the run).
+  After a range page as full as asked, the value's first page goes out with position pages
+  (``ahead``: ordered by the unique id, used only where they overlap, see
+  :mod:`~jetti_frames._chain`), so that the round trip after the range answer carries more
+  than one request.  The next range starts after the value (``$gt``) and is sent only once
+  the value's ids run out in its last (unbounded) window while its pages read without an
+  upper id bound hold fewer rows than needed
+  (:attr:`~jetti_frames._bounded.BoundedPager.ended_short`): a value that holds the rows
+  needed costs no range after it.  Otherwise the next range starts *at* the last value
+  (``$gte``), which reads that value's rows again, all of them first.  ``limit`` is the
+  rows still needed plus one, so the last page usually proves the N-th row final.
 * Nulls (``$eq: null``) are read by id keyset, first or last as ``nulls_first`` says,
   whatever the server's default is; ``id`` is never null and never ties.
 * Rows that tie are put in id order, so the result is the first N by ``(attribute, id)``.
 * Determinism: each decision uses only answers whose content it depends on (a range answer
   is used once every segment before it is known exactly; the range after a heavy value is
-  decided by one answer of a chain of pages sent one after another, and sent even once the
+  decided by the contents of pages followed one after another, and sent even once the
   rows are known), so the same data always sends the same requests and a repeated read is
   answered from the HTTP cache.  A range after a heavy value turns out unneeded only when the
   value's other windows hold the rows its last one lacked.
@@ -62,9 +66,6 @@ class _Keyset:
     rows: list[Record] = field(default_factory=list)
     #: The range after a heavy value, sent once the value shows its end (if it does).
     then: _Range | None = None
-    #: Rows of the pages without an upper id bound: one page after another, so the count at
-    #: each answer depends on the data only.
-    open_rows: int = 0
 
     @property
     def satisfied(self) -> bool:
@@ -233,13 +234,10 @@ class TopPager:
         elif isinstance(seg.pager, BoundedPager):
             assert inner is not None
             seg.rows += seg.pager.on_records(inner, records)
-            if inner.lte is None:
-                seg.open_rows += len(records)
-                if seg.then is not None and seg.open_rows < seg.need and _short(
-                        records, inner, seg.pager):
-                    # the value ended in its last window: it may hold fewer rows than needed
-                    self._range, seg.then = seg.then, None
-                    self._range.due = True
+            if seg.then is not None and seg.pager.ended_short:
+                # the value ended in its last window: it may hold fewer rows than needed
+                self._range, seg.then = seg.then, None
+                self._range.due = True
         else:
             assert inner is not None
             n = seg.pager.on_page(inner, [int(r["id"]) for r in records])
@@ -265,11 +263,12 @@ class TopPager:
         """A range's ``limit``: the rows still wanted (all of a page with a post-filter)."""
         return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
 
-    def _keyset(self, value: Any, need: int, windows: int = WINDOWS) -> _Keyset:
+    def _keyset(self, value: Any, need: int, windows: int = WINDOWS,
+                ahead: bool = False) -> _Keyset:
         pager: Pager | BoundedPager
         if self.keep is None:
             pager = BoundedPager(self.page_size, need, parallel=self.parallel,
-                                 max_windows=windows)
+                                 max_windows=windows, ahead=ahead)
         else:  # how many rows a page keeps is known only once read: one page at a time
             pager = Pager(self.page_size, probe=False)
         pager.cap = self.cap
@@ -337,8 +336,10 @@ class TopPager:
                                  self._limit(left + 1 if run else left))
             return
         # a heavy value (the whole page, or more than half a full one): read it by id, in
-        # fewer windows than a plain read (the range page spent up to a page on the run)
-        self._boundary = self._keyset(last, left, HEAVY_WINDOWS)
+        # fewer windows than a plain read (the range page spent up to a page on the run),
+        # its first page with position pages when the range page came back as full as asked
+        # (a shorter one may be the end of the rows: few rows, and no page to fill)
+        self._boundary = self._keyset(last, left, HEAVY_WINDOWS, ahead=n == r.limit)
         # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps); the range after it
         # waits until the value's read reaches the value's end, which it seldom does when
@@ -348,7 +349,3 @@ class TopPager:
             self._boundary.then = _Range({self.attribute: {after: last}},
                                          self._limit(left - known + 1))
 
-
-def _short(records: list[Record], request: PageRequest, pager: BoundedPager) -> bool:
-    """The answer ends the rows its request could return (as :class:`BoundedPager` tells)."""
-    return not records or len(records) < min(request.limit, pager.cap or 0)

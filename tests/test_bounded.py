@@ -248,7 +248,7 @@ def test_an_ordered_read_uses_windows_and_repeats_from_the_cache(
         # pages by position only where they are checked: ordered by the unique id
         log = [unquote(entry["target"]) for entry in sb.log]
         assert all("order[attribute]=id&" in t for t in log if "from=" in t)
-        assert (order == "-id") == any("from=" in t for t in log)
+        assert any("from=" in t for t in log)  # by -id, and a heavy value's read by id
     with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=tmp_path / "c.sqlite",
                      progress=False, max_in_flight=8, **RATE) as client:
         df = client.read(table.replace("_", "-"), **options)

@@ -321,7 +321,8 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 class SimTable:
     """Records ``{"id", "v"}`` answered like a PostgreSQL-backed list endpoint: ordered by
-    ``v`` with ties in a new random order on every request, a silent ``limit`` cap."""
+    ``v`` with ties in a new random order on every request, a silent ``limit`` cap, ``from``
+    (a page index: offset = ``from`` x the rows a page holds)."""
 
     def __init__(self, values: dict[int, Any], *, descending: bool, cap: int | None,
                  rng: random.Random) -> None:
@@ -335,7 +336,7 @@ class SimTable:
                    for op, arg in cond.items())
 
     def answer(self, req: PageRequest) -> list[dict[str, Any]]:
-        self.asked.append((repr(req.where), req.gt, req.lte, req.limit, req.by_order))
+        self.asked.append((repr(req.where), req.gt, req.lte, req.limit, req.page, req.by_order))
         cond = (req.where or {}).get("v", {})
         rows = [{"id": i, "v": v} for i, v in self.values.items()
                 if self.matches(v, cond) and (req.gt is None or i > req.gt)
@@ -347,7 +348,9 @@ class SimTable:
             rows = present + [r for r in rows if r["v"] is None]
         else:
             rows.sort(key=lambda r: r["id"], reverse=req.descending)
-        return rows[:min(req.limit, self.cap or req.limit)]
+        limit = min(req.limit, self.cap or req.limit)
+        start = (req.page or 0) * limit
+        return rows[start:start + limit]
 
 
 def run_top(pager: TopPager, table: SimTable, rng: random.Random) -> list[int]:
@@ -418,9 +421,11 @@ def test_top_pager_reads_a_heavy_value_by_id() -> None:
     pager = TopPager("v", 250, 100)
     assert run_top(pager, sim, rng) == expected_top(values, 250, False, False)
     keysets = [a for a in sim.asked if not a[-1]]
-    assert [(a[0], a[1]) for a in keysets] == [
-        ("{'v': 0}", None), ("{'v': 0}", 300), ("{'v': 0}", 600),
-        ("{'v': 1}", None)]  # 200 rows of 0 (the last page proves the end), 50 of 1
+    # 200 rows of 0: the first page and two position pages (the last one short proves the
+    # end), then 50 of 1
+    assert sorted(((a[0], a[1], a[4]) for a in keysets), key=repr) == sorted([
+        ("{'v': 0}", None, None), ("{'v': 0}", None, 1), ("{'v': 0}", None, 2),
+        ("{'v': 1}", None, None)], key=repr)
 
 
 def test_top_pager_sends_the_range_after_a_heavy_value_once_the_value_ends() -> None:
@@ -431,17 +436,20 @@ def test_top_pager_sends_the_range_after_a_heavy_value_once_the_value_ends() -> 
     sim = SimTable(values, descending=False, cap=None, rng=random.Random(4))
     pager = TopPager("v", 600, 100, parallel=4)
     pending = pager.next_requests()
-    while not any(r.lte is not None for r in pending):  # until 0's windows are planned
+    while not any(r.gt is not None for r in pending):  # until 0's windows are planned
         req = pending.pop(0)
         pager.on_page(req, sim.answer(req))
         pending += pager.next_requests()
-    [unbounded] = [r for r in pending if r.where == {"v": 0} and r.lte is None]
-    assert sim.answer(unbounded) == []  # 0 ends inside the bounded window
+    [unbounded] = [r for r in pending if r.where == {"v": 0} and r.gt is not None]
+    assert unbounded.lte is None and sim.answer(unbounded) == []  # 0 ends in the bounded one
     pager.on_page(unbounded, [])
     [after] = pager.next_requests()
     assert after.by_order and after.where == {"v": {"$gt": 0}}
-    assert any(r.lte is not None for r in pending)  # 0's bounded window: not answered yet
-    pending = [r for r in pending if r is not unbounded] + [after]
+    # 0's bounded window (its first pages: the position pages sent with 0's first page) is
+    # not answered yet
+    pending = [r for r in pending if r is not unbounded]
+    assert [r.page for r in pending if r.where == {"v": 0}] == [1, 2]
+    pending.append(after)
     while pending:
         req = pending.pop()
         pager.on_page(req, sim.answer(req))

@@ -1,0 +1,205 @@
+"""The first N in a user order: a heavy value's read by id sends its position pages with its
+first page (no round trip with one request in flight), with exact rows and the same requests
+whatever the order of answers, the tie order of each answer or a row deleted mid-read.
+
+The pure :class:`TopPager` is driven against an in-memory server that orders ties anew on
+every request, honours or ignores ``from`` and may cap ``limit``; over a socket, the sandbox
+shuffles ties per request and deletes a row of the heavy value's first page before the
+position pages are answered.
+"""
+
+from __future__ import annotations
+
+import operator
+import random
+from typing import Any
+from urllib.parse import unquote
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jetti_frames import JettiClient
+from jetti_frames._pages import PageRequest
+from jetti_frames._top import TopPager
+from jetti_frames.sandbox import Sandbox
+from jetti_frames.settings import SANDBOX_TOKEN
+
+_OPS = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le,
+        "$ne": operator.ne}
+
+
+class Table:
+    """Records ``{"id", "v"}``: by ``v`` with ties in a new order on every request, or by id;
+    ``from`` honoured (``mode="from"``) or ignored; a silent ``limit`` cap."""
+
+    def __init__(self, values: dict[int, Any], rng: random.Random, *, cap: int | None = None,
+                 mode: str = "from") -> None:
+        self.values, self.rng, self.cap, self.mode = dict(values), rng, cap, mode
+        self.asked: list[tuple[str, int | None, int | None, int, int | None, bool]] = []
+
+    def answer(self, req: PageRequest) -> list[dict[str, Any]]:
+        self.asked.append((repr(req.where), req.gt, req.lte, req.limit, req.page, req.by_order))
+        cond = (req.where or {}).get("v", {})
+        rows = [{"id": i, "v": v} for i, v in self.values.items() if _match(v, cond)
+                and (req.gt is None or i > req.gt) and (req.lte is None or i <= req.lte)]
+        if req.by_order:
+            self.rng.shuffle(rows)
+            rows = sorted((r for r in rows if r["v"] is not None), key=lambda r: r["v"])
+        else:
+            rows.sort(key=lambda r: r["id"])
+        limit = min(req.limit, self.cap or req.limit)
+        start = (req.page or 0) * limit if self.mode == "from" else 0
+        return rows[start:start + limit]
+
+
+def _match(value: Any, cond: Any) -> bool:
+    if not isinstance(cond, dict):
+        return value == cond
+    return all(value is not None and _OPS[op](value, arg) for op, arg in cond.items())
+
+
+def first_n(values: dict[int, Any], n: int) -> list[int]:
+    present = sorted((i for i, v in values.items() if v is not None), key=lambda i: (values[i], i))
+    return (present + sorted(i for i, v in values.items() if v is None))[:n]
+
+
+def drive(pager: TopPager, table: Table, rng: random.Random) -> list[int]:
+    """Answers in random order; the ids of the result."""
+    pending: list[PageRequest] = []
+    while not pager.done:
+        pending += pager.next_requests()
+        assert pending, "the pager stalled"
+        req = pending.pop(rng.randrange(len(pending)))
+        pager.on_page(req, table.answer(req))
+    return [int(r["id"]) for r in pager.result()]
+
+
+def heavy_values() -> dict[int, int]:
+    """The benchmark's shape: 8 rows of 10, 26 of 12, then 1242 of 13 and 1528 of 15."""
+    rng = random.Random(7)
+    values = [10] * 8 + [12] * 26 + [13] * 1242 + [15] * 1528
+    rng.shuffle(values)
+    return {100_000 + 3 * k + rng.randrange(3): v for k, v in enumerate(values)}
+
+
+def test_the_heavy_values_first_page_goes_with_its_position_pages() -> None:
+    """One range, then the value's first page and two position pages in one round; 12
+    requests in all, the same in every order of answers and ties."""
+    values = heavy_values()
+    asked = []
+    for seed in range(3):
+        rng = random.Random(seed)
+        table = Table(values, rng)
+        pager = TopPager("v", 1000, 100, parallel=4)
+        [first] = pager.next_requests()
+        pager.on_page(first, table.answer(first))
+        heavy = pager.next_requests()
+        assert [(r.where, r.page) for r in heavy] == [({"v": 13}, None), ({"v": 13}, 1),
+                                                      ({"v": 13}, 2)]
+        for req in heavy:
+            pager.on_page(req, table.answer(req))
+        assert drive(pager, table, rng) == first_n(values, 1000)
+        assert pager.stats.requests == len(table.asked) <= 12
+        asked.append(sorted(table.asked, key=repr))
+    assert asked[0] == asked[1] == asked[2]
+
+
+def test_no_position_pages_after_a_range_page_shorter_than_asked() -> None:
+    """A server capping ``limit`` at 37: the range page may be the end of the rows (its cap
+    is not known yet), so the heavy value is read by id alone, exactly."""
+    values = heavy_values()
+    table = Table(values, random.Random(3), cap=37)
+    pager = TopPager("v", 1000, 100, parallel=4)
+    assert drive(pager, table, random.Random(3)) == first_n(values, 1000)
+    assert not any(a[4] is not None for a in table.asked)
+    few = {i: 1 for i in range(5, 65)}  # 60 rows in all: one value, one range page
+    table = Table(few, random.Random(3))
+    pager = TopPager("v", 900, 100, parallel=4)
+    assert drive(pager, table, random.Random(3)) == first_n(few, 900)
+    assert not any(a[4] is not None for a in table.asked)
+
+
+@settings(max_examples=120, deadline=None)
+@given(counts=st.lists(st.integers(1, 450), min_size=1, max_size=6),
+       n=st.integers(1, 1500), cap=st.sampled_from([None, 37]),
+       mode=st.sampled_from(["from", "ignore"]), seed=st.integers(0, 2**16))
+def test_exact_and_the_same_requests_in_any_order(counts: list[int], n: int, cap: int | None,
+                                                  mode: str, seed: int) -> None:
+    """Values of any size (a heavy one may hold fewer rows than needed: the range after it
+    is decided by its pages' contents), ``from`` honoured or ignored, a cap below the page."""
+    rng = random.Random(seed)
+    ids = rng.sample(range(1, 4 * sum(counts) + 1), sum(counts))
+    values = dict(zip(ids, [v for v, c in enumerate(counts) for _ in range(c)], strict=True))
+    asked = []
+    for run in range(2):
+        table = Table(values, random.Random(seed + run), cap=cap, mode=mode)
+        pager = TopPager("v", n, 100, parallel=4)
+        assert drive(pager, table, random.Random(seed + run)) == first_n(values, n)
+        assert pager.stats.requests == len(table.asked)
+        asked.append(sorted(table.asked, key=repr))
+    assert asked[0] == asked[1]
+
+
+def test_a_row_deleted_after_the_first_page_costs_requests_never_rows() -> None:
+    """A row of the value's first page is deleted before its position pages are answered:
+    they start a row later, no longer overlap and are dropped; the value is read on by id."""
+    values = heavy_values()
+    undisturbed = TopPager("v", 1000, 100, parallel=4)
+    assert drive(undisturbed, Table(values, random.Random(1)), random.Random(1)) == first_n(
+        values, 1000)
+    table = Table(values, random.Random(2))
+    pager = TopPager("v", 1000, 100, parallel=4)
+    [first] = pager.next_requests()
+    pager.on_page(first, table.answer(first))
+    page, *positions = pager.next_requests()
+    rows = table.answer(page)
+    pager.on_page(page, rows)
+    del table.values[int(rows[5]["id"])]  # read already: it stays in the result
+    for req in positions:
+        pager.on_page(req, table.answer(req))
+    assert drive(pager, table, random.Random(2)) == first_n(values, 1000)
+    assert any(a[1] == rows[-1]["id"] for a in table.asked)  # on by id from the first page
+    assert len(table.asked) <= undisturbed.stats.requests + len(positions)
+
+
+def test_over_a_socket_ties_shuffled_and_a_row_deleted(make_sandbox: Any) -> None:
+    """1500 purchases by purchaseStatusId: 18 rows of light values, then 600 of 13.  The
+    first 500 (13 holds the rest), then the first 720 (13 holds too few: the range after it),
+    with a row of 13's first page deleted before its position pages are computed."""
+    sb: Sandbox = make_sandbox(purchases=1500, max_limit=100, ties="shuffle")
+    options: dict[str, Any] = {"attributes": ["id", "purchaseStatusId"],
+                               "order": "purchaseStatusId", "page_size": 100}
+
+    def want(limit: int) -> list[int]:
+        return [r["id"] for r in sb.query(
+            "SELECT id FROM purchases ORDER BY purchaseStatusId NULLS LAST, id LIMIT ?",
+            (limit,))]
+
+    def read(limit: int) -> tuple[list[int], list[str]]:
+        before = len(sb.log)
+        with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=False,
+                         progress=False) as c:
+            got = [int(i) for i in c.read("purchases", limit=limit, **options)["id"]]
+            assert c.last_stats.status_429 == 0
+            assert c.last_stats.requests == len(sb.log) - before
+        return got, [unquote(e["target"]) for e in list(sb.log)[before:]]
+
+    def by_order(log: list[str]) -> list[str]:
+        return [t for t in log if "order[attribute]=purchaseStatusId" in t]
+
+    expected = want(500)
+    got, log = read(500)
+    assert got == expected
+    assert len(by_order(log)) == 1 and len([t for t in log if "from=" in t]) == 2
+    assert len(log) <= 1 + 5 + 1  # the range, 5 pages of 13 and one window boundary
+
+    thirteen = [r["id"] for r in sb.query(
+        "SELECT id FROM purchases WHERE purchaseStatusId = 13 ORDER BY id LIMIT 100")]
+    expected = want(720)
+    # the range, then 13's first page: its 6th row goes before the position pages are read
+    sb.after_requests(2, lambda s: s.delete("purchases", [thirteen[5]]))
+    got, log = read(720)
+    assert thirteen[5] in got and got == expected  # read before it was deleted
+    assert len(by_order(log)) == 2  # the range after 13 (600 rows, 702 needed)
+    assert len([t for t in log if "from=" in t]) == 2 + 1  # 13's, and 15's for 102 rows
+    assert any(f"where[id][$gt]={thirteen[-1]}&" in t for t in log)  # on by id
