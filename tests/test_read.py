@@ -271,8 +271,9 @@ def test_in_with_500_ids(sandbox: Sandbox, client: JettiClient) -> None:
     # 5 requests of 100 ids ($or branches of 20: never a longer array), all sent before any
     # answer: one moment of the data.  A part whose ids partly do not exist asks once more when
     # its short page comes before any full one (the server's page cap is not known yet); the
-    # read then went on after an answer and asks for the records changed meanwhile too
-    assert client.last_stats.requests in (5, 7)
+    # read then went on after an answer and asks for the records changed meanwhile too (two
+    # parts hold fewer than 100 ids that exist)
+    assert client.last_stats.requests in (5, 7, 8)
     assert all(len(e["target"]) < 16 * 1024 for e in sandbox.log)
 
 
