@@ -11,12 +11,13 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
 import jetti_frames
 from jetti_frames.client import JettiClient
 from jetti_frames.sandbox import Sandbox
-from jetti_frames.snapshot import MANIFEST, read_snapshot, refresh_snapshot, snapshot_info
+from jetti_frames.snapshot import MANIFEST, read_snapshot, refresh_snapshot, snapshot_info, writing
 from jetti_frames.snapshot.store import _Target
 from jetti_frames.snapshot.writing import _write_version
 
@@ -111,3 +112,25 @@ def test_a_page_with_new_columns_starts_files_of_the_wider_schema(tmp_path: Path
     expected = pd.DataFrame({"id": pd.array([1, 2, 3], dtype="Int64"),
                              "extra": pd.array([None, None, "x"], dtype="string")})
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_row_groups_hold_a_bounded_amount_of_data_not_row_group_size_rows(
+        sb: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_dataset holds a file's rows until a row group is full: wide rows (two includes,
+    hundreds of columns) make smaller groups, so what is held never grows with the read."""
+    client = make_client(sb)
+    include = ["PurchaseStatus", "DropshipProvider"]
+    jetti_frames.snapshot("purchases", tmp_path / "whole", include=include, client=client)
+    budget = 64 * 1024
+    monkeypatch.setattr(writing, "BUFFER_BYTES", budget)
+    info = jetti_frames.snapshot("purchases", tmp_path / "p", include=include, client=client)
+    groups = []  # (rows, bytes) of every row group written
+    for entry in info.manifest["files"]:
+        parquet = pq.ParquetFile(tmp_path / "p" / entry["path"])
+        groups += [(parquet.metadata.row_group(i).num_rows, parquet.read_row_group(i).nbytes)
+                   for i in range(parquet.metadata.num_row_groups)]
+    assert sum(rows for rows, _ in groups) == info.rows == 120
+    assert len(groups) >= 120 * 2000 // budget  # rows are over 2 KB wide
+    assert all(size <= 2 * budget for _, size in groups)
+    pd.testing.assert_frame_equal(read_snapshot(tmp_path / "p"),
+                                  read_snapshot(tmp_path / "whole"))

@@ -3,7 +3,10 @@
 The rows stream through :func:`pyarrow.dataset.write_dataset` (hive folders for a partition
 column, at most ``MAX_OPEN_FILES`` files open, row groups of ``row_group_size`` rows); its
 ``file_visitor`` collects the file list of the manifest. Memory stays flat: one page, or one
-batch of kept rows, at a time, plus the row groups being filled.
+batch of kept rows, at a time, plus the row groups being filled. ``write_dataset`` holds a
+file's rows until a row group is full, so a row group holds at most ``row_group_size`` rows
+and about ``BUFFER_BYTES`` of data (the width of a row is taken from the first page): wide
+rows (a query with includes has hundreds of columns) make smaller groups, not a larger buffer.
 
 A page may bring columns the catalogue does not know. The stream then ends, and a new one
 starts with the wider schema; readers fill the missing columns of earlier files with nulls.
@@ -45,6 +48,8 @@ from .store import (
 
 #: Rows per row group.
 DEFAULT_ROW_GROUP_SIZE = 65_536
+#: About the most data a row group holds (and a file being written buffers) before it is written.
+BUFFER_BYTES = 16 * 1024 * 1024
 #: At most this many files are open at once when writing many partitions.
 MAX_OPEN_FILES = 128
 
@@ -160,13 +165,14 @@ class _Stream:
                 self._set_schema()
             partitioning = pads.partitioning(pa.schema([self.part_field]), flavor="hive") \
                 if self.part_field is not None else None
+            first = self._table(self.held)
+            group = _group_rows(first, row_group_size)
             pads.write_dataset(
-                pa.RecordBatchReader.from_batches(self.schema, self._batches(items)), root,
+                pa.RecordBatchReader.from_batches(self.schema, self._batches(first, items)), root,
                 format="parquet", filesystem=fs, partitioning=partitioning,
                 basename_template=f"part-{calls}-{{i}}.parquet",
                 existing_data_behavior="overwrite_or_ignore", max_open_files=MAX_OPEN_FILES,
-                max_rows_per_group=row_group_size,
-                min_rows_per_group=row_group_size,
+                max_rows_per_group=group, min_rows_per_group=group,
                 file_options=pads.ParquetFileFormat().make_write_options(compression="zstd"),
                 file_visitor=lambda written, p=partitioning: files.append(
                     self._entry(root, written, p)))
@@ -195,19 +201,21 @@ class _Stream:
             entry["partition"] = keys.get(self.part_field.name)
         return entry
 
-    def _batches(self, items: Iterator[Item]) -> Iterator[pa.RecordBatch]:
-        """Batches of the current schema, until an item needs a wider one (kept in ``held``)."""
-        item, self.held = self.held, None
-        while item is not None:
-            if isinstance(item, pd.DataFrame):
-                if any(str(c) not in self.dtypes for c in item.columns):
-                    self.held = item
-                    return
-                table = self._page(item)
-            else:
-                table = self._kept(*item)
-            yield from table.to_batches()
-            item = next(items, None)
+    def _batches(self, first: pa.Table, items: Iterator[Item]) -> Iterator[pa.RecordBatch]:
+        """Batches of the current schema from ``first`` on, until an item needs a wider one
+        (kept in ``held``)."""
+        self.held = None
+        yield from first.to_batches()
+        for item in items:
+            if isinstance(item, pd.DataFrame) and \
+                    any(str(c) not in self.dtypes for c in item.columns):
+                self.held = item
+                return
+            yield from self._table(item).to_batches()
+
+    def _table(self, item: Item) -> pa.Table:
+        """An item as a table of the current schema."""
+        return self._page(item) if isinstance(item, pd.DataFrame) else self._kept(*item)
 
     def _widen(self, frame: pd.DataFrame) -> None:
         """Add the columns a page brings that the schema lacks."""
@@ -267,6 +275,21 @@ class _Stream:
         if keys is not None and self.part_field is not None:
             table = table.append_column(self.part_field, keys)
         return table.replace_schema_metadata(self.schema.metadata)
+
+
+def _group_rows(sample: pa.Table, row_group_size: int) -> int:
+    """Rows per row group: ``row_group_size``, or fewer when that many rows of the width of
+    ``sample`` would hold more than ``BUFFER_BYTES``.
+
+    >>> table = pa.table({"x": pa.array(range(1000), pa.int64())})   # 8 bytes a row
+    >>> _group_rows(table, 65_536), _group_rows(table, 100)
+    (65536, 100)
+    >>> _group_rows(pa.table({"x": pa.array([b"x" * 1024] * 10)}), 65_536)  # ~1 KiB a row
+    16320
+    """
+    if not sample.num_rows or not sample.nbytes:
+        return row_group_size
+    return max(1, min(row_group_size, BUFFER_BYTES * sample.num_rows // sample.nbytes))
 
 
 def _id_range(metadata: pq.FileMetaData) -> list[int] | None:
