@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from itertools import count, pairwise
 
 from ._chain import Chain
+from ._hold import Hold
 from ._pages import PageRequest, PagerStats, Record, check_sizes
 from .errors import JettiConfigError, JettiDataError
 from .settings import GET_RATE
@@ -119,6 +120,11 @@ class BoundedPager:
     ahead : bool
         Send position pages with the first page (see the module docstring); drive the pager
         through :meth:`on_records`.
+    hold : bool
+        With ``ahead``: the position pages wait for the first page (a
+        :class:`~jetti_frames._hold.Hold`), which withdraws them when it is not full, so that a
+        read of fewer rows than a page costs one request (a pager whose driver routes
+        :meth:`on_withdrawn`).
     max_windows : int
         The most windows planned at once (each boundary may cost a page that is not full).
 
@@ -133,7 +139,7 @@ class BoundedPager:
     """
 
     def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
-                 descending: bool = False, ahead: bool = False,
+                 descending: bool = False, ahead: bool = False, hold: bool = False,
                  max_windows: int = WINDOWS) -> None:
         check_sizes(page_size, max_rows, parallel)
         self.max_windows = max(1, max_windows)
@@ -149,6 +155,7 @@ class BoundedPager:
         self._inflight: dict[int, _Window | None] = {}  # None: a page of the chain
         pages = min(CHAIN_PAGES, math.ceil(max_rows / page_size) - 1, page_size - 2)
         self._chain = Chain(pages, page_size, descending) if ahead and pages > 0 else None
+        self._hold = Hold() if hold and self._chain is not None else None
         self._planned = False
         self._held: list[Record] = []  # records kept but not yet known to be final
         self._later = False  # a request planned from an answer was sent
@@ -211,10 +218,14 @@ class BoundedPager:
         chain = self._chain
         if chain is not None and not self.stats.requests:
             chain.size = min(self.page_size, self.cap or self.page_size)  # known before any answer
+            if self._hold is not None:
+                self._hold = Hold()  # from the first page's start
         while len(self._inflight) < self.parallel:
             idle = [w for w in self._windows if w.can_send()]
             if chain is not None and chain.due and self.stats.requests:
-                request = chain.issue(next(self._keys))
+                hold = self._hold
+                request = chain.issue(next(self._keys),
+                                      None if hold is None or hold.decided else hold)
                 self._inflight[request.key] = None
                 self.stats.requests += 1
                 out.append(request)
@@ -258,8 +269,24 @@ class BoundedPager:
         if keep == 0:
             self.stats.wasted += 1
         if not self._planned and w is self._windows[0]:
-            self._plan_first(ids)
+            self._decide(n == request.limit)
+            self._plan_first(full=n == request.limit)
         return keep
+
+    def on_withdrawn(self, request: PageRequest) -> None:
+        """A held position page was not sent (the first page came back short)."""
+        del self._inflight[request.key]
+        self.stats.requests -= 1
+
+    def _decide(self, full: bool) -> None:
+        """The first page is back: a short one ends the chain (its held pages are withdrawn
+        where still unsent), before the plan counts what the chain loses."""
+        chain = self._chain
+        if chain is not None and not full:
+            chain.pages = len(chain.requests)
+            chain.drop()
+        if self._hold is not None:
+            self._hold.decide(full)
 
     def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
         """Record an answer; return the records (of this page or held from earlier ones)
@@ -370,14 +397,19 @@ class BoundedPager:
         self.stats.requests += 1
         return w.inflight
 
-    def _plan_first(self, ids: list[int]) -> None:
-        """After the first page: cut what follows into windows of whole pages."""
+    def _plan_first(self, full: bool) -> None:
+        """After the first page: cut what follows into windows of whole pages.  After one
+        shorter than asked that may be the server's cap (none larger seen), one page first:
+        it ends the read, or shows the cap, and the windows are cut once it is answered."""
         self._planned = True
         first = self._windows[0]
         if first.complete or len(first.ids) >= self.max_rows:
             first.complete = True
             return
         first.hi, first.complete = first.cursor, True
+        if not full:
+            self._windows.append(_Window(first.cursor, None, first.cursor, pages=1))
+            return
         chain = self._chain
         self._split(first.cursor, self.max_rows - len(first.ids),
                     loss=0 if chain is None else chain.loss)

@@ -109,9 +109,9 @@ class Fanout:
         return final
 
     def on_withdrawn(self, request: PageRequest) -> None:
-        """A held request of a stream was withdrawn (only a :class:`Pager` holds any)."""
+        """A held request of a stream was withdrawn (a :class:`TopPager` holds none)."""
         stream, inner = self._owner.pop(request.key)
-        assert isinstance(stream.pager, Pager)
+        assert not isinstance(stream.pager, TopPager)
         stream.pager.on_withdrawn(inner)
 
     def stream_of(self, request: PageRequest) -> tuple[Stream, PageRequest]:
@@ -157,7 +157,7 @@ def open_streams(parts: list[dict[str, Any]], page_size: int, *, budget: int,
 def _pager(page_size: int, max_rows: int | None, budget: int, sequential: bool,
            ahead: bool) -> Pager | BoundedPager:
     if max_rows is not None:
-        return BoundedPager(page_size, max_rows, parallel=budget, ahead=ahead)
+        return BoundedPager(page_size, max_rows, parallel=budget, ahead=ahead, hold=True)
     return Pager(page_size, parallel=budget, probe=not sequential, ahead=ahead)
 
 

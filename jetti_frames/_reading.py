@@ -159,7 +159,7 @@ class Reading:
         if order.attribute == "id" and keep is None:
             return [(part, BoundedPager(plan.page_size, at_most(plan.limit, part) or 0,
                                         parallel=budget, descending=True,
-                                        ahead=len(plan.parts) == 1))
+                                        ahead=len(plan.parts) == 1, hold=True))
                     for part in plan.parts]
         return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
                                 plan.page_size, descending=order.descending,

@@ -54,7 +54,6 @@ def drive(pager: Pager | BoundedPager, server: Server, rng: random.Random,
         assert pending, "the pager stalled"
         req = pending.pop(rng.randrange(len(pending)))
         if req.hold is not None and req.hold.withdrawn:
-            assert isinstance(pager, Pager)
             pager.on_withdrawn(req)
             continue
         sent.append(req)
@@ -96,13 +95,16 @@ def test_a_full_pull_reads_every_lasting_row_once(ids: set[int], cap: int | None
 @given(ids=IDS, n=st.integers(0, 1200),
        cap=st.sampled_from([None, 37]), mode=st.sampled_from(["from", "ignore"]),
        deletes=st.sampled_from([0.0, 0.3]), descending=st.booleans(),
-       seed=st.integers(0, 1000))
+       seed=st.integers(0, 1000), hold=st.booleans())
 def test_the_first_n_have_no_gap_whatever_is_deleted(ids: set[int], n: int, cap: int | None,
                                                      mode: str, deletes: float,
-                                                     descending: bool, seed: int) -> None:
+                                                     descending: bool, seed: int,
+                                                     hold: bool) -> None:
     server = Server(sorted(ids), cap, mode)
-    pager = BoundedPager(100, n, parallel=4, descending=descending, ahead=True)
-    got, deleted, _ = drive(pager, server, random.Random(seed), deletes)
+    pager = BoundedPager(100, n, parallel=4, descending=descending, ahead=True, hold=hold)
+    got, deleted, positions = drive(pager, server, random.Random(seed), deletes)
+    if hold and not deletes and (len(ids) < 100 or cap is not None):
+        assert positions == 0  # a first page that is not full withdraws them
     sign = -1 if descending else 1
     assert len(got) == len(set(got)) and set(got) <= ids  # once each, nothing made up
     got.sort(key=lambda i: sign * i)
@@ -133,3 +135,21 @@ def test_a_row_deleted_before_the_position_pages_breaks_the_chain_not_the_read(
     assert len(positions) == 2 and sb.counters()["status_429"] == 0
     # the first window was read by keyset from the first page's last id
     assert any(f"where[id][$gt]={first[99]}&" in t for t in log)
+
+
+def test_position_pages_cost_a_small_read_nothing(make_sandbox: Any) -> None:
+    """Held position pages wait for the first answers and are withdrawn when the read turns out
+    small: 150 rows cost the first page and the probe; the first 1000 of 60 rows cost a page
+    and one more that tells the end of the data from a server's cap of 60 rows."""
+    sb: Sandbox = make_sandbox(purchases=150, max_limit=100)
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=False, progress=False) as c:
+        assert len(c.read("purchases", attributes=["id"])) == 150
+        assert c.last_stats.requests == 2
+        ids = [r["id"] for r in sb.query("SELECT id FROM purchases ORDER BY id LIMIT 60")]
+        where = {"id": {"$lte": ids[-1]}}
+        assert list(c.read("purchases", attributes=["id"], where=where, limit=1000)["id"]) == ids
+        assert c.last_stats.requests == 2
+        assert len(c.read("purchases", attributes=["id"], where=where, order="-id",
+                          limit=1000)) == 60
+        assert c.last_stats.requests == 2
+    assert not any("from=" in unquote(e["target"]) for e in sb.log)
