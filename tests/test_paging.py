@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pager_support import run_top
 
 from jetti_frames._bounded import BoundedPager
 from jetti_frames._fanout import Fanout, Stream, open_streams
@@ -351,16 +352,6 @@ class SimTable:
         limit = min(req.limit, self.cap or req.limit)
         start = (req.page or 0) * limit
         return rows[start:start + limit]
-
-
-def run_top(pager: TopPager, table: SimTable, rng: random.Random) -> list[int]:
-    pending: list[PageRequest] = []
-    while not pager.done:
-        pending += pager.next_requests()
-        assert pending, "the pager stalled"
-        req = pending.pop(rng.randrange(len(pending)))
-        pager.on_page(req, table.answer(req))
-    return [r["id"] for r in pager.result()]
 
 
 def expected_top(values: dict[int, Any], n: int, descending: bool, nulls_first: bool,

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pager_support import run_top
 
 from jetti_frames import JettiClient
 from jetti_frames._pages import PageRequest
@@ -63,17 +64,6 @@ def first_n(values: dict[int, Any], n: int) -> list[int]:
     return (present + sorted(i for i, v in values.items() if v is None))[:n]
 
 
-def drive(pager: TopPager, table: Table, rng: random.Random) -> list[int]:
-    """Answers in random order; the ids of the result."""
-    pending: list[PageRequest] = []
-    while not pager.done:
-        pending += pager.next_requests()
-        assert pending, "the pager stalled"
-        req = pending.pop(rng.randrange(len(pending)))
-        pager.on_page(req, table.answer(req))
-    return [int(r["id"]) for r in pager.result()]
-
-
 def heavy_values() -> dict[int, int]:
     """The benchmark's shape: 8 rows of 10, 26 of 12, then 1242 of 13 and 1528 of 15."""
     rng = random.Random(7)
@@ -98,7 +88,7 @@ def test_the_heavy_values_first_page_goes_with_its_position_pages() -> None:
                                                       ({"v": 13}, 2)]
         for req in heavy:
             pager.on_page(req, table.answer(req))
-        assert drive(pager, table, rng) == first_n(values, 1000)
+        assert run_top(pager, table, rng) == first_n(values, 1000)
         assert pager.stats.requests == len(table.asked) <= 12
         asked.append(sorted(table.asked, key=repr))
     assert asked[0] == asked[1] == asked[2]
@@ -110,12 +100,12 @@ def test_no_position_pages_after_a_range_page_shorter_than_asked() -> None:
     values = heavy_values()
     table = Table(values, random.Random(3), cap=37)
     pager = TopPager("v", 1000, 100, parallel=4)
-    assert drive(pager, table, random.Random(3)) == first_n(values, 1000)
+    assert run_top(pager, table, random.Random(3)) == first_n(values, 1000)
     assert not any(a[4] is not None for a in table.asked)
     few = {i: 1 for i in range(5, 65)}  # 60 rows in all: one value, one range page
     table = Table(few, random.Random(3))
     pager = TopPager("v", 900, 100, parallel=4)
-    assert drive(pager, table, random.Random(3)) == first_n(few, 900)
+    assert run_top(pager, table, random.Random(3)) == first_n(few, 900)
     assert not any(a[4] is not None for a in table.asked)
 
 
@@ -134,7 +124,7 @@ def test_exact_and_the_same_requests_in_any_order(counts: list[int], n: int, cap
     for run in range(2):
         table = Table(values, random.Random(seed + run), cap=cap, mode=mode)
         pager = TopPager("v", n, 100, parallel=4)
-        assert drive(pager, table, random.Random(seed + run)) == first_n(values, n)
+        assert run_top(pager, table, random.Random(seed + run)) == first_n(values, n)
         assert pager.stats.requests == len(table.asked)
         asked.append(sorted(table.asked, key=repr))
     assert asked[0] == asked[1]
@@ -145,7 +135,7 @@ def test_a_row_deleted_after_the_first_page_costs_requests_never_rows() -> None:
     they start a row later, no longer overlap and are dropped; the value is read on by id."""
     values = heavy_values()
     undisturbed = TopPager("v", 1000, 100, parallel=4)
-    assert drive(undisturbed, Table(values, random.Random(1)), random.Random(1)) == first_n(
+    assert run_top(undisturbed, Table(values, random.Random(1)), random.Random(1)) == first_n(
         values, 1000)
     table = Table(values, random.Random(2))
     pager = TopPager("v", 1000, 100, parallel=4)
@@ -157,7 +147,7 @@ def test_a_row_deleted_after_the_first_page_costs_requests_never_rows() -> None:
     del table.values[int(rows[5]["id"])]  # read already: it stays in the result
     for req in positions:
         pager.on_page(req, table.answer(req))
-    assert drive(pager, table, random.Random(2)) == first_n(values, 1000)
+    assert run_top(pager, table, random.Random(2)) == first_n(values, 1000)
     assert any(a[1] == rows[-1]["id"] for a in table.asked)  # on by id from the first page
     assert len(table.asked) <= undisturbed.stats.requests + len(positions)
 
