@@ -252,8 +252,8 @@ class Pager(ById):
                 out.append(self._send(PageRequest(next(self._keys), self.page_size,
                                                   descending=True), None))
             elif chain is not None and chain.due:
-                # after a full first page, sent whatever the answers say (even once useless),
-                # so that the same pages are read in any order of answers
+                # held until the first page and the probe say they are needed; once needed,
+                # sent whatever later answers say, so that the same pages are read in any order
                 hold = None if self._hold.decided else self._hold
                 out.append(self._send(chain.issue(next(self._keys), hold), None))
             else:
@@ -277,7 +277,7 @@ class Pager(ById):
         return out
 
     def on_withdrawn(self, request: PageRequest) -> None:
-        """A held chain page was not sent (the first page came back short)."""
+        """A held chain page was not sent (the read turned out to hold two pages or less)."""
         del self._inflight[request.key]
         self.stats.requests -= 1
 
