@@ -57,7 +57,6 @@ from dataclasses import dataclass, field
 from itertools import count, pairwise
 
 from ._chain import Chain
-from ._hold import Hold
 from ._pages import PageRequest, PagerStats, Record, check_sizes
 from .errors import JettiConfigError, JettiDataError
 from .settings import GET_RATE
@@ -154,8 +153,8 @@ class BoundedPager:
         self._windows = [_Window(None, None, None, pages=1)]
         self._inflight: dict[int, _Window | None] = {}  # None: a page of the chain
         pages = min(CHAIN_PAGES, math.ceil(max_rows / page_size) - 1, page_size - 2)
-        self._chain = Chain(pages, page_size, descending) if ahead and pages > 0 else None
-        self._hold = Hold() if hold and self._chain is not None else None
+        self._chain = (Chain(pages, page_size, descending, held=hold) if ahead and pages > 0
+                       else None)
         self._planned = False
         self._held: list[Record] = []  # records kept but not yet known to be final
         self._later = False  # a request planned from an answer was sent
@@ -217,15 +216,11 @@ class BoundedPager:
             self._extend()
         chain = self._chain
         if chain is not None and not self.stats.requests:
-            chain.size = min(self.page_size, self.cap or self.page_size)  # known before any answer
-            if self._hold is not None:
-                self._hold = Hold()  # from the first page's start
+            chain.start(min(self.page_size, self.cap or self.page_size))  # before any answer
         while len(self._inflight) < self.parallel:
             idle = [w for w in self._windows if w.can_send()]
             if chain is not None and chain.due and self.stats.requests:
-                hold = self._hold
-                request = chain.issue(next(self._keys),
-                                      None if hold is None or hold.decided else hold)
+                request = chain.issue(next(self._keys))
                 self._inflight[request.key] = None
                 self.stats.requests += 1
                 out.append(request)
@@ -269,7 +264,8 @@ class BoundedPager:
         if keep == 0:
             self.stats.wasted += 1
         if not self._planned and w is self._windows[0]:
-            self._decide(n == request.limit)
+            if self._chain is not None:  # before the plan counts what the chain loses
+                self._chain.decide(n == request.limit)
             self._plan_first(full=n == request.limit)
         return keep
 
@@ -277,16 +273,6 @@ class BoundedPager:
         """A held position page was not sent (the first page came back short)."""
         del self._inflight[request.key]
         self.stats.requests -= 1
-
-    def _decide(self, full: bool) -> None:
-        """The first page is back: a short one ends the chain (its held pages are withdrawn
-        where still unsent), before the plan counts what the chain loses."""
-        chain = self._chain
-        if chain is not None and not full:
-            chain.pages = len(chain.requests)
-            chain.drop()
-        if self._hold is not None:
-            self._hold.decide(full)
 
     def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
         """Record an answer; return the records (of this page or held from earlier ones)

@@ -61,20 +61,27 @@ class Chain:
     Parameters
     ----------
     pages : int
-        How many chain pages the stream sends (always all of them, whatever the answers, so
-        that a read asks for the same pages in any order of answers).
+        How many chain pages the stream sends once they are known to be needed (then all of
+        them, whatever later answers say, so that a read asks for the same pages in any order
+        of answers).
     size : int
         The rows of the stream's first page when full (the page size, or the server's cap when
         known before the read starts: never what answers teach later).
     descending : bool
         The stream reads ids from the top down.
+    held : bool
+        Pages issued before :meth:`decide` carry a :class:`~jetti_frames._hold.Hold`: the
+        transport withdraws them when the chain turns out not to be needed.
     """
 
     pages: int
     size: int
     descending: bool = False
+    held: bool = False
     requests: list[PageRequest] = field(default_factory=list)
     broken: bool = False
+    decided: bool = False
+    _hold: Hold | None = None
     _answers: dict[int, list[Record]] = field(default_factory=dict)
     _followed: int = 0
 
@@ -99,14 +106,31 @@ class Chain:
     def owns(self, request: PageRequest) -> bool:
         return any(r.key == request.key for r in self.requests)
 
-    def issue(self, key: int, hold: Hold | None = None) -> PageRequest:
-        """The next page of the chain, with the pager's ``key`` (and ``hold``, when sent on
-        speculation)."""
+    def start(self, size: int) -> None:
+        """The stream's first request goes out now: its full size, and (``held``) the hold
+        of the pages issued before :meth:`decide`, timed from now."""
+        self.size = size
+        self._hold = Hold() if self.held else None
+
+    def issue(self, key: int) -> PageRequest:
+        """The next page of the chain, with the pager's ``key`` (held while undecided)."""
         k = len(self.requests) + 1
         request = PageRequest(key, max(1, self.size - k), descending=self.descending, page=k,
-                              hold=hold)
+                              hold=None if self.decided else self._hold)
         self.requests.append(request)
         return request
+
+    def decide(self, needed: bool) -> None:
+        """Whether the stream needs the chain (once): if not, no more pages are issued, the
+        held ones still unsent are withdrawn and the answers of the others are ignored."""
+        if self.decided:
+            return
+        self.decided = True
+        if not needed:
+            self.pages = len(self.requests)
+            self.drop()
+        if self._hold is not None:
+            self._hold.decide(needed)
 
     def answer(self, request: PageRequest, records: list[Record]) -> None:
         """Keep an answer until :meth:`follow` can use it."""

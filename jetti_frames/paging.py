@@ -63,7 +63,6 @@ from dataclasses import dataclass
 from itertools import count, pairwise
 
 from ._chain import Chain
-from ._hold import Hold
 from ._pages import ById, PageRequest, PagerStats, PageSource, Record, check_sizes
 from .errors import JettiConfigError, JettiDataError
 from .settings import DEFAULT_PAGE_SIZE
@@ -159,9 +158,8 @@ class Pager(ById):
         self._probe_out = False
         self._probe_done = False
         # position pages continuing a full first page, sent while the probe is out
-        self._chain = (Chain(CHAIN_PAGES, page_size) if ahead and self._probe_pending
-                       and self._probe_early else None)
-        self._hold = Hold()  # the chain pages sent before they are known to be needed
+        self._chain = (Chain(CHAIN_PAGES, page_size, held=True) if ahead
+                       and self._probe_pending and self._probe_early else None)
         self._first_full: bool | None = None  # the first page, once back: full?
         self._window_pages = 0  # pages per window, planned once the probe is back
         self._later = False  # a request that needed an answer was sent
@@ -237,8 +235,7 @@ class Pager(ById):
         out: list[PageRequest] = []
         first, chain = self._first, self._chain
         if chain is not None and not self.stats.requests:
-            chain.size = min(self.page_size, self.cap or self.page_size)  # known before any answer
-            self._hold = Hold()  # from the first page's start
+            chain.start(min(self.page_size, self.cap or self.page_size))  # before any answer
         while len(self._inflight) < self.parallel:
             waiting = first.cursor is not None and (
                 (first.hi is None and (self._probe_out or self._probe_due()))  # needs the plan
@@ -254,8 +251,7 @@ class Pager(ById):
             elif chain is not None and chain.due:
                 # held until the first page and the probe say they are needed; once needed,
                 # sent whatever later answers say, so that the same pages are read in any order
-                hold = None if self._hold.decided else self._hold
-                out.append(self._send(chain.issue(next(self._keys), hold), None))
+                out.append(self._send(chain.issue(next(self._keys)), None))
             else:
                 break
         return out
@@ -393,14 +389,12 @@ class Pager(ById):
         goes on past them: not after a short first page, nor when the probe reaches into it
         (they read every row); else they are needed (more than two pages of rows)."""
         chain, w = self._chain, self._first
-        if chain is None or self._hold.decided:
+        if chain is None:
             return
         if w.closed or self._first_full is False:
-            chain.pages = len(chain.requests)
-            chain.drop()
-            self._hold.decide(False)
+            chain.decide(False)
         elif self._first_full and self._probe_done:
-            self._hold.decide(True)
+            chain.decide(True)
 
     def _on_probe(self, request: PageRequest, ids: list[int]) -> int:
         self._probe_out, self._probe_done = False, True
