@@ -23,10 +23,13 @@ windows planned from an answer), then one per ``interval``, and whatever the net
 arrival times within ``RESERVE`` seconds, the bucket never overflows. Starts late by a few
 milliseconds (threads, the lock file) are caught up, so a long read keeps the pace. ``X-RateLimit-
 Remaining`` lower than our own starts explain says a slot was taken when the request arrived: by
-another integration of the account, or once in a while by two of our starts bunched by network
-jitter. Twice in a row, it is someone else: the next start then waits until the bucket, full at
+another integration of the account, or by two of our starts that the network brought closer
+together (at the steady pace, 5 ms of jitter do). The next start then settles the doubt: it waits
+until even an arrival :data:`JITTER` seconds early would find a slot free. When its answer, too,
+finds the bucket full, it is someone else: the next start then waits until the bucket, full at
 worst, has drained the starts made since and two slots more (one for that start, one spare), so each
-request of another integration costs the account's clients one slot and nobody draws 429. A burst is
+request of another integration costs the account's clients one slot and nobody draws 429. Jitter
+costs a few milliseconds instead. A burst is
 only for a bucket seen to be ours alone: a start comes early only within :data:`QUIET` seconds of an
 answer that found the bucket as our own starts left it, and none since found it fuller than
 :data:`JITTER` seconds of network jitter explain (nor for :data:`QUIET` seconds after another
@@ -64,8 +67,9 @@ Examples
 >>> sorted(p.name for p in folder.iterdir())
 ['ratelimit-0123abcd-get.json', 'ratelimit-0123abcd-get.lock']
 
-When the bucket is fuller than our starts explain twice in a row, another integration is using
-it, and the account's next start waits until the bucket, full at worst, has drained:
+When the bucket is fuller than our starts explain twice in a row, the second time beyond what
+jitter explains, another integration is using it, and the account's next start waits until the
+bucket, full at worst, has drained:
 
 >>> alone = Schedule(2.0, None, "0123abcd", "get")
 >>> a = alone.acquire()
@@ -77,6 +81,23 @@ it, and the account's next start waits until the bucket, full at worst, has drai
 >>> alone.observe(b, remaining=0)  # twice in a row: someone else
 >>> round(alone._memory["next"] - b.at, 3)
 1.0
+
+At the steady pace a start is expected to leave a slot, and 5 ms of jitter take it; the start
+after such an answer waits 31 ms more, and its answer tells:
+
+>>> steady = Schedule(2.0, None, "0123abcd", "get")
+>>> steady._memory.update(level=1.0, stamp=time.time() - 0.6)  # (one slot used a while ago)
+>>> c = steady.acquire()
+>>> d = steady.acquire()  # the steady pace: a slot left unless the network bunches c and d
+>>> 0.505 <= d.at - c.at < 0.52, d.expected, d.surely
+(True, 1, 0)
+>>> steady.observe(d, remaining=0)  # jitter, or someone else?
+>>> e = steady.acquire()  # 31 ms later than the pace: jitter cannot take its slot
+>>> 0.531 <= e.at - d.at < 0.55, e.surely
+(True, 1)
+>>> steady.observe(e, remaining=1)  # it was jitter: back to the steady pace
+>>> steady._memory["full"], "next" in steady._memory
+(0, False)
 """
 
 from __future__ import annotations
@@ -107,8 +128,11 @@ JITTER = 0.03
 #: Seconds without early starts once another integration showed itself (or after a 429); and
 #: how long an answer that showed the bucket ours alone allows them.
 QUIET = 60.0
-#: Answers in a row finding the bucket full that mean another integration is using it.
+#: Answers in a row finding the bucket full that mean another integration is using it, when
+#: the network's jitter cannot explain the last one.
 FULL_IN_A_ROW = 2
+#: Seconds beyond :data:`JITTER` by which the start after a full bucket settles the doubt.
+SETTLE = 0.001
 #: How ``interval`` widens after a 429, and narrows back with every answer that leaves a slot.
 WIDEN, NARROW = 1.25, 0.98
 #: The widest ``interval``, in multiples of ``1 / rate``.
@@ -199,7 +223,7 @@ class Schedule:
     def observe(self, ticket: Ticket, remaining: int) -> None:
         """Learn from the ``X-RateLimit-Remaining`` of the answer to ``ticket``'s request."""
 
-        def change(state: dict[str, float]) -> float | None:
+        def change(state: dict[str, float]) -> tuple[str, float] | None:
             if remaining >= ticket.expected:
                 if remaining > 0:  # a slot was left: nobody else, and the pace may narrow
                     state.update(full=0, clear=time.time())
@@ -208,18 +232,28 @@ class Schedule:
             if remaining < ticket.surely:  # not the network's doing: no early start for now
                 state["clear"] = 0.0
             state["full"] = full = state.get("full", 0) + 1
-            if full < FULL_IN_A_ROW:
-                return None
+            if full < FULL_IN_A_ROW or remaining >= ticket.surely:
+                if full > 1:
+                    return None  # (a start made before the doubt: the settling one will tell)
+                self._settle(state)
+                return "doubt", state["tat"]
             # at worst the bucket was full after this request: wait until it has drained the
             # account's starts since and two slots more, one for the next start and one spare
             later = max(0.0, state.get("sent", ticket.number) - ticket.number)
             self._hold(state, ticket.at + (2 + later) / self.rate)
-            return state["next"]
+            return "elsewhere", state["next"]
 
-        pushed = self._update(change)
-        if pushed is not None:  # logged once the lock is released
+        learnt = self._update(change)
+        if learnt is None:
+            return
+        kind, when = learnt  # logged once the lock is released
+        if kind == "doubt":
+            log.debug("the account's bucket was fuller than expected after request %d: the "
+                      "next start, in %.3f s, settles whether someone else uses it",
+                      ticket.number, when - time.time())
+        else:
             log.debug("the account's bucket is in use elsewhere (full after request %d): next "
-                      "start in %.3f s", ticket.number, pushed - time.time())
+                      "start in %.3f s", ticket.number, when - time.time())
 
     def pause(self, seconds: float) -> None:
         """No request of the account starts in the next ``seconds`` (after a 429)."""
@@ -236,6 +270,12 @@ class Schedule:
 
     def _interval(self, state: dict[str, float]) -> float:
         return min(max(state.get("interval", 0.0), self._base()), WIDEST / self.rate)
+
+    def _settle(self, state: dict[str, float]) -> None:
+        """The next start waits until even an arrival :data:`JITTER` seconds early finds a slot
+        free: the network cannot explain a full bucket in its answer."""
+        level, stamp = state.get("level", 0.0), state.get("stamp", 0.0)
+        state["tat"] = max(state.get("tat", 0.0), stamp + level / self.rate + JITTER + SETTLE)
 
     @staticmethod
     def _hold(state: dict[str, float], until: float) -> None:
@@ -255,7 +295,7 @@ class Schedule:
         if tat > now + HORIZON:
             tat = 0.0  # a clock jump or a stale file
         calm, clear = state.get("calm", 0.0), state.get("clear", 0.0)
-        ours = state.get("full", 0) < FULL_IN_A_ROW and now - QUIET <= clear <= now
+        ours = state.get("full", 0) == 0 and now - QUIET <= clear <= now
         early = self.tolerance if ours and not now < calm <= now + HORIZON else 0.0
         if now < tat - early:
             return tat - early - now

@@ -101,11 +101,13 @@ def test_the_schedule_file_holds_no_token(make_sandbox: Callable[..., Sandbox],
     assert json.loads(files[0].read_text())["sent"] == 2
 
 
+@pytest.mark.parametrize("jitter_ms", [0, 10])
 def test_another_integration_of_the_account_draws_no_429(
         make_sandbox: Callable[..., Sandbox], tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, jitter_ms: float) -> None:
     caplog.set_level(logging.DEBUG, logger="jetti_frames.transport")
-    sb = make_sandbox(purchases=300, max_limit=10, drain=0.5)  # it uses 0.5 of the 2 GET/s
+    sb = make_sandbox(purchases=300, max_limit=10, drain=0.5,  # it uses 0.5 of the 2 GET/s
+                      jitter_ms=jitter_ms)
     with Transport(Settings(base_url=sb.base_url, token=SANDBOX_TOKEN,
                             cache_path=tmp_path / "http-cache.sqlite")) as t:
         pages = list(t.map([("purchases.json", f"limit=10&from={i}") for i in range(16)]))
@@ -127,6 +129,25 @@ def test_alone_on_the_account_the_client_never_gives_way(
         list(t.map([("purchases.json", f"limit=10&from={i}") for i in range(6)]))
     assert sb.counters(SANDBOX_TOKEN)["status_429"] == 0
     assert sb.other_counters(SANDBOX_TOKEN) == {"requests": 0, "status_429": 0}
+    assert "in use elsewhere" not in caplog.text
+
+
+def test_network_jitter_alone_on_the_account_is_not_another_integration(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Starts at the steady pace leave one slot, which 0.5 ms of jitter take at 20 GET/s (a
+    tenth of Jetti's intervals keeps the run short): the client must not take that for someone
+    else and give way, as it did twice in a row."""
+    caplog.set_level(logging.DEBUG, logger="jetti_frames.transport")
+    sb = make_sandbox(purchases=300, max_limit=10, get_rate=20.0, jitter_ms=10,
+                      latency_ms=100)
+    with Transport(Settings(base_url=sb.base_url, token=SANDBOX_TOKEN, get_rate=20.0,
+                            cache_path=tmp_path / "http-cache.sqlite")) as t:
+        pages = list(t.map([("purchases.json", f"limit=10&from={i % 30}&n={i}")
+                            for i in range(120)]))
+    assert sum(len(p) for p in pages) == 1200
+    assert sb.counters(SANDBOX_TOKEN)["status_429"] == 0 and t.stats.throttled == 0
+    assert "fuller than expected" in caplog.text  # the jitter did take slots
     assert "in use elsewhere" not in caplog.text
 
 

@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--purchases", type=whole(0), default=3000, help="number of purchases")
     parser.add_argument("--latency-ms", type=milliseconds, default=0,
                         help="delay before answering")
-    parser.add_argument("--jitter-ms", type=milliseconds, default=0, help="extra random delay")
+    parser.add_argument("--jitter-ms", type=milliseconds, default=0,
+                        help="extra random delay, half of it before the rate limit counts")
     parser.add_argument("--max-limit", type=whole(1), default=100, help="silent cap on limit")
     parser.add_argument("--rate", choices=("default", "off"), default="default",
                         help="leaky-bucket rate limit (2 GET/s) or none")

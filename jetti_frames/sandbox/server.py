@@ -103,8 +103,10 @@ class Sandbox:
     seed, purchases
         The generated data (same seed and size, same data); other tables scale with purchases.
     latency_ms, jitter_ms
-        Sleep before answering (uniform extra jitter); requests are served on threads, so
-        concurrent requests overlap.
+        Sleep before answering, plus up to ``jitter_ms`` at random: half of it on the way in,
+        before the rate limiter counts the request (so two requests sent 0.5 s apart may arrive
+        closer, as on a real network), half on the way out.  Requests are served on threads,
+        so concurrent requests overlap.
     max_limit, default_limit
         ``limit`` is capped silently at ``max_limit``; without ``limit`` a page has
         ``default_limit`` records.
@@ -416,7 +418,7 @@ class Sandbox:
         started = time.monotonic()
         path, _, raw_query = req.path.partition("?")
         headers: dict[str, str] = {}
-        status, body, rows, fault = 500, b"", 0, None
+        status, body, rows, fault, way_in = 500, b"", 0, None, 0.0
         token = _bearer(req.headers.get("Authorization"))
         is_get = req.command in ("GET", "HEAD")
         length = int(req.headers.get("Content-Length") or 0)
@@ -428,6 +430,7 @@ class Sandbox:
                 raise Problem(431, f"request line and headers over {MAX_HEADER_BYTES} bytes")
             if token is None or token not in self._knobs["tokens"]:
                 raise Problem(401, "missing or invalid bearer token")
+            way_in = self._travel(self._knobs["jitter_ms"])
             if self._knobs["rate"] != "off":
                 bucket = self._bucket(token, is_get)
                 allowed, remaining, wait = bucket.take()
@@ -460,7 +463,7 @@ class Sandbox:
             body = json.dumps(Problem(500, f"internal error: {type(exc).__name__}").document()
                               ).encode()
             headers["Content-Type"] = "application/problem+json"
-        self._sleep(started)
+        self._sleep(started, way_in)
         self._record(req.command, req.path, status, token, rows if status == 200 else 0, fault,
                      started)
         try:
@@ -484,14 +487,23 @@ class Sandbox:
             req.close_connection = True
         self._run_hooks()
 
-    def _sleep(self, started: float) -> None:
+    def _travel(self, jitter_ms: float) -> float:
+        """Sleep the way in's share of the jitter (up to half of ``jitter_ms``); the seconds."""
+        if jitter_ms <= 0:
+            return 0.0
+        with self._lock:
+            seconds = self._jitter.uniform(0, jitter_ms / 2) / 1000
+        time.sleep(seconds)
+        return seconds
+
+    def _sleep(self, started: float, way_in: float) -> None:
         latency = self._knobs["latency_ms"]
         jitter = self._knobs["jitter_ms"]
         if latency <= 0 and jitter <= 0:
             return
         with self._lock:
-            extra = self._jitter.uniform(0, jitter) if jitter > 0 else 0.0
-        delay = (latency + extra) / 1000 - (time.monotonic() - started)
+            extra = self._jitter.uniform(0, jitter / 2) if jitter > 0 else 0.0
+        delay = (latency + extra) / 1000 + way_in - (time.monotonic() - started)
         if delay > 0:
             time.sleep(delay)
 
