@@ -8,13 +8,19 @@ transport's ``in_flight_target``), keeps the keys of their requests apart, share
 server's page cap is known to be, and adds the ``late`` streams (the consistency pass) as soon
 as every other request has been sent.
 
+The cap is shared once, from the *opening*: the first answer of every part.  A page shorter
+than asked is the end of its part or the server's cap, and a part that does not know the cap
+asks once more to tell.  So an answer shorter than a page that comes before the opening is
+complete waits for it (:meth:`Fanout.released` hands its records on), and every part then
+learns the largest first page.  What a part learns from the others is therefore the same in
+any order of answers, and a repeated read asks for the same pages (it used to depend on which
+answer came first).
+
 This module is the one owner of a pager's ``parallel``: :func:`open_streams` starts each pager
-at the budget (which decides whether its probe goes out with its first request) and
-:class:`Fanout` hands out the room left each round.  A pager's request set depends only on
-whether ``parallel`` ever exceeds 1 (see :mod:`jetti_frames.paging`), so for one stream the
-budget changes timing, never which pages are read.  With several streams, one that gets a single
-free slot for its first request sends its probe only if that page shows more rows, so which
-probes go out can depend on the order of answers.
+at the budget (above 1, each pager probes, whatever room it gets later) and :class:`Fanout`
+hands out the room left each round.  A pager's request set depends only on whether its
+``parallel`` exceeded 1 when it was made (see :mod:`jetti_frames.paging`), so the budget
+changes timing, never which pages are read.
 
 Examples
 --------
@@ -28,6 +34,7 @@ Examples
 >>> while not fanout.done:
 ...     for req in fanout.next_requests():
 ...         got += fanout.on_records(req, [{"id": i} for i in serve(req)])
+...         got += [r for _, final in fanout.released() for r in final]
 ...         _ = fanout.answered(req)
 >>> len(got) == 2 * len(rows)
 True
@@ -81,6 +88,14 @@ class Fanout:
         self._keys = count()
         self._owner: dict[int, tuple[Stream, PageRequest]] = {}
         self._answered: dict[int, tuple[Stream, PageRequest]] = {}
+        # the opening: the parts whose first answer is awaited (one part learns nothing)
+        self._awaiting = ({id(s) for s in streams if not s.pager.done} if len(streams) > 1
+                          else set())
+        self._unsent = set(self._awaiting)  # awaited parts that have not asked yet
+        self._first_keys: dict[int, Stream] = {}  # the first request of each awaited part
+        self._opening_cap = 0
+        self._waiting: list[tuple[Stream, PageRequest, list[Record]]] = []
+        self._released: list[tuple[Stream, list[Record]]] = []
 
     @property
     def done(self) -> bool:
@@ -99,14 +114,27 @@ class Fanout:
         return out
 
     def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
-        """Hand an answer to its stream's pager; the records it says are final."""
+        """Hand an answer to its stream's pager; the records it says are final.
+
+        Before the opening is complete, a page shorter than a full one waits (see the module
+        docstring): the records it releases later come with :meth:`released`.
+        """
         stream, inner = self._answered[request.key] = self._owner.pop(request.key)
-        final = stream.pager.on_records(inner, records)
-        cap = stream.pager.cap
-        if cap:  # every stream talks to the same server: share what its cap is known to be
-            for other in self.streams:
-                other.pager.cap = max(other.pager.cap or 0, cap)
-        return final
+        if self._first_keys.pop(request.key, None) is not None:
+            self._awaiting.discard(id(stream))
+            self._opening_cap = max(self._opening_cap, len(records))
+            if not self._awaiting:
+                self._open()
+        if self._awaiting and 0 < len(records) < stream.pager.page_size:
+            self._waiting.append((stream, inner, records))  # the end, or the server's cap?
+            return []
+        return stream.pager.on_records(inner, records)
+
+    def released(self) -> list[tuple[Stream, list[Record]]]:
+        """The final records of answers that waited for the opening, with their streams (once
+        each; call after every :meth:`on_records`)."""
+        out, self._released = self._released, []
+        return out
 
     def on_withdrawn(self, request: PageRequest) -> None:
         """A held request of a stream was withdrawn (a :class:`TopPager` holds none)."""
@@ -129,11 +157,26 @@ class Fanout:
             if room <= 0:
                 break
             _allow(stream.pager, room)
+            first = id(stream) in self._unsent
             for req in stream.pager.next_requests():
                 outer = replace(req, key=next(self._keys))
                 self._owner[outer.key] = (stream, req)
                 out.append(outer)
+                if first:
+                    self._first_keys[outer.key], first = stream, False
+                    self._unsent.discard(id(stream))
         return out
+
+    def _open(self) -> None:
+        """Every part's first answer is in: each learns the largest first page (the server's
+        cap is at least that), and the answers that waited go to their pagers."""
+        cap = self._opening_cap
+        for stream in self.streams:
+            if cap:
+                stream.pager.cap = max(stream.pager.cap or 0, cap)
+        waiting, self._waiting = self._waiting, []
+        for stream, inner, records in waiting:
+            self._released.append((stream, stream.pager.on_records(inner, records)))
 
 
 def open_streams(parts: list[dict[str, Any]], page_size: int, *, budget: int,

@@ -130,16 +130,17 @@ class Reading:
             return url, page_query(query, stream.part, inner)
 
         pages = self._transport.run_pager(fanout, build, refresh=refresh, dates=dates)
-        for req, records in pages:
-            stream, _ = fanout.answered(req)
-            if isinstance(stream.part, Packed) and not stream.part.holds(records):
-                raise PackIgnored(f"the server answered records not asked for in {url}")
-            if query.post_filter:
-                records = [r for r in records if query.keep(r)]
+        for req, answered in pages:
             if bar is not None:
                 bar.update(1)
-            plan.cap = max(plan.cap or 0, stream.pager.cap or 0) or None
-            yield stream, records
+            # this answer's final records, then those of answers that waited for the opening
+            for stream, records in [(fanout.answered(req)[0], answered), *fanout.released()]:
+                if isinstance(stream.part, Packed) and not stream.part.holds(records):
+                    raise PackIgnored(f"the server answered records not asked for in {url}")
+                if query.post_filter:
+                    records = [r for r in records if query.keep(r)]
+                plan.cap = max(plan.cap or 0, stream.pager.cap or 0) or None
+                yield stream, records
 
     def _streams(self, plan: Plan) -> list[Stream]:
         """One pager per part of the plan."""

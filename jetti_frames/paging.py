@@ -27,7 +27,7 @@ Strategy (keyset, :class:`Pager`)
   rows than planned is carved further (from its cursor on).  Windows only ever split, so they
   never overlap and never leave gaps; a page that runs past its window's bound is trimmed.
 * Determinism: which requests are sent depends only on the pages' contents, never on the order
-  in which answers arrive or on how large ``parallel`` is (only whether it ever exceeds 1), so
+  in which answers arrive or on how large ``parallel`` is (only whether it exceeds 1), so
   a repeated pull asks for exactly the same pages and can be answered from the HTTP cache.
 * :meth:`Pager.on_page` answers how many *leading* records of a page belong to the result: pages
   are trimmed, never filtered, because every window is an id interval.
@@ -339,7 +339,9 @@ class Pager(ById):
         return n == 0 or n < min(request.limit, self.cap or 0)
 
     def _probe_due(self) -> bool:
-        if not self._probe_pending or self.parallel < 2:
+        # a pull that probes early does so whatever room it has later (in a fan-out, a part
+        # may get one free slot at a time): its pages depend on the data only
+        if not self._probe_pending or (self.parallel < 2 and not self._probe_early):
             return False
         w = self._first
         if w.closed or w.hi is not None:

@@ -94,6 +94,27 @@ def test_repeated_read_is_answered_by_the_cache_alone(sandbox: Sandbox, tmp_path
     assert first["id"].tolist() == again["id"].tolist() == sorted(wanted)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_part_with_missing_ids_asks_the_same_pages_whichever_answer_comes_first(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path, seed: int) -> None:
+    """The first part's page comes back short (40 of its ids do not exist): the end of the
+    part, or the server's cap?  The other parts' first pages tell, in any order of answers
+    (the jitter shuffles them), so the read always sends the same 4 requests and a repeated
+    read is answered by the cache alone."""
+    sb = make_sandbox(rate="off", purchases=600, latency_ms=20, jitter_ms=80)
+    ids = all_ids(sb)
+    wanted = [*range(1, 41), *random.Random(seed).sample(ids, 360)]  # 4 parts of 100 ids
+    cache = tmp_path / "http.sqlite"
+    with client_for(sb, cache=cache) as client:
+        first = client.read("purchases", where={"id": wanted}, attributes=["id"])
+        assert client.last_stats.requests == 4
+    sb.reset_counters()
+    with client_for(sb, cache=cache) as client:
+        again = client.read("purchases", where={"id": wanted}, attributes=["id"])
+        assert client.last_stats.requests == 0 and client.last_stats.cache_hits == 4
+    assert first["id"].tolist() == again["id"].tolist() == sorted(set(wanted) & set(ids))
+
+
 def test_other_conditions_order_limit_and_include_stay_exact(sandbox: Sandbox) -> None:
     ids = all_ids(sandbox)
     wanted = random.Random(5).sample(ids, 1200)
