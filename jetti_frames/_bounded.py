@@ -126,6 +126,9 @@ class BoundedPager:
         :meth:`on_withdrawn`).
     max_windows : int
         The most windows planned at once (each boundary may cost a page that is not full).
+    window_pages : int
+        After the first page, windows past the second are planned only when each holds this
+        many pages (:data:`MIN_WINDOW_PAGES`, like the first two, by default).
 
     Examples
     --------
@@ -139,9 +142,10 @@ class BoundedPager:
 
     def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
                  descending: bool = False, ahead: bool = False, hold: bool = False,
-                 max_windows: int = WINDOWS) -> None:
+                 max_windows: int = WINDOWS, window_pages: int = MIN_WINDOW_PAGES) -> None:
         check_sizes(page_size, max_rows, parallel)
         self.max_windows = max(1, max_windows)
+        self.window_pages = max(1, window_pages)
         self.page_size = page_size
         self.max_rows = max_rows
         self.parallel = parallel
@@ -397,7 +401,7 @@ class BoundedPager:
             self._windows.append(_Window(first.cursor, None, first.cursor, pages=1))
             return
         chain = self._chain
-        self._split(first.cursor, self.max_rows - len(first.ids),
+        self._split(first.cursor, self.max_rows - len(first.ids), wide=self.window_pages,
                     loss=0 if chain is None else chain.loss)
         self._windows[1].chain = chain
 
@@ -418,12 +422,16 @@ class BoundedPager:
         self._split(last.cursor, need, 1)  # the density is known well by now: pages in parallel
 
     def _split(self, after: int | None, need: int, least: int = MIN_WINDOW_PAGES, *,
-               loss: int = 0) -> None:
+               loss: int = 0, wide: int | None = None) -> None:
         """Windows after ``after`` for ``need`` more rows: whole pages (at least ``least``
-        each), the last unbounded; the first ``loss`` rows shorter (its chain's)."""
+        each; past the second, at least ``wide``), the last unbounded; the first ``loss`` rows
+        shorter (its chain's)."""
         page = self.cap or self.page_size
         pages = math.ceil(need / page)
-        n = max(1, min(self.max_windows, pages // least))
+        n = pages // least
+        if wide is not None:
+            n = max(min(2, n), pages // wide)
+        n = max(1, min(self.max_windows, n))
         # the last window also takes the rows the bounded ones leave (their slack): the
         # pages left over go to the first windows
         sizes = [pages // n + (k < pages % n) for k in range(n)]

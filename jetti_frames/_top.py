@@ -13,7 +13,9 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
 * A trailing run that is the whole page or more than half a full page (a heavy value): the
   value's first rows still needed are read by id keyset (a
   :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
-  parallel, fewer windows than a plain read: the range page spent up to a page on the run).
+  parallel: two for a few pages, since the range page spent up to a page on the run and each
+  window boundary may cost one more; the four of a plain read once each holds
+  :data:`HEAVY_WINDOW_PAGES` pages).
   After a range page as full as asked, the value's first page goes out with position pages
   (``ahead``: ordered by the unique id, used only where they overlap, see
   :mod:`~jetti_frames._chain`), so that the round trip after the range answer carries more
@@ -42,16 +44,17 @@ from dataclasses import dataclass, field, replace
 from itertools import count, groupby
 from typing import Any
 
-from ._bounded import WINDOWS, BoundedPager
+from ._bounded import MIN_WINDOW_PAGES, BoundedPager
 from ._pages import PageRequest, PagerStats, Record, check_sizes
 from .paging import Pager
 from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["TopPager"]
 
-#: Id windows of a heavy value's keyset read: each boundary may cost a page that is not full,
-#: and the range request before it already spent one.
-HEAVY_WINDOWS = 2
+#: A heavy value's id windows past the second hold at least this many pages: each boundary
+#: may cost a page that is not full, and the range request before it already spent one (a
+#: value read in 9 pages gets two windows, one read in 16 or more the four of any bounded read).
+HEAVY_WINDOW_PAGES = 4
 
 
 @dataclass(eq=False)
@@ -263,12 +266,12 @@ class TopPager:
         """A range's ``limit``: the rows still wanted (all of a page with a post-filter)."""
         return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
 
-    def _keyset(self, value: Any, need: int, windows: int = WINDOWS,
+    def _keyset(self, value: Any, need: int, window_pages: int = MIN_WINDOW_PAGES,
                 ahead: bool = False) -> _Keyset:
         pager: Pager | BoundedPager
         if self.keep is None:
             pager = BoundedPager(self.page_size, need, parallel=self.parallel,
-                                 max_windows=windows, ahead=ahead)
+                                 window_pages=window_pages, ahead=ahead)
         else:  # how many rows a page keeps is known only once read: one page at a time
             pager = Pager(self.page_size, probe=False)
         pager.cap = self.cap
@@ -339,7 +342,7 @@ class TopPager:
         # fewer windows than a plain read (the range page spent up to a page on the run),
         # its first page with position pages when the range page came back as full as asked
         # (a shorter one may be the end of the rows: few rows, and no page to fill)
-        self._boundary = self._keyset(last, left, HEAVY_WINDOWS, ahead=n == r.limit)
+        self._boundary = self._keyset(last, left, HEAVY_WINDOW_PAGES, ahead=n == r.limit)
         # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps); the range after it
         # waits until the value's read reaches the value's end, which it seldom does when

@@ -77,6 +77,19 @@ def test_even_ids_cost_the_pages_and_the_slack_at_most_one_more() -> None:
     assert len(pager.windows()) == 1 + WINDOWS  # the first page, then the windows
 
 
+@pytest.mark.parametrize(("n", "windows"), [(600, 2), (1000, 2), (1700, 4), (4000, 4)])
+def test_wide_windows_past_the_second_only_for_reads_that_fill_them(n: int,
+                                                                      windows: int) -> None:
+    """A heavy value's read (``window_pages=4``): two windows for a few pages, the four of any
+    bounded read once each holds four pages."""
+    rows = list(range(10, 100_000, 7))
+    pager = BoundedPager(100, n, parallel=8, window_pages=4)
+    got, _ = drive(pager, rows, rng=random.Random(n))
+    assert got == rows[:n]
+    assert len(pager.windows()) == 1 + windows  # the first page, then the windows
+    assert pager.stats.requests <= -(-n // 100) + windows - 1
+
+
 def test_irregular_ids_cost_at_most_a_page_per_window_boundary() -> None:
     rng = random.Random(7)
     rows, i = [], 0
