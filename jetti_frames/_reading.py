@@ -133,14 +133,17 @@ class Reading:
         for req, answered in pages:
             if bar is not None:
                 bar.update(1)
-            # this answer's final records, then those of answers that waited for the opening
-            for stream, records in [(fanout.answered(req)[0], answered), *fanout.released()]:
-                if isinstance(stream.part, Packed) and not stream.part.holds(records):
+            stream, records = fanout.answered(req)[0], []
+            # this answer's final records, then those of answers of the read's parts that
+            # waited for the opening (which this answer, a part's first, completed)
+            for owner, final in [(stream, answered), *fanout.released()]:
+                if isinstance(owner.part, Packed) and not owner.part.holds(final):
                     raise PackIgnored(f"the server answered records not asked for in {url}")
-                if query.post_filter:
-                    records = [r for r in records if query.keep(r)]
-                plan.cap = max(plan.cap or 0, stream.pager.cap or 0) or None
-                yield stream, records
+                plan.cap = max(plan.cap or 0, owner.pager.cap or 0) or None
+                records += final
+            if query.post_filter:
+                records = [r for r in records if query.keep(r)]
+            yield stream, records
 
     def _streams(self, plan: Plan) -> list[Stream]:
         """One pager per part of the plan."""

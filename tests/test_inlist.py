@@ -105,9 +105,13 @@ def test_a_part_with_missing_ids_asks_the_same_pages_whichever_answer_comes_firs
     ids = all_ids(sb)
     wanted = [*range(1, 41), *random.Random(seed).sample(ids, 360)]  # 4 parts of 100 ids
     cache = tmp_path / "http.sqlite"
+    calls: list[tuple[int, int]] = []
     with client_for(sb, cache=cache) as client:
-        first = client.read("purchases", where={"id": wanted}, attributes=["id"])
+        first = client.read("purchases", where={"id": wanted}, attributes=["id"],
+                            on_page=lambda pages, rows: calls.append((pages, rows)))
         assert client.last_stats.requests == 4
+    assert [pages for pages, _ in calls] == [1, 2, 3, 4]  # once per answer, waiting or not
+    assert calls[-1][1] == len(first)
     sb.reset_counters()
     with client_for(sb, cache=cache) as client:
         again = client.read("purchases", where={"id": wanted}, attributes=["id"])
