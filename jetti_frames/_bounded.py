@@ -27,6 +27,9 @@ Strategy
   :meth:`BoundedPager.on_records` holds the records of an answer until they are final.
 * ``descending=True`` reads the first N by ``-id`` the same way: every bound is mirrored
   (``id < cursor AND id >= lo``, ordered by id descending).
+* ``probe=True`` asks, with the first page, for the highest id (one row, ordered the other way
+  round): the windows are cut up to it when the rows end before ``max_rows``, instead of
+  planned from the density past the last row, where they would come back empty.
 * ``ahead=True`` fills the first round trip: with the first page go up to two position pages
   (a :class:`~jetti_frames._chain.Chain`: ``from=1``, ``from=2``, each overlapping the page
   before it), which the first planned window takes as its first pages where they overlap, and
@@ -129,6 +132,9 @@ class BoundedPager:
     window_pages : int
         After the first page, windows past the second are planned only when each holds this
         many pages (:data:`MIN_WINDOW_PAGES`, like the first two, by default).
+    probe : bool
+        With the first page, ask for the highest id (one row, the other way round): windows
+        are cut up to it when the rows end before ``max_rows``, instead of past the end.
 
     Examples
     --------
@@ -142,7 +148,8 @@ class BoundedPager:
 
     def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
                  descending: bool = False, ahead: bool = False, hold: bool = False,
-                 max_windows: int = WINDOWS, window_pages: int = MIN_WINDOW_PAGES) -> None:
+                 max_windows: int = WINDOWS, window_pages: int = MIN_WINDOW_PAGES,
+                 probe: bool = False) -> None:
         check_sizes(page_size, max_rows, parallel)
         self.max_windows = max(1, max_windows)
         self.window_pages = max(1, window_pages)
@@ -160,6 +167,10 @@ class BoundedPager:
         self._chain = (Chain(pages, page_size, descending, held=hold) if ahead and pages > 0
                        else None)
         self._planned = False
+        # the probe: to send (True), in flight (its key), or answered (None); the top it found
+        self._probe: bool | int | None = probe and max_rows > page_size
+        self._top: int | None = None
+        self._first_full: bool | None = None  # the first page's answer, while the probe is out
         self._held: list[Record] = []  # records kept but not yet known to be final
         self._later = False  # a request planned from an answer was sent
         self._open_rows = 0  # rows of pages read without an upper id bound (see ended_short)
@@ -195,7 +206,7 @@ class BoundedPager:
     def draining(self) -> bool:
         """Nothing known to be needed is left unsent."""
         chain = self._chain
-        return (not any(w.can_send() for w in self._windows)
+        return (not any(w.can_send() for w in self._windows) and self._probe is not True
                 and (chain is None or chain.settled))
 
     @property
@@ -223,7 +234,13 @@ class BoundedPager:
             chain.start(min(self.page_size, self.cap or self.page_size))  # before any answer
         while len(self._inflight) < self.parallel:
             idle = [w for w in self._windows if w.can_send()]
-            if chain is not None and chain.due and self.stats.requests:
+            if self._probe is True and self.stats.requests:  # with the first page
+                request = PageRequest(next(self._keys), 1, descending=not self.descending)
+                self._probe = request.key
+                self._inflight[request.key] = None
+                self.stats.requests += 1
+                out.append(request)
+            elif chain is not None and chain.due and self.stats.requests:
                 request = chain.issue(next(self._keys))
                 self._inflight[request.key] = None
                 self.stats.requests += 1
@@ -243,6 +260,13 @@ class BoundedPager:
         if self._chain is not None and self._chain.owns(request):
             raise JettiConfigError("a pager that reads ahead is driven through on_records")
         w = self._inflight.pop(request.key)
+        if w is None:  # the probe
+            self._probe = None
+            self.stats.pages += 1
+            self._top = self._sign * ids[0] if ids else None
+            if self._first_full is not None:
+                self._plan_first(self._first_full)
+            return 0
         assert w is not None
         w.inflight = None
         ids = [self._sign * i for i in ids]
@@ -270,7 +294,10 @@ class BoundedPager:
         if not self._planned and w is self._windows[0]:
             if self._chain is not None:  # before the plan counts what the chain loses
                 self._chain.decide(n == request.limit)
-            self._plan_first(full=n == request.limit)
+            if self._probe is None or self._probe is False:
+                self._plan_first(full=n == request.limit)
+            else:  # planned once the probe is back
+                self._first_full = n == request.limit
         return keep
 
     def on_withdrawn(self, request: PageRequest) -> None:
@@ -401,7 +428,10 @@ class BoundedPager:
             self._windows.append(_Window(first.cursor, None, first.cursor, pages=1))
             return
         chain = self._chain
-        self._split(first.cursor, self.max_rows - len(first.ids), wide=self.window_pages,
+        need = self.max_rows - len(first.ids)
+        if self._top is not None and first.cursor is not None:  # no more rows than ids left
+            need = max(1, min(need, round((self._top - first.cursor) / self._gap())))
+        self._split(first.cursor, need, wide=self.window_pages,
                     loss=0 if chain is None else chain.loss)
         self._windows[1].chain = chain
 

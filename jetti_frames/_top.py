@@ -15,7 +15,8 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
   :class:`~jetti_frames._bounded.BoundedPager` with ``where col = value``, id windows in
   parallel: two for a few pages, since the range page spent up to a page on the run and each
   window boundary may cost one more; the four of a plain read once each holds
-  :data:`HEAVY_WINDOW_PAGES` pages).
+  :data:`HEAVY_WINDOW_PAGES` pages, and then the value's highest id is asked for with its
+  first page, so that the windows stay within its ids when it holds fewer rows than needed).
   After a range page as full as asked, the value's first page goes out with position pages
   (``ahead``: ordered by the unique id, used only where they overlap, see
   :mod:`~jetti_frames._chain`), so that the round trip after the range answer carries more
@@ -267,11 +268,11 @@ class TopPager:
         return self.page_size if self.keep is not None else max(1, min(self.page_size, wanted))
 
     def _keyset(self, value: Any, need: int, window_pages: int = MIN_WINDOW_PAGES,
-                ahead: bool = False) -> _Keyset:
+                ahead: bool = False, probe: bool = False) -> _Keyset:
         pager: Pager | BoundedPager
         if self.keep is None:
             pager = BoundedPager(self.page_size, need, parallel=self.parallel,
-                                 window_pages=window_pages, ahead=ahead)
+                                 window_pages=window_pages, ahead=ahead, probe=probe)
         else:  # how many rows a page keeps is known only once read: one page at a time
             pager = Pager(self.page_size, probe=False)
         pager.cap = self.cap
@@ -342,7 +343,11 @@ class TopPager:
         # fewer windows than a plain read (the range page spent up to a page on the run),
         # its first page with position pages when the range page came back as full as asked
         # (a shorter one may be the end of the rows: few rows, and no page to fill)
-        self._boundary = self._keyset(last, left, HEAVY_WINDOW_PAGES, ahead=n == r.limit)
+        # with more than two windows, a probe for the value's highest id keeps the windows
+        # within its ids when it holds fewer rows than needed (else some come back empty)
+        wide = left >= 3 * HEAVY_WINDOW_PAGES * self.page_size
+        self._boundary = self._keyset(last, left, HEAVY_WINDOW_PAGES, ahead=n == r.limit,
+                                      probe=wide)
         # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps); the range after it
         # waits until the value's read reaches the value's end, which it seldom does when

@@ -90,6 +90,22 @@ def test_wide_windows_past_the_second_only_for_reads_that_fill_them(n: int,
     assert pager.stats.requests <= -(-n // 100) + windows - 1
 
 
+@pytest.mark.parametrize("cap", [None, 37])
+def test_a_probe_cuts_the_windows_below_the_highest_id(cap: int | None) -> None:
+    """2300 rows where 4000 are asked: the probe's highest id bounds the plan, so no window
+    starts past the last row; the same pages in any order of answers."""
+    rows = list(range(10, 10 + 7 * 2300, 7))
+    plans = set()
+    for seed in range(4):
+        pager = BoundedPager(100, 4000, parallel=6, window_pages=4, probe=True)
+        got, sent = drive(pager, rows, cap=cap, rng=random.Random(seed))
+        assert got == rows
+        plans.add(frozenset(sent))
+        if cap is None:
+            assert pager.stats.wasted == 0 and len(pager.windows()) == 1 + WINDOWS
+    assert len(plans) == 1
+
+
 def test_irregular_ids_cost_at_most_a_page_per_window_boundary() -> None:
     rng = random.Random(7)
     rows, i = [], 0

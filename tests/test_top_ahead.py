@@ -47,7 +47,7 @@ class Table:
             self.rng.shuffle(rows)
             rows = sorted((r for r in rows if r["v"] is not None), key=lambda r: r["v"])
         else:
-            rows.sort(key=lambda r: r["id"])
+            rows.sort(key=lambda r: r["id"], reverse=req.descending)
         limit = min(req.limit, self.cap or req.limit)
         start = (req.page or 0) * limit if self.mode == "from" else 0
         return rows[start:start + limit]
@@ -90,6 +90,29 @@ def test_the_heavy_values_first_page_goes_with_its_position_pages() -> None:
             pager.on_page(req, table.answer(req))
         assert run_top(pager, table, rng) == first_n(values, 1000)
         assert pager.stats.requests == len(table.asked) <= 12
+        asked.append(sorted(table.asked, key=repr))
+    assert asked[0] == asked[1] == asked[2]
+
+
+def test_a_value_with_fewer_rows_than_needed_keeps_its_windows_within_its_ids() -> None:
+    """The first 4000 of 8 + 26 + 2484 + 3056 rows: 13 holds fewer rows than needed, so its
+    read asks for its highest id with its first page and cuts four windows below it, none
+    empty; exact, and the same requests in any order of answers and ties."""
+    rng = random.Random(7)
+    values_list = [10] * 8 + [12] * 26 + [13] * 2484 + [15] * 3056
+    rng.shuffle(values_list)
+    values = {100_000 + 3 * k + rng.randrange(3): v for k, v in enumerate(values_list)}
+    asked = []
+    for seed in range(3):
+        table = Table(values, random.Random(seed))
+        pager = TopPager("v", 4000, 100, parallel=4)
+        assert run_top(pager, table, random.Random(seed)) == first_n(values, 4000)
+        probes = [a for a in table.asked if a[0] == "{'v': 13}" and a[3] == 1]
+        assert len(probes) == 1  # the value's highest id, one row
+        empty = [a for a in table.asked if a[0] == "{'v': 13}" and a[1] is not None
+                 and not Table(values, random.Random(0)).answer(
+                     PageRequest(0, a[3], gt=a[1], lte=a[2], where={"v": 13}))]
+        assert not empty  # no window cut past the value's last id
         asked.append(sorted(table.asked, key=repr))
     assert asked[0] == asked[1] == asked[2]
 
