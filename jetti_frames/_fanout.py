@@ -88,9 +88,10 @@ class Fanout:
         self._keys = count()
         self._owner: dict[int, tuple[Stream, PageRequest]] = {}
         self._answered: dict[int, tuple[Stream, PageRequest]] = {}
-        # the opening: the parts whose first answer is awaited (one part learns nothing)
-        self._awaiting = ({id(s) for s in streams if not s.pager.done} if len(streams) > 1
-                          else set())
+        # the opening: the parts whose first answer is awaited (one part learns nothing; the
+        # late streams take no part: their answers never wait)
+        self._parts = {id(s) for s in streams} if len(streams) > 1 else set()
+        self._awaiting = {id(s) for s in streams if id(s) in self._parts and not s.pager.done}
         self._unsent = set(self._awaiting)  # awaited parts that have not asked yet
         self._first_keys: dict[int, Stream] = {}  # the first request of each awaited part
         self._opening_cap = 0
@@ -125,7 +126,8 @@ class Fanout:
             self._opening_cap = max(self._opening_cap, len(records))
             if not self._awaiting:
                 self._open()
-        if self._awaiting and 0 < len(records) < stream.pager.page_size:
+        if (self._awaiting and id(stream) in self._parts
+                and 0 < len(records) < stream.pager.page_size):
             self._waiting.append((stream, inner, records))  # the end, or the server's cap?
             return []
         return stream.pager.on_records(inner, records)

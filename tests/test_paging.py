@@ -624,6 +624,33 @@ def test_parts_read_the_same_pages_whatever_the_order_of_answers(max_rows: int |
     assert sum(1 for s, *_ in next(iter(runs)) if s in (1, 2)) <= 4
 
 
+def test_the_late_streams_answers_never_wait_for_the_opening() -> None:
+    """The consistency pass joins while a part's first answer is still out: its short answer
+    is its own (with its ``member``), never held for the parts' opening."""
+    servers = {0: SimServer(list(range(1, 1001))), 1: SimServer(list(range(1, 38))),
+               2: SimServer(list(range(1, 11)))}
+    fanout = Fanout(open_streams([{"s": 0}, {"s": 1}], 100, budget=4, max_rows=300),
+                    lambda: 8, lambda: open_streams([{"s": 2}], 100, budget=4, sequential=True))
+    pending = fanout.next_requests()
+    [slow] = [r for r in pending if fanout.stream_of(r)[0].part == {"s": 1}]
+    pending.remove(slow)  # part 1's first answer comes last
+    got: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    while pending or slow is not None:
+        req = pending.pop(0) if pending else slow
+        slow = None if req is slow else slow
+        stream, inner = fanout.stream_of(req)
+        final = fanout.on_records(req, [{"id": i} for i in servers[stream.part["s"]].answer(inner)])
+        got[stream.part["s"]] += [r["id"] for r in final]
+        for other, records in fanout.released():
+            got[other.part["s"]] += [r["id"] for r in records]
+        if stream.part["s"] == 2:
+            assert got[2] == list(range(1, 11)) and slow is not None  # at once, on its own
+        fanout.answered(req)
+        pending += fanout.next_requests()
+    assert fanout.done and got == {0: list(range(1, 301)), 1: list(range(1, 38)),
+                                   2: list(range(1, 11))}
+
+
 def test_a_fanout_sends_the_late_streams_once_every_other_request_is_out() -> None:
     servers = {0: SimServer(list(range(1, 1001))), 1: SimServer(list(range(1, 11)))}
     late_calls: list[int] = []
