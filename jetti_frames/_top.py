@@ -340,11 +340,11 @@ class TopPager:
                                  self._limit(left + 1 if run else left))
             return
         # a heavy value (the whole page, or more than half a full one): read it by id, in
-        # fewer windows than a plain read (the range page spent up to a page on the run),
+        # wider windows than a plain read (the range page spent up to a page on the run),
         # its first page with position pages when the range page came back as full as asked
-        # (a shorter one may be the end of the rows: few rows, and no page to fill)
-        # with more than two windows, a probe for the value's highest id keeps the windows
-        # within its ids when it holds fewer rows than needed (else some come back empty)
+        # (a shorter one may be the end of the rows: few rows, and no page to fill); with
+        # more than two windows, a probe for the value's highest id keeps the windows within
+        # its ids when it holds fewer rows than needed (else some come back empty)
         wide = left >= 3 * HEAVY_WINDOW_PAGES * self.page_size
         self._boundary = self._keyset(last, left, HEAVY_WINDOW_PAGES, ahead=n == r.limit,
                                       probe=wide)
