@@ -167,8 +167,8 @@ class BoundedPager:
         self._chain = (Chain(pages, page_size, descending, held=hold) if ahead and pages > 0
                        else None)
         self._planned = False
-        # the probe: to send (True), in flight (its key), or answered (None); the top it found
-        self._probe: bool | int | None = probe and max_rows > page_size
+        # the probe: still to send; the plan waits for it; the highest id it found
+        self._probe_unsent = self._probe_awaited = probe and max_rows > page_size
         self._top: int | None = None
         self._first_full: bool | None = None  # the first page's answer, while the probe is out
         self._held: list[Record] = []  # records kept but not yet known to be final
@@ -206,7 +206,7 @@ class BoundedPager:
     def draining(self) -> bool:
         """Nothing known to be needed is left unsent."""
         chain = self._chain
-        return (not any(w.can_send() for w in self._windows) and self._probe is not True
+        return (not any(w.can_send() for w in self._windows) and not self._probe_unsent
                 and (chain is None or chain.settled))
 
     @property
@@ -234,9 +234,9 @@ class BoundedPager:
             chain.start(min(self.page_size, self.cap or self.page_size))  # before any answer
         while len(self._inflight) < self.parallel:
             idle = [w for w in self._windows if w.can_send()]
-            if self._probe is True and self.stats.requests:  # with the first page
+            if self._probe_unsent and self.stats.requests:  # with the first page
                 request = PageRequest(next(self._keys), 1, descending=not self.descending)
-                self._probe = request.key
+                self._probe_unsent = False
                 self._inflight[request.key] = None
                 self.stats.requests += 1
                 out.append(request)
@@ -261,13 +261,12 @@ class BoundedPager:
             raise JettiConfigError("a pager that reads ahead is driven through on_records")
         w = self._inflight.pop(request.key)
         if w is None:  # the probe
-            self._probe = None
+            self._probe_awaited = False
             self.stats.pages += 1
             self._top = self._sign * ids[0] if ids else None
             if self._first_full is not None:
                 self._plan_first(self._first_full)
             return 0
-        assert w is not None
         w.inflight = None
         ids = [self._sign * i for i in ids]
         if any(b <= a for a, b in pairwise(ids)):
@@ -294,10 +293,10 @@ class BoundedPager:
         if not self._planned and w is self._windows[0]:
             if self._chain is not None:  # before the plan counts what the chain loses
                 self._chain.decide(n == request.limit)
-            if self._probe is None or self._probe is False:
-                self._plan_first(full=n == request.limit)
-            else:  # planned once the probe is back
+            if self._probe_awaited:  # planned once the probe is back
                 self._first_full = n == request.limit
+            else:
+                self._plan_first(full=n == request.limit)
         return keep
 
     def on_withdrawn(self, request: PageRequest) -> None:

@@ -172,10 +172,9 @@ class Fanout:
     def _open(self) -> None:
         """Every part's first answer is in: each learns the largest first page (the server's
         cap is at least that), and the answers that waited go to their pagers."""
-        cap = self._opening_cap
-        for stream in self.streams:
-            if cap:
-                stream.pager.cap = max(stream.pager.cap or 0, cap)
+        if self._opening_cap:
+            for stream in self.streams:
+                stream.pager.cap = max(stream.pager.cap or 0, self._opening_cap)
         waiting, self._waiting = self._waiting, []
         for stream, inner, records in waiting:
             self._released.append((stream, stream.pager.on_records(inner, records)))
