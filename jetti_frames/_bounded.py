@@ -135,6 +135,10 @@ class BoundedPager:
     probe : bool
         With the first page, ask for the highest id (one row, the other way round): windows
         are cut up to it when the rows end before ``max_rows``, instead of past the end.
+    settled : bool
+        False: ``max_rows`` is only an upper bound for now.  The first page (with its probe
+        and position pages, all sized from that bound) goes out, and the windows are planned
+        once :meth:`settle` gives the exact number.
 
     Examples
     --------
@@ -149,8 +153,12 @@ class BoundedPager:
     def __init__(self, page_size: int, max_rows: int, *, parallel: int = 1,
                  descending: bool = False, ahead: bool = False, hold: bool = False,
                  max_windows: int = WINDOWS, window_pages: int = MIN_WINDOW_PAGES,
-                 probe: bool = False) -> None:
+                 probe: bool = False, settled: bool = True) -> None:
         check_sizes(page_size, max_rows, parallel)
+        self._settled = settled
+        self._opening_rows = max_rows  # what the first page is sized from, whenever it goes
+        #: Planned from the probe: the value's ids end before ``max_rows`` rows (an estimate).
+        self.expects_short = False
         self.max_windows = max(1, max_windows)
         self.window_pages = max(1, window_pages)
         self.page_size = page_size
@@ -170,7 +178,7 @@ class BoundedPager:
         # the probe: still to send; the plan waits for it; the highest id it found
         self._probe_unsent = self._probe_awaited = probe and max_rows > page_size
         self._top: int | None = None
-        self._first_full: bool | None = None  # the first page's answer, while the probe is out
+        self._first_full: bool | None = None  # the first page came back full (until the plan)
         self._held: list[Record] = []  # records kept but not yet known to be final
         self._later = False  # a request planned from an answer was sent
         self._open_rows = 0  # rows of pages read without an upper id bound (see ended_short)
@@ -208,6 +216,14 @@ class BoundedPager:
         chain = self._chain
         return (not any(w.can_send() for w in self._windows) and not self._probe_unsent
                 and (chain is None or chain.settled))
+
+    @property
+    def ending(self) -> bool:
+        """Planned, and every request the read is expected to send is out: each open window's
+        page in flight should reach its end (by the density seen).  A guess for timing only."""
+        return self._planned and self.draining and all(
+            w.complete or (w.inflight is not None and self._work_left(w) <= 1)
+            for w in self._windows)
 
     @property
     def ended_short(self) -> bool:
@@ -264,8 +280,7 @@ class BoundedPager:
             self._probe_awaited = False
             self.stats.pages += 1
             self._top = self._sign * ids[0] if ids else None
-            if self._first_full is not None:
-                self._plan_first(self._first_full)
+            self._try_plan()
             return 0
         w.inflight = None
         ids = [self._sign * i for i in ids]
@@ -293,11 +308,18 @@ class BoundedPager:
         if not self._planned and w is self._windows[0]:
             if self._chain is not None:  # before the plan counts what the chain loses
                 self._chain.decide(n == request.limit)
-            if self._probe_awaited:  # planned once the probe is back
-                self._first_full = n == request.limit
-            else:
-                self._plan_first(full=n == request.limit)
+            self._first_full = n == request.limit
+            self._try_plan()  # once the probe is back and the rows needed are known
         return keep
+
+    def settle(self, max_rows: int) -> list[Record]:
+        """The exact number of rows wanted (at most the bound the pager was made with): the
+        windows are planned now, or once the first page and its probe are answered.  Returns
+        the records that are now known to belong to the result (see :meth:`on_records`)."""
+        self.max_rows, self._settled = max_rows, True
+        self._try_plan()
+        self._follow()
+        return self._release()
 
     def on_withdrawn(self, request: PageRequest) -> None:
         """A held position page was not sent (the first page came back short)."""
@@ -319,6 +341,10 @@ class BoundedPager:
             keep = self.on_page(request, [int(r["id"]) for r in records])
             self._held += records[:keep]
             self._follow()
+        return self._release()
+
+    def _release(self) -> list[Record]:
+        """The held records now known to belong to the result."""
         bound = self.final_bound()
         final = [r for r in self._held if self._sign * int(r["id"]) <= bound]
         if final:
@@ -381,6 +407,10 @@ class BoundedPager:
 
     def _more(self) -> bool:
         """Something is left to send, now or once the answers in flight are in."""
+        chain = self._chain
+        if (not self._settled or (self.stats.requests and self._probe_unsent)
+                or (chain is not None and chain.due and self.stats.requests)):
+            return True  # the plan waits for the rows wanted; the opening is sent in full
         if any(w.can_send() for w in self._windows):
             return True
         last = self._windows[-1]
@@ -403,7 +433,7 @@ class BoundedPager:
 
     def _issue(self, w: _Window) -> PageRequest:
         self._later = self._later or self._planned
-        limit = self.page_size if self._planned else min(self.page_size, self.max_rows)
+        limit = self.page_size if self._planned else min(self.page_size, self._opening_rows)
         if self.descending:  # mirrored: id < -cursor AND id >= -hi
             w.inflight = PageRequest(next(self._keys), max(1, limit), descending=True,
                                      lt=_neg(w.cursor), gte=_neg(w.hi))
@@ -412,6 +442,11 @@ class BoundedPager:
         self._inflight[w.inflight.key] = w
         self.stats.requests += 1
         return w.inflight
+
+    def _try_plan(self) -> None:
+        if (not self._planned and self._settled and not self._probe_awaited
+                and self._first_full is not None):
+            self._plan_first(self._first_full)
 
     def _plan_first(self, full: bool) -> None:
         """After the first page: cut what follows into windows of whole pages.  After one
@@ -429,7 +464,9 @@ class BoundedPager:
         chain = self._chain
         need = self.max_rows - len(first.ids)
         if self._top is not None and first.cursor is not None:  # no more rows than ids left
-            need = max(1, min(need, round((self._top - first.cursor) / self._gap())))
+            left = max(1, round((self._top - first.cursor) / self._gap()))
+            self.expects_short = left < need
+            need = min(need, left)
         self._split(first.cursor, need, wide=self.window_pages,
                     loss=0 if chain is None else chain.loss)
         self._windows[1].chain = chain

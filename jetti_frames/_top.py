@@ -95,6 +95,8 @@ class _Range:
     records: list[Record] | None = None
     #: Decided by an answer's content alone: sent even once the rows are known.
     due: bool = False
+    #: The most rows wanted from the range on (known when it is made).
+    upper: int = 0
 
 
 class TopPager:
@@ -168,15 +170,20 @@ class TopPager:
         self._finished = max_rows == 0
         self._head = None if unique or not nulls_first else self._keyset(None, max_rows)
         self._boundary: _Keyset | None = None
+        #: The heavy value that fills the range after the boundary, its first page out early.
+        self._next: _Keyset | None = None
+        self._spare: list[_Keyset] = []  # prepared and not needed: their opening still goes
         self._tail: _Keyset | None = None
         first = {} if unique else {attribute: {"$ne": None}}
-        self._range: _Range | None = _Range(first, self._limit(max_rows + (not unique)))
+        self._range: _Range | None = _Range(first, self._limit(max_rows + (not unique)),
+                                            upper=max_rows)
 
     # -- public -------------------------------------------------------------------------
     @property
     def done(self) -> bool:
         """True once the first ``max_rows`` are known and no request is in flight."""
-        return self._finished and not self._owner and not self._due()
+        return (self._finished and not self._owner and not self._due()
+                and all(seg.pager.done for seg in self._spare))
 
     @property
     def in_flight(self) -> int:
@@ -190,7 +197,7 @@ class TopPager:
         if self._range is not None and not self._range.sent:
             return False
         return all(seg is None or seg.satisfied or seg.pager.draining
-                   for seg in (self._head, self._boundary, self._tail))
+                   for seg in (self._head, self._boundary, self._next, self._tail, *self._spare))
 
     @property
     def estimated_pages(self) -> int | None:
@@ -204,8 +211,14 @@ class TopPager:
     def next_requests(self) -> list[PageRequest]:
         """Requests to send now: a range request at once, keyset pages within ``parallel``."""
         out: list[PageRequest] = []
-        for seg in (self._head, self._boundary, self._tail):
-            if seg is not None and not seg.satisfied and not self._finished:
+        # the prepared value's opening fills the slots the boundary leaves: its windows wait
+        # for the boundary's count
+        boundary = self._boundary
+        ahead = (self._next if boundary is None or not isinstance(boundary.pager, BoundedPager)
+                 or boundary.pager.ending else None)
+        early = [seg for seg in (ahead, *self._spare) if seg is not None]
+        for seg in (self._head, self._boundary, self._tail, *early):
+            if seg is not None and (seg in early or (not seg.satisfied and not self._finished)):
                 if isinstance(seg.pager, BoundedPager):
                     others = self.in_flight - seg.pager.in_flight + len(out)
                     seg.pager.parallel = max(1, self.parallel - others)
@@ -228,18 +241,29 @@ class TopPager:
         """Record the answer to ``request`` (its records, as returned)."""
         seg, inner = self._owner.pop(request.key)
         self.stats.pages += 1
-        if self._finished:
-            self.stats.wasted += 1
-            return
         if isinstance(seg, _Range):
             seg.records = list(records)
             if records:
                 self.cap = max(self.cap or 0, len(records))
+            # a heavy value's read starts as soon as it fills a range page, needed or not
+            prepared = self._prepare(seg)
+            if self._finished:
+                self._drop(prepared)
+                self.stats.wasted += 1
+            else:
+                self._next = prepared
+        elif seg in self._spare:
+            assert inner is not None and isinstance(seg.pager, BoundedPager)
+            seg.pager.on_records(inner, records)
+            self.stats.wasted += 1
+        elif self._finished:
+            self.stats.wasted += 1
         elif isinstance(seg.pager, BoundedPager):
             assert inner is not None
             seg.rows += seg.pager.on_records(inner, records)
-            if seg.then is not None and seg.pager.ended_short:
-                # the value ended in its last window: it may hold fewer rows than needed
+            if seg.then is not None and (seg.pager.ended_short or seg.pager.expects_short):
+                # the value ended in its last window, or its highest id says it will: it may
+                # hold fewer rows than needed
                 self._range, seg.then = seg.then, None
                 self._range.due = True
         else:
@@ -282,6 +306,35 @@ class TopPager:
         self._rows += rows
         if len(self._rows) >= self.max_rows:
             self._finished = True
+            self._drop(self._next)
+            self._next = None
+
+    def _drop(self, prepared: _Keyset | None) -> None:
+        """A prepared value is not read after all: its opening is still sent (an answer's
+        content decided it), its answers ignored."""
+        if prepared is not None:
+            assert isinstance(prepared.pager, BoundedPager)
+            prepared.pager.settle(0)
+            self._spare.append(prepared)
+
+    def _prepare(self, r: _Range) -> _Keyset | None:
+        """A range that came back as one value, as full as asked: that value is heavy, and
+        its read is sized from the most rows wanted from the range on (``r.upper``), known
+        when the range was made, then settled to the rows wanted.  So the range after a
+        boundary prepares it as soon as it is answered: its first page (with its probe and
+        position pages) fills the slots the boundary leaves, its windows wait for the
+        boundary's count, and its requests are the same whichever comes first."""
+        records = r.records or []
+        if (self.keep is not None or self.unique or not records or len(records) < r.limit
+                or records[0].get(self.attribute) != records[-1].get(self.attribute)):
+            return None
+        value = records[0].get(self.attribute)
+        wide = r.upper >= 3 * HEAVY_WINDOW_PAGES * self.page_size
+        pager = BoundedPager(self.page_size, r.upper, parallel=self.parallel,
+                             window_pages=HEAVY_WINDOW_PAGES, ahead=True, probe=wide,
+                             settled=False)
+        pager.cap = self.cap
+        return _Keyset({self.attribute: value}, pager, r.upper)
 
     def _advance(self) -> None:
         """Settle segments in result order as far as their answers allow."""
@@ -318,26 +371,33 @@ class TopPager:
 
     def _on_range(self, r: _Range) -> None:
         self._range = None
+        prepared, self._next = self._next, None
         records = r.records or []
         n = len(records)
+        last = records[-1].get(self.attribute) if records else None
+        if prepared is not None and prepared.where != {self.attribute: last}:
+            self._drop(prepared)
+            prepared = None
         if n == 0 or n < min(r.limit, self.cap or 0):  # the rest of the range: all final
+            self._drop(prepared)
             self._take(self._in_order(records))
             if not self._finished and self.nulls_last:
                 self._tail = self._keyset(None, self.max_rows - len(self._rows))
             return
-        last = records[-1].get(self.attribute)
         run = 0  # the trailing run of rows equal to the last value: not final
         while not self.unique and run < n and records[n - 1 - run].get(self.attribute) == last:
             run += 1
         self._take(self._in_order(records[:n - run]))
         if self._finished:
+            self._drop(prepared)
             return
         left = self.max_rows - len(self._rows)
         after, at = ("$lt", "$lte") if self.descending else ("$gt", "$gte")
         if run < n and 2 * run <= self.page_size:
+            self._drop(prepared)
             # progress: start the next range at the last value, which it reads again
             self._range = _Range({self.attribute: {at if run else after: last}},
-                                 self._limit(left + 1 if run else left))
+                                 self._limit(left + 1 if run else left), upper=left)
             return
         # a heavy value (the whole page, or more than half a full one): read it by id, in
         # wider windows than a plain read (the range page spent up to a page on the run),
@@ -345,9 +405,15 @@ class TopPager:
         # (a shorter one may be the end of the rows: few rows, and no page to fill); with
         # more than two windows, a probe for the value's highest id keeps the windows within
         # its ids when it holds fewer rows than needed (else some come back empty)
-        wide = left >= 3 * HEAVY_WINDOW_PAGES * self.page_size
-        self._boundary = self._keyset(last, left, HEAVY_WINDOW_PAGES, ahead=n == r.limit,
-                                      probe=wide)
+        if prepared is not None:  # a whole page of the value: sized now
+            assert isinstance(prepared.pager, BoundedPager)
+            prepared.rows += prepared.pager.settle(left)
+            prepared.need = left
+            self._boundary = prepared
+        else:
+            wide = left >= 3 * HEAVY_WINDOW_PAGES * self.page_size
+            self._boundary = self._keyset(last, left, HEAVY_WINDOW_PAGES, ahead=n == r.limit,
+                                          probe=wide)
         # the value has at least ``run`` rows (which of them came back is chance: with a
         # post-filter nothing certain is known about how many it keeps); the range after it
         # waits until the value's read reaches the value's end, which it seldom does when
@@ -355,5 +421,5 @@ class TopPager:
         known = 0 if self.keep is not None else run
         if known < left:
             self._boundary.then = _Range({self.attribute: {after: last}},
-                                         self._limit(left - known + 1))
+                                         self._limit(left - known + 1), upper=left - known)
 
