@@ -44,11 +44,12 @@ class ExplanationFields(TypedDict):
 
 def explain_fields(reader: Reading, plan: Plan, *, refresh: bool, consistent: bool,
                    probe: bool) -> ExplanationFields:
-    """The requests ``plan`` starts with, and what the whole read would cost when that can be
-    known (a probe sends the first two requests of a one-part read to estimate it)."""
+    """The requests ``plan`` starts with (not those held until a first answer says whether they
+    are needed), and what the whole read would cost when that can be known (a probe sends the
+    first two requests of a one-part read to estimate it)."""
     query = plan.query
     firsts = ([(part, req) for part, pager in reader._top_pagers(plan)
-               for req in pager.next_requests()] if plan.top else
+               for req in pager.next_requests() if req.hold is None] if plan.top else
               [(stream.part, req) for stream in reader._streams(plan)
                for req in stream.pager.next_requests()[:1]])
     urls = tuple(f"{query.resource.url}.json?"

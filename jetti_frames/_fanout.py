@@ -139,9 +139,8 @@ class Fanout:
         return out
 
     def on_withdrawn(self, request: PageRequest) -> None:
-        """A held request of a stream was withdrawn (a :class:`TopPager` holds none)."""
+        """A held request of a stream was withdrawn."""
         stream, inner = self._owner.pop(request.key)
-        assert not isinstance(stream.pager, TopPager)
         stream.pager.on_withdrawn(inner)
 
     def stream_of(self, request: PageRequest) -> tuple[Stream, PageRequest]:

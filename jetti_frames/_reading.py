@@ -165,10 +165,12 @@ class Reading:
                                         parallel=budget, descending=True,
                                         ahead=len(plan.parts) == 1, hold=True))
                     for part in plan.parts]
+        kind = query.resource.field(order.attribute).kind
         return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
                                 plan.page_size, descending=order.descending,
                                 nulls_first=order.nulls_first, unique=order.attribute == "id",
-                                keep=keep, parallel=budget))
+                                keep=keep, parallel=budget,
+                                few_values=kind in ("integer", "boolean", "enum")))
                 for part in plan.parts]
 
     def _top(self, plan: Plan, *, refresh: bool, bar: Any = None,

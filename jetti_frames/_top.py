@@ -46,6 +46,7 @@ from itertools import count, groupby
 from typing import Any
 
 from ._bounded import MIN_WINDOW_PAGES, BoundedPager
+from ._hold import Hold
 from ._pages import PageRequest, PagerStats, Record, check_sizes
 from .paging import Pager
 from .settings import DEFAULT_PAGE_SIZE
@@ -56,6 +57,10 @@ __all__ = ["TopPager"]
 #: may cost a page that is not full, and the range request before it already spent one (a
 #: value read in 9 pages gets two windows, one read in 16 or more the four of any bounded read).
 HEAVY_WINDOW_PAGES = 4
+#: The first range's position page waits this long (seconds) for the range page, which may
+#: make it useless: long enough for a cached or nearby answer, short enough that on a slow
+#: server the two go out together (the allowance takes two at once).
+POSITION_HOLD = 0.1
 
 
 @dataclass(eq=False)
@@ -97,6 +102,12 @@ class _Range:
     due: bool = False
     #: The most rows wanted from the range on (known when it is made).
     upper: int = 0
+    #: Send a position page with it (``from=1``): whether the first page's trailing value
+    #: is heavy shows one round trip sooner.  Held until the range page is answered.
+    ahead: bool = False
+    hold: Hold | None = None
+    #: The position page's answer (``[]`` once it is known not to be needed).
+    next_page: list[Record] | None = None
 
 
 class TopPager:
@@ -124,6 +135,10 @@ class TopPager:
     parallel : int
         How many requests may be in flight (read by the keyset reads' windows; a range
         request always goes out at once, so this changes timing, never the requests).
+    few_values : bool
+        The attribute is of a kind with few distinct values (an integer, a boolean, an
+        enum): the first range page goes with a position page (held until it is answered),
+        which shows one round trip sooner whether the page's last value is heavy.
 
     Examples
     --------
@@ -152,7 +167,8 @@ class TopPager:
 
     def __init__(self, attribute: str, max_rows: int, page_size: int = DEFAULT_PAGE_SIZE, *,
                  descending: bool = False, nulls_first: bool = False, unique: bool = False,
-                 keep: Callable[[Record], bool] | None = None, parallel: int = 1) -> None:
+                 keep: Callable[[Record], bool] | None = None, parallel: int = 1,
+                 few_values: bool = False) -> None:
         check_sizes(page_size, max_rows, parallel)
         self.attribute = attribute
         self.max_rows = max_rows
@@ -175,8 +191,10 @@ class TopPager:
         self._spare: list[_Keyset] = []  # prepared and not needed: their opening still goes
         self._tail: _Keyset | None = None
         first = {} if unique else {attribute: {"$ne": None}}
-        self._range: _Range | None = _Range(first, self._limit(max_rows + (not unique)),
-                                            upper=max_rows)
+        limit = self._limit(max_rows + (not unique))
+        ahead = (few_values and keep is None and not unique and limit == page_size
+                 and max_rows > 2 * limit)
+        self._range: _Range | None = _Range(first, limit, upper=max_rows, ahead=ahead)
 
     # -- public -------------------------------------------------------------------------
     @property
@@ -211,17 +229,14 @@ class TopPager:
     def next_requests(self) -> list[PageRequest]:
         """Requests to send now: a range request at once, keyset pages within ``parallel``."""
         out: list[PageRequest] = []
-        # the prepared value's opening fills the slots the boundary leaves: its windows wait
-        # for the boundary's count
-        boundary = self._boundary
-        ahead = (self._next if boundary is None or not isinstance(boundary.pager, BoundedPager)
-                 or boundary.pager.ending else None)
-        early = [seg for seg in (ahead, *self._spare) if seg is not None]
+        early = [seg for seg in (self._next, *self._spare) if seg is not None]
         for seg in (self._head, self._boundary, self._tail, *early):
             if seg is not None and (seg in early or (not seg.satisfied and not self._finished)):
                 if isinstance(seg.pager, BoundedPager):
                     others = self.in_flight - seg.pager.in_flight + len(out)
                     seg.pager.parallel = max(1, self.parallel - others)
+                    if seg is self._next:
+                        seg.pager.parallel = self._next_room()
                 for inner in seg.pager.next_requests():
                     out.append(self._send(replace(inner, key=next(self._keys),
                                                   where=seg.where), seg, inner))
@@ -230,7 +245,32 @@ class TopPager:
             r.sent = True
             out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
                                               by_order=True), r, None))
+            if r.ahead:  # positions limit - 1 to 2 (limit - 1) - 1: from the range page's last
+                r.hold = Hold(seconds=POSITION_HOLD)
+                page = PageRequest(next(self._keys), r.limit - 1, where=r.where, by_order=True,
+                                   page=1, hold=r.hold)
+                out.append(self._send(page, r, page))
         return out
+
+    def _next_room(self) -> int:
+        """How many requests the prepared value may have in flight: once the boundary has
+        every request out, what it leaves; before, one at a time in the slots it cannot
+        fill (its windows wait for the boundary's count, which comes with its last answer)."""
+        assert self._next is not None
+        before = self._boundary.pager if self._boundary is not None else None
+        mine = self._next.pager.in_flight
+        if not isinstance(before, BoundedPager) or before.ending:
+            return max(1, self.parallel - (self.in_flight - mine))
+        if before.draining and before.in_flight < self.parallel - 1:
+            return 1
+        return mine
+
+    def on_withdrawn(self, request: PageRequest) -> None:
+        """The range's held position page was not sent: the range page did not need it."""
+        r, _ = self._owner.pop(request.key)
+        assert isinstance(r, _Range)
+        self.stats.requests -= 1
+        r.next_page = []
 
     def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
         """Record an answer (see :meth:`on_page`); the rows come with :meth:`result`."""
@@ -241,10 +281,18 @@ class TopPager:
         """Record the answer to ``request`` (its records, as returned)."""
         seg, inner = self._owner.pop(request.key)
         self.stats.pages += 1
-        if isinstance(seg, _Range):
+        if isinstance(seg, _Range) and inner is not None:  # its position page
+            seg.next_page = list(records) if seg.hold is None or not seg.hold.withdrawn else []
+            if self._finished:
+                self.stats.wasted += 1
+        elif isinstance(seg, _Range):
             seg.records = list(records)
             if records:
                 self.cap = max(self.cap or 0, len(records))
+            if seg.hold is not None:
+                seg.hold.decide(self._light(seg))
+                if not self._light(seg):
+                    seg.next_page = []  # its answer, if it went out anyway, is not used
             # a heavy value's read starts as soon as it fills a range page, needed or not
             prepared = self._prepare(seg)
             if self._finished:
@@ -317,6 +365,31 @@ class TopPager:
             prepared.pager.settle(0)
             self._spare.append(prepared)
 
+    def _trailing(self, records: list[Record]) -> int:
+        """How many rows at the end of ``records`` share the last one's value."""
+        n, run = len(records), 0
+        last = records[-1].get(self.attribute) if records else None
+        while not self.unique and run < n and records[n - 1 - run].get(self.attribute) == last:
+            run += 1
+        return run
+
+    def _light(self, r: _Range) -> bool:
+        """The range page came back as full as asked, its trailing value within half of it:
+        whether that value is heavy is for its position page to say."""
+        records = r.records or []
+        n = len(records)
+        run = self._trailing(records)
+        return n == r.limit and run < n and 2 * run <= self.page_size
+
+    def _heavy_after(self, r: _Range, last: Any, run: int) -> bool:
+        """The position page after the range page goes on with its trailing value for more
+        than half a page in all (a guess: positions move when rows come or go, and either way
+        the rows read are exact)."""
+        page = r.next_page or []
+        lead = next((k for k, rec in enumerate(page) if rec.get(self.attribute) != last),
+                    len(page))
+        return lead > 0 and 2 * (run + lead - 1) > self.page_size
+
     def _prepare(self, r: _Range) -> _Keyset | None:
         """A range that came back as one value, as full as asked: that value is heavy, and
         its read is sized from the most rows wanted from the range on (``r.upper``), known
@@ -351,9 +424,10 @@ class TopPager:
                     if seg.then is not None and not self._finished:  # read a page at a time
                         self._range = seg.then
             elif self._range is not None:
-                if self._range.records is None:
+                r = self._range
+                if r.records is None or (r.ahead and r.next_page is None):
                     return
-                self._on_range(self._range)
+                self._on_range(r)
             elif self._tail is not None:
                 if not self._tail.complete:
                     return
@@ -384,16 +458,14 @@ class TopPager:
             if not self._finished and self.nulls_last:
                 self._tail = self._keyset(None, self.max_rows - len(self._rows))
             return
-        run = 0  # the trailing run of rows equal to the last value: not final
-        while not self.unique and run < n and records[n - 1 - run].get(self.attribute) == last:
-            run += 1
+        run = self._trailing(records)  # the rows equal to the last value: not final
         self._take(self._in_order(records[:n - run]))
         if self._finished:
             self._drop(prepared)
             return
         left = self.max_rows - len(self._rows)
         after, at = ("$lt", "$lte") if self.descending else ("$gt", "$gte")
-        if run < n and 2 * run <= self.page_size:
+        if run < n and 2 * run <= self.page_size and not self._heavy_after(r, last, run):
             self._drop(prepared)
             # progress: start the next range at the last value, which it reads again
             self._range = _Range({self.attribute: {at if run else after: last}},

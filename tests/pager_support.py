@@ -14,11 +14,16 @@ class Answers(Protocol):
 
 
 def run_top(pager: TopPager, table: Answers, rng: random.Random) -> list[int]:
-    """Answers in random order; the ids of the result."""
+    """Answers in random order, a held request once its hold is decided (withdrawn when
+    not wanted, as the transport does); the ids of the result."""
     pending: list[PageRequest] = []
     while not pager.done:
         pending += pager.next_requests()
         assert pending, "the pager stalled"
-        req = pending.pop(rng.randrange(len(pending)))
+        ready = [k for k, r in enumerate(pending) if r.hold is None or r.hold.decided]
+        req = pending.pop(rng.choice(ready or range(len(pending))))
+        if req.hold is not None and req.hold.withdrawn:
+            pager.on_withdrawn(req)
+            continue
         pager.on_page(req, table.answer(req))
     return [int(r["id"]) for r in pager.result()]

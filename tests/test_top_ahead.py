@@ -73,16 +73,20 @@ def heavy_values() -> dict[int, int]:
 
 
 def test_the_heavy_values_first_page_goes_with_its_position_pages() -> None:
-    """One range, then the value's first page and two position pages in one round; 12
-    requests in all, the same in every order of answers and ties."""
+    """One range (its held position page withdrawn: the range page shows 13 heavy), then
+    the value's first page and two position pages in one round; 12 requests in all, the
+    same in every order of answers and ties."""
     values = heavy_values()
     asked = []
     for seed in range(3):
         rng = random.Random(seed)
         table = Table(values, rng)
-        pager = TopPager("v", 1000, 100, parallel=4)
-        [first] = pager.next_requests()
+        pager = TopPager("v", 1000, 100, parallel=4, few_values=True)
+        first, position = pager.next_requests()
+        assert (position.page, position.limit, position.hold is not None) == (1, 99, True)
         pager.on_page(first, table.answer(first))
+        assert position.hold is not None and position.hold.withdrawn
+        pager.on_withdrawn(position)
         heavy = pager.next_requests()
         assert [(r.where, r.page) for r in heavy] == [({"v": 13}, None), ({"v": 13}, 1),
                                                       ({"v": 13}, 2)]
@@ -135,9 +139,11 @@ def test_no_position_pages_after_a_range_page_shorter_than_asked() -> None:
 @settings(max_examples=120, deadline=None)
 @given(counts=st.lists(st.integers(1, 450), min_size=1, max_size=6),
        n=st.integers(1, 1500), cap=st.sampled_from([None, 37]),
-       mode=st.sampled_from(["from", "ignore"]), seed=st.integers(0, 2**16))
+       mode=st.sampled_from(["from", "ignore"]), seed=st.integers(0, 2**16),
+       few_values=st.booleans())
 def test_exact_and_the_same_requests_in_any_order(counts: list[int], n: int, cap: int | None,
-                                                  mode: str, seed: int) -> None:
+                                                  mode: str, seed: int,
+                                                  few_values: bool) -> None:
     """Values of any size (a heavy one may hold fewer rows than needed: the range after it
     is decided by its pages' contents), ``from`` honoured or ignored, a cap below the page."""
     rng = random.Random(seed)
@@ -146,7 +152,7 @@ def test_exact_and_the_same_requests_in_any_order(counts: list[int], n: int, cap
     asked = []
     for run in range(2):
         table = Table(values, random.Random(seed + run), cap=cap, mode=mode)
-        pager = TopPager("v", n, 100, parallel=4)
+        pager = TopPager("v", n, 100, parallel=4, few_values=few_values)
         assert run_top(pager, table, random.Random(seed + run)) == first_n(values, n)
         assert pager.stats.requests == len(table.asked)
         asked.append(sorted(table.asked, key=repr))
