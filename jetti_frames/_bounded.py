@@ -157,7 +157,9 @@ class BoundedPager:
         check_sizes(page_size, max_rows, parallel)
         self._settled = settled
         self._opening_rows = max_rows  # what the first page is sized from, whenever it goes
-        #: Planned from the probe: the value's ids end before ``max_rows`` rows (an estimate).
+        #: Planned from the probe: the rows up to the highest id (an estimate), and whether
+        #: they are fewer than ``max_rows``.
+        self.expected_rows: int | None = None
         self.expects_short = False
         self.max_windows = max(1, max_windows)
         self.window_pages = max(1, window_pages)
@@ -465,6 +467,7 @@ class BoundedPager:
         need = self.max_rows - len(first.ids)
         if self._top is not None and first.cursor is not None:  # no more rows than ids left
             left = max(1, round((self._top - first.cursor) / self._gap()))
+            self.expected_rows = len(first.ids) + left
             self.expects_short = left < need
             need = min(need, left)
         self._split(first.cursor, need, wide=self.window_pages,

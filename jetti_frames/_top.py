@@ -57,10 +57,6 @@ __all__ = ["TopPager"]
 #: may cost a page that is not full, and the range request before it already spent one (a
 #: value read in 9 pages gets two windows, one read in 16 or more the four of any bounded read).
 HEAVY_WINDOW_PAGES = 4
-#: The first range's position page waits this long (seconds) for the range page, which may
-#: make it useless: long enough for a cached or nearby answer, short enough that on a slow
-#: server the two go out together (the allowance takes two at once).
-POSITION_HOLD = 0.1
 
 
 @dataclass(eq=False)
@@ -100,7 +96,9 @@ class _Range:
     records: list[Record] | None = None
     #: Decided by an answer's content alone: sent even once the rows are known.
     due: bool = False
-    #: The most rows wanted from the range on (known when it is made).
+    #: The rows wanted from the range on, as far as known when it is sent (after a value
+    #: read by windows, what its highest id leaves): sizes the read of a heavy value it finds
+    #: before the rows before it are counted.
     upper: int = 0
     #: Send a position page with it (``from=1``): whether the first page's trailing value
     #: is heavy shows one round trip sooner.  Held until the range page is answered.
@@ -246,7 +244,7 @@ class TopPager:
             out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
                                               by_order=True), r, None))
             if r.ahead:  # positions limit - 1 to 2 (limit - 1) - 1: from the range page's last
-                r.hold = Hold(seconds=POSITION_HOLD)
+                r.hold = Hold()
                 page = PageRequest(next(self._keys), r.limit - 1, where=r.where, by_order=True,
                                    page=1, hold=r.hold)
                 out.append(self._send(page, r, page))
@@ -312,8 +310,11 @@ class TopPager:
             if seg.then is not None and (seg.pager.ended_short or seg.pager.expects_short):
                 # the value ended in its last window, or its highest id says it will: it may
                 # hold fewer rows than needed
-                self._range, seg.then = seg.then, None
-                self._range.due = True
+                r, seg.then = seg.then, None
+                expected = seg.pager.expected_rows
+                if expected is not None:
+                    r.upper = max(1, min(r.upper, seg.need - expected))
+                self._range, r.due = r, True
         else:
             assert inner is not None
             n = seg.pager.on_page(inner, [int(r["id"]) for r in records])

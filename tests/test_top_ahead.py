@@ -15,6 +15,7 @@ import random
 from typing import Any
 from urllib.parse import unquote
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pager_support import run_top
@@ -121,6 +122,77 @@ def test_a_value_with_fewer_rows_than_needed_keeps_its_windows_within_its_ids() 
     assert asked[0] == asked[1] == asked[2]
 
 
+def light_then_heavy() -> dict[int, int]:
+    """The benchmark's shape at 6000 purchases, smaller: 65 rows of four light values, then
+    900 of 13 and 1200 of 15."""
+    rng = random.Random(11)
+    values = [4] * 1 + [7] * 2 + [10] * 13 + [12] * 49 + [13] * 900 + [15] * 1200
+    rng.shuffle(values)
+    return {100_000 + 3 * k + rng.randrange(3): v for k, v in enumerate(values)}
+
+
+@pytest.mark.parametrize("few_values", [True, False])
+def test_the_first_ranges_position_page_shows_a_heavy_value_a_round_trip_sooner(
+        few_values: bool) -> None:
+    """The first range page ends with 35 rows of 13, which alone look light.  On an order
+    of few values its position page (held until the range page is in) goes on with 13:
+    13 is read by id at once.  Without it, a range at 13 comes first and shows the same."""
+    values = light_then_heavy()
+    table = Table(values, random.Random(1))
+    pager = TopPager("v", 1500, 100, parallel=4, few_values=few_values)
+    first, *position = pager.next_requests()
+    pager.on_page(first, table.answer(first))
+    if few_values:
+        [page] = position
+        assert page.hold is not None and page.hold.decided and not page.hold.withdrawn
+        assert not pager.next_requests()  # 13's read waits for the position page
+        pager.on_page(page, table.answer(page))
+    else:
+        assert not position
+        [again] = pager.next_requests()
+        assert again.where == {"v": {"$gte": 13}}
+        pager.on_page(again, table.answer(again))
+    heavy = pager.next_requests()
+    assert heavy and all(r.where == {"v": 13} and not r.by_order for r in heavy)
+    for req in heavy:
+        pager.on_page(req, table.answer(req))
+    assert run_top(pager, table, random.Random(1)) == first_n(values, 1500)
+    ranges = [a[0] for a in table.asked if a[5] and a[4] is None]
+    assert ranges == ["{'v': {'$ne': None}}", *([] if few_values else ["{'v': {'$gte': 13}}"]),
+                      "{'v': {'$gt': 13}}"]
+
+
+def test_the_next_heavy_value_starts_while_the_one_before_drains() -> None:
+    """13 holds 900 of the 1435 rows needed after the light ones: its highest id says so
+    with its first page, so the range after it goes out at once.  That range is all 15:
+    15's first page goes out before 13's last answer is in, its windows only after (they
+    are cut for the rows 13 leaves).  Answers in the order sent, like a server's."""
+    values = light_then_heavy()
+    table = Table(values, random.Random(2))
+    pager = TopPager("v", 1500, 100, parallel=4, few_values=True)
+    pending: list[PageRequest] = []
+    events: list[tuple[str, PageRequest]] = []
+    while not pager.done:
+        sent = pager.next_requests()
+        events += [("sent", r) for r in sent]
+        pending += sent
+        req = pending.pop(0)
+        if req.hold is not None and req.hold.withdrawn:
+            pager.on_withdrawn(req)
+            continue
+        pager.on_page(req, table.answer(req))
+        events.append(("answered", req))
+    assert [int(r["id"]) for r in pager.result()] == first_n(values, 1500)
+    last_of_13 = max(k for k, (what, r) in enumerate(events)
+                     if what == "answered" and r.where == {"v": 13})
+    fifteen = [k for k, (what, r) in enumerate(events) if what == "sent" and r.where == {"v": 15}]
+    after = next(k for k, (what, r) in enumerate(events)
+                 if what == "sent" and r.where == {"v": {"$gt": 13}})
+    assert after < last_of_13 and fifteen[0] < last_of_13
+    windows = [k for k in fifteen if events[k][1].gt is not None]
+    assert windows and min(windows) > last_of_13
+
+
 def test_no_position_pages_after_a_range_page_shorter_than_asked() -> None:
     """A server capping ``limit`` at 37: the range page may be the end of the rows (its cap
     is not known yet), so the heavy value is read by id alone, exactly."""
@@ -223,3 +295,30 @@ def test_over_a_socket_ties_shuffled_and_a_row_deleted(make_sandbox: Any) -> Non
     # 13's, and 15's: sized (before 13's count is known) for up to 702 - 82 rows
     assert len([t for t in log if "from=" in t]) == 2 + 2
     assert any(f"where[id][$gt]={thirteen[-1]}&" in t for t in log)  # on by id
+
+
+def test_over_a_socket_light_values_then_two_heavy_ones(make_sandbox: Any,
+                                                        tmp_path: Any) -> None:
+    """6000 purchases by purchaseStatusId: 65 rows of four light values, then 2471 of 13 and
+    3052 of 15.  The first 2600 are exact with no range at 13 (the position page shows it
+    heavy), ties shuffled and answers jittered, and a repeated read is all cache hits."""
+    sb: Sandbox = make_sandbox(purchases=6000, max_limit=100, ties="shuffle", jitter_ms=20,
+                               rate="off")
+    want = [r["id"] for r in sb.query(
+        "SELECT id FROM purchases ORDER BY purchaseStatusId NULLS LAST, id LIMIT 2600")]
+    options: dict[str, Any] = {"attributes": ["id", "purchaseStatusId"], "limit": 2600,
+                               "order": "purchaseStatusId", "page_size": 100}
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=tmp_path / "c.sqlite",
+                     progress=False, get_rate=1000.0) as c:
+        before = len(sb.log)
+        assert [int(i) for i in c.read("purchases", **options)["id"]] == want
+        log = [unquote(e["target"]) for e in list(sb.log)[before:]]
+        sent = c.last_stats.requests
+        assert c.last_stats.status_429 == 0 and sent == len(log)
+        assert [c.read("purchases", **options)["id"].tolist()] == [want]
+        assert c.last_stats.requests == 0 and c.last_stats.cache_hits == sent
+    ranges = [t for t in log if "order[attribute]=purchaseStatusId" in t and "from=" not in t]
+    assert len(ranges) == 2 and "[$gt]=13&" in ranges[1]  # none at 13 ($gte)
+    # 26 pages of rows; the first range's position page, 13's probe, the range after 13 and
+    # four window ends; 15's read sized from 13's highest id: no probe, no position pages
+    assert sent <= 26 + 8
