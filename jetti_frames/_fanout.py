@@ -51,6 +51,7 @@ from ._bounded import BoundedPager
 from ._pack import listed_ids
 from ._pages import PageRequest, Record
 from ._top import TopPager
+from ._windows import ValueWindows
 from .paging import Pager
 
 __all__ = ["Fanout", "Stream", "at_most", "open_streams"]
@@ -61,7 +62,7 @@ class Stream:
     """One pager over one part of the query, inside a :class:`Fanout`."""
 
     part: dict[str, Any]
-    pager: Pager | BoundedPager | TopPager
+    pager: Pager | BoundedPager | TopPager | ValueWindows
     #: Set on the streams of the consistency pass: which of their records belong to the result.
     member: Callable[[Any], bool] | None = None
 
@@ -204,7 +205,7 @@ def _pager(page_size: int, max_rows: int | None, budget: int, sequential: bool,
     return Pager(page_size, parallel=budget, probe=not sequential, ahead=ahead)
 
 
-def _allow(pager: Pager | BoundedPager | TopPager, room: int) -> None:
+def _allow(pager: Pager | BoundedPager | TopPager | ValueWindows, room: int) -> None:
     """Let ``pager`` send up to ``room`` more requests."""
     pager.parallel = pager.in_flight + room
 

@@ -27,6 +27,7 @@ from ._pack import LogicSupport, Packed, PackIgnored, is_packed, pack_where
 from ._plan import Plan, catch_up_plan, expected_pages, page_query, server_date
 from ._progress import ReadBar
 from ._top import TopPager
+from ._windows import ValueWindows
 from .errors import JettiAuthError, JettiBadRequestError
 from .paging import Pager, PageRequest
 from .settings import Settings
@@ -152,10 +153,12 @@ class Reading:
         return open_streams(plan.parts, plan.page_size, budget=self._transport.in_flight_target,
                             max_rows=max_rows, sequential=plan.few, cap=plan.cap)
 
-    def _top_pagers(self, plan: Plan) -> list[tuple[dict[str, Any], TopPager | BoundedPager]]:
+    def _top_pagers(self, plan: Plan) -> list[
+            tuple[dict[str, Any], TopPager | ValueWindows | BoundedPager]]:
         """One pager per part of a ``plan.top`` plan: by ``-id`` a descending
-        :class:`BoundedPager` (with a post-filter, which it cannot count, a :class:`TopPager`
-        like any other order)."""
+        :class:`BoundedPager` (with a post-filter, which it cannot count, a :class:`TopPager`);
+        by any other attribute :class:`ValueWindows` (value windows at once over numbers and
+        dates)."""
         order, query = plan.query.order, plan.query
         assert order is not None and plan.limit is not None
         keep = query.keep if query.post_filter else None
@@ -166,11 +169,14 @@ class Reading:
                                         ahead=len(plan.parts) == 1, hold=True))
                     for part in plan.parts]
         kind = query.resource.field(order.attribute).kind
-        return [(part, TopPager(order.attribute, at_most(plan.limit, part) or 0,
-                                plan.page_size, descending=order.descending,
-                                nulls_first=order.nulls_first, unique=order.attribute == "id",
-                                keep=keep, parallel=budget,
-                                few_values=kind in ("integer", "boolean", "enum")))
+        if order.attribute == "id":  # with a post-filter
+            return [(part, TopPager("id", at_most(plan.limit, part) or 0, plan.page_size,
+                                    descending=order.descending, unique=True, keep=keep,
+                                    parallel=budget)) for part in plan.parts]
+        return [(part, ValueWindows(order.attribute, at_most(plan.limit, part) or 0,
+                                    plan.page_size, kind=kind, descending=order.descending,
+                                    nulls_first=order.nulls_first, keep=keep, parallel=budget,
+                                    few_values=kind in ("integer", "boolean", "enum")))
                 for part in plan.parts]
 
     def _top(self, plan: Plan, *, refresh: bool, bar: Any = None,
@@ -182,7 +188,7 @@ class Reading:
         repeated read asks for nothing the cache does not hold.
         """
         streams = [Stream(part, pager) for part, pager in self._top_pagers(plan)]
-        tops = [s.pager for s in streams if isinstance(s.pager, TopPager)]
+        tops = [s.pager for s in streams if isinstance(s.pager, (TopPager, ValueWindows))]
         rows: list[dict[str, Any]] = []
         pulled = self._pull(plan, refresh=refresh, bar=bar, streams=streams)
         for pages, (_, records) in enumerate(pulled, start=1):

@@ -137,6 +137,13 @@ class TopPager:
         The attribute is of a kind with few distinct values (an integer, a boolean, an
         enum): the first range page goes with a position page (held until it is answered),
         which shows one round trip sooner whether the page's last value is heavy.
+    first, bound : dict, optional
+        One value window of a :class:`~jetti_frames._windows.ValueWindows` read: the first
+        range's condition on the attribute (``{"$ne": None}`` by default), and conditions
+        added to every range (the window's far end).
+    nulls : str
+        ``"order"``: the nulls where the order puts them; ``"none"``: no nulls (a window);
+        ``"only"``: the nulls alone, by id (after the last window).
 
     Examples
     --------
@@ -166,14 +173,20 @@ class TopPager:
     def __init__(self, attribute: str, max_rows: int, page_size: int = DEFAULT_PAGE_SIZE, *,
                  descending: bool = False, nulls_first: bool = False, unique: bool = False,
                  keep: Callable[[Record], bool] | None = None, parallel: int = 1,
-                 few_values: bool = False) -> None:
+                 few_values: bool = False, first: dict[str, Any] | None = None,
+                 bound: dict[str, Any] | None = None, nulls: str = "order") -> None:
         check_sizes(page_size, max_rows, parallel)
         self.attribute = attribute
         self.max_rows = max_rows
         self.page_size = page_size
         self.descending = descending
         self.unique = unique
-        self.nulls_last = not nulls_first and not unique
+        self.nulls_last = not nulls_first and not unique and nulls == "order"
+        self.bound = dict(bound or {})
+        #: The range page that set the pending range going on from its last value (a
+        #: :class:`~jetti_frames._windows.ValueWindows` cuts its windows from it).
+        self.progress_page: list[Record] | None = None
+        self.ranges_read = 0  # range pages used so far
         self.keep = keep
         self.parallel = parallel
         self.cap: int | None = None  # the largest range page seen
@@ -182,17 +195,20 @@ class TopPager:
         self._keys = count()
         self._owner: dict[int, tuple[_Keyset | _Range, PageRequest | None]] = {}
         self._finished = max_rows == 0
-        self._head = None if unique or not nulls_first else self._keyset(None, max_rows)
+        self._head = (None if unique or not nulls_first or nulls != "order"
+                      else self._keyset(None, max_rows))
         self._boundary: _Keyset | None = None
         #: The heavy value that fills the range after the boundary, its first page out early.
         self._next: _Keyset | None = None
         self._spare: list[_Keyset] = []  # prepared and not needed: their opening still goes
         self._tail: _Keyset | None = None
-        first = {} if unique else {attribute: {"$ne": None}}
+        where = {} if unique else {attribute: {**(first or {"$ne": None}), **self.bound}}
         limit = self._limit(max_rows + (not unique))
         ahead = (few_values and keep is None and not unique and limit == page_size
                  and max_rows > 2 * limit)
-        self._range: _Range | None = _Range(first, limit, upper=max_rows, ahead=ahead)
+        self._range: _Range | None = _Range(where, limit, upper=max_rows, ahead=ahead)
+        if nulls == "only":
+            self._range, self._tail = None, self._keyset(None, max_rows)
 
     # -- public -------------------------------------------------------------------------
     @property
@@ -366,6 +382,28 @@ class TopPager:
             prepared.pager.settle(0)
             self._spare.append(prepared)
 
+    def _cond(self, op: str, value: Any) -> dict[str, Any]:
+        """A range's condition: ``op value`` on the attribute, within the bound."""
+        return {self.attribute: {op: value, **self.bound}}
+
+    @property
+    def pending_from(self) -> Any:
+        """The value the next range starts at, while it goes on from a range page that held
+        no heavy value and is not sent yet (else ``None``)."""
+        r = self._range
+        if (r is None or r.sent or self._boundary is not None or self._head is not None
+                or self._finished or self.progress_page is None):
+            return None
+        return self.progress_page[-1].get(self.attribute)
+
+    def close_at(self, bound: dict[str, Any]) -> None:
+        """Read no further than ``bound`` (a window's far end), nulls aside: the ranges from
+        the next one on carry it."""
+        self.bound.update(bound)
+        self.nulls_last = False
+        assert self._range is not None and not self._range.sent
+        self._range.where = {self.attribute: {**self._range.where[self.attribute], **bound}}
+
     def _trailing(self, records: list[Record]) -> int:
         """How many rows at the end of ``records`` share the last one's value."""
         n, run = len(records), 0
@@ -446,6 +484,8 @@ class TopPager:
 
     def _on_range(self, r: _Range) -> None:
         self._range = None
+        self.progress_page = None
+        self.ranges_read += 1
         prepared, self._next = self._next, None
         records = r.records or []
         n = len(records)
@@ -469,8 +509,9 @@ class TopPager:
         if run < n and 2 * run <= self.page_size and not self._heavy_after(r, last, run):
             self._drop(prepared)
             # progress: start the next range at the last value, which it reads again
-            self._range = _Range({self.attribute: {at if run else after: last}},
+            self._range = _Range(self._cond(at if run else after, last),
                                  self._limit(left + 1 if run else left), upper=left)
+            self.progress_page = records
             return
         # a heavy value (the whole page, or more than half a full one): read it by id, in
         # wider windows than a plain read (the range page spent up to a page on the run),
@@ -493,6 +534,6 @@ class TopPager:
         # the value holds the rows needed
         known = 0 if self.keep is not None else run
         if known < left:
-            self._boundary.then = _Range({self.attribute: {after: last}},
+            self._boundary.then = _Range(self._cond(after, last),
                                          self._limit(left - known + 1), upper=left - known)
 
