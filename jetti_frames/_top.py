@@ -27,8 +27,21 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
   needed costs no range after it.  Otherwise the next range starts *at* the last value
   (``$gte``), which reads that value's rows again, all of them first.  ``limit`` is the
   rows still needed plus one, so the last page usually proves the N-th row final.
+* The heavy value after a heavy one starts early: the range after the first goes out once its
+  highest id says it holds fewer rows than needed
+  (:attr:`~jetti_frames._bounded.BoundedPager.expects_short`), and a range page that is one
+  value, as full as asked, prepares that value's read at once.  Sized from the most rows
+  wanted after the first value (or what its highest id leaves), its first page, probe and
+  position pages fill the slots the first value leaves; its windows wait for the first value's
+  count (:meth:`~jetti_frames._bounded.BoundedPager.settle`).
+* ``few_values`` (an integer, boolean or enum attribute): the first range goes with a position
+  page (``from=1``, held until the range page is in).  When it goes on with the range page's
+  last value for more than half a page in all, that value is read by id at once, without a
+  range at it first.
 * Nulls (``$eq: null``) are read by id keyset, first or last as ``nulls_first`` says,
   whatever the server's default is; ``id`` is never null and never ties.
+* ``first``, ``bound`` and ``nulls`` make a pager one lane of a
+  :class:`~jetti_frames._windows.ValueWindows` read: one value window, or the nulls alone.
 * Rows that tie are put in id order, so the result is the first N by ``(attribute, id)``.
 * Determinism: each decision uses only answers whose content it depends on (a range answer
   is used once every segment before it is known exactly; the range after a heavy value is

@@ -169,8 +169,9 @@ def reshaped(pages: Pages, seed: int) -> Pages:
                 r["purchaseType"] = f"odd-{rnd.randint(1, 3)}"  # an off-spec enum value
             if i == 2:
                 r["extraInt"] = rnd.randint(0, 9)
-            elif i == 4 and pick < 0.5:
-                r["extraInt"] = rnd.choice([1.5, 2])  # ints, then floats: a number column
+            elif i == 4 and (pick < 0.5 or r is page[0]):
+                # ints, then floats (at least one, however the read cut its pages): a number
+                r["extraInt"] = 1.5 if r is page[0] else rnd.choice([1.5, 2])
             if i == 3:
                 r["extraWhen"] = "2024-05-04T09:42:00+00:00"
             elif i == 5 and pick < 0.3:
