@@ -133,8 +133,7 @@ QUIET = 60.0
 FULL_IN_A_ROW = 2
 #: Seconds beyond :data:`JITTER` by which the start after a full bucket settles the doubt.
 SETTLE = 0.001
-#: How ``interval`` widens after a 429 or another integration's use, and narrows back with
-#: every answer that leaves a slot.
+#: How ``interval`` widens after a 429, and narrows back with every answer that leaves a slot.
 WIDEN, NARROW = 1.25, 0.98
 #: The widest ``interval``, in multiples of ``1 / rate``.
 WIDEST = 8.0
@@ -233,10 +232,7 @@ class Schedule:
             if remaining < ticket.surely:  # not the network's doing: no early start for now
                 state["clear"] = 0.0
             state["full"] = full = state.get("full", 0) + 1
-            # someone else showed itself in the last QUIET seconds (or a 429 came): a fuller
-            # bucket is theirs again, not the network's; give way at once
-            seen = state.get("calm", 0.0) > time.time()
-            if not seen and (full < FULL_IN_A_ROW or remaining >= ticket.surely):
+            if full < FULL_IN_A_ROW or remaining >= ticket.surely:
                 if full > 1:
                     return None  # (a start made before the doubt: the settling one will tell)
                 self._settle(state)
@@ -245,9 +241,6 @@ class Schedule:
             # account's starts since and two slots more, one for the next start and one spare
             later = max(0.0, state.get("sent", ticket.number) - ticket.number)
             self._hold(state, ticket.at + (2 + later) / self.rate)
-            # and leave them room from then on: the pace widens as after a 429, and narrows
-            # back with every answer that shows a slot left
-            state["interval"] = min(self._interval(state) * WIDEN, WIDEST / self.rate)
             return "elsewhere", state["next"]
 
         learnt = self._update(change)
