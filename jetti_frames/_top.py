@@ -317,8 +317,9 @@ class TopPager:
             if records:
                 self.cap = max(self.cap or 0, len(records))
             if seg.hold is not None:
-                seg.hold.decide(self._light(seg))
-                if not self._light(seg):
+                light = self._light(seg)
+                seg.hold.decide(light)
+                if not light:
                     seg.next_page = []  # its answer, if it went out anyway, is not used
             # a heavy value's read starts as soon as it fills a range page, needed or not
             prepared = self._prepare(seg)
