@@ -56,7 +56,7 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count, pairwise
 
 from ._chain import Chain
@@ -247,9 +247,9 @@ class BoundedPager:
         out: list[PageRequest] = []
         if not self._inflight and not any(w.can_send() for w in self._windows):
             self._extend()
-        chain = self._chain
+        chain, decides = self._chain, None
         if chain is not None and not self.stats.requests:
-            chain.start(min(self.page_size, self.cap or self.page_size))  # before any answer
+            decides = chain.start(min(self.page_size, self.cap or self.page_size))
         while len(self._inflight) < self.parallel:
             idle = [w for w in self._windows if w.can_send()]
             if self._probe_unsent and self.stats.requests:  # with the first page
@@ -264,7 +264,8 @@ class BoundedPager:
                 self.stats.requests += 1
                 out.append(request)
             elif idle:
-                out.append(self._issue(max(idle, key=self._work_left)))
+                out.append(replace(self._issue(max(idle, key=self._work_left)), decides=decides))
+                decides = None  # the stream's first page decides the chain
             else:
                 break
         return out

@@ -106,11 +106,12 @@ class Chain:
     def owns(self, request: PageRequest) -> bool:
         return any(r.key == request.key for r in self.requests)
 
-    def start(self, size: int) -> None:
+    def start(self, size: int) -> Hold | None:
         """The stream's first request goes out now: its full size, and (``held``) the hold
-        of the pages issued before :meth:`decide`, timed from now."""
+        of the pages issued before :meth:`decide`, which that request's answer decides."""
         self.size = size
         self._hold = Hold() if self.held else None
+        return self._hold
 
     def issue(self, key: int) -> PageRequest:
         """The next page of the chain, with the pager's ``key`` (held while undecided)."""

@@ -4,12 +4,15 @@
 On a slow server a read's first answer takes longer than a slot of the allowance: the slots
 that pass meanwhile are lost unless something is sent in them, and what to send depends on that
 answer (a full first page is followed by more pages, a short one ends the read).  A page sent in
-such a slot carries a :class:`Hold`.  Before it takes a slot of the rate limiter it waits until
-the deciding answer is in or :attr:`Hold.seconds` have passed (the answer is slow: the slot is
-worth taking), and it is withdrawn, without leaving the process, when that answer said it is not
-needed, before or once it has its slot.  So a small read costs what it did on a fast server or
-from the cache, and only a read
-whose first answer is slower than :attr:`Hold.seconds` may send a page it then ignores.
+such a slot carries a :class:`Hold`.  Before it takes a slot of the rate limiter it waits for
+the decision, and it is withdrawn, without leaving the process, when the decision says it is
+not needed, before or once it has its slot.
+
+It stops waiting only when the *server* is slow: :attr:`Hold.seconds` after the deciding
+request took its slot, with no answer in.  Once the answer is in, the held page waits for the
+reader to decide, however long the reader takes (a busy machine, a slow consumer of the pages).
+So how many requests a read sends depends on the server's answers and its speed, never on the
+client's: a small read costs what it did on a fast server or from the cache.
 
 Examples
 --------
@@ -18,7 +21,8 @@ Examples
 >>> hold.go()              # at once: no need to wait out the 5 s
 False
 >>> slow = Hold(seconds=0.01)
->>> slow.go()              # nothing decided in time: sent on speculation
+>>> slow.begin()           # the deciding request has its slot ...
+>>> slow.go()              # ... and no answer after 0.01 s: sent on speculation
 True
 """
 
@@ -41,35 +45,66 @@ class Hold:
     Parameters
     ----------
     seconds : float
-        How long the requests wait for the decision, from when the hold is made.
+        How long the held requests wait for the deciding answer, from when the deciding
+        request has its slot (:meth:`begin`).
     """
 
     #: A first answer slower than this lets a held page take its slot anyway.  Jetti's
     #: allowance has a slot every half second: a faster answer loses none.
     SECONDS = 0.5
+    #: The longest a held request waits in any case (a reader that never decides).
+    LIMIT = 60.0
 
     def __init__(self, seconds: float = SECONDS) -> None:
         self.seconds = seconds
-        self._until = time.monotonic() + seconds
-        self._decided = threading.Event()
+        self._cond = threading.Condition()
+        self._until: float | None = None  # set when the deciding request has its slot
+        self._arrived = False
+        self._decided = False
         self._wanted = True
 
     @property
     def decided(self) -> bool:
-        return self._decided.is_set()
+        return self._decided
 
     @property
     def withdrawn(self) -> bool:
         """Decided: not wanted."""
-        return self.decided and not self._wanted
+        return self._decided and not self._wanted
+
+    def begin(self) -> None:
+        """The deciding request has its slot: the server's time starts now (once)."""
+        with self._cond:
+            if self._until is None:
+                self._until = time.monotonic() + self.seconds
+                self._cond.notify_all()
+
+    def arrived(self) -> None:
+        """The deciding answer is in (or failed): only the reader's decision is awaited now."""
+        with self._cond:
+            self._arrived = True
+            self._cond.notify_all()
 
     def decide(self, wanted: bool) -> None:
-        """The deciding answer is in: the held requests are ``wanted`` or not."""
-        self._wanted = wanted
-        self._decided.set()
+        """The deciding answer is read: the held requests are ``wanted`` or not."""
+        with self._cond:
+            if not self._decided:
+                self._wanted, self._decided = wanted, True
+                self._cond.notify_all()
 
     def go(self) -> bool:
-        """Wait for the decision (at most until :attr:`seconds` after the hold was made);
-        whether the request goes out."""
-        self._decided.wait(max(0.0, self._until - time.monotonic()))
-        return not self.withdrawn
+        """Wait for the decision, or until the server has taken :attr:`seconds` without
+        answering; whether the request goes out."""
+        limit = time.monotonic() + self.LIMIT
+        with self._cond:
+            while not self._decided:
+                now = time.monotonic()
+                if now >= limit:
+                    break
+                if self._until is not None and not self._arrived:
+                    if now >= self._until:
+                        break  # the server is slow: the slot is worth taking
+                    self._cond.wait(min(self._until, limit) - now)
+                else:
+                    self._cond.wait(limit - now)
+            return not self.withdrawn

@@ -132,14 +132,14 @@ class StartOrder:
             return ticket
 
     def run(self, ticket: int, fn: Any, *args: Any, hold: Hold | None = None,
-            **kwargs: Any) -> Any:
+            decides: Hold | None = None, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` as the request of ``ticket`` (on a transport thread),
-        sent on speculation with a ``hold``."""
-        self._local.ticket, self._local.hold = ticket, hold
+        sent on speculation with a ``hold``, or deciding the hold ``decides``."""
+        self._local.ticket, self._local.hold, self._local.decides = ticket, hold, decides
         try:
             return fn(*args, **kwargs)
         finally:
-            self._local.ticket = self._local.hold = None
+            self._local.ticket = self._local.hold = self._local.decides = None
 
     def go(self, wait: bool = True) -> None:
         """Wait for this thread's hold, if any (with ``wait``); raise :class:`Withdrawn` when
@@ -158,10 +158,14 @@ class StartOrder:
                                        self.timeout if timeout is None else timeout)
 
     def started(self) -> None:
-        """This thread's request has its slot: later ones may take theirs."""
+        """This thread's request has its slot: later ones may take theirs, and the clock of
+        the hold it decides starts."""
         ticket = getattr(self._local, "ticket", None)
         if ticket is not None:
             self.release(ticket)
+        decides = getattr(self._local, "decides", None)
+        if decides is not None:
+            decides.begin()
 
     def release(self, ticket: int) -> None:
         with self._cond:

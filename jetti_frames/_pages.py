@@ -42,6 +42,9 @@ class PageRequest:
     hold : Hold, optional
         Sent on speculation: the transport waits for the hold's decision before the rate
         limiter and withdraws the request when it is not wanted (see :mod:`jetti_frames._hold`).
+    decides : Hold, optional
+        The hold this request's answer decides: the transport starts its clock when this
+        request has its slot and tells it when the answer is in.
     """
 
     key: int
@@ -55,6 +58,7 @@ class PageRequest:
     by_order: bool = False
     page: int | None = None
     hold: Hold | None = field(default=None, compare=False, repr=False)
+    decides: Hold | None = field(default=None, compare=False, repr=False)
 
     def params(self, where: dict[str, Any] | None = None) -> dict[str, Any]:
         """The paging part of the query, merged with the user's ``where``.

@@ -270,10 +270,11 @@ class TopPager:
         r = self._range
         if r is not None and not r.sent and (r.due or not self._finished):
             r.sent = True
+            r.hold = Hold() if r.ahead else None
             out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
-                                              by_order=True), r, None))
-            if r.ahead:  # positions limit - 1 to 2 (limit - 1) - 1: from the range page's last
-                r.hold = Hold()
+                                              by_order=True, decides=r.hold), r, None))
+            if r.hold is not None:  # positions limit - 1 to 2 (limit - 1) - 1: from the
+                # range page's last
                 page = PageRequest(next(self._keys), r.limit - 1, where=r.where, by_order=True,
                                    page=1, hold=r.hold)
                 out.append(self._send(page, r, page))

@@ -353,17 +353,21 @@ class Transport:
 
     def submit(self, url: str, query: Query = None, *, refresh: bool = False,
                dates: list[str] | None = None, deadline: float | None = None,
-               hold: Hold | None = None) -> Future[Any]:
+               hold: Hold | None = None, decides: Hold | None = None) -> Future[Any]:
         """Run :meth:`get` on the transport's thread pool.
 
         With a ``hold``, the request waits for its decision before the rate limiter (a cache
         hit does not wait), and the future raises :class:`~jetti_frames._hold.Withdrawn` when
-        it is not wanted.
+        it is not wanted.  A request that ``decides`` a hold starts its clock when it has its
+        slot, and tells it when its answer is in.
         """
         ticket = self._order.take()  # the network sees requests in the order submitted
         future = self._pool.submit(self._order.run, ticket, self.get, url, query,
-                                   refresh=refresh, dates=dates, deadline=deadline, hold=hold)
+                                   refresh=refresh, dates=dates, deadline=deadline, hold=hold,
+                                   decides=decides)
         future.add_done_callback(lambda _: self._order.release(ticket))
+        if decides is not None:
+            future.add_done_callback(lambda _: decides.arrived())
         return future
 
     def deadline(self) -> float | None:
@@ -425,7 +429,8 @@ class Transport:
                 for req in pager.next_requests():
                     url, query = build(req)
                     running[self.submit(url, query, refresh=refresh, dates=dates,
-                                        deadline=deadline, hold=req.hold)] = req
+                                        deadline=deadline, hold=req.hold,
+                                        decides=req.decides)] = req
                 if not running:
                     raise JettiServerError("the pager stalled with nothing in flight")
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -438,8 +443,10 @@ class Transport:
                         continue
                     yield req, pager.on_records(req, records)
         finally:
-            for fut in running:
+            for fut, req in running.items():
                 fut.cancel()
+                if req.hold is not None:  # the read is over: nothing held goes out
+                    req.hold.decide(False)
 
     # -- one request ---------------------------------------------------------------------------
     def url(self, url: str) -> str:

@@ -9,6 +9,8 @@ between that page and the position pages, which then no longer overlap.
 from __future__ import annotations
 
 import random
+import threading
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from jetti_frames import JettiClient
 from jetti_frames._bounded import BoundedPager
+from jetti_frames._hold import Hold
 from jetti_frames._pages import PageRequest
 from jetti_frames.paging import Pager
 from jetti_frames.sandbox import Sandbox
@@ -153,3 +156,52 @@ def test_position_pages_cost_a_small_read_nothing(make_sandbox: Any) -> None:
                           limit=1000)) == 60
         assert c.last_stats.requests == 2
     assert not any("from=" in unquote(e["target"]) for e in sb.log)
+
+
+def test_a_slow_reader_sends_nothing_on_speculation(make_sandbox: Any) -> None:
+    """Held pages wait for the server, not for the reader: a consumer that dawdles over each
+    page (here, over the probe's empty page while the first page is already in) does not let
+    them go out.  Five reads, each with fresh ties, so that the probe is read first in some."""
+    sb: Sandbox = make_sandbox(purchases=300, max_limit=100, jitter_ms=300, rate="off")
+    cut = sb.query("SELECT total FROM purchases ORDER BY total DESC LIMIT 1 OFFSET 7")[0]["total"]
+    where = {"total": {"$gte": cut}}
+    # no pacing: the probe goes with the first page, and either may be answered first
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=False, progress=False,
+                     get_rate=1000) as c:
+        for _ in range(5):
+            sb.reset_counters()
+            rows = 0
+            for page in c.iter_pages("purchases", attributes=["id", "total"], where=where):
+                rows += len(page)
+                time.sleep(0.7)  # longer than a held page waits for a slow server
+            assert rows == 8
+            assert sb.counters()["requests"] == 2, [unquote(e["target"]) for e in sb.log]
+
+
+def test_a_hold_waits_for_the_reader_once_the_answer_is_in() -> None:
+    """The hold's clock runs while the deciding request is at the server: once its answer is
+    in, the held request waits for the decision however long it takes; with no answer, it
+    goes out when the clock runs out; before the deciding request has its slot, it waits."""
+    def go_later(hold: Hold) -> list[bool]:
+        out: list[bool] = []
+        thread = threading.Thread(target=lambda: out.append(hold.go()))
+        thread.start()
+        thread.join(0.2)
+        return out
+
+    answered = Hold(seconds=0.01)
+    answered.begin()
+    answered.arrived()
+    waiting = go_later(answered)
+    assert waiting == []  # 0.2 s past the clock: still waiting for the reader
+    answered.decide(False)
+    time.sleep(0.05)
+    assert waiting == [False]
+
+    unsent = Hold(seconds=0.01)
+    assert go_later(unsent) == []  # the deciding request has no slot yet
+    unsent.decide(True)
+
+    slow = Hold(seconds=0.01)
+    slow.begin()
+    assert go_later(slow) == [True]  # no answer in time: the slot is worth taking
