@@ -25,18 +25,19 @@ milliseconds (threads, the lock file) are caught up, so a long read keeps the pa
 Remaining`` lower than our own starts explain says a slot was taken when the request arrived: by
 another integration of the account, or by two of our starts that the network brought closer
 together (at the steady pace, 5 ms of jitter do). The next start then settles the doubt: it waits
-until even an arrival :data:`JITTER` seconds early would find a slot free. When its answer, too,
-finds the bucket full, it is someone else: the next start then waits until the bucket, full at
-worst, has drained the starts made since and two slots more (one for that start, one spare), so each
-request of another integration costs the account's clients one slot and nobody draws 429. Jitter
-costs a few milliseconds instead. A burst is
-only for a bucket seen to be ours alone: a start comes early only within :data:`QUIET` seconds of an
-answer that found the bucket as our own starts left it, and none since found it fuller than
-:data:`JITTER` seconds of network jitter explain (nor for :data:`QUIET` seconds after another
-integration showed itself, or a 429). A process that has seen no answer yet never bursts: another
-integration may be using the bucket. A 429 pauses the whole account for its ``Retry-After`` and
-widens ``interval`` by a quarter, which narrows back by 2 % with every answer that leaves a slot
-free.
+until even an arrival :data:`JITTER` + :data:`SETTLE` seconds early would find a slot free. When
+its answer, too, finds the bucket full, it is someone else: the next start then waits until the
+bucket, full at worst, has drained the starts made since and two slots more (one for that start,
+one spare), so each request of another integration costs the account's clients one slot and nobody
+draws 429; and for :data:`QUIET` seconds the pace leaves room for one of their requests between two
+of ours that the network brings :data:`JITTER` seconds closer (``1 / rate + JITTER``). Jitter
+costs a few milliseconds instead. A burst is only for a bucket seen to be ours alone: a start
+comes early only within :data:`QUIET` seconds of an answer that found the bucket as our own starts
+left it, and none since found it fuller than :data:`JITTER` seconds of network jitter explain
+(nor for :data:`QUIET` seconds after another integration showed itself, or a 429). A process that
+has seen no answer yet never bursts: another integration may be using the bucket. A 429 pauses the
+whole account for its ``Retry-After`` and widens ``interval`` by a quarter, which narrows back by
+2 % with every answer that leaves a slot free.
 
 Without a cache directory, or when it cannot be written, the schedule lives in the process only
 (logged at DEBUG).
@@ -83,7 +84,7 @@ bucket, full at worst, has drained:
 1.0
 
 At the steady pace a start is expected to leave a slot, and 5 ms of jitter take it; the start
-after such an answer waits 31 ms more, and its answer tells:
+after such an answer waits 80 ms more, and its answer tells:
 
 >>> steady = Schedule(2.0, None, "0123abcd", "get")
 >>> steady._memory.update(level=1.0, stamp=time.time() - 0.6)  # (one slot used a while ago)
@@ -92,8 +93,8 @@ after such an answer waits 31 ms more, and its answer tells:
 >>> 0.505 <= d.at - c.at < 0.52, d.expected, d.surely
 (True, 1, 0)
 >>> steady.observe(d, remaining=0)  # jitter, or someone else?
->>> e = steady.acquire()  # 31 ms later than the pace: jitter cannot take its slot
->>> 0.531 <= e.at - d.at < 0.55, e.surely
+>>> e = steady.acquire()  # 80 ms later than the pace: jitter cannot take its slot
+>>> 0.58 <= e.at - d.at < 0.6, e.surely
 (True, 1)
 >>> steady.observe(e, remaining=1)  # it was jitter: back to the steady pace
 >>> steady._memory["full"], "next" in steady._memory
@@ -131,8 +132,9 @@ QUIET = 60.0
 #: Answers in a row finding the bucket full that mean another integration is using it, when
 #: the network's jitter cannot explain the last one.
 FULL_IN_A_ROW = 2
-#: Seconds beyond :data:`JITTER` by which the start after a full bucket settles the doubt.
-SETTLE = 0.001
+#: Seconds beyond :data:`JITTER` by which the start after a full bucket settles the doubt: a
+#: request that opens a connection on a busy machine arrives tens of milliseconds late.
+SETTLE = 0.05
 #: How ``interval`` widens after a 429, and narrows back with every answer that leaves a slot.
 WIDEN, NARROW = 1.25, 0.98
 #: The widest ``interval``, in multiples of ``1 / rate``.
@@ -300,6 +302,9 @@ class Schedule:
         if now < tat - early:
             return tat - early - now
         interval = self._interval(state)
+        # while someone else uses the bucket, a request of theirs between two of ours must
+        # find room even when the network brings ours JITTER seconds closer together
+        pace = max(interval, 1 / self.rate + JITTER) if now < calm <= now + HORIZON else interval
         stamp = min(state.get("stamp", now), now)
         before = state.get("level", 0.0)
         level = max(0.0, before - (now - stamp) * self.rate) + 1
@@ -307,7 +312,7 @@ class Schedule:
         # as a start JITTER seconds closer to the one before would leave it, no fuller
         worst = max(0.0, before - max(0.0, now - stamp - JITTER) * self.rate) + 1
         number = int(state.get("sent", 0)) + 1
-        state.update(tat=max(tat, now) + interval, interval=interval, level=level, stamp=now,
+        state.update(tat=max(tat, now) + pace, interval=interval, level=level, stamp=now,
                      sent=number)
         return Ticket(at=now, number=number, expected=max(0, int(self.burst - level + 1e-9)),
                       surely=max(0, int(self.burst - worst + 1e-9)))

@@ -101,13 +101,13 @@ def test_the_schedule_file_holds_no_token(make_sandbox: Callable[..., Sandbox],
     assert json.loads(files[0].read_text())["sent"] == 2
 
 
-@pytest.mark.parametrize("jitter_ms", [0, 10])
+@pytest.mark.parametrize(("jitter_ms", "latency_ms"), [(0, 0), (10, 0), (40, 300)])
 def test_another_integration_of_the_account_draws_no_429(
         make_sandbox: Callable[..., Sandbox], tmp_path: Path,
-        caplog: pytest.LogCaptureFixture, jitter_ms: float) -> None:
+        caplog: pytest.LogCaptureFixture, jitter_ms: float, latency_ms: float) -> None:
     caplog.set_level(logging.DEBUG, logger="jetti_frames.transport")
     sb = make_sandbox(purchases=300, max_limit=10, drain=0.5,  # it uses 0.5 of the 2 GET/s
-                      jitter_ms=jitter_ms)
+                      jitter_ms=jitter_ms, latency_ms=latency_ms, connect_ms=20)
     with Transport(Settings(base_url=sb.base_url, token=SANDBOX_TOKEN,
                             cache_path=tmp_path / "http-cache.sqlite")) as t:
         pages = list(t.map([("purchases.json", f"limit=10&from={i}") for i in range(16)]))
@@ -245,8 +245,9 @@ def test_an_account_seen_alone_uses_the_second_slot_of_the_bucket(
 
 def test_a_process_that_has_seen_no_answer_never_bursts(
         make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
-    """Another integration may hold a slot of the bucket when the first request goes out."""
-    sb = make_sandbox(purchases=100, max_limit=10, latency_ms=300, drain=0.5)
+    """Another integration may hold a slot of the bucket when the first request goes out; and
+    the first request on a connection arrives late (a TLS handshake), closer to the next one."""
+    sb = make_sandbox(purchases=100, max_limit=10, latency_ms=300, drain=0.5, connect_ms=60)
     with Transport(Settings(base_url=sb.base_url, token=SANDBOX_TOKEN,
                             cache_path=tmp_path / "http-cache.sqlite")) as t:
         pages = list(t.map([("purchases.json", f"limit=10&from={i}") for i in range(6)]))

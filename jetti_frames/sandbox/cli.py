@@ -1,7 +1,8 @@
 """The ``sandbox`` command: serve the synthetic account until Ctrl-C.
 
 ``sandbox [--port N] [--seed S] [--purchases N] [--latency-ms M] [--jitter-ms J]
-[--max-limit K] [--rate off|default] [--drain N] [--qs 6.13|latest] [--strict] [--token T ...]``
+[--connect-ms C] [--max-limit K] [--rate off|default] [--drain N] [--qs 6.13|latest] [--strict]
+[--token T ...]``
 
 ``sandbox-token`` is always accepted; each ``--token T`` accepts one more bearer token (the
 sandbox never prints it).
@@ -68,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="delay before answering")
     parser.add_argument("--jitter-ms", type=milliseconds, default=0,
                         help="extra random delay, half of it before the rate limit counts")
+    parser.add_argument("--connect-ms", type=milliseconds, default=0,
+                        help="delay of each connection's first request (a TLS handshake)")
     parser.add_argument("--max-limit", type=whole(1), default=100, help="silent cap on limit")
     parser.add_argument("--rate", choices=("default", "off"), default="default",
                         help="leaky-bucket rate limit (2 GET/s) or none")
@@ -85,8 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
     """Start a sandbox from parsed ``args``, print how to reach it, serve until Ctrl-C."""
     sandbox = Sandbox(seed=args.seed, purchases=args.purchases, latency_ms=args.latency_ms,
-                      jitter_ms=args.jitter_ms, max_limit=args.max_limit, rate=args.rate,
-                      drain=args.drain,
+                      jitter_ms=args.jitter_ms, connect_ms=args.connect_ms,
+                      max_limit=args.max_limit, rate=args.rate, drain=args.drain,
                       qs_version=args.qs, strict=args.strict, port=args.port,
                       tokens=(SANDBOX_TOKEN, *args.token))
     sandbox.start()

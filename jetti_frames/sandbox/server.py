@@ -52,9 +52,9 @@ __all__ = ["Sandbox", "serve"]
 _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 #: Node's default limit on the request line plus headers; longer requests get 431.
 MAX_HEADER_BYTES = 16 * 1024
-_LIVE_KNOBS = ("latency_ms", "jitter_ms", "max_limit", "default_limit", "rate", "get_rate",
-               "get_burst", "write_rate", "drain", "faults", "strict", "qs_version", "tokens",
-               "quirks", "exclude", "ties", "ties_seed", "drift", "logic")
+_LIVE_KNOBS = ("latency_ms", "jitter_ms", "connect_ms", "max_limit", "default_limit", "rate",
+               "get_rate", "get_burst", "write_rate", "drain", "faults", "strict", "qs_version",
+               "tokens", "quirks", "exclude", "ties", "ties_seed", "drift", "logic")
 
 
 def token_hash(token: str) -> str:
@@ -77,6 +77,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    #: No request has come on this connection yet (one handler per connection).
+    fresh = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -107,6 +109,10 @@ class Sandbox:
         before the rate limiter counts the request (so two requests sent 0.5 s apart may arrive
         closer, as on a real network), half on the way out.  Requests are served on threads,
         so concurrent requests overlap.
+    connect_ms
+        The first request of each connection arrives this much later, as after the TLS
+        handshake of a real server: the rate limiter counts it then, closer to the request
+        sent after it on a connection already open.
     max_limit, default_limit
         ``limit`` is capped silently at ``max_limit``; without ``limit`` a page has
         ``default_limit`` records.
@@ -158,7 +164,8 @@ class Sandbox:
     """
 
     def __init__(self, *, seed: int = 0, purchases: int = 3000, latency_ms: float = 0,
-                 jitter_ms: float = 0, max_limit: int = 100, default_limit: int = 50,
+                 jitter_ms: float = 0, connect_ms: float = 0, max_limit: int = 100,
+                 default_limit: int = 50,
                  rate: str = "default", get_rate: float = GET_RATE, get_burst: int = GET_BURST,
                  write_rate: float = WRITE_RATE, drain: float = 0.0,
                  tokens: Sequence[str] = (SANDBOX_TOKEN,),
@@ -183,7 +190,8 @@ class Sandbox:
         self.log: deque[dict[str, Any]] = deque(maxlen=log_size)
         self.startup_seconds: float | None = None
         self._knobs: dict[str, Any] = {}
-        self.configure(latency_ms=latency_ms, jitter_ms=jitter_ms, max_limit=max_limit,
+        self.configure(latency_ms=latency_ms, jitter_ms=jitter_ms, connect_ms=connect_ms,
+                       max_limit=max_limit,
                        default_limit=default_limit, rate=rate, get_rate=get_rate,
                        get_burst=get_burst, write_rate=write_rate, drain=drain,
                        tokens=tokens,
@@ -242,9 +250,9 @@ class Sandbox:
 
     # ----------------------------------------------------------------- knobs
     def configure(self, **knobs: Any) -> None:
-        """Change knobs live: latency_ms, jitter_ms, max_limit, default_limit, rate, get_rate,
-        get_burst, write_rate, drain, faults, strict, quirks, qs_version, tokens, exclude, ties,
-        ties_seed, drift, logic."""
+        """Change knobs live: latency_ms, jitter_ms, connect_ms, max_limit, default_limit, rate,
+        get_rate, get_burst, write_rate, drain, faults, strict, quirks, qs_version, tokens,
+        exclude, ties, ties_seed, drift, logic."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
@@ -430,7 +438,7 @@ class Sandbox:
                 raise Problem(431, f"request line and headers over {MAX_HEADER_BYTES} bytes")
             if token is None or token not in self._knobs["tokens"]:
                 raise Problem(401, "missing or invalid bearer token")
-            way_in = self._travel(self._knobs["jitter_ms"])
+            way_in = self._travel(self._knobs["jitter_ms"]) + self._handshake(req)
             if self._knobs["rate"] != "off":
                 bucket = self._bucket(token, is_get)
                 allowed, remaining, wait = bucket.take()
@@ -486,6 +494,14 @@ class Sandbox:
         except OSError:
             req.close_connection = True
         self._run_hooks()
+
+    def _handshake(self, req: _Handler) -> float:
+        """Sleep ``connect_ms`` before the first request of a connection; the seconds."""
+        seconds = self._knobs["connect_ms"] / 1000 if req.fresh else 0.0
+        req.fresh = False
+        if seconds > 0:
+            time.sleep(seconds)
+        return seconds
 
     def _travel(self, jitter_ms: float) -> float:
         """Sleep the way in's share of the jitter (up to half of ``jitter_ms``); the seconds."""
