@@ -103,6 +103,12 @@ class Chain:
         continues nothing: 0)."""
         return 0 if self.broken else self.pages * (self.pages + 1)
 
+    @property
+    def hold(self) -> Hold | None:
+        """The hold of the pages issued now, which the answers still awaited decide (None once
+        decided, or when the chain is not held)."""
+        return None if self.decided else self._hold
+
     def owns(self, request: PageRequest) -> bool:
         return any(r.key == request.key for r in self.requests)
 
@@ -117,7 +123,7 @@ class Chain:
         """The next page of the chain, with the pager's ``key`` (held while undecided)."""
         k = len(self.requests) + 1
         request = PageRequest(key, max(1, self.size - k), descending=self.descending, page=k,
-                              hold=None if self.decided else self._hold)
+                              hold=self.hold)
         self.requests.append(request)
         return request
 

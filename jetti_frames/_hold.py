@@ -21,7 +21,8 @@ Examples
 >>> hold.go()              # at once: no need to wait out the 5 s
 False
 >>> slow = Hold(seconds=0.01)
->>> slow.begin()           # the deciding request has its slot ...
+>>> slow.expect()          # the deciding request is submitted,
+>>> slow.begin()           # has its slot ...
 >>> slow.go()              # ... and no answer after 0.01 s: sent on speculation
 True
 """
@@ -58,8 +59,9 @@ class Hold:
     def __init__(self, seconds: float = SECONDS) -> None:
         self.seconds = seconds
         self._cond = threading.Condition()
-        self._until: float | None = None  # set when the deciding request has its slot
-        self._arrived = False
+        self._until: float | None = None  # set when a deciding request has its slot
+        self._awaited = 0  # deciding requests sent and not answered
+        self._expected = False
         self._decided = False
         self._wanted = True
 
@@ -72,18 +74,29 @@ class Hold:
         """Decided: not wanted."""
         return self._decided and not self._wanted
 
+    def expect(self) -> None:
+        """A deciding request is submitted (a hold may wait for two answers)."""
+        with self._cond:
+            self._awaited += 1
+            self._expected = True
+
     def begin(self) -> None:
-        """The deciding request has its slot: the server's time starts now (once)."""
+        """A deciding request has its slot: the server's time starts now (once)."""
         with self._cond:
             if self._until is None:
                 self._until = time.monotonic() + self.seconds
                 self._cond.notify_all()
 
     def arrived(self) -> None:
-        """The deciding answer is in (or failed): only the reader's decision is awaited now."""
+        """A deciding answer is in (or failed): once all are, only the reader's decision is
+        awaited."""
         with self._cond:
-            self._arrived = True
+            self._awaited -= 1
             self._cond.notify_all()
+
+    @property
+    def _answered(self) -> bool:
+        return self._expected and self._awaited <= 0
 
     def decide(self, wanted: bool) -> None:
         """The deciding answer is read: the held requests are ``wanted`` or not."""
@@ -101,7 +114,7 @@ class Hold:
                 now = time.monotonic()
                 if now >= limit:
                     break
-                if self._until is not None and not self._arrived:
+                if self._until is not None and not self._answered:
                     if now >= self._until:
                         break  # the server is slow: the slot is worth taking
                     self._cond.wait(min(self._until, limit) - now)

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import count, pairwise
 
 from ._chain import Chain
@@ -234,8 +234,10 @@ class Pager(ById):
         """
         out: list[PageRequest] = []
         first, chain = self._first, self._chain
+        # the first page and the probe decide whether the chain is needed
+        decides = None
         if chain is not None and not self.stats.requests:
-            chain.start(min(self.page_size, self.cap or self.page_size))  # before any answer
+            decides = chain.start(min(self.page_size, self.cap or self.page_size))
         while len(self._inflight) < self.parallel:
             waiting = first.cursor is not None and (
                 (first.hi is None and (self._probe_out or self._probe_due()))  # needs the plan
@@ -243,11 +245,13 @@ class Pager(ById):
             idle = [w for w in self._windows if not w.closed and w.inflight is None
                     and not (w is first and waiting)]
             if idle:  # the most work left first, so that windows finish together
-                out.append(self._issue(max(idle, key=_work_left)))
+                out.append(replace(self._issue(max(idle, key=_work_left)), decides=decides))
+                decides = None  # the first page only
             elif self._probe_due():
                 self._probe_pending, self._probe_out = False, True
                 out.append(self._send(PageRequest(next(self._keys), self.page_size,
-                                                  descending=True), None))
+                                                  descending=True,
+                                                  decides=chain.hold if chain else None), None))
             elif chain is not None and chain.due:
                 # held until the first page and the probe say they are needed; once needed,
                 # sent whatever later answers say, so that the same pages are read in any order

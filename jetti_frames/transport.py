@@ -367,6 +367,7 @@ class Transport:
                                    decides=decides)
         future.add_done_callback(lambda _: self._order.release(ticket))
         if decides is not None:
+            decides.expect()
             future.add_done_callback(lambda _: decides.arrived())
         return future
 

@@ -190,6 +190,7 @@ def test_a_hold_waits_for_the_reader_once_the_answer_is_in() -> None:
         return out
 
     answered = Hold(seconds=0.01)
+    answered.expect()
     answered.begin()
     answered.arrived()
     waiting = go_later(answered)
@@ -203,5 +204,19 @@ def test_a_hold_waits_for_the_reader_once_the_answer_is_in() -> None:
     unsent.decide(True)
 
     slow = Hold(seconds=0.01)
+    slow.expect()
     slow.begin()
     assert go_later(slow) == [True]  # no answer in time: the slot is worth taking
+
+
+def test_on_a_slow_server_position_pages_go_before_the_first_answer(make_sandbox: Any) -> None:
+    """The slots that pass while the first page and the probe are at a slow server carry the
+    position pages: at 1.2 s, the server sees the first (a slot after the probe) before it
+    answers the first page."""
+    sb: Sandbox = make_sandbox(purchases=1000, max_limit=100, latency_ms=1200)
+    with JettiClient(SANDBOX_TOKEN, base_url=sb.base_url, cache=False, progress=False) as c:
+        assert len(c.read("purchases", attributes=["id"])) == 1000
+    log = [(unquote(e["target"]), e["time"] - e["seconds"], e["time"]) for e in sb.log]
+    answered = min(end for target, _, end in log if "from=" not in target)
+    early = [target for target, arrived, _ in log if arrived < answered]
+    assert sum("from=" in target for target in early) == 1, early
