@@ -298,13 +298,14 @@ class Schedule:
             tat = 0.0  # a clock jump or a stale file
         calm, clear = state.get("calm", 0.0), state.get("clear", 0.0)
         ours = state.get("full", 0) == 0 and now - QUIET <= clear <= now
-        early = self.tolerance if ours and not now < calm <= now + HORIZON else 0.0
+        shared = now < calm <= now + HORIZON  # someone else showed itself lately
+        early = self.tolerance if ours and not shared else 0.0
         if now < tat - early:
             return tat - early - now
         interval = self._interval(state)
         # while someone else uses the bucket, a request of theirs between two of ours must
         # find room even when the network brings ours JITTER seconds closer together
-        pace = max(interval, 1 / self.rate + JITTER) if now < calm <= now + HORIZON else interval
+        pace = max(interval, 1 / self.rate + JITTER) if shared else interval
         stamp = min(state.get("stamp", now), now)
         before = state.get("level", 0.0)
         level = max(0.0, before - (now - stamp) * self.rate) + 1
