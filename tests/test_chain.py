@@ -182,31 +182,34 @@ def test_a_hold_waits_for_the_reader_once_the_answer_is_in() -> None:
     """The hold's clock runs while the deciding request is at the server: once its answer is
     in, the held request waits for the decision however long it takes; with no answer, it
     goes out when the clock runs out; before the deciding request has its slot, it waits."""
-    def go_later(hold: Hold) -> list[bool]:
+    def go_later(hold: Hold) -> tuple[threading.Thread, list[bool]]:
         out: list[bool] = []
         thread = threading.Thread(target=lambda: out.append(hold.go()))
         thread.start()
         thread.join(0.2)
-        return out
+        return thread, out
 
     answered = Hold(seconds=0.01)
     answered.expect()
     answered.begin()
     answered.arrived()
-    waiting = go_later(answered)
+    thread, waiting = go_later(answered)
     assert waiting == []  # 0.2 s past the clock: still waiting for the reader
     answered.decide(False)
-    time.sleep(0.05)
+    thread.join()
     assert waiting == [False]
 
     unsent = Hold(seconds=0.01)
-    assert go_later(unsent) == []  # the deciding request has no slot yet
+    thread, waiting = go_later(unsent)
+    assert waiting == []  # the deciding request has no slot yet
     unsent.decide(True)
+    thread.join()
+    assert waiting == [True]
 
     slow = Hold(seconds=0.01)
     slow.expect()
     slow.begin()
-    assert go_later(slow) == [True]  # no answer in time: the slot is worth taking
+    assert slow.go() is True  # no answer in time: the slot is worth taking
 
 
 def test_on_a_slow_server_position_pages_go_before_the_first_answer(make_sandbox: Any) -> None:
