@@ -53,14 +53,15 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import count, groupby
 from typing import Any
 
-from ._bounded import MIN_WINDOW_PAGES, BoundedPager
+from ._bounded import MIN_WINDOW_PAGES, WINDOWS, BoundedPager
 from ._hold import Hold
 from ._pages import PageRequest, PagerStats, Record, check_sizes
+from ._positions import behind, continuation, plan
 from .paging import Pager
 from .settings import DEFAULT_PAGE_SIZE
 
@@ -70,6 +71,9 @@ __all__ = ["TopPager"]
 #: may cost a page that is not full, and the range request before it already spent one (a
 #: value read in 9 pages gets two windows, one read in 16 or more the four of any bounded read).
 HEAVY_WINDOW_PAGES = 4
+#: Position pages that add nothing, one after another, after which no more are sent (``from``
+#: ignored, or a value that fills many pages).
+UNUSED_POSITIONS = 2
 
 
 @dataclass(eq=False)
@@ -121,6 +125,60 @@ class _Range:
     next_page: list[Record] | None = None
 
 
+@dataclass(frozen=True)
+class _Position:
+    """The ``index``-th position page of a read."""
+
+    index: int
+
+
+@dataclass(eq=False)
+class _Positions:
+    """The position pages of a read (see :mod:`~jetti_frames._positions`): page ``k`` is sent
+    once page ``k - WINDOWS`` is used or given up, and each is used in turn as the answer to
+    the range the read asks next, when it is one."""
+
+    where: dict[str, Any]
+    plan: Iterator[tuple[int, int]]
+    hold: Hold = field(default_factory=Hold)
+    #: The next page of the plan to send (None: the plan is done).
+    upcoming: tuple[int, int] | None = None
+    sent: int = 0
+    answers: dict[int, list[Record]] = field(default_factory=dict)
+    #: The first page not yet used or given up.
+    next: int = 0
+    unused: int = 0  # given up one after another
+    #: No page from this index on is sent (set once: the pages due when it is set stay due,
+    #: so that which pages are sent does not depend on when answers came).
+    end: int | None = None
+
+    def __post_init__(self) -> None:
+        self.upcoming = next(self.plan, None)
+
+    @property
+    def due(self) -> bool:
+        last = self.next + WINDOWS if self.end is None else min(self.end, self.next + WINDOWS)
+        return self.upcoming is not None and self.sent < last
+
+    def stop(self, end: int) -> None:
+        """Send no page from ``end`` on (the first call decides)."""
+        if self.end is None:
+            self.end = end
+
+    @property
+    def waiting(self) -> bool:
+        """A page that may answer the next range is still to come (sent, or due and sent
+        once a request in flight is answered)."""
+        return self.next < self.sent or self.due
+
+    def issue(self) -> tuple[int, int]:
+        """The next page of the plan, as it is sent."""
+        assert self.upcoming is not None
+        page, self.upcoming = self.upcoming, next(self.plan, None)
+        self.sent += 1
+        return page
+
+
 class TopPager:
     """The exact first ``max_rows`` records in a one-attribute order, by value ranges.
 
@@ -157,6 +215,13 @@ class TopPager:
     nulls : str
         ``"order"``: the nulls where the order puts them; ``"none"``: no nulls (a window);
         ``"only"``: the nulls alone, by id (after the last window).
+    positions : bool
+        Send position pages ahead (see :mod:`~jetti_frames._positions`), up to the
+        ``max_rows``-th row, :data:`~jetti_frames._bounded.WINDOWS` ahead of the ones used:
+        for an attribute whose values seldom tie (a number, a date), where they answer most
+        ranges, so that a slow server's round trips carry several requests.  The first ones
+        are held until the first range page is answered, and none are sent after it comes
+        back shorter than asked.
 
     Examples
     --------
@@ -187,7 +252,8 @@ class TopPager:
                  descending: bool = False, nulls_first: bool = False, unique: bool = False,
                  keep: Callable[[Record], bool] | None = None, parallel: int = 1,
                  few_values: bool = False, first: dict[str, Any] | None = None,
-                 bound: dict[str, Any] | None = None, nulls: str = "order") -> None:
+                 bound: dict[str, Any] | None = None, nulls: str = "order",
+                 positions: bool = False) -> None:
         check_sizes(page_size, max_rows, parallel)
         self.attribute = attribute
         self.max_rows = max_rows
@@ -206,7 +272,7 @@ class TopPager:
         self.stats = PagerStats()
         self._rows: list[Record] = []
         self._keys = count()
-        self._owner: dict[int, tuple[_Keyset | _Range, PageRequest | None]] = {}
+        self._owner: dict[int, tuple[_Keyset | _Range | _Position, PageRequest | None]] = {}
         self._finished = max_rows == 0
         self._head = (None if unique or not nulls_first or nulls != "order"
                       else self._keyset(None, max_rows))
@@ -220,6 +286,11 @@ class TopPager:
         ahead = (few_values and keep is None and not unique and limit == page_size
                  and max_rows > 2 * limit)
         self._range: _Range | None = _Range(where, limit, upper=max_rows, ahead=ahead)
+        self._first = self._range
+        self._positions = (
+            _Positions(where, plan(limit, max_rows))
+            if positions and keep is None and not unique and not ahead and not self.bound
+            and first is None and nulls == "order" and max_rows >= limit else None)
         if nulls == "only":
             self._range, self._tail = None, self._keyset(None, max_rows)
 
@@ -228,7 +299,8 @@ class TopPager:
     def done(self) -> bool:
         """True once the first ``max_rows`` are known and no request is in flight."""
         return (self._finished and not self._owner and not self._due()
-                and all(seg.pager.done for seg in self._spare))
+                and all(seg.pager.done for seg in self._spare)
+                and (self._positions is None or not self._positions.due))
 
     @property
     def in_flight(self) -> int:
@@ -237,6 +309,8 @@ class TopPager:
     @property
     def draining(self) -> bool:
         """Nothing known to be needed is left unsent."""
+        if self._positions is not None and self._positions.due:
+            return False
         if self._finished:
             return not self._due()
         if self._range is not None and not self._range.sent:
@@ -260,7 +334,7 @@ class TopPager:
         for seg in (self._head, self._boundary, self._tail, *early):
             if seg is not None and (seg in early or (not seg.satisfied and not self._finished)):
                 if isinstance(seg.pager, BoundedPager):
-                    others = self.in_flight - seg.pager.in_flight + len(out)
+                    others = self._keyset_flight - seg.pager.in_flight + len(out)
                     seg.pager.parallel = max(1, self.parallel - others)
                     if seg is self._next:
                         seg.pager.parallel = self._next_room()
@@ -268,17 +342,71 @@ class TopPager:
                     out.append(self._send(replace(inner, key=next(self._keys),
                                                   where=seg.where), seg, inner))
         r = self._range
-        if r is not None and not r.sent and (r.due or not self._finished):
+        if (r is not None and not r.sent and (r.due or not self._finished)
+                and self._supply(r) == "send"):
             r.sent = True
             r.hold = Hold() if r.ahead else None
+            first = r is self._first and self._positions is not None
+            decides = self._positions.hold if first and self._positions else r.hold
             out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
-                                              by_order=True, decides=r.hold), r, None))
+                                              by_order=True, decides=decides), r, None))
             if r.hold is not None:  # positions limit - 1 to 2 (limit - 1) - 1: from the
                 # range page's last
                 page = PageRequest(next(self._keys), r.limit - 1, where=r.where, by_order=True,
                                    page=1, hold=r.hold)
                 out.append(self._send(page, r, page))
-        return out
+        return out + self._issue_positions()
+
+    def _issue_positions(self) -> list[PageRequest]:
+        """The position pages due, once the first range is sent, within ``parallel`` (and
+        all of them once the read is finished: each went due on an answer's content)."""
+        p = self._positions
+        if p is None or (self._first is not None and not self._first.sent):
+            return []
+        pages: list[PageRequest] = []
+        while p.due and (self._finished or self.in_flight < self.parallel):
+            index, held = p.sent, p.hold if p.sent < WINDOWS else None
+            frm, limit = p.issue()
+            pages.append(self._send(PageRequest(next(self._keys), limit, where=p.where,
+                                                by_order=True, page=frm, hold=held),
+                                    _Position(index), None))
+        return pages
+
+    def _supply(self, r: _Range) -> str:
+        """Answer the range ``r`` with the next position page when that page is such an
+        answer: ``"used"``, ``"wait"`` (the page is not in yet) or ``"send"`` (send ``r``).
+        A page that adds nothing is given up; one that starts too late stays for a later
+        range."""
+        p = self._positions
+        if p is None or r is self._first:
+            return "send"
+        (op, start), = ((k, v) for k, v in r.where[self.attribute].items())
+        inclusive = op in ("$gte", "$lte")
+        while p.waiting:
+            records = p.answers.get(p.next)
+            if records is None:
+                return "wait"
+            rows = continuation(records, self.attribute, start, inclusive=inclusive,
+                                descending=self.descending)
+            if rows is not None:
+                del p.answers[p.next]
+                p.next, p.unused = p.next + 1, 0
+                r.sent, r.records, r.limit = True, rows, len(rows)
+                return "used"
+            if not behind(records, self.attribute, start, descending=self.descending):
+                return "send"  # it starts after the range does: for a later range, maybe
+            del p.answers[p.next]  # it ends where the range starts: nothing to add
+            p.next, p.unused = p.next + 1, p.unused + 1
+            self.stats.wasted += 1
+            if p.unused >= UNUSED_POSITIONS:
+                p.stop(p.next + WINDOWS)
+        return "send"
+
+    @property
+    def _keyset_flight(self) -> int:
+        """Requests in flight other than position pages, which take no room from the keyset
+        reads (whose pages then do not depend on when position pages are answered)."""
+        return sum(not isinstance(seg, _Position) for seg, _ in self._owner.values())
 
     def _next_room(self) -> int:
         """How many requests the prepared value may have in flight: once the boundary has
@@ -288,16 +416,20 @@ class TopPager:
         before = self._boundary.pager if self._boundary is not None else None
         mine = self._next.pager.in_flight
         if not isinstance(before, BoundedPager) or before.ending:
-            return max(1, self.parallel - (self.in_flight - mine))
+            return max(1, self.parallel - (self._keyset_flight - mine))
         if before.draining and before.in_flight < self.parallel - 1:
             return 1
         return mine
 
     def on_withdrawn(self, request: PageRequest) -> None:
-        """The range's held position page was not sent: the range page did not need it."""
+        """A held position page was not sent: the range page did not need it."""
         r, _ = self._owner.pop(request.key)
-        assert isinstance(r, _Range)
         self.stats.requests -= 1
+        if isinstance(r, _Position):
+            assert self._positions is not None
+            self._positions.answers[r.index] = []
+            return
+        assert isinstance(r, _Range)
         r.next_page = []
 
     def on_records(self, request: PageRequest, records: list[Record]) -> list[Record]:
@@ -309,7 +441,12 @@ class TopPager:
         """Record the answer to ``request`` (its records, as returned)."""
         seg, inner = self._owner.pop(request.key)
         self.stats.pages += 1
-        if isinstance(seg, _Range) and inner is not None:  # its position page
+        if isinstance(seg, _Position):
+            assert self._positions is not None
+            self._positions.answers[seg.index] = list(records)
+            if self._finished:
+                self.stats.wasted += 1
+        elif isinstance(seg, _Range) and inner is not None:  # its position page
             seg.next_page = list(records) if seg.hold is None or not seg.hold.withdrawn else []
             if self._finished:
                 self.stats.wasted += 1
@@ -317,6 +454,13 @@ class TopPager:
             seg.records = list(records)
             if records:
                 self.cap = max(self.cap or 0, len(records))
+            if seg is self._first and self._positions is not None:
+                # a page shorter than asked: the end of the rows, or a cap (then the
+                # positions would not line up)
+                wanted = len(records) == seg.limit
+                if not wanted:
+                    self._positions.stop(self._positions.sent)
+                self._positions.hold.decide(wanted)
             if seg.hold is not None:
                 light = self._light(seg)
                 seg.hold.decide(light)
@@ -354,7 +498,7 @@ class TopPager:
         self._advance()
 
     # -- internals ----------------------------------------------------------------------
-    def _send(self, request: PageRequest, seg: _Keyset | _Range,
+    def _send(self, request: PageRequest, seg: _Keyset | _Range | _Position,
               inner: PageRequest | None) -> PageRequest:
         self._owner[request.key] = (seg, inner)
         self.stats.requests += 1
@@ -479,6 +623,8 @@ class TopPager:
                         self._range = seg.then
             elif self._range is not None:
                 r = self._range
+                if not r.sent:
+                    self._supply(r)
                 if r.records is None or (r.ahead and r.next_page is None):
                     return
                 self._on_range(r)

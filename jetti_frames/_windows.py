@@ -1,10 +1,14 @@
-"""The exact first N records in a user order over numbers or dates, several value windows read
-at once: :class:`ValueWindows`, a pure state machine like :class:`~jetti_frames._top.TopPager`.
+"""The exact first N records in a user order, several requests at once:
+:class:`ValueWindows`, a pure state machine like :class:`~jetti_frames._top.TopPager`.
 
-A :class:`~jetti_frames._top.TopPager` reads value ranges one after another: over values that
-seldom tie (a total, a date) each range page holds about a page of rows, and the next range
-starts from its last value, so a read of many pages sends one request per round trip.  The
-allowance has room for more on a slow server.
+A :class:`~jetti_frames._top.TopPager` reads value ranges one after another: each range page
+holds about a page of rows, and the next range starts from its last value, so a read of many
+pages sends one request per round trip.  The allowance has room for more on a slow server.
+
+* Over numbers and dates (values that seldom tie) the read is one TopPager that sends position
+  pages ahead (see :mod:`~jetti_frames._positions`): they answer most of its ranges.
+* Over integers (which tie in runs, where position pages seldom line up) the values are cut
+  into windows read at once, as follows.
 
 * The read starts as one TopPager (the first *lane*).  When its first range page holds no
   heavy value and leaves at least :data:`MIN_PAGES` pages to read, the values still needed
@@ -27,22 +31,22 @@ allowance has room for more on a slow server.
 
 Examples
 --------
->>> import random
->>> totals = {i: round((i * 7919) % 10007 / 7.0, 2) for i in range(1, 2001)}  # few ties
+>>> import operator, random
+>>> quantity = {i: (i * 7919) % 10007 // 3 for i in range(1, 2001)}  # ties in pairs
+>>> OPS = {"$gt": operator.gt, "$gte": operator.ge, "$lte": operator.le,
+...        "$ne": lambda v, b: True}
 >>> def serve(req):
-...     cond = req.where["total"]
-...     ok = {"$gt": float.__gt__, "$gte": float.__ge__, "$lte": float.__le__,
-...           "$ne": lambda v, b: True}
-...     rows = [{"id": i, "total": v} for i, v in totals.items()
-...             if all(ok[op](v, b) for op, b in cond.items())] if isinstance(cond, dict) \\
-...         else [{"id": i, "total": v} for i, v in totals.items() if v == cond]
-...     rows.sort(key=lambda r: (r["total"], random.random()))
+...     cond = req.where["quantity"]
+...     rows = [{"id": i, "quantity": v} for i, v in quantity.items()
+...             if all(OPS[op](v, b) for op, b in cond.items())] if isinstance(cond, dict) \\
+...         else [{"id": i, "quantity": v} for i, v in quantity.items() if v == cond]
+...     rows.sort(key=lambda r: (r["quantity"], random.random()))
 ...     return rows[:req.limit]
->>> read = ValueWindows("total", 900, 100, kind="number", parallel=4)
+>>> read = ValueWindows("quantity", 900, 100, kind="integer", parallel=4)
 >>> while not read.done:
 ...     for req in read.next_requests():
 ...         read.on_page(req, serve(req))
->>> [r["id"] for r in read.result()] == sorted(totals, key=lambda i: (totals[i], i))[:900]
+>>> [r["id"] for r in read.result()] == sorted(quantity, key=lambda i: (quantity[i], i))[:900]
 True
 >>> read.lanes
 4
@@ -53,7 +57,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
@@ -66,8 +69,8 @@ __all__ = ["MIN_PAGES", "ValueWindows"]
 
 #: Windows are cut only when the first range page leaves at least this many pages to read.
 MIN_PAGES = 2 * MIN_WINDOW_PAGES
-#: The attribute kinds whose values can be cut into windows.
-KINDS = ("integer", "number", "datetime")
+#: The attribute kinds read with position pages (see :mod:`~jetti_frames._positions`).
+POSITION_KINDS = ("number", "datetime")
 
 
 class ValueWindows:
@@ -80,8 +83,8 @@ class ValueWindows:
     attribute, max_rows, page_size, descending, nulls_first, keep, parallel, few_values
         As for :class:`~jetti_frames._top.TopPager`.
     kind : str
-        The attribute's kind (``integer``, ``number`` or ``datetime``: others are read as one
-        lane).
+        The attribute's kind: ``number`` and ``datetime`` are read with position pages,
+        ``integer`` in value windows, others as one lane.
     """
 
     def __init__(self, attribute: str, max_rows: int, page_size: int = DEFAULT_PAGE_SIZE, *,
@@ -93,14 +96,15 @@ class ValueWindows:
         self.page_size = page_size
         self.descending = descending
         self.nulls_last = not nulls_first
-        self.kind = kind
         self.parallel = parallel
         self.cap: int | None = None
+        #: Over numbers and dates (values seldom tie) position pages answer most ranges.
+        positions = kind in POSITION_KINDS and not few_values
         self._lanes = [TopPager(attribute, max_rows, page_size, descending=descending,
                                 nulls_first=nulls_first, keep=keep, parallel=parallel,
-                                few_values=few_values)]
+                                few_values=few_values, positions=positions)]
         #: Windows may still be cut (once, from the first lane's first range page).
-        self._cutting = keep is None and kind in KINDS
+        self._cutting = keep is None and kind == "integer"
         self._owner: dict[int, tuple[TopPager, PageRequest]] = {}
         self._keys = count()
         self._requests = 0
@@ -203,8 +207,8 @@ class ValueWindows:
         pages cut by the density of ``page`` (values in order); ``first`` reads the first
         window.  None when the values do not tell a density."""
         pages = math.ceil(left / self.page_size)
-        low, high = (_number(page[k].get(self.attribute), self.kind) for k in (0, -1))
-        at = _number(start, self.kind)
+        low, high = (_number(page[k].get(self.attribute)) for k in (0, -1))
+        at = _number(start)
         n = min(WINDOWS, pages // least)
         if n < 2 or low is None or high is None or at is None or low == high:
             return []
@@ -215,7 +219,7 @@ class ValueWindows:
         for size in sizes[:-1]:
             rows = round(size * self.page_size * (1 - SLACK))
             at += rows * step
-            end = _value(at, self.kind, like=start, up=not self.descending)
+            end = _value(at, up=not self.descending)
             if end is None or (ends and end == ends[-1]) or end == start:
                 break
             ends.append(end)
@@ -266,37 +270,18 @@ class ValueWindows:
         return [lane, *self._windows(lane, value, last.result(), left, 1)]
 
 
-def _moment(text: str) -> datetime:
-    """An ISO date-time, read as UTC when it names no zone."""
-    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
-
-
-def _number(value: Any, kind: str) -> float | None:
+def _number(value: Any) -> float | None:
     """A value as a number to interpolate (``None`` when it is not one)."""
     if value is None or isinstance(value, bool):
         return None
-    if kind == "datetime":
-        try:
-            return _moment(str(value)).timestamp()
-        except ValueError:
-            return None
     try:
         return float(value)
     except (TypeError, ValueError):
         return None
 
 
-def _value(x: float, kind: str, *, like: Any, up: bool) -> Any:
-    """A window end as the attribute's own kind of value (rounded away from the start)."""
+def _value(x: float, *, up: bool) -> int | None:
+    """A window end: an integer, rounded away from the start."""
     if not math.isfinite(x):
         return None
-    if kind == "integer":
-        return math.floor(x) if up else math.ceil(x)
-    if kind == "datetime":
-        text = str(like)
-        zone = datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo
-        stamp = datetime.fromtimestamp(x, tz=zone or UTC)
-        out = (stamp if zone else stamp.replace(tzinfo=None)).isoformat(timespec="milliseconds")
-        return out.replace("+00:00", "Z") if text.endswith("Z") else out
-    return float(f"{x:.6g}") if abs(x) >= 1e6 else round(x, 6)
+    return math.floor(x) if up else math.ceil(x)

@@ -367,11 +367,13 @@ def expected_top(values: dict[int, Any], n: int, descending: bool, nulls_first: 
                        max_size=400),
        n=st.integers(0, 450), page=st.sampled_from([1, 3, 10, 100]),
        cap=st.sampled_from([None, 2, 7]), descending=st.booleans(), nulls_first=st.booleans(),
-       seed=st.integers(0, 2**16), filtered=st.booleans())
+       seed=st.integers(0, 2**16), filtered=st.booleans(), positions=st.booleans(),
+       parallel=st.sampled_from([1, 4]))
 def test_top_pager_is_exact_and_deterministic(values: list[Any], n: int, page: int,
                                               cap: int | None, descending: bool,
                                               nulls_first: bool, seed: int,
-                                              filtered: bool) -> None:
+                                              filtered: bool, positions: bool,
+                                              parallel: int) -> None:
     table = dict(enumerate(values, start=1))
 
     def keep(i: int) -> bool:
@@ -382,7 +384,8 @@ def test_top_pager_is_exact_and_deterministic(values: list[Any], n: int, page: i
         rng = random.Random(seed + run)
         sim = SimTable(table, descending=descending, cap=cap, rng=rng)
         pager = TopPager("v", n, page, descending=descending, nulls_first=nulls_first,
-                         keep=(lambda r: keep(r["id"])) if filtered else None)
+                         keep=(lambda r: keep(r["id"])) if filtered else None,
+                         positions=positions, parallel=parallel)
         got = run_top(pager, sim, rng)
         assert got == expected_top(table, n, descending, nulls_first, keep)
         asked.append(sorted(sim.asked, key=repr))
