@@ -38,6 +38,9 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
   page (``from=1``, held until the range page is in).  When it goes on with the range page's
   last value for more than half a page in all, that value is read by id at once, without a
   range at it first.
+* ``positions`` (a number or a date attribute): position pages go ahead of the read (see
+  :mod:`~jetti_frames._positions`); each range after the first is answered by the next one
+  when that page is exactly such an answer, else sent.
 * Nulls (``$eq: null``) are read by id keyset, first or last as ``nulls_first`` says,
   whatever the server's default is; ``id`` is never null and never ties.
 * ``first``, ``bound`` and ``nulls`` make a pager one lane of a
