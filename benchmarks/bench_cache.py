@@ -1,9 +1,10 @@
 """Scenario 3: the same query again, answered by the on-disk HTTP cache.
 
-A client with a cache file pulls every purchase at the real allowance (cold); a second client
-(as a new notebook session would make) reads the same query from the same cache file (warm).
-Reported: wall time, requests the sandbox saw, cache hits, the speed-up and whether both frames
-are equal.
+A client with a cache file pulls every purchase at the real allowance (cold); a new client (as a
+new notebook session would make) reads the same query from the same cache file (warm), three
+times: a warm read takes about half a second, which a busy moment of the machine can double, so
+the median of three is reported (each read's time is in the JSON).  Reported: wall time,
+requests the sandbox saw, cache hits, the speed-up and whether the frames are equal.
 
 Run alone::
 
@@ -12,6 +13,7 @@ Run alone::
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +34,8 @@ def run(scale: Scale) -> dict[str, Any]:
             purchases=scale.purchases, latency_ms=scale.cache_latency_ms,
             max_limit=PAGE_SIZE) as sb:
         frames = []
-        for label in ("cold", "warm"):
+        warm: list[float] = []
+        for label in ("cold", "warm", "warm", "warm"):
             client = JettiClient(SANDBOX_TOKEN, base_url=sb.base_url,
                                  cache=Path(tmp) / "http-cache.sqlite", progress=False,
                                  page_size=PAGE_SIZE)
@@ -41,12 +44,17 @@ def run(scale: Scale) -> dict[str, Any]:
             frame = client.read("purchases")
             seconds = time.perf_counter() - began
             stats = client.last_stats
+            if label == "warm":
+                warm.append(round(seconds, 4))
+                seconds = statistics.median(warm)
             out[label] = {"seconds": round(seconds, 4), "requests": sb.counters()["requests"],
                           "cache_hits": stats.cache_hits, "rows": len(frame)}
             frames.append(frame)
             client.close()
+        out["warm"]["each"] = warm
         try:
-            pd.testing.assert_frame_equal(frames[0], frames[1])
+            for frame in frames[1:]:
+                pd.testing.assert_frame_equal(frames[0], frame)
             out["same_frame"] = True
         except AssertionError:
             out["same_frame"] = False
@@ -57,7 +65,7 @@ def run(scale: Scale) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     rows = [[label, f"{r['rows']:,}", r["requests"], r["cache_hits"], fmt(r["seconds"], 3)]
             for label, r in (("cold (empty cache)", result["cold"]),
-                             ("warm (same query again)", result["warm"]))]
+                             ("warm (same query again, median of 3)", result["warm"]))]
     text = markdown_table(["read", "rows", "requests", "cache hits", "wall s"], rows,
                           align="-rrrr")
     same = "equal" if result["same_frame"] else "NOT equal"
