@@ -30,6 +30,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -68,39 +69,72 @@ def continuation(records: list[Record], attribute: str, start: Any, *, inclusive
     when the page is not such an answer: its first row does not come before the range's
     start, or no row of it comes after ``start`` (nothing new).
 
-    Nulls never count: the pages and the ranges read non-null values only.
+    Values are compared as the server orders them: numbers as numbers, ISO date-times as
+    instants (``"...T10:00:00+02:00"`` comes before ``"...T09:00:00Z"``).  Nulls never count:
+    the pages and the ranges read non-null values only; a page with a value that is neither
+    is never taken.
+
+    >>> rows = [{"v": "2024-05-01T10:00:00+02:00"}, {"v": "2024-05-01T09:00:00Z"}]
+    >>> continuation(rows, "v", "2024-05-01T08:30:00Z", inclusive=True, descending=False)
+    [{'v': '2024-05-01T09:00:00Z'}]
     """
-    values = _ordered(records, attribute, descending)
-    if values is None or behind(records, attribute, start, descending=descending):
+    keys = _ordered(records, attribute, descending)
+    at = _key(start)
+    if keys is None or not _alike(at, keys[0]) or not _before(at, keys[-1], descending):
         return None
-    first = values[0]
-    if not (_before(first, start, descending) if inclusive
-            else not _before(start, first, descending)):
+    if not (_before(keys[0], at, descending) if inclusive
+            else not _before(at, keys[0], descending)):
         return None
-    return [r for r, v in zip(records, values, strict=True)
-            if _before(start, v, descending) or (inclusive and v == start)]
+    return [r for r, k in zip(records, keys, strict=True)
+            if _before(at, k, descending) or (inclusive and k == at)]
 
 
 def behind(records: list[Record], attribute: str, start: Any, *, descending: bool) -> bool:
-    """No row of the page comes after ``start`` (or it is empty, or not ordered as asked):
-    it adds nothing to a read that has come as far as ``start``.
+    """No row of the page comes after ``start`` (or it is empty, not ordered as asked, or
+    holds a value that cannot be compared): it adds nothing to a read that has come as far
+    as ``start``.
 
     >>> behind([{"v": 5}, {"v": 6}], "v", 6, descending=False), behind([], "v", 6,
     ...                                                                 descending=False)
     (True, True)
     """
-    values = _ordered(records, attribute, descending)
-    return values is None or not _before(start, values[-1], descending)
+    keys = _ordered(records, attribute, descending)
+    at = _key(start)
+    return keys is None or not _alike(at, keys[0]) or not _before(at, keys[-1], descending)
+
+
+def _alike(a: Any, b: Any) -> bool:
+    """Both keys are numbers, or both instants."""
+    return a is not None and isinstance(a, datetime) == isinstance(b, datetime)
 
 
 def _before(a: Any, b: Any, descending: bool) -> bool:
     return bool(a > b) if descending else bool(a < b)
 
 
-def _ordered(records: list[Record], attribute: str, descending: bool) -> list[Any] | None:
-    """The page's values, or None when it is empty, holds a null or is out of order."""
-    values = [r.get(attribute) for r in records]
-    if not values or any(v is None for v in values) or any(
-            _before(b, a, descending) for a, b in pairwise(values)):
+def _key(value: Any) -> float | int | datetime | None:
+    """A value as the server compares it: a number, or an ISO date-time as an instant (UTC
+    when it names no zone); None for anything else."""
+    if isinstance(value, bool):
         return None
-    return values
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            stamp = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+    return None
+
+
+def _ordered(records: list[Record], attribute: str, descending: bool) -> list[Any] | None:
+    """The page's values as keys, or None when it is empty, holds a value that is not a
+    number or a date-time (a null), mixes the two, or is out of order."""
+    keys = [_key(r.get(attribute)) for r in records]
+    if not keys or any(k is None for k in keys):
+        return None
+    kinds = {isinstance(k, datetime) for k in keys}
+    if len(kinds) > 1 or any(_before(b, a, descending) for a, b in pairwise(keys)):
+        return None
+    return keys

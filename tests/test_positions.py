@@ -15,7 +15,7 @@ from pager_support import run_top
 from test_top_ahead import Table, first_n
 
 from jetti_frames import JettiClient
-from jetti_frames._positions import OVERLAP, continuation, plan
+from jetti_frames._positions import OVERLAP, behind, continuation, plan
 from jetti_frames._top import TopPager
 from jetti_frames.sandbox import Sandbox
 from jetti_frames.settings import SANDBOX_TOKEN
@@ -111,3 +111,19 @@ def test_over_a_socket_a_slow_server_sees_the_position_pages_before_it_answers(
     pages = len(list(plan(100, 1000)))
     assert len(log) <= 1 + pages + 1 + 1  # the first range, the plan, one range after the
     # deletion moved the positions, and one that finds the last value's end
+
+
+def test_date_times_compare_as_instants_and_unlike_values_are_never_taken() -> None:
+    """A page whose strings sort one way and whose instants sort the other is read by its
+    instants (as the server orders them); a number where a date-time was, never taken."""
+    page = [{"id": 1, "v": "2024-05-01T10:00:00+02:00"}, {"id": 2, "v": "2024-05-01T09:00:00Z"},
+            {"id": 3, "v": "2024-05-01T09:30:00.500Z"}]
+    got = continuation(page, "v", "2024-05-01T08:30:00Z", inclusive=True, descending=False)
+    assert got is not None and [r["id"] for r in got] == [2, 3]
+    # by strings the first row ("...T10...") would not come before the start: never taken
+    assert continuation(page, "v", "2024-05-01T09:00:00Z", inclusive=False,
+                        descending=False) == [page[2]]
+    assert continuation(page, "v", 5, inclusive=True, descending=False) is None
+    assert behind(page, "v", 5, descending=False)
+    assert continuation([{"id": 1, "v": 1}, {"id": 2, "v": "x"}], "v", 0, inclusive=True,
+                        descending=False) is None
