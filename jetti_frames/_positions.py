@@ -38,7 +38,7 @@ from ._pages import Record
 
 __all__ = ["OVERLAP", "behind", "continuation", "plan"]
 
-#: Rows each position page repeats of the one before it.
+#: Each position page starts at least this many rows before the one before it ends.
 OVERLAP = 3
 
 
