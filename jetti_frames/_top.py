@@ -288,8 +288,8 @@ class TopPager:
         limit = self._limit(max_rows + (not unique))
         ahead = (few_values and keep is None and not unique and limit == page_size
                  and max_rows > 2 * limit)
-        self._range: _Range | None = _Range(where, limit, upper=max_rows, ahead=ahead)
-        self._first = self._range
+        self._first = _Range(where, limit, upper=max_rows, ahead=ahead)
+        self._range: _Range | None = self._first
         self._positions = (
             _Positions(where, plan(limit, max_rows))
             if positions and keep is None and not unique and not ahead and not self.bound
@@ -349,8 +349,7 @@ class TopPager:
                 and self._supply(r) == "send"):
             r.sent = True
             r.hold = Hold() if r.ahead else None
-            first = r is self._first and self._positions is not None
-            decides = self._positions.hold if first and self._positions else r.hold
+            decides = self._positions.hold if r is self._first and self._positions else r.hold
             out.append(self._send(PageRequest(next(self._keys), r.limit, where=r.where,
                                               by_order=True, decides=decides), r, None))
             if r.hold is not None:  # positions limit - 1 to 2 (limit - 1) - 1: from the
@@ -364,7 +363,7 @@ class TopPager:
         """The position pages due, once the first range is sent, within ``parallel`` (and
         all of them once the read is finished: each went due on an answer's content)."""
         p = self._positions
-        if p is None or (self._first is not None and not self._first.sent):
+        if p is None or not self._first.sent:
             return []
         pages: list[PageRequest] = []
         while p.due and (self._finished or self.in_flight < self.parallel):
@@ -383,7 +382,7 @@ class TopPager:
         p = self._positions
         if p is None or r is self._first:
             return "send"
-        (op, start), = ((k, v) for k, v in r.where[self.attribute].items())
+        (op, start), = r.where[self.attribute].items()
         inclusive = op in ("$gte", "$lte")
         while p.waiting:
             records = p.answers.get(p.next)
