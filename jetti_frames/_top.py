@@ -19,10 +19,12 @@ and Jetti's ``order`` takes one attribute, so ``id`` cannot break the ties on th
   first page, so that the windows stay within its ids when it holds fewer rows than needed).
   After a range page as full as asked, the value's first page goes out with position pages
   (``ahead``: ordered by the unique id, used only where they overlap, see
-  :mod:`~jetti_frames._chain`), so that the round trip after the range answer carries more
-  than one request.  The next range starts after the value (``$gt``) and is sent only once
-  the value's ids run out in its last (unbounded) window while its pages read without an
-  upper id bound hold fewer rows than needed
+  :mod:`~jetti_frames._chain`; held until that page is answered, and withdrawn when it comes
+  back short, so that they go out or not whatever room the other reads leave), so that the
+  round trip after the range answer carries more than one request.  The next range starts
+  after the value (``$gt``) and is sent only once the value's ids run out in its last
+  (unbounded) window while its pages read without an upper id bound hold fewer rows than
+  needed
   (:attr:`~jetti_frames._bounded.BoundedPager.ended_short`): a value that holds the rows
   needed costs no range after it.  Otherwise the next range starts *at* the last value
   (``$gte``), which reads that value's rows again, all of them first.  ``limit`` is the
@@ -425,8 +427,13 @@ class TopPager:
 
     def on_withdrawn(self, request: PageRequest) -> None:
         """A held position page was not sent: the range page did not need it."""
-        r, _ = self._owner.pop(request.key)
+        r, inner = self._owner.pop(request.key)
         self.stats.requests -= 1
+        if isinstance(r, _Keyset):  # a position page of a value's read by id
+            assert inner is not None and isinstance(r.pager, BoundedPager)
+            r.pager.on_withdrawn(inner)
+            self._advance()
+            return
         if isinstance(r, _Position):
             assert self._positions is not None
             self._positions.answers[r.index] = []
@@ -487,11 +494,8 @@ class TopPager:
             if seg.then is not None and (seg.pager.ended_short or seg.pager.expects_short):
                 # the value ended in its last window, or its highest id says it will: it may
                 # hold fewer rows than needed
-                r, seg.then = seg.then, None
-                expected = seg.pager.expected_rows
-                if expected is not None:
-                    r.upper = max(1, min(r.upper, seg.need - expected))
-                self._range, r.due = r, True
+                self._range = self._after(seg)
+                self._range.due = True
         else:
             assert inner is not None
             n = seg.pager.on_page(inner, [int(r["id"]) for r in records])
@@ -510,6 +514,17 @@ class TopPager:
         """A range decided by an answer alone is still to be sent."""
         return self._range is not None and self._range.due and not self._range.sent
 
+    def _after(self, seg: _Keyset) -> _Range:
+        """The range after a heavy value, taken from it: sized, like the value's read, from
+        what its highest id leaves when it was asked for (whenever the range is taken, so that
+        its requests do not depend on when the value's answers came)."""
+        r, seg.then = seg.then, None
+        assert r is not None
+        expected = seg.pager.expected_rows if isinstance(seg.pager, BoundedPager) else None
+        if expected is not None:
+            r.upper = max(1, min(r.upper, seg.need - expected))
+        return r
+
     def _kept(self, record: Record) -> bool:
         return self.keep is None or self.keep(record)
 
@@ -522,7 +537,8 @@ class TopPager:
         pager: Pager | BoundedPager
         if self.keep is None:
             pager = BoundedPager(self.page_size, need, parallel=self.parallel,
-                                 window_pages=window_pages, ahead=ahead, probe=probe)
+                                 window_pages=window_pages, ahead=ahead, hold=ahead,
+                                 probe=probe)
         else:  # how many rows a page keeps is known only once read: one page at a time
             pager = Pager(self.page_size, probe=False)
         pager.cap = self.cap
@@ -604,8 +620,8 @@ class TopPager:
         value = records[0].get(self.attribute)
         wide = r.upper >= 3 * HEAVY_WINDOW_PAGES * self.page_size
         pager = BoundedPager(self.page_size, r.upper, parallel=self.parallel,
-                             window_pages=HEAVY_WINDOW_PAGES, ahead=True, probe=wide,
-                             settled=False)
+                             window_pages=HEAVY_WINDOW_PAGES, ahead=True, hold=True,
+                             probe=wide, settled=False)
         pager.cap = self.cap
         return _Keyset({self.attribute: value}, pager, r.upper)
 
@@ -622,7 +638,7 @@ class TopPager:
                 else:
                     self._boundary = None
                     if seg.then is not None and not self._finished:  # read a page at a time
-                        self._range = seg.then
+                        self._range = self._after(seg)
             elif self._range is not None:
                 r = self._range
                 if not r.sent:
