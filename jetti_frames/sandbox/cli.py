@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 
 from ..settings import SANDBOX_TOKEN
 from .server import Sandbox
+from .zones import ZONES
 
 __all__ = ["add_arguments", "main", "milliseconds", "run", "whole"]
 
@@ -80,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="query-string semantics of the imitated server")
     parser.add_argument("--strict", action="store_true",
                         help="answer 400 where the real server silently misbehaves")
+    parser.add_argument("--zones", choices=ZONES, default="utc",
+                        help="date-times at +00:00, or each record's at another offset")
     parser.add_argument("--token", action="append", default=[], metavar="T",
                         help=f"accept this bearer token too (repeatable; {SANDBOX_TOKEN} is "
                              "always accepted)")
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
     sandbox = Sandbox(seed=args.seed, purchases=args.purchases, latency_ms=args.latency_ms,
                       jitter_ms=args.jitter_ms, connect_ms=args.connect_ms,
                       max_limit=args.max_limit, rate=args.rate, drain=args.drain,
-                      qs_version=args.qs, strict=args.strict, port=args.port,
+                      qs_version=args.qs, strict=args.strict, zones=args.zones, port=args.port,
                       tokens=(SANDBOX_TOKEN, *args.token))
     sandbox.start()
     example = "purchases.json?limit=2&include%5B0%5D%5Bmodel%5D=PurchaseStatus"

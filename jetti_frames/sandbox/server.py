@@ -46,6 +46,7 @@ from .drift import DriftPlan
 from .limits import MALFORMED, FaultPlan, LeakyBucket
 from .qs import QS_VERSIONS, decode_query
 from .sql import EXCLUDE_MODES, LOGIC_MODES, TIE_PRIME, Problem, QueryPlan
+from .zones import ZONES, write_zones
 
 __all__ = ["Sandbox", "serve"]
 
@@ -54,7 +55,7 @@ _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "connect_ms", "max_limit", "default_limit", "rate",
                "get_rate", "get_burst", "write_rate", "drain", "faults", "strict", "qs_version",
-               "tokens", "quirks", "exclude", "ties", "ties_seed", "drift", "logic")
+               "tokens", "quirks", "exclude", "ties", "ties_seed", "drift", "logic", "zones")
 
 
 def token_hash(token: str) -> str:
@@ -173,7 +174,7 @@ class Sandbox:
                  exclude: str = "honor", logic: str = "honor",
                  faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
                  ties_seed: int | None = None, drift: Mapping[str, Any] | None = None,
-                 port: int = 0,
+                 zones: str = "utc", port: int = 0,
                  log_size: int = 100_000) -> None:
         self.seed = seed
         self.purchases = purchases
@@ -197,7 +198,7 @@ class Sandbox:
                        tokens=tokens,
                        qs_version=qs_version, strict=strict, quirks=quirks, faults=faults,
                        exclude=exclude, ties=ties, ties_seed=ties_seed, drift=drift,
-                       logic=logic)
+                       logic=logic, zones=zones)
         self.reset_counters()
 
     # ----------------------------------------------------------------- lifecycle
@@ -252,7 +253,7 @@ class Sandbox:
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: latency_ms, jitter_ms, connect_ms, max_limit, default_limit, rate,
         get_rate, get_burst, write_rate, drain, faults, strict, quirks, qs_version, tokens,
-        exclude, ties, ties_seed, drift, logic."""
+        exclude, ties, ties_seed, drift, logic, zones."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
@@ -264,6 +265,8 @@ class Sandbox:
             raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
         if knobs.get("logic", "honor") not in LOGIC_MODES:
             raise ValueError(f"logic must be one of {LOGIC_MODES}")
+        if knobs.get("zones", "utc") not in ZONES:
+            raise ValueError(f"zones must be one of {ZONES}")
         if knobs.get("ties", "id") not in ("id", "shuffle"):
             raise ValueError("ties must be 'shuffle' or 'id'")
         if not 0 <= knobs.get("drain", 0) < knobs.get("get_rate", self._knobs.get("get_rate", 1)):
@@ -578,6 +581,8 @@ class Sandbox:
             if not rows:
                 raise Problem(404, f"no {res.model} with id {key}")
             k["drift"].apply(rows, single)
+            if k["zones"] == "mixed":
+                write_zones(rows, url, single.includes)
             return rows[0]
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
                                max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"],
@@ -585,6 +590,8 @@ class Sandbox:
                                logic=k["logic"])
         rows = plan.run(con)
         k["drift"].apply(rows, plan)
+        if k["zones"] == "mixed":
+            write_zones(rows, url, plan.includes)
         return rows
 
 
