@@ -37,7 +37,6 @@ Examples
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -48,7 +47,9 @@ from pandas.api.types import union_categoricals
 
 from ._build import Order
 from ._tree import Include, Node, node_columns, walk
+from .catalog import Resource
 from .drift import DriftLog
+from .errors import JettiDataError
 from .flatten import frame_tables, new_fields, record_columns
 from .schema import (
     DEFAULT_SEP,
@@ -57,10 +58,11 @@ from .schema import (
     empty_frame,
     frame_of,
     infer_kind,
+    order_key,
     typed_array,
 )
 
-__all__ = ["MARK", "Collector", "merge", "sort_records"]
+__all__ = ["MARK", "Collector", "merge", "order_kind", "sort_records"]
 
 Record = Mapping[str, Any]
 #: The key (and column) that carries each record's arrival number; no API field is named so.
@@ -170,7 +172,8 @@ class Collector:
         """The kept records (whole, or their keys), deduplicated, in the final order."""
         if self._in_order is not None:
             return self._in_order
-        records = sort_records(list(self._by_id.values()), self.order)
+        records = sort_records(list(self._by_id.values()), self.order,
+                               order_kind(self.spec.resource, self.order))
         return records if limit is None else records[:limit]
 
     def result(self, limit: int | None = None) -> Any:
@@ -392,28 +395,41 @@ def merge(by_id: dict[Any, dict[str, Any]], records: list[dict[str, Any]],
 
 def _older(record: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     """Whether ``record`` was updated before ``other`` (False when either lacks updatedAt)."""
-    mine, theirs = record.get("updatedAt"), other.get("updatedAt")
-    if mine is None or theirs is None:
-        return False
-    return bool(_sort_key(mine) < _sort_key(theirs))
+    mine = order_key(record.get("updatedAt"), "datetime")
+    theirs = order_key(other.get("updatedAt"), "datetime")
+    return mine is not None and theirs is not None and bool(mine < theirs)
 
 
-def sort_records(records: list[dict[str, Any]], order: Order | None) -> list[dict[str, Any]]:
-    """Records by ``order`` (nulls placed as asked), ties by id; by id without an order."""
+def order_kind(resource: Resource, order: Order | None) -> str:
+    """The kind of ``order``'s attribute (``""`` without an order, or for a field the
+    catalogue does not list)."""
+    found = None if order is None else resource.fields_by_name.get(order.attribute)
+    return "" if found is None else found.kind
+
+
+def sort_records(records: list[dict[str, Any]], order: Order | None,
+                 kind: str = "") -> list[dict[str, Any]]:
+    """Records by ``order`` (nulls placed as asked), ties by id; by id without an order.
+
+    Values compare as the order attribute's ``kind`` reads them
+    (:func:`~jetti_frames.schema.order_key`), as the server orders them: numeric text by its
+    number, date-times by their instants, whatever their offsets.
+
+    >>> rows = [{"id": 1, "total": "404.64"}, {"id": 2, "total": "1000.00"}, {"id": 3}]
+    >>> [r["id"] for r in sort_records(rows, Order("total", descending=True), "number")]
+    [2, 1, 3]
+    """
     by_id = sorted(records, key=lambda r: (r.get("id") is None, r.get("id") or 0))
     if order is None or (order.attribute == "id" and not order.descending):
         return by_id
     name = order.attribute
     present = [r for r in by_id if r.get(name) is not None]
     missing = [r for r in by_id if r.get(name) is None]
-    present.sort(key=lambda r: _sort_key(r[name]), reverse=order.descending)
+    keys = {}
+    for r in present:
+        key = order_key(r[name], kind)
+        if key is None:
+            raise JettiDataError(f"column {name!r}: cannot read {r[name]!r} as {kind}")
+        keys[id(r)] = key
+    present.sort(key=lambda r: keys[id(r)], reverse=order.descending)
     return missing + present if order.nulls_first else present + missing
-
-
-def _sort_key(value: Any) -> Any:
-    if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
-        try:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return value
-    return value

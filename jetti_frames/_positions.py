@@ -21,20 +21,21 @@ Examples
 >>> list(plan(100, 300))
 [(1, 97), (2, 95), (3, 94)]
 >>> rows = [{"v": v} for v in (5, 6, 6, 7, 8)]
->>> continuation(rows, "v", 6, inclusive=True, descending=False)
+>>> continuation(rows, "v", 6, inclusive=True, descending=False, kind="number")
 [{'v': 6}, {'v': 6}, {'v': 7}, {'v': 8}]
->>> continuation(rows[1:], "v", 6, inclusive=True, descending=False) is None  # starts at 6
+>>> continuation(rows[1:], "v", 6, inclusive=True, descending=False,
+...              kind="number") is None  # starts at 6
 True
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
 from ._pages import Record
+from .schema import order_key
 
 __all__ = ["OVERLAP", "behind", "continuation", "plan"]
 
@@ -63,24 +64,26 @@ def plan(page_size: int, rows: int) -> Iterator[tuple[int, int]]:
 
 
 def continuation(records: list[Record], attribute: str, start: Any, *, inclusive: bool,
-                 descending: bool) -> list[Record] | None:
+                 descending: bool, kind: str) -> list[Record] | None:
     """The rows of a page ordered by ``attribute`` that a range from ``start`` (``$gte``,
     or ``$gt`` unless ``inclusive``; mirrored when ``descending``) would return first, or None
     when the page is not such an answer: its first row does not come before the range's
     start, or no row of it comes after ``start`` (nothing new).
 
-    Values are compared as the server orders them: numbers as numbers, ISO date-times as
-    instants (``"...T10:00:00+02:00"`` comes before ``"...T09:00:00Z"``).  Nulls never count:
-    the pages and the ranges read non-null values only; a page with a value that is neither
-    is never taken.
+    Values are compared as the server orders them, read as ``kind`` says
+    (:func:`~jetti_frames.schema.order_key`): numbers as numbers (numeric text too), ISO
+    date-times as instants (``"...T10:00:00+02:00"`` comes before ``"...T09:00:00Z"``).  Nulls
+    never count: the pages and the ranges read non-null values only; a page with a value that
+    cannot be read as ``kind`` is never taken.
 
     >>> rows = [{"v": "2024-05-01T10:00:00+02:00"}, {"v": "2024-05-01T09:00:00Z"}]
-    >>> continuation(rows, "v", "2024-05-01T08:30:00Z", inclusive=True, descending=False)
+    >>> continuation(rows, "v", "2024-05-01T08:30:00Z", inclusive=True, descending=False,
+    ...              kind="datetime")
     [{'v': '2024-05-01T09:00:00Z'}]
     """
-    keys = _ordered(records, attribute, descending)
-    at = _key(start)
-    if keys is None or not _alike(at, keys[0]) or not _before(at, keys[-1], descending):
+    keys = _ordered(records, attribute, descending, kind)
+    at = order_key(start, kind)
+    if keys is None or at is None or not _before(at, keys[-1], descending):
         return None
     if not (_before(keys[0], at, descending) if inclusive
             else not _before(at, keys[0], descending)):
@@ -89,52 +92,33 @@ def continuation(records: list[Record], attribute: str, start: Any, *, inclusive
             if _before(at, k, descending) or (inclusive and k == at)]
 
 
-def behind(records: list[Record], attribute: str, start: Any, *, descending: bool) -> bool:
+def behind(records: list[Record], attribute: str, start: Any, *, descending: bool,
+           kind: str) -> bool:
     """No row of the page comes after ``start`` (or it is empty, not ordered as asked, or
-    holds a value that cannot be compared): it adds nothing to a read that has come as far
-    as ``start``.
+    holds a value that cannot be read as ``kind``): it adds nothing to a read that has come as
+    far as ``start``.
 
-    >>> behind([{"v": 5}, {"v": 6}], "v", 6, descending=False), behind([], "v", 6,
-    ...                                                                 descending=False)
-    (True, True)
+    >>> behind([{"v": 5}, {"v": 6}], "v", 6, descending=False, kind="number")
+    True
+    >>> behind([], "v", 6, descending=False, kind="number")
+    True
     """
-    keys = _ordered(records, attribute, descending)
-    at = _key(start)
-    return keys is None or not _alike(at, keys[0]) or not _before(at, keys[-1], descending)
-
-
-def _alike(a: Any, b: Any) -> bool:
-    """Both keys are numbers, or both instants."""
-    return a is not None and isinstance(a, datetime) == isinstance(b, datetime)
+    keys = _ordered(records, attribute, descending, kind)
+    at = order_key(start, kind)
+    return keys is None or at is None or not _before(at, keys[-1], descending)
 
 
 def _before(a: Any, b: Any, descending: bool) -> bool:
     return bool(a > b) if descending else bool(a < b)
 
 
-def _key(value: Any) -> float | int | datetime | None:
-    """A value as the server compares it: a number, or an ISO date-time as an instant (UTC
-    when it names no zone); None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str):
-        try:
-            stamp = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
-    return None
-
-
-def _ordered(records: list[Record], attribute: str, descending: bool) -> list[Any] | None:
-    """The page's values as keys, or None when it is empty, holds a value that is not a
-    number or a date-time (a null), mixes the two, or is out of order."""
-    keys = [_key(r.get(attribute)) for r in records]
+def _ordered(records: list[Record], attribute: str, descending: bool,
+             kind: str) -> list[Any] | None:
+    """The page's values as keys, or None when it is empty, holds a value that cannot be read
+    as ``kind`` (a null), or is out of order."""
+    keys = [order_key(r.get(attribute), kind) for r in records]
     if not keys or any(k is None for k in keys):
         return None
-    kinds = {isinstance(k, datetime) for k in keys}
-    if len(kinds) > 1 or any(_before(b, a, descending) for a, b in pairwise(keys)):
+    if any(_before(b, a, descending) for a, b in pairwise(keys)):
         return None
     return keys

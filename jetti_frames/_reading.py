@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ._bounded import BoundedPager
-from ._collect import Collector, merge, sort_records
+from ._collect import Collector, merge, order_kind, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._pack import LogicSupport, Packed, PackIgnored, is_packed, pack_where
 from ._plan import Plan, catch_up_plan, expected_pages, page_query, server_date
@@ -204,7 +204,9 @@ class Reading:
         merge(by_id, rows)
         for pager in tops:
             merge(by_id, [dict(r) for r in pager.result()])
-        return sort_records(list(by_id.values()), plan.query.order)[:plan.limit]
+        order = plan.query.order
+        return sort_records(list(by_id.values()), order,
+                            order_kind(plan.query.resource, order))[:plan.limit]
 
     def _records(self, plan: Plan, into: Collector, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,

@@ -145,6 +145,8 @@ class _Positions:
 
     where: dict[str, Any]
     plan: Iterator[tuple[int, int]]
+    #: How the attribute's values compare (:func:`~jetti_frames.schema.order_key`).
+    kind: str
     hold: Hold = field(default_factory=Hold)
     #: The next page of the plan to send (None: the plan is done).
     upcoming: tuple[int, int] | None = None
@@ -220,8 +222,9 @@ class TopPager:
     nulls : str
         ``"order"``: the nulls where the order puts them; ``"none"``: no nulls (a window);
         ``"only"``: the nulls alone, by id (after the last window).
-    positions : bool
-        Send position pages ahead (see :mod:`~jetti_frames._positions`), up to the
+    positions : str, optional
+        The attribute's kind (``"number"`` or ``"datetime"``, which says how its values
+        compare): send position pages ahead (see :mod:`~jetti_frames._positions`), up to the
         ``max_rows``-th row, :data:`~jetti_frames._bounded.WINDOWS` ahead of the ones used:
         for an attribute whose values seldom tie (a number, a date), where they answer most
         ranges, so that a slow server's round trips carry several requests.  The first ones
@@ -258,7 +261,7 @@ class TopPager:
                  keep: Callable[[Record], bool] | None = None, parallel: int = 1,
                  few_values: bool = False, first: dict[str, Any] | None = None,
                  bound: dict[str, Any] | None = None, nulls: str = "order",
-                 positions: bool = False) -> None:
+                 positions: str | None = None) -> None:
         check_sizes(page_size, max_rows, parallel)
         self.attribute = attribute
         self.max_rows = max_rows
@@ -293,9 +296,10 @@ class TopPager:
         self._first = _Range(where, limit, upper=max_rows, ahead=ahead)
         self._range: _Range | None = self._first
         self._positions = (
-            _Positions(where, plan(limit, max_rows))
-            if positions and keep is None and not unique and not ahead and not self.bound
-            and first is None and nulls == "order" and max_rows >= limit else None)
+            _Positions(where, plan(limit, max_rows), positions)
+            if positions is not None and keep is None and not unique and not ahead
+            and not self.bound and first is None and nulls == "order" and max_rows >= limit
+            else None)
         if nulls == "only":
             self._range, self._tail = None, self._keyset(None, max_rows)
 
@@ -391,13 +395,14 @@ class TopPager:
             if records is None:
                 return "wait"
             rows = continuation(records, self.attribute, start, inclusive=inclusive,
-                                descending=self.descending)
+                                descending=self.descending, kind=p.kind)
             if rows is not None:
                 del p.answers[p.next]
                 p.next, p.unused = p.next + 1, 0
                 r.sent, r.records, r.limit = True, rows, len(rows)
                 return "used"
-            if not behind(records, self.attribute, start, descending=self.descending):
+            if not behind(records, self.attribute, start, descending=self.descending,
+                          kind=p.kind):
                 return "send"  # it starts after the range does: for a later range, maybe
             del p.answers[p.next]  # it ends where the range starts: nothing to add
             p.next, p.unused = p.next + 1, p.unused + 1

@@ -99,7 +99,7 @@ class ValueWindows:
         self.parallel = parallel
         self.cap: int | None = None
         #: Over numbers and dates (values seldom tie) position pages answer most ranges.
-        positions = kind in POSITION_KINDS and not few_values
+        positions = kind if kind in POSITION_KINDS and not few_values else None
         self._lanes = [TopPager(attribute, max_rows, page_size, descending=descending,
                                 nulls_first=nulls_first, keep=keep, parallel=parallel,
                                 few_values=few_values, positions=positions)]

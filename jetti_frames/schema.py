@@ -51,6 +51,7 @@ Examples
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -80,6 +81,7 @@ __all__ = [
     "frame_of",
     "infer_kind",
     "kind_dtype",
+    "order_key",
     "typed_array",
     "typed_frame",
     "wire_array",
@@ -266,6 +268,41 @@ def wire_array(values: Sequence[Any], kind: str, name: str = "") -> pa.Array:
 
 
 _INT_TYPES = frozenset({int, type(None)})
+
+
+def order_key(value: Any, kind: str) -> Any:
+    """A JSON value as the server orders it: a number for ``integer`` and ``number`` (numeric
+    text too, read as :func:`typed_array` reads it), an instant for ``datetime`` (UTC when it
+    names no zone), the value itself for any other kind; None when it cannot be read so.
+
+    Examples
+    --------
+    >>> order_key("1000.00", "number") > order_key("404.64", "number")
+    True
+    >>> order_key("2024-05-04T11:42:00+02:00", "datetime") < order_key("2024-05-04T10:00Z",
+    ...                                                                  "datetime")
+    True
+    >>> order_key("n/a", "number") is None, order_key(True, "integer") is None
+    (True, True)
+    """
+    if value is None:
+        return None
+    if kind in ("integer", "number"):
+        if isinstance(value, bool):
+            return None
+        try:
+            return _COERCE[kind](value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if kind == "datetime":
+        if not isinstance(value, str):
+            return None
+        try:
+            instant = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return instant if instant.tzinfo is not None else instant.replace(tzinfo=dt.UTC)
+    return value
 
 
 def arrow_to_pandas(arr: pa.Array, kind: str, enum: Sequence[str] | None = None,

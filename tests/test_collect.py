@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from jetti_frames import JettiClient
 from jetti_frames._build import Order, build_query
-from jetti_frames._collect import Collector, merge, sort_records
+from jetti_frames._collect import Collector, merge, order_kind, sort_records
 from jetti_frames.drift import DriftLog
 from jetti_frames.flatten import frame_from_records, frame_tables
 from jetti_frames.sandbox import Sandbox
@@ -46,7 +46,7 @@ def record_path(pages: Pages, spec: FrameSpec, *, order: Order | None = None,
     by_id: dict[Any, dict[str, Any]] = {}
     for page in pages:
         merge(by_id, copy.deepcopy(page))
-    records = sort_records(list(by_id.values()), order)[:limit]
+    records = sort_records(list(by_id.values()), order, order_kind(spec.resource, order))[:limit]
     if tables:
         return frame_tables(records, spec, sep=sep, dtype_backend=dtype_backend)
     if not records:

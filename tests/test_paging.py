@@ -385,7 +385,7 @@ def test_top_pager_is_exact_and_deterministic(values: list[Any], n: int, page: i
         sim = SimTable(table, descending=descending, cap=cap, rng=rng)
         pager = TopPager("v", n, page, descending=descending, nulls_first=nulls_first,
                          keep=(lambda r: keep(r["id"])) if filtered else None,
-                         positions=positions, parallel=parallel)
+                         positions="number" if positions else None, parallel=parallel)
         got = run_top(pager, sim, rng)
         assert got == expected_top(table, n, descending, nulls_first, keep)
         asked.append(sorted(sim.asked, key=repr))

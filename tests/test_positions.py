@@ -53,7 +53,8 @@ def test_a_page_taken_holds_what_the_range_would_return(
         return sorted(out, key=lambda r: r["v"], reverse=descending)
 
     page = ordered()[offset:offset + limit]
-    got = continuation(page, "v", start, inclusive=inclusive, descending=descending)
+    got = continuation(page, "v", start, inclusive=inclusive, descending=descending,
+                       kind="integer")
     if got is None:
         return
 
@@ -113,17 +114,24 @@ def test_over_a_socket_a_slow_server_sees_the_position_pages_before_it_answers(
     # deletion moved the positions, and one that finds the last value's end
 
 
-def test_date_times_compare_as_instants_and_unlike_values_are_never_taken() -> None:
+def test_values_compare_as_their_kind_reads_them() -> None:
     """A page whose strings sort one way and whose instants sort the other is read by its
-    instants (as the server orders them); a number where a date-time was, never taken."""
+    instants (as the server orders them), numeric text by its numbers; a value its kind
+    cannot read is never taken."""
     page = [{"id": 1, "v": "2024-05-01T10:00:00+02:00"}, {"id": 2, "v": "2024-05-01T09:00:00Z"},
             {"id": 3, "v": "2024-05-01T09:30:00.500Z"}]
-    got = continuation(page, "v", "2024-05-01T08:30:00Z", inclusive=True, descending=False)
+    got = continuation(page, "v", "2024-05-01T08:30:00Z", inclusive=True, descending=False,
+                       kind="datetime")
     assert got is not None and [r["id"] for r in got] == [2, 3]
     # by strings the first row ("...T10...") would not come before the start: never taken
     assert continuation(page, "v", "2024-05-01T09:00:00Z", inclusive=False,
-                        descending=False) == [page[2]]
-    assert continuation(page, "v", 5, inclusive=True, descending=False) is None
-    assert behind(page, "v", 5, descending=False)
+                        descending=False, kind="datetime") == [page[2]]
+    assert continuation(page, "v", 5, inclusive=True, descending=False, kind="datetime") is None
+    assert behind(page, "v", 5, descending=False, kind="datetime")
     assert continuation([{"id": 1, "v": 1}, {"id": 2, "v": "x"}], "v", 0, inclusive=True,
-                        descending=False) is None
+                        descending=False, kind="number") is None
+    money = [{"id": 1, "v": "1000.00"}, {"id": 2, "v": "404.64"}, {"id": 3, "v": "99.50"}]
+    assert continuation(money, "v", "500", inclusive=False, descending=True,
+                        kind="number") == money[1:]
+    assert continuation(money, "v", "500", inclusive=False, descending=False,
+                        kind="number") is None  # as numbers, not in ascending order

@@ -25,8 +25,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from ..settings import SANDBOX_TOKEN
+from .formats import NUMBERS, ZONES
 from .server import Sandbox
-from .zones import ZONES
 
 __all__ = ["add_arguments", "main", "milliseconds", "run", "whole"]
 
@@ -83,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="answer 400 where the real server silently misbehaves")
     parser.add_argument("--zones", choices=ZONES, default="utc",
                         help="date-times at +00:00, or each record's at another offset")
+    parser.add_argument("--numbers", choices=NUMBERS, default="json",
+                        help="numbers as JSON numbers, or as text (\"404.64\")")
     parser.add_argument("--token", action="append", default=[], metavar="T",
                         help=f"accept this bearer token too (repeatable; {SANDBOX_TOKEN} is "
                              "always accepted)")
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
     sandbox = Sandbox(seed=args.seed, purchases=args.purchases, latency_ms=args.latency_ms,
                       jitter_ms=args.jitter_ms, connect_ms=args.connect_ms,
                       max_limit=args.max_limit, rate=args.rate, drain=args.drain,
-                      qs_version=args.qs, strict=args.strict, zones=args.zones, port=args.port,
+                      qs_version=args.qs, strict=args.strict, zones=args.zones,
+                      numbers=args.numbers, port=args.port,
                       tokens=(SANDBOX_TOKEN, *args.token))
     sandbox.start()
     example = "purchases.json?limit=2&include%5B0%5D%5Bmodel%5D=PurchaseStatus"

@@ -43,10 +43,10 @@ from ..catalog import CATALOG
 from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
 from .data import RESOURCES, cached_database, insert_rows, table_name
 from .drift import DriftPlan
+from .formats import NUMBERS, ZONES, write_values
 from .limits import MALFORMED, FaultPlan, LeakyBucket
 from .qs import QS_VERSIONS, decode_query
 from .sql import EXCLUDE_MODES, LOGIC_MODES, TIE_PRIME, Problem, QueryPlan
-from .zones import ZONES, write_zones
 
 __all__ = ["Sandbox", "serve"]
 
@@ -55,7 +55,8 @@ _PATH = re.compile(r"^/api/([a-z][a-z0-9-]*)(?:/([^/]+))?\.json$")
 MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "connect_ms", "max_limit", "default_limit", "rate",
                "get_rate", "get_burst", "write_rate", "drain", "faults", "strict", "qs_version",
-               "tokens", "quirks", "exclude", "ties", "ties_seed", "drift", "logic", "zones")
+               "tokens", "quirks", "exclude", "ties", "ties_seed", "drift", "logic", "zones",
+               "numbers")
 
 
 def token_hash(token: str) -> str:
@@ -174,7 +175,7 @@ class Sandbox:
                  exclude: str = "honor", logic: str = "honor",
                  faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
                  ties_seed: int | None = None, drift: Mapping[str, Any] | None = None,
-                 zones: str = "utc", port: int = 0,
+                 zones: str = "utc", numbers: str = "json", port: int = 0,
                  log_size: int = 100_000) -> None:
         self.seed = seed
         self.purchases = purchases
@@ -198,7 +199,7 @@ class Sandbox:
                        tokens=tokens,
                        qs_version=qs_version, strict=strict, quirks=quirks, faults=faults,
                        exclude=exclude, ties=ties, ties_seed=ties_seed, drift=drift,
-                       logic=logic, zones=zones)
+                       logic=logic, zones=zones, numbers=numbers)
         self.reset_counters()
 
     # ----------------------------------------------------------------- lifecycle
@@ -253,7 +254,7 @@ class Sandbox:
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: latency_ms, jitter_ms, connect_ms, max_limit, default_limit, rate,
         get_rate, get_burst, write_rate, drain, faults, strict, quirks, qs_version, tokens,
-        exclude, ties, ties_seed, drift, logic, zones."""
+        exclude, ties, ties_seed, drift, logic, zones, numbers."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
@@ -267,6 +268,8 @@ class Sandbox:
             raise ValueError(f"logic must be one of {LOGIC_MODES}")
         if knobs.get("zones", "utc") not in ZONES:
             raise ValueError(f"zones must be one of {ZONES}")
+        if knobs.get("numbers", "json") not in NUMBERS:
+            raise ValueError(f"numbers must be one of {NUMBERS}")
         if knobs.get("ties", "id") not in ("id", "shuffle"):
             raise ValueError("ties must be 'shuffle' or 'id'")
         if not 0 <= knobs.get("drain", 0) < knobs.get("get_rate", self._knobs.get("get_rate", 1)):
@@ -581,8 +584,7 @@ class Sandbox:
             if not rows:
                 raise Problem(404, f"no {res.model} with id {key}")
             k["drift"].apply(rows, single)
-            if k["zones"] == "mixed":
-                write_zones(rows, url, single.includes)
+            write_values(rows, url, single.includes, zones=k["zones"], numbers=k["numbers"])
             return rows[0]
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
                                max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"],
@@ -590,8 +592,7 @@ class Sandbox:
                                logic=k["logic"])
         rows = plan.run(con)
         k["drift"].apply(rows, plan)
-        if k["zones"] == "mixed":
-            write_zones(rows, url, plan.includes)
+        write_values(rows, url, plan.includes, zones=k["zones"], numbers=k["numbers"])
         return rows
 
 

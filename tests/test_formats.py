@@ -1,7 +1,9 @@
-"""Date-times written at other offsets than UTC (the sandbox's ``zones="mixed"``): their text
-order is not their time order, and the reads that compare dates (a user order read by
+"""Values whose text order is not their order: date-times at other offsets than UTC (the
+sandbox's ``zones="mixed"``) and numbers as text (``numbers="text"``, as a PostgreSQL
+``NUMERIC`` column reaches a Node server).  The reads that compare values (a user order read by
 position pages, the local sort of a read in parts, an incremental refresh) still return the
-exact rows, typed as UTC instants, in as many requests as with UTC texts."""
+exact rows in the exact order, typed as UTC instants and floats, in as many requests as with
+JSON numbers and UTC texts."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from jetti_frames.snapshot import read_snapshot, refresh_snapshot, snapshot
 
 @pytest.fixture(scope="module")
 def zoned() -> Any:
-    with Sandbox(purchases=1500, rate="off", zones="mixed") as sb:
+    with Sandbox(purchases=1500, rate="off", zones="mixed", numbers="text") as sb:
         yield sb
 
 
@@ -30,9 +32,10 @@ def make_client(sb: Sandbox) -> JettiClient:
 
 
 def stored(sb: Sandbox, attribute: str) -> pd.DataFrame:
-    """``id`` and ``attribute`` as the database holds them (UTC instants)."""
+    """``id`` and ``attribute`` as the database holds them (UTC instants, numbers)."""
     frame = pd.DataFrame(sb.query(f"SELECT id, {attribute} FROM purchases"))
-    frame[attribute] = pd.to_datetime(frame[attribute], utc=True, format="ISO8601")
+    if not pd.api.types.is_numeric_dtype(frame[attribute]):
+        frame[attribute] = pd.to_datetime(frame[attribute], utc=True, format="ISO8601")
     return frame
 
 
@@ -46,11 +49,14 @@ def first_rows(frame: pd.DataFrame, attribute: str, descending: bool,
     return rows if limit is None else rows.head(limit)
 
 
-def test_the_sandbox_writes_instants_out_of_text_order(zoned: Sandbox,
-                                                       auth: dict[str, str]) -> None:
+def test_the_sandbox_writes_values_out_of_text_order(zoned: Sandbox,
+                                                     auth: dict[str, str]) -> None:
     raw = requests.get(zoned.base_url + "purchases.json", headers=auth, timeout=10,
                        params={"attributes[0]": "id", "attributes[1]": "createdAt",
-                               "limit": "20"}).json()
+                               "attributes[2]": "total", "limit": "20"}).json()
+    totals = [r["total"] for r in raw]
+    assert all(isinstance(t, str) for t in totals)
+    assert sorted(totals) != [t for _, t in sorted((float(t), t) for t in totals)]
     offsets = {r["createdAt"][-6:] for r in raw}
     assert len(offsets) > 3 and "+00:00" in offsets
     texts = [r["createdAt"] for r in raw]
@@ -59,25 +65,35 @@ def test_the_sandbox_writes_instants_out_of_text_order(zoned: Sandbox,
 
 
 @pytest.mark.parametrize(("order", "limit"), [("-dateOrdered", 1200), ("dateOrdered", 555),
-                                              ("-createdAt", None), ("cancelledAt", 300)])
+                                              ("-createdAt", None), ("cancelledAt", 300),
+                                              ("-total", 1000), ("-total", None), ("tax", 444)])
 def test_ordered_reads_are_exact(zoned: Sandbox, order: str, limit: int | None) -> None:
     attribute = order.lstrip("-")
     client = make_client(zoned)
     zoned.reset_counters()
     got = client.read("purchases", attributes=["id", attribute], order=order, limit=limit)
     want = first_rows(stored(zoned, attribute), attribute, order.startswith("-"), limit)
-    assert str(got[attribute].dtype).startswith("datetime64") and "UTC" in str(
-        got[attribute].dtype)
+    dtype = str(got[attribute].dtype)
+    assert dtype == "Float64" or (dtype.startswith("datetime64") and "UTC" in dtype)
     assert list(got["id"]) == list(want["id"])
     assert (got[attribute].to_numpy() == want[attribute].to_numpy()).sum() == want[
         attribute].notna().sum()
     if limit is not None:  # position pages answer the ranges (about 87 new rows each): the
-        # instants compared, not the texts, which would give most of them up
+        # values compared, not their texts, which would give most of them up
         assert zoned.counters()["requests"] <= -(-limit // 87) + 1
 
 
+def test_a_read_in_parts_is_sorted_by_values(zoned: Sandbox) -> None:
+    """Ids past what one request carries: the parts' rows are merged and sorted locally."""
+    ids = [int(i) for i in stored(zoned, "total")["id"]][::3]
+    got = make_client(zoned).read("purchases", attributes=["id", "total"],
+                                  where={"id": {"$in": ids}}, order="-total")
+    want = first_rows(stored(zoned, "total"), "total", True, None)
+    assert list(got["id"]) == [i for i in want["id"] if i in set(ids)]
+
+
 def test_refresh_equals_a_fresh_snapshot(tmp_path: Path) -> None:
-    with Sandbox(purchases=400, rate="off", zones="mixed") as sb:
+    with Sandbox(purchases=400, rate="off", zones="mixed", numbers="text") as sb:
         client = make_client(sb)
         before = snapshot("purchases", tmp_path / "p", client=client)
         touched = sb.touch("purchases", 17)
