@@ -274,6 +274,8 @@ def order_key(value: Any, kind: str) -> Any:
     """A JSON value as the server orders it: a number for ``integer`` and ``number`` (numeric
     text too, read as :func:`typed_array` reads it), an instant for ``datetime`` (UTC when it
     names no zone), the value itself for any other kind; None when it cannot be read so.
+    Instants keep their full precision (:func:`~jetti_frames.query.to_instant` reads the
+    values a query sends, at JavaScript's milliseconds).
 
     Examples
     --------
