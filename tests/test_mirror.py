@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,9 @@ def test_sync_without_sweep_costs_requests_in_proportion_to_changes(
     assert again.result("purchases").deleted == 0  # unseen until a sweep
     assert sb.counters()["requests"] == sum(r.requests or 0 for r in again)
     assert snapshot_info(tmp_path / "data/jetti/purchases").rows == 1000
-    sb.touch("purchases", 250)
+    # updatedAt has whole seconds: dated two seconds on, the 250 differ from their last
+    # version even where the 7 above were touched in the same second
+    sb.touch("purchases", 250, at=datetime.now(UTC) + timedelta(seconds=2))
     more = sync(path, environ=env, progress=False, sweep=False)
     assert more.result("purchases").changed == 250
     assert 3 <= (more.result("purchases").requests or 0) <= 3 + 1 < full["purchases"]
