@@ -431,7 +431,8 @@ class TopPager:
         return mine
 
     def on_withdrawn(self, request: PageRequest) -> None:
-        """A held position page was not sent: the range page did not need it."""
+        """A held position page was not sent: the range page, or the first page of a value's
+        read by id, did not need it."""
         r, inner = self._owner.pop(request.key)
         self.stats.requests -= 1
         if isinstance(r, _Keyset):  # a position page of a value's read by id
