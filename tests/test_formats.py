@@ -21,7 +21,7 @@ from jetti_frames.snapshot import read_snapshot, refresh_snapshot, snapshot
 
 
 @pytest.fixture(scope="module")
-def zoned() -> Any:
+def texts() -> Any:
     with Sandbox(purchases=1500, rate="off", zones="mixed", numbers="text") as sb:
         yield sb
 
@@ -49,9 +49,9 @@ def first_rows(frame: pd.DataFrame, attribute: str, descending: bool,
     return rows if limit is None else rows.head(limit)
 
 
-def test_the_sandbox_writes_values_out_of_text_order(zoned: Sandbox,
+def test_the_sandbox_writes_values_out_of_text_order(texts: Sandbox,
                                                      auth: dict[str, str]) -> None:
-    raw = requests.get(zoned.base_url + "purchases.json", headers=auth, timeout=10,
+    raw = requests.get(texts.base_url + "purchases.json", headers=auth, timeout=10,
                        params={"attributes[0]": "id", "attributes[1]": "createdAt",
                                "attributes[2]": "total", "limit": "20"}).json()
     totals = [r["total"] for r in raw]
@@ -67,12 +67,12 @@ def test_the_sandbox_writes_values_out_of_text_order(zoned: Sandbox,
 @pytest.mark.parametrize(("order", "limit"), [("-dateOrdered", 1200), ("dateOrdered", 555),
                                               ("-createdAt", None), ("cancelledAt", 300),
                                               ("-total", 1000), ("-total", None), ("tax", 444)])
-def test_ordered_reads_are_exact(zoned: Sandbox, order: str, limit: int | None) -> None:
+def test_ordered_reads_are_exact(texts: Sandbox, order: str, limit: int | None) -> None:
     attribute = order.lstrip("-")
-    client = make_client(zoned)
-    zoned.reset_counters()
+    client = make_client(texts)
+    texts.reset_counters()
     got = client.read("purchases", attributes=["id", attribute], order=order, limit=limit)
-    want = first_rows(stored(zoned, attribute), attribute, order.startswith("-"), limit)
+    want = first_rows(stored(texts, attribute), attribute, order.startswith("-"), limit)
     dtype = str(got[attribute].dtype)
     assert dtype == "Float64" or (dtype.startswith("datetime64") and "UTC" in dtype)
     assert list(got["id"]) == list(want["id"])
@@ -80,15 +80,15 @@ def test_ordered_reads_are_exact(zoned: Sandbox, order: str, limit: int | None) 
         attribute].notna().sum()
     if limit is not None:  # position pages answer the ranges (about 87 new rows each): the
         # values compared, not their texts, which would give most of them up
-        assert zoned.counters()["requests"] <= -(-limit // 87) + 1
+        assert texts.counters()["requests"] <= -(-limit // 87) + 1
 
 
-def test_a_read_in_parts_is_sorted_by_values(zoned: Sandbox) -> None:
+def test_a_read_in_parts_is_sorted_by_values(texts: Sandbox) -> None:
     """Ids past what one request carries: the parts' rows are merged and sorted locally."""
-    ids = [int(i) for i in stored(zoned, "total")["id"]][::3]
-    got = make_client(zoned).read("purchases", attributes=["id", "total"],
+    ids = [int(i) for i in stored(texts, "total")["id"]][::3]
+    got = make_client(texts).read("purchases", attributes=["id", "total"],
                                   where={"id": {"$in": ids}}, order="-total")
-    want = first_rows(stored(zoned, "total"), "total", True, None)
+    want = first_rows(stored(texts, "total"), "total", True, None)
     assert list(got["id"]) == [i for i in want["id"] if i in set(ids)]
 
 
