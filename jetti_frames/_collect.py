@@ -425,11 +425,12 @@ def sort_records(records: list[dict[str, Any]], order: Order | None,
     name = order.attribute
     present = [r for r in by_id if r.get(name) is not None]
     missing = [r for r in by_id if r.get(name) is None]
-    keys = {}
+    keyed = []
     for r in present:
         key = order_key(r[name], kind)
         if key is None:
             raise JettiDataError(f"column {name!r}: cannot read {r[name]!r} as {kind}")
-        keys[id(r)] = key
-    present.sort(key=lambda r: keys[id(r)], reverse=order.descending)
+        keyed.append((key, r))
+    keyed.sort(key=lambda pair: pair[0], reverse=order.descending)
+    present = [r for _, r in keyed]
     return missing + present if order.nulls_first else present + missing

@@ -63,6 +63,7 @@ from typing import Any
 from ._bounded import MIN_WINDOW_PAGES, SLACK, WINDOWS
 from ._pages import PageRequest, PagerStats, Record
 from ._top import TopPager
+from .schema import order_key
 from .settings import DEFAULT_PAGE_SIZE
 
 __all__ = ["MIN_PAGES", "ValueWindows"]
@@ -207,8 +208,8 @@ class ValueWindows:
         pages cut by the density of ``page`` (values in order); ``first`` reads the first
         window.  None when the values do not tell a density."""
         pages = math.ceil(left / self.page_size)
-        low, high = (_number(page[k].get(self.attribute)) for k in (0, -1))
-        at = _number(start)
+        low, high = (order_key(page[k].get(self.attribute), "number") for k in (0, -1))
+        at = order_key(start, "number")
         n = min(WINDOWS, pages // least)
         if n < 2 or low is None or high is None or at is None or low == high:
             return []
@@ -268,16 +269,6 @@ class ValueWindows:
                         descending=self.descending, parallel=self.parallel,
                         first={near: value}, nulls="none")
         return [lane, *self._windows(lane, value, last.result(), left, 1)]
-
-
-def _number(value: Any) -> float | None:
-    """A value as a number to interpolate (``None`` when it is not one)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _value(x: float, *, up: bool) -> int | None:

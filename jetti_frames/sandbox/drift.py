@@ -112,12 +112,5 @@ class DriftPlan:
               attributes: Sequence[str] | None, includes: Sequence[Any]) -> None:
         every = attributes is None or set(EXTRA_FIELDS) <= set(attributes)
         self.apply_to(records, url, every_column=every)
-        for inc in includes:
-            key = inc.res.key_one if inc.kind == "belongs_to" else inc.res.key_many
-            children: dict[int, dict[str, Any]] = {}  # a shared included record changes once
-            for rec in records:
-                value = rec.get(key)
-                for child in value if isinstance(value, list) else [value]:
-                    if isinstance(child, dict):
-                        children[id(child)] = child
-            self._walk(list(children.values()), inc.res.url, inc.attributes, inc.children)
+        for inc in includes:  # a shared included record changes once
+            self._walk(inc.records_in(records), inc.res.url, inc.attributes, inc.children)

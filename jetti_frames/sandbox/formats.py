@@ -79,13 +79,6 @@ def write_values(records: Sequence[dict[str, Any]], url: str, includes: Sequence
             value = rec.get(name)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 rec[name] = numeric_text(value)
-    for inc in includes:
-        key = inc.res.key_one if inc.kind == "belongs_to" else inc.res.key_many
-        children: dict[int, dict[str, Any]] = {}  # a shared included record is written once
-        for rec in records:
-            value = rec.get(key)
-            for child in value if isinstance(value, list) else [value]:
-                if isinstance(child, dict):
-                    children[id(child)] = child
-        write_values(list(children.values()), inc.res.url, inc.children, zones=zones,
+    for inc in includes:  # a shared included record is written once
+        write_values(inc.records_in(records), inc.res.url, inc.children, zones=zones,
                      numbers=numbers)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -295,6 +295,18 @@ class Include:
     attributes: list[str] | None
     where: Any
     children: list[Include]
+
+    def records_in(self, parents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The included records under ``parents`` (answered records), each once: an included
+        record shared by several parents is one object."""
+        key = self.res.key_one if self.kind == "belongs_to" else self.res.key_many
+        found: dict[int, dict[str, Any]] = {}
+        for rec in parents:
+            value = rec.get(key)
+            for child in value if isinstance(value, list) else [value]:
+                if isinstance(child, dict):
+                    found[id(child)] = child
+        return list(found.values())
 
 
 #: How the server treats ``attributes[exclude]``: Sequelize's meaning, or not at all.
