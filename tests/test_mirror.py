@@ -247,6 +247,24 @@ def test_sweep_every_n_syncs(one: tuple) -> None:
     assert swept == [True, False, True, False]  # the first (full) read counts as a sweep
 
 
+def test_syncs_in_the_same_second_count_towards_the_next_sweep(tmp_path: Path) -> None:
+    # started_at has whole seconds: the count of runs since a sweep goes by the order they
+    # were recorded, so syncs stamped alike are still counted
+    from jetti_frames.mirror import duck
+    from jetti_frames.mirror.report import DatasetResult
+
+    config = parse_config('root = "data"\n[datasets.p]\nresource = "purchases"\n'
+                          'deletes = "sweep"\n', path=tmp_path / "jetti.toml",
+                          environ={"JETTI_API_TOKEN": "x"})
+    stamp = "2026-12-05T01:00:00+00:00"
+    for swept in (True, False, False, True, False):
+        duck.record(config, "run", stamp, [DatasetResult("default", "p", "refresh", ok=True,
+                                                         swept=swept)])
+    assert duck.runs_since_sweep(config)[("default", "p")] == 1
+    duck.record(config, "run", stamp, [DatasetResult("default", "p", "refresh", ok=False)])
+    assert duck.runs_since_sweep(config)[("default", "p")] == 1  # a failed sync is no sync
+
+
 def test_two_accounts_sync_at_once_each_within_its_allowance(
         make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     a = make_sandbox(purchases=120, seed=1, tokens=(TOKEN_A,))  # Jetti's real allowance

@@ -139,6 +139,8 @@ def runs_since_sweep(config: MirrorConfig) -> dict[tuple[str, str], int]:
 
 
 def _runs_since_sweep(path: Path) -> dict[tuple[str, str], int]:
+    # runs are counted in the order they were recorded (rowid), not by ``started_at``:
+    # two syncs within one second carry the same whole-second stamp
     if not path.is_file():
         return {}
     duckdb = _duckdb()
@@ -149,9 +151,9 @@ def _runs_since_sweep(path: Path) -> dict[tuple[str, str], int]:
     try:
         try:
             rows = con.execute(
-                "SELECT account, dataset, count(*) FILTER (WHERE started_at > coalesce("
-                "(SELECT max(s.started_at) FROM sync_runs s WHERE s.ok AND s.swept AND "
-                "s.account = r.account AND s.dataset = r.dataset), TIMESTAMPTZ '-infinity')) "
+                "SELECT account, dataset, count(*) FILTER (WHERE r.rowid > coalesce("
+                "(SELECT max(s.rowid) FROM sync_runs s WHERE s.ok AND s.swept AND "
+                "s.account = r.account AND s.dataset = r.dataset), -1)) "
                 "FROM sync_runs r WHERE ok GROUP BY account, dataset").fetchall()
         except duckdb.CatalogException:  # no sync_runs table yet
             return {}
