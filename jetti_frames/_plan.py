@@ -58,14 +58,18 @@ class Plan:
     def top(self) -> bool:
         """The first N in a user order: read by value ranges (:class:`TopPager`).
 
-        Not for a string attribute: a null there cannot be asked for (it is sent as ``''``),
-        so such a read takes every matching record and orders them locally; nor for a long
-        list of ids, whose records all come in fewer requests than value ranges per list chunk.
+        In id order only with a post-filter, whose kept rows a range counts (an id window
+        cannot).  Not for a string attribute: a null there cannot be asked for (it is sent
+        as ``''``), so such a read takes every matching record and orders them locally; nor
+        for a long list of ids, whose records all come in fewer requests than value ranges
+        per list chunk.
         """
         order = self.query.order
-        return (self.limit is not None and order is not None and not self.id_ordered
-                and self.query.resource.field(order.attribute).kind != "string"
-                and not many_ids(self.query.where))
+        if self.limit is None or many_ids(self.query.where):
+            return False
+        if order is None or self.id_ordered:
+            return bool(self.query.post_filter)
+        return self.query.resource.field(order.attribute).kind != "string"
 
 
 def known_pages(plan: Plan) -> int | None:

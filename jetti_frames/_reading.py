@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ._bounded import BoundedPager
+from ._build import Order
 from ._collect import Collector, merge, order_kind, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
 from ._pack import LogicSupport, Packed, PackIgnored, is_packed, pack_where
@@ -156,11 +157,12 @@ class Reading:
     def _top_pagers(self, plan: Plan) -> list[
             tuple[dict[str, Any], TopPager | ValueWindows | BoundedPager]]:
         """One pager per part of a ``plan.top`` plan: by ``-id`` a descending
-        :class:`BoundedPager` (with a post-filter, which it cannot count, a :class:`TopPager`);
+        :class:`BoundedPager` (by id with a post-filter, which it cannot count, a
+        :class:`TopPager`);
         by any other attribute :class:`ValueWindows` (value windows at once over numbers and
         dates)."""
-        order, query = plan.query.order, plan.query
-        assert order is not None and plan.limit is not None
+        order, query = plan.query.order or Order("id"), plan.query
+        assert plan.limit is not None
         keep = query.keep if query.post_filter else None
         budget = self._transport.in_flight_target
         if order.attribute == "id" and keep is None:
@@ -204,6 +206,10 @@ class Reading:
         merge(by_id, rows)
         for pager in tops:
             merge(by_id, [dict(r) for r in pager.result()])
+        return self._first(plan, by_id)
+
+    def _first(self, plan: Plan, by_id: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of a read in its order (by id without one), cut to ``plan.limit``."""
         order = plan.query.order
         return sort_records(list(by_id.values()), order,
                             order_kind(plan.query.resource, order))[:plan.limit]
@@ -251,8 +257,8 @@ class Reading:
                 pages_with_rows += bool(records) and stream.member is None
                 into.add(records, stream.member)
                 if (plan.limit is not None and plan.id_ordered and len(plan.parts) == 1
-                        and into.count >= plan.limit):
-                    break  # the first N in id order are in
+                        and not plan.query.post_filter and into.count >= plan.limit):
+                    break  # the first N in id order are in (a bounded pager's come in order)
                 seen.setdefault(id(stream), stream)
                 bar.expect(expected_pages(plan, list(seen.values()), wanted))
                 self._bar_rows(bar, into.count)
@@ -312,9 +318,11 @@ class Reading:
         rows = 0
         multi = len(plan.parts) > 1
         try:
-            if plan.top:  # the order is only known once the first N are: pages in order
+            if plan.limit is not None or plan.query.order is not None:
+                # the first N, or the order, are only known once every page is in: the same
+                # records as read(), handed over in order
                 with self._bar(plan, progress) as bar:
-                    records = self._top(plan, refresh=refresh, bar=bar)
+                    records = self._whole(plan, refresh=refresh, bar=bar)
                 rows = len(records)
                 for start in range(0, rows, plan.page_size):
                     yield records[start:start + plan.page_size]
@@ -324,12 +332,18 @@ class Reading:
                     if multi:
                         records = [r for r in records if r.get("id") not in seen]
                         seen.update(r.get("id") for r in records)
-                    if plan.limit is not None:
-                        records = records[:max(0, plan.limit - rows)]
                     rows += len(records)
                     self._bar_rows(bar, rows)
                     yield records
-                    if plan.limit is not None and rows >= plan.limit:
-                        return
         finally:
             self._finish_stats(before, rows=rows)
+
+    def _whole(self, plan: Plan, *, refresh: bool, bar: ReadBar) -> list[dict[str, Any]]:
+        """Every record of a plan (the first ``plan.limit``), deduplicated, in its order."""
+        if plan.top:
+            return self._top(plan, refresh=refresh, bar=bar)
+        by_id: dict[Any, dict[str, Any]] = {}
+        for _, records in self._pull(plan, refresh=refresh, bar=bar):
+            merge(by_id, records)
+            self._bar_rows(bar, len(by_id))
+        return self._first(plan, by_id)

@@ -335,8 +335,9 @@ deadline, rate_limit_wait : optional
 
         Takes the options of :meth:`read` that shape the request.  Records are never repeated;
         a record updated while paging comes with the values it had when its page was read.
-        With ``limit`` and an ``order``, the first N are read first, then handed over in order
-        in pages of ``page_size``.
+        With ``limit`` or an ``order``, which only the whole read can settle, the records
+        :meth:`read` returns are read first, then handed over in its order in pages of
+        ``page_size``.
 
         Parameters
         ----------
