@@ -106,6 +106,8 @@ class Collector:
         self.whole = tables and bool(spec.include)
         self._by_id: dict[Any, dict[str, Any]] = {}
         self._in_order: list[dict[str, Any]] | None = None
+        #: The server's order of the order attribute's text values (set once they are in).
+        self.ranks: Mapping[Any, int] | None = None
         self._seq = 0
         self._keys = ("id", "updatedAt", *((order.attribute,) if order else ()))
         self._nodes = walk(spec, sep)
@@ -168,12 +170,17 @@ class Collector:
         self._batch_first = 0
         self._batch = _marked(records, 0) if self._explodes else list(records)
 
+    def kept(self) -> list[dict[str, Any]]:
+        """The records kept so far, deduplicated, in no order (each holds at least ``id``,
+        ``updatedAt`` and the order attribute)."""
+        return list(self._by_id.values()) if self._in_order is None else self._in_order
+
     def records(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The kept records (whole, or their keys), deduplicated, in the final order."""
         if self._in_order is not None:
             return self._in_order
         records = sort_records(list(self._by_id.values()), self.order,
-                               order_kind(self.spec.resource, self.order))
+                               order_kind(self.spec.resource, self.order), self.ranks)
         return records if limit is None else records[:limit]
 
     def result(self, limit: int | None = None) -> Any:
@@ -408,12 +415,14 @@ def order_kind(resource: Resource, order: Order | None) -> str:
 
 
 def sort_records(records: list[dict[str, Any]], order: Order | None,
-                 kind: str = "") -> list[dict[str, Any]]:
+                 kind: str = "", ranks: Mapping[Any, int] | None = None
+                 ) -> list[dict[str, Any]]:
     """Records by ``order`` (nulls placed as asked), ties by id; by id without an order.
 
     Values compare as the order attribute's ``kind`` reads them
     (:func:`~jetti_frames.schema.order_key`), as the server orders them: numeric text by its
-    number, date-times by their instants, whatever their offsets.
+    number, date-times by their instants, whatever their offsets; or, given ``ranks`` (the
+    server's order of text values, :mod:`~jetti_frames._text_order`), by their rank.
 
     >>> rows = [{"id": 1, "total": "404.64"}, {"id": 2, "total": "1000.00"}, {"id": 3}]
     >>> [r["id"] for r in sort_records(rows, Order("total", descending=True), "number")]
@@ -427,7 +436,7 @@ def sort_records(records: list[dict[str, Any]], order: Order | None,
     missing = [r for r in by_id if r.get(name) is None]
     keyed = []
     for r in present:
-        key = order_key(r[name], kind)
+        key = order_key(r[name], kind) if ranks is None else ranks.get(r[name])
         if key is None:
             raise JettiDataError(f"column {name!r}: cannot read {r[name]!r} as {kind}")
         keyed.append((key, r))

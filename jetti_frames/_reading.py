@@ -21,17 +21,26 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ._bounded import BoundedPager
-from ._build import Order
+from ._build import Order, request_params
 from ._collect import Collector, merge, order_kind, sort_records
 from ._fanout import Fanout, Stream, at_most, open_streams
-from ._pack import LogicSupport, Packed, PackIgnored, is_packed, pack_where
+from ._pack import MAX_PACKED, LogicSupport, Packed, PackIgnored, is_packed, pack_where
 from ._plan import Plan, catch_up_plan, expected_pages, page_query, server_date
 from ._progress import ReadBar
+from ._text_order import (
+    GUESSES,
+    TEXT_KINDS,
+    batches,
+    ranking_where,
+    ranks,
+    representatives,
+)
 from ._top import TopPager
 from ._windows import ValueWindows
-from .errors import JettiAuthError, JettiBadRequestError
+from ._wire import encode_checked
+from .errors import JettiAuthError, JettiBadRequestError, JettiOrderError
 from .paging import Pager, PageRequest
-from .settings import Settings
+from .settings import MAX_ARRAY, Settings
 from .transport import Transport
 
 __all__ = ["ReadStats", "Reading"]
@@ -210,9 +219,45 @@ class Reading:
 
     def _first(self, plan: Plan, by_id: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
         """The records of a read in its order (by id without one), cut to ``plan.limit``."""
+        order, records = plan.query.order, list(by_id.values())
+        return sort_records(records, order, order_kind(plan.query.resource, order),
+                            self._ranks(plan, records))[:plan.limit]
+
+    def _ranks(self, plan: Plan, records: list[dict[str, Any]]) -> dict[Any, int] | None:
+        """The server's order of the text values ``records`` hold of the plan's order
+        attribute (:mod:`._text_order`); None for any other order, or a single value."""
         order = plan.query.order
-        return sort_records(list(by_id.values()), order,
-                            order_kind(plan.query.resource, order))[:plan.limit]
+        if order is None or order_kind(plan.query.resource, order) not in TEXT_KINDS:
+            return None
+        chosen = representatives(records, order.attribute)
+        if len(chosen) < 2:
+            return None
+        account = self._transport.account
+        packed = self._logic.usable(account)
+        size = max(2, min(plan.page_size, plan.cap or plan.page_size,
+                          MAX_PACKED if packed else MAX_ARRAY))
+        url = f"{plan.query.resource.url}.json"
+        refused: JettiOrderError | None = None
+        for guess in GUESSES if len(chosen) > size else GUESSES[:1]:
+            asked = batches(sorted(chosen, key=guess), size)
+            queries = [(url, encode_checked(request_params(
+                ranking_where([chosen[v] for v in run], packed), ["id", order.attribute], (),
+                Order(order.attribute), limit=len(run)))) for run in asked]
+            try:
+                answers = list(self._transport.map(queries))
+            except JettiBadRequestError:
+                if not packed:
+                    raise
+                answers = [[{}]]  # $or refused: read again without it
+            if packed and not all(r.get("id") in chosen.values() for a in answers for r in a):
+                self._logic.refuse(account)  # $or ignored (records not asked for) or refused
+                return self._ranks(plan, records)
+            try:
+                return ranks(asked, [[r.get(order.attribute) for r in a] for a in answers])
+            except JettiOrderError as exc:
+                refused = exc
+        assert refused is not None
+        raise refused
 
     def _records(self, plan: Plan, into: Collector, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,
@@ -271,6 +316,7 @@ class Reading:
                 for _, records in self._pull(again, refresh=refresh, bar=bar):
                     into.add(records, passes[0].member)
                 self._bar_rows(bar, into.count)
+            into.ranks = self._ranks(plan, into.kept())
             rows = into.count if plan.limit is None else min(into.count, plan.limit)
             self._finish_stats(stats_before, rows=rows, bar=bar)
 

@@ -44,6 +44,11 @@ class JettiDataError(JettiError, ValueError):
     a frame builder), or pages that do not come back in the order asked for."""
 
 
+class JettiOrderError(JettiDataError):
+    """The server orders the values of a read's text ``order`` attribute in a way the read can
+    neither learn nor reproduce, so the order of a result put together locally is unknown."""
+
+
 class JettiHTTPError(JettiError):
     """The server answered with an error status."""
 

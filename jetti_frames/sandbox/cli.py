@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from ..settings import SANDBOX_TOKEN
+from .collation import COLLATIONS
 from .formats import NUMBERS, ZONES
 from .server import Sandbox
 
@@ -85,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="date-times at +00:00, or each record's at another offset")
     parser.add_argument("--numbers", choices=NUMBERS, default="json",
                         help="numbers as JSON numbers, or as text (\"404.64\")")
+    parser.add_argument("--collation", choices=COLLATIONS, default="binary",
+                        help="strings and enums ordered by code point, or as a language "
+                             "collation and enum types order them")
     parser.add_argument("--token", action="append", default=[], metavar="T",
                         help=f"accept this bearer token too (repeatable; {SANDBOX_TOKEN} is "
                              "always accepted)")
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
                       jitter_ms=args.jitter_ms, connect_ms=args.connect_ms,
                       max_limit=args.max_limit, rate=args.rate, drain=args.drain,
                       qs_version=args.qs, strict=args.strict, zones=args.zones,
-                      numbers=args.numbers, port=args.port,
+                      numbers=args.numbers, collation=args.collation, port=args.port,
                       tokens=(SANDBOX_TOKEN, *args.token))
     sandbox.start()
     example = "purchases.json?limit=2&include%5B0%5D%5Bmodel%5D=PurchaseStatus"

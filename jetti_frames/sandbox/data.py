@@ -60,7 +60,7 @@ RESOURCES = (
 #: Fields real responses carry that the catalogue does not list: name -> SQL type.
 EXTRA_FIELDS = {"companyId": "INTEGER"}
 COMPANY_ID = 4821
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 #: The prefix of every fake secret in credential fields.
 FAKE_SECRET = "fake-secret-"
 
@@ -111,10 +111,12 @@ def _digest(text: str) -> int:
 
 FIRST = ["Ava", "Liam", "Mia", "Noah", "Zoe", "Omar", "Ines", "Kai", "Lena", "Ravi", "Sofia",
          "Jonas", "Chloe", "Mateo", "Yuki", "Amara"]
-LAST = ["Smith", "Garcia", "Müller", "Nguyen", "Kowalski", "Rossi", "Dubois", "Okafor", "Silva",
-        "Jensen", "O'Brien", "Tanaka", "Novak", "Haddad"]
-CITIES = ["Portland", "Austin", "London", "Berlin", "Lyon", "Toronto", "Sydney", "Denver",
-          "Leeds", "Munich", "Boston", "Dublin"]
+#: Names and places whose order depends on the collation: lower-case particles, accents,
+#: apostrophes and spaces (see :mod:`.collation`).
+LAST = ["Smith", "Garcia", "Müller", "Nguyen", "Kowalski", "Rossi", "du Bois", "Okafor", "Silva",
+        "Jensen", "O'Brien", "Tanaka", "van Dijk", "Haddad"]
+CITIES = ["Portland", "Austin", "London", "Berlin", "Évian", "Toronto", "Sydney", "Denver",
+          "Leeds", "Munich", "Boston", "St. Louis"]
 COUNTRIES = ["US", "US", "US", "GB", "DE", "FR", "CA", "AU", "IE"]
 STATES = ["OR", "TX", "CA", "NY", "CO", "MA", "WA", "ON", "NSW"]
 WORDS = ["Oak", "Linen", "Stone", "Copper", "Field", "Harbor", "Cedar", "Atlas", "Nova", "Birch",

@@ -41,6 +41,8 @@ from urllib.parse import unquote
 
 from ..catalog import CATALOG
 from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
+from .collation import COLLATIONS
+from .collation import register as register_collation
 from .data import RESOURCES, cached_database, insert_rows, table_name
 from .drift import DriftPlan
 from .formats import NUMBERS, ZONES, write_values
@@ -56,7 +58,7 @@ MAX_HEADER_BYTES = 16 * 1024
 _LIVE_KNOBS = ("latency_ms", "jitter_ms", "connect_ms", "max_limit", "default_limit", "rate",
                "get_rate", "get_burst", "write_rate", "drain", "faults", "strict", "qs_version",
                "tokens", "quirks", "exclude", "ties", "ties_seed", "drift", "logic", "zones",
-               "numbers")
+               "numbers", "collation")
 
 
 def token_hash(token: str) -> str:
@@ -175,7 +177,8 @@ class Sandbox:
                  exclude: str = "honor", logic: str = "honor",
                  faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
                  ties_seed: int | None = None, drift: Mapping[str, Any] | None = None,
-                 zones: str = "utc", numbers: str = "json", port: int = 0,
+                 zones: str = "utc", numbers: str = "json", collation: str = "binary",
+                 port: int = 0,
                  log_size: int = 100_000) -> None:
         self.seed = seed
         self.purchases = purchases
@@ -199,7 +202,7 @@ class Sandbox:
                        tokens=tokens,
                        qs_version=qs_version, strict=strict, quirks=quirks, faults=faults,
                        exclude=exclude, ties=ties, ties_seed=ties_seed, drift=drift,
-                       logic=logic, zones=zones, numbers=numbers)
+                       logic=logic, zones=zones, numbers=numbers, collation=collation)
         self.reset_counters()
 
     # ----------------------------------------------------------------- lifecycle
@@ -254,7 +257,7 @@ class Sandbox:
     def configure(self, **knobs: Any) -> None:
         """Change knobs live: latency_ms, jitter_ms, connect_ms, max_limit, default_limit, rate,
         get_rate, get_burst, write_rate, drain, faults, strict, quirks, qs_version, tokens,
-        exclude, ties, ties_seed, drift, logic, zones, numbers."""
+        exclude, ties, ties_seed, drift, logic, zones, numbers, collation."""
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
@@ -270,6 +273,8 @@ class Sandbox:
             raise ValueError(f"zones must be one of {ZONES}")
         if knobs.get("numbers", "json") not in NUMBERS:
             raise ValueError(f"numbers must be one of {NUMBERS}")
+        if knobs.get("collation", "binary") not in COLLATIONS:
+            raise ValueError(f"collation must be one of {COLLATIONS}")
         if knobs.get("ties", "id") not in ("id", "shuffle"):
             raise ValueError("ties must be 'shuffle' or 'id'")
         if not 0 <= knobs.get("drain", 0) < knobs.get("get_rate", self._knobs.get("get_rate", 1)):
@@ -337,6 +342,7 @@ class Sandbox:
                 raise RuntimeError("the sandbox is not started")
             con = sqlite3.connect(self._db, check_same_thread=False, timeout=30)
             con.execute("PRAGMA case_sensitive_like=ON")
+            register_collation(con)
             self._local.con = con
         return con
 
@@ -345,6 +351,7 @@ class Sandbox:
         if self._db is None:
             raise RuntimeError("the sandbox is not started")
         con = sqlite3.connect(f"file:{self._db}?mode=ro", uri=True)
+        register_collation(con)  # SQL may say COLLATE natural_text
         try:
             cur = con.execute(sql, tuple(params))
             names = [d[0] for d in cur.description or ()]
@@ -579,7 +586,7 @@ class Sandbox:
             one.pop("from", None)
             single = QueryPlan.build(url, one, default_limit=1, max_limit=1, strict=k["strict"],
                                      quirks=k["quirks"], exclude=k["exclude"],
-                                     logic=k["logic"])
+                                     logic=k["logic"], collation=k["collation"])
             rows = single.run(con)
             if not rows:
                 raise Problem(404, f"no {res.model} with id {key}")
@@ -589,7 +596,7 @@ class Sandbox:
         plan = QueryPlan.build(url, query, default_limit=k["default_limit"],
                                max_limit=k["max_limit"], strict=k["strict"], quirks=k["quirks"],
                                exclude=k["exclude"], ties=self._tie_order(),
-                               logic=k["logic"])
+                               logic=k["logic"], collation=k["collation"])
         rows = plan.run(con)
         k["drift"].apply(rows, plan)
         write_values(rows, url, plan.includes, zones=k["zones"], numbers=k["numbers"])

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from ..catalog import CATALOG, Resource
+from .collation import comparable, sort_expression
 from .data import EXTRA_FIELDS, RESOURCES, table_name
 
 __all__ = ["EXCLUDE_MODES", "LOGIC_MODES", "MAX_INCLUDE_DEPTH", "Problem", "QueryPlan", "coerce",
@@ -169,6 +170,8 @@ class Where:
     strict: bool
     params: list[Any] = field(default_factory=list)
     logic: str = "honor"
+    #: How strings and enum values compare (see :mod:`.collation`).
+    collation: str = "binary"
 
     def build(self, where: Any) -> str:
         if where in (None, ""):
@@ -223,6 +226,15 @@ class Where:
     def _value(self, name: str, value: Any) -> Any:
         return coerce(self.res, name, value)
 
+    def _sortable(self, name: str, col: str) -> str:
+        return sort_expression(self.res, name, col, self.collation)
+
+    def _comparable(self, name: str, value: Any) -> Any:
+        try:
+            return comparable(self.res, name, value, self.collation)
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+
     def _op(self, name: str, col: str, op: str, value: Any) -> str:
         if op not in OPERATORS:
             raise _bad(f"unknown operator {op!r} for {name!r}")
@@ -256,9 +268,9 @@ class Where:
             v = self._value(name, value)
             if v is None:
                 raise _bad(f"{op} for {name!r} needs a value")
-            self.params.append(v)
+            self.params.append(self._comparable(name, v))
             sign = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
-            return f"{col} {sign} ?"
+            return f"{self._sortable(name, col)} {sign} ?"
         if op == "$like":
             if not isinstance(value, str):
                 raise _bad(f"$like for {name!r} needs a string")
@@ -268,8 +280,8 @@ class Where:
             items = _as_list(value)
             if items is None or len(items) != 2:
                 raise _bad(f"$between for {name!r} needs two values")
-            self.params.extend(self._value(name, v) for v in items)
-            return f"{col} BETWEEN ? AND ?"
+            self.params.extend(self._comparable(name, self._value(name, v)) for v in items)
+            return f"{self._sortable(name, col)} BETWEEN ? AND ?"
         if op == "$not":
             v = self._value(name, value)
             if v is None:
@@ -426,12 +438,15 @@ class QueryPlan:
     ties: tuple[int, int] | None = None
     #: ``$or`` / ``$and``: ``"honor"``, ``"ignore"`` or ``"refuse"`` (see LOGIC_MODES).
     logic: str = "honor"
+    #: How strings and enum values are ordered and compared (see :mod:`.collation`).
+    collation: str = "binary"
 
     @classmethod
     def build(cls, url: str, query: dict[str, Any], *, default_limit: int = 50,
               max_limit: int = 100, strict: bool = False, quirks: bool = True,
               exclude: str = "honor",
-              ties: tuple[int, int] | None = None, logic: str = "honor") -> QueryPlan:
+              ties: tuple[int, int] | None = None, logic: str = "honor",
+              collation: str = "binary") -> QueryPlan:
         """Validate a decoded query; :class:`Problem` (400) names what is wrong.
 
         ``ties`` orders rows that tie on the order attribute by ``(id * m + s) mod p``, a
@@ -455,18 +470,19 @@ class QueryPlan:
         limit = min(_int(query.get("limit"), "limit", default_limit), max_limit)
         page = _int(query.get("from"), "from", 0)
         plan = cls(res, query.get("where"), attributes, includes, order, limit, page * limit,
-                   strict, quirks, ties, logic)
+                   strict, quirks, ties, logic, collation)
         # validate the where clauses now (a 400 before any work)
         plan._conditions()
         return plan
 
     def _conditions(self) -> tuple[str, list[Any]]:
-        builder = Where(self.res, "t", self.strict, logic=self.logic)
+        builder = Where(self.res, "t", self.strict, logic=self.logic, collation=self.collation)
         sql = builder.build(self.where)
         parts = [sql]
         for inc in self.includes:
             if inc.where not in (None, ""):
-                sub = Where(inc.res, "i", self.strict, builder.params, self.logic)
+                sub = Where(inc.res, "i", self.strict, builder.params, self.logic,
+                            self.collation)
                 cond = sub.build(inc.where)
                 if inc.kind == "belongs_to":
                     link = f'i.id = t."{inc.foreign_key}"'
@@ -504,7 +520,8 @@ class QueryPlan:
             if self.ties is not None and attr != "id":
                 m, s = self.ties
                 tie = f"(t.id * {int(m)} + {int(s)}) % {TIE_PRIME}"
-            order = f't."{attr}" {direction} NULLS {nulls}, {tie}'
+            column = sort_expression(self.res, attr, f't."{attr}"', self.collation)
+            order = f"{column} {direction} NULLS {nulls}, {tie}"
         sql = (f"SELECT {', '.join('t.' + c for c in cols)} FROM {table_name(self.res.url)} t "
                f"WHERE {cond} ORDER BY {order} LIMIT {self.limit} OFFSET {self.offset}")
         return sql, params
