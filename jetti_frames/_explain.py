@@ -20,9 +20,11 @@ from __future__ import annotations
 from typing import TypedDict
 
 from ._build import explain_query
+from ._collect import order_kind
 from ._fanout import open_streams
 from ._plan import Plan, known_pages, page_params, page_query
 from ._reading import Reading
+from ._text_order import TEXT_KINDS
 from ._wire import encode
 from .paging import Pager
 from .transport import explain_seconds
@@ -71,6 +73,12 @@ def explain_fields(reader: Reading, plan: Plan, *, refresh: bool, consistent: bo
     lines = explain_query(query, parts=plan.parts).splitlines()
     notes = [lines[0], *(f"  {u}" for u in urls),
              *(line for line in lines[1:] if ".json" not in line)]
+    order = query.order
+    if (order is not None and order_kind(query.resource, order) in TEXT_KINDS
+            and not (plan.top and len(plan.parts) == 1)):
+        notes.append(f"then the server's order of the {order.attribute} values read: one "
+                     "request per 99 of them (per 19 where $or is not taken)")
+        total = None if total is None else total + 1
     if total is None and not plan.top and len(plan.parts) == 1:
         notes.append("explain(..., probe=True) sends the first 2 requests to estimate "
                      "the total from the id range")

@@ -167,6 +167,10 @@ def read_snapshot(
         integer, an enum checked against its values); ``None`` with ``==``/``!=`` tests for
         null. Partition columns prune whole folders.
 
+    Rows come in the snapshot's recorded ``order``, then by id, compared here: strings and
+    enum values by code point, where ``read_jetti`` follows the server's collation and enum
+    order (:mod:`jetti_frames._text_order`); a range filter on them compares the same way.
+
     Raises
     ------
     SnapshotError
