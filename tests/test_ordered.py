@@ -26,11 +26,12 @@ FAST = {"get_rate": 1000.0, "progress": False}
 def first_ids(sb: Sandbox, col: str, limit: int, *, desc: bool = False,
               nulls_first: bool = False, where: str = "1", params: tuple[Any, ...] = (),
               table: str = "purchases") -> list[int]:
-    """The ids of the exact first ``limit`` rows, ties by id."""
+    """The ids of the exact first ``limit`` rows, ties by id, ordered as the server orders."""
     direction = "DESC" if desc else "ASC"
     nulls = "FIRST" if nulls_first else "LAST"
-    rows = sb.query(f'SELECT id FROM {table} WHERE {where} ORDER BY "{col}" {direction} '
-                    f"NULLS {nulls}, id LIMIT {limit}", params)
+    rows = sb.query(f"SELECT id FROM {table} WHERE {where} ORDER BY "
+                    f"{sb.order_sql(table, col)} {direction} NULLS {nulls}, id LIMIT {limit}",
+                    params)
     return [r["id"] for r in rows]
 
 

@@ -1,9 +1,9 @@
 """Text orders the server decides: strings by its database's collation, enum values in their
-declared order.  On a sandbox with ``collation="natural"`` (``"du Bois"`` among the D's,
-``"Évian"`` among the E's, ``replenishment`` before ``dropship``), every read in a string or
-enum order, whole or the first N, read in parts or not, by ``read()`` or ``iter_*``, returns
-the rows SQL returns in the server's order; a sandbox ordering by code point costs no more
-than the requests that prove it."""
+declared order.  On a sandbox with ``collation="natural"`` (the default: ``"du Bois"`` among
+the D's, ``"Évian"`` among the E's, ``replenishment`` before ``dropship``), every read in a
+string or enum order, whole or the first N, read in parts or not, by ``read()`` or
+``iter_*``, returns the rows SQL returns in the server's order; a sandbox ordering by code
+point costs no more than the requests that prove it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ PURCHASES = CATALOG.resource("purchases")
 
 @pytest.fixture(scope="module")
 def natural() -> Iterator[Sandbox]:
-    with Sandbox(purchases=1200, rate="off", collation="natural") as sb:
+    with Sandbox(purchases=1200, rate="off") as sb:  # collation="natural", the default
         yield sb
 
 
@@ -95,7 +95,7 @@ def test_requests_that_learn_the_order(natural: Sandbox) -> None:
 
 
 def test_code_point_servers_cost_one_guess(make_sandbox: Any) -> None:
-    sb = make_sandbox(purchases=1200, rate="off")  # collation="binary"
+    sb = make_sandbox(purchases=1200, rate="off", collation="binary")
     values = distinct(sb, "billingName")
     with make_client(sb) as c:
         frame = c.read("purchases", attributes=["id", "billingName"], order="billingName",

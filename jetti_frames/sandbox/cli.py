@@ -86,9 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="date-times at +00:00, or each record's at another offset")
     parser.add_argument("--numbers", choices=NUMBERS, default="json",
                         help="numbers as JSON numbers, or as text (\"404.64\")")
-    parser.add_argument("--collation", choices=COLLATIONS, default="binary",
-                        help="strings and enums ordered by code point, or as a language "
-                             "collation and enum types order them")
+    parser.add_argument("--collation", choices=COLLATIONS, default="natural",
+                        help="strings and enums ordered as a language collation and enum "
+                             "types order them, or by code point")
     parser.add_argument("--token", action="append", default=[], metavar="T",
                         help=f"accept this bearer token too (repeatable; {SANDBOX_TOKEN} is "
                              "always accepted)")

@@ -1,11 +1,11 @@
-"""How the sandbox compares text: by code point, or as a PostgreSQL server usually does.
+"""How the sandbox compares text: as a PostgreSQL server usually does, or by code point.
 
-``collation="binary"`` (the default) orders strings and enum values by code point, as
-PostgreSQL's ``C`` collation does.  ``collation="natural"`` orders them as a server whose
-database has a language collation and enum types: strings by letters and digits first, case
-and punctuation only breaking ties (``"de Vries"`` after ``"Devon"``, ``"apple"`` before
-``"Banana"``), enum values in the order the OpenAPI document declares them, not
-alphabetically.  ``order`` and the range filters (``$gt``, ``$gte``, ``$lt``, ``$lte``,
+``collation="natural"`` (the default) orders text as a server whose database has a language
+collation and enum types: strings by letters and digits first, case, accents and punctuation
+only breaking ties (``"de Vries"`` after ``"Devon"``, ``"apple"`` before ``"Banana"``), enum
+values in the order the OpenAPI document declares them, not alphabetically.
+``collation="binary"`` orders strings and enum values by code point, as PostgreSQL's ``C``
+collation does.  ``order`` and the range filters (``$gt``, ``$gte``, ``$lt``, ``$lte``,
 ``$between``) compare the same way; equality stays exact.
 
 Examples

@@ -41,7 +41,7 @@ from urllib.parse import unquote
 
 from ..catalog import CATALOG
 from ..settings import GET_BURST, GET_RATE, SANDBOX_TOKEN, WRITE_RATE
-from .collation import COLLATIONS
+from .collation import COLLATIONS, sort_expression
 from .collation import register as register_collation
 from .data import RESOURCES, cached_database, insert_rows, table_name
 from .drift import DriftPlan
@@ -177,7 +177,7 @@ class Sandbox:
                  exclude: str = "honor", logic: str = "honor",
                  faults: FaultPlan | dict | float | None = None, ties: str = "shuffle",
                  ties_seed: int | None = None, drift: Mapping[str, Any] | None = None,
-                 zones: str = "utc", numbers: str = "json", collation: str = "binary",
+                 zones: str = "utc", numbers: str = "json", collation: str = "natural",
                  port: int = 0,
                  log_size: int = 100_000) -> None:
         self.seed = seed
@@ -244,6 +244,13 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def order_sql(self, resource: str, name: str) -> str:
+        """The SQL this server orders field ``name`` of ``resource`` by (its ``collation``),
+        for truth queries over :meth:`query`: ``f"ORDER BY {sb.order_sql('purchases', 'x')}"``.
+        """
+        return sort_expression(CATALOG.resource(resource), name, f'"{name}"',
+                               self._knobs["collation"])
+
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/api/``."""
@@ -273,7 +280,7 @@ class Sandbox:
             raise ValueError(f"zones must be one of {ZONES}")
         if knobs.get("numbers", "json") not in NUMBERS:
             raise ValueError(f"numbers must be one of {NUMBERS}")
-        if knobs.get("collation", "binary") not in COLLATIONS:
+        if knobs.get("collation", "natural") not in COLLATIONS:
             raise ValueError(f"collation must be one of {COLLATIONS}")
         if knobs.get("ties", "id") not in ("id", "shuffle"):
             raise ValueError("ties must be 'shuffle' or 'id'")

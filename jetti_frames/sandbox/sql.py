@@ -171,7 +171,7 @@ class Where:
     params: list[Any] = field(default_factory=list)
     logic: str = "honor"
     #: How strings and enum values compare (see :mod:`.collation`).
-    collation: str = "binary"
+    collation: str = "natural"
 
     def build(self, where: Any) -> str:
         if where in (None, ""):
@@ -439,14 +439,14 @@ class QueryPlan:
     #: ``$or`` / ``$and``: ``"honor"``, ``"ignore"`` or ``"refuse"`` (see LOGIC_MODES).
     logic: str = "honor"
     #: How strings and enum values are ordered and compared (see :mod:`.collation`).
-    collation: str = "binary"
+    collation: str = "natural"
 
     @classmethod
     def build(cls, url: str, query: dict[str, Any], *, default_limit: int = 50,
               max_limit: int = 100, strict: bool = False, quirks: bool = True,
               exclude: str = "honor",
               ties: tuple[int, int] | None = None, logic: str = "honor",
-              collation: str = "binary") -> QueryPlan:
+              collation: str = "natural") -> QueryPlan:
         """Validate a decoded query; :class:`Problem` (400) names what is wrong.
 
         ``ties`` orders rows that tie on the order attribute by ``(id * m + s) mod p``, a
