@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from ._bounded import BoundedPager
@@ -27,23 +28,25 @@ from ._fanout import Fanout, Stream, at_most, open_streams
 from ._pack import MAX_PACKED, LogicSupport, Packed, PackIgnored, is_packed, pack_where
 from ._plan import Plan, catch_up_plan, expected_pages, page_query, server_date
 from ._progress import ReadBar
-from ._text_order import (
-    GUESSES,
-    TEXT_KINDS,
-    batches,
-    ranking_where,
-    ranks,
-    representatives,
-)
+from ._text_order import TEXT_KINDS, learn_ranks, ranking_where, representatives
 from ._top import TopPager
 from ._windows import ValueWindows
 from ._wire import encode_checked
-from .errors import JettiAuthError, JettiBadRequestError, JettiOrderError
+from .errors import JettiAuthError, JettiBadRequestError
 from .paging import Pager, PageRequest
 from .settings import MAX_ARRAY, Settings
 from .transport import Transport
 
 __all__ = ["ReadStats", "Reading"]
+
+
+class _Resize(Exception):
+    """Requests of text values must carry fewer: answers were cut at ``cap`` rows (a silent
+    page cap), or (``cap`` None) the account does not take ``$or``."""
+
+    def __init__(self, cap: int | None = None) -> None:
+        super().__init__(cap)
+        self.cap = cap
 
 
 @dataclass
@@ -232,32 +235,47 @@ class Reading:
         chosen = representatives(records, order.attribute)
         if len(chosen) < 2:
             return None
+        capped = False
+        while True:  # at most twice more: once the cap is known, once $or is given up
+            size = max(2, min(plan.page_size, plan.cap or plan.page_size,
+                              MAX_PACKED if self._logic.usable(self._transport.account)
+                              else MAX_ARRAY))
+            try:
+                return learn_ranks(list(chosen), size,
+                                   partial(self._ask_order, plan, chosen, capped=capped))
+            except _Resize as resize:
+                if resize.cap is not None:  # a silent page cap below the values asked for
+                    plan.cap, capped = resize.cap, True
+
+    def _ask_order(self, plan: Plan, chosen: Mapping[Any, Any], runs: list[list[Any]], *,
+                   capped: bool) -> list[list[Any]]:
+        """The values of each run in the server's order: one request per run for the records
+        ``chosen`` names, ordered by the plan's order attribute (packed lists while the
+        account takes ``$or``).  Raises :class:`_Resize` when the runs must be shorter: the
+        account does not take ``$or``, or (unless already ``capped``) answers were cut."""
+        attribute = plan.query.order.attribute if plan.query.order else "id"
         account = self._transport.account
         packed = self._logic.usable(account)
-        size = max(2, min(plan.page_size, plan.cap or plan.page_size,
-                          MAX_PACKED if packed else MAX_ARRAY))
         url = f"{plan.query.resource.url}.json"
-        refused: JettiOrderError | None = None
-        for guess in GUESSES if len(chosen) > size else GUESSES[:1]:
-            asked = batches(sorted(chosen, key=guess), size)
-            queries = [(url, encode_checked(request_params(
-                ranking_where([chosen[v] for v in run], packed), ["id", order.attribute], (),
-                Order(order.attribute), limit=len(run)))) for run in asked]
-            try:
-                answers = list(self._transport.map(queries))
-            except JettiBadRequestError:
-                if not packed:
-                    raise
-                answers = [[{}]]  # $or refused: read again without it
-            if packed and not all(r.get("id") in chosen.values() for a in answers for r in a):
-                self._logic.refuse(account)  # $or ignored (records not asked for) or refused
-                return self._ranks(plan, records)
-            try:
-                return ranks(asked, [[r.get(order.attribute) for r in a] for a in answers])
-            except JettiOrderError as exc:
-                refused = exc
-        assert refused is not None
-        raise refused
+        queries = [(url, encode_checked(request_params(
+            ranking_where([chosen[v] for v in run], packed), ["id", attribute], (),
+            Order(attribute), limit=len(run)))) for run in runs]
+        try:
+            answers = list(self._transport.map(queries))
+        except JettiBadRequestError:
+            if not packed:
+                raise
+            answers = [[{}]]  # $or refused
+        wanted = set(chosen.values())
+        if packed and not all(r.get("id") in wanted for a in answers for r in a):
+            self._logic.refuse(account)  # $or ignored (records not asked for) or refused
+            if max(map(len, runs)) > MAX_ARRAY:
+                raise _Resize()
+            return self._ask_order(plan, chosen, runs, capped=capped)
+        short = [len(a) for a, run in zip(answers, runs, strict=True) if len(a) < len(run)]
+        if short and not capped:
+            raise _Resize(min(short))
+        return [[r.get(attribute) for r in a] for a in answers]
 
     def _records(self, plan: Plan, into: Collector, *, refresh: bool, progress: bool | None,
                  consistent: bool = True,

@@ -8,11 +8,15 @@ requests of ``where[id][$in]`` ordered by the attribute, each answer giving the 
 values.
 
 * Values that fit one request are ranked exactly as the server orders them.
-* More values are put in a guessed order (:data:`GUESSES`: code point, then a language
-  collation's) and sent in requests of consecutive values that overlap by one.  When every
-  answer keeps its values in the guessed order, that is the server's order for all of them
-  (each overlap links one request to the next).  When no guess holds, no request can tell how
-  values of different requests compare, and :class:`JettiOrderError` says so.
+* More values: one request orders a sample spread over them, which picks the first guess
+  (:data:`GUESSES`: code point, then ICU's language order, :func:`language_key`) that agrees
+  with it.  All values are then sent in that order in requests of consecutive values that
+  overlap by one.  When every answer keeps its values in the guessed order, that is the
+  server's order for all of them (each overlap links one request to the next).  When no
+  guess agrees, no request can tell how values of different requests compare, and
+  :class:`JettiOrderError` says so.
+
+:func:`learn_ranks` is the whole procedure over an ``ask`` function that sends requests.
 
 Examples
 --------
@@ -25,8 +29,8 @@ Examples
 {'a': 0, 'b': 1, 'c': 2, 'd': 3, 'e': 4}
 >>> ranks([["B", "a"]], [["a", "B"]])          # one request: the server's order, whatever it is
 {'a': 0, 'B': 1}
->>> sorted(["Banana", "apple", "du Bois", "Dublin", "Évian", "Eve"], key=language_key)
-['apple', 'Banana', 'Dublin', 'du Bois', 'Eve', 'Évian']
+>>> sorted(["Banana", "apple", "du Bois", "Dublin", "St. Louis", "Stanford"], key=language_key)
+['apple', 'Banana', 'du Bois', 'Dublin', 'St. Louis', 'Stanford']
 """
 
 from __future__ import annotations
@@ -38,22 +42,26 @@ from typing import Any
 from .errors import JettiDataError, JettiOrderError
 from .settings import MAX_ARRAY
 
-__all__ = ["GUESSES", "TEXT_KINDS", "batches", "language_key",
-           "ranking_where", "ranks", "representatives"]
+__all__ = ["GUESSES", "TEXT_KINDS", "batches", "language_key", "learn_ranks",
+           "ranking_where", "ranks", "representatives", "spread"]
 
 #: Kinds whose order the server decides (a collation, an enum type's declared order).
 TEXT_KINDS = ("string", "enum")
 
 
-def language_key(text: Any) -> tuple[str, str, str]:
-    """A language collation's order, as most databases' default locales have it: letters and
-    digits without case or accents first, then the case-folded text, then lower case before
-    upper."""
-    value = str(text)
-    folded = value.casefold()
-    base = "".join(ch for ch in unicodedata.normalize("NFKD", folded)
-                   if ch.isalnum() and not unicodedata.combining(ch))
-    return base, folded, value.swapcase()
+def language_key(text: Any) -> tuple[Any, ...]:
+    """A language collation's order, as ICU's root collation (PostgreSQL's ``und-x-icu`` and
+    ``en-US-x-icu``, and glibc 2.28 locales) has it for common text: character by character,
+    spaces before punctuation before symbols before digits before letters, letters without
+    case or accents; then accents; then lower case before upper."""
+    value = unicodedata.normalize("NFKD", str(text))
+    base = [ch for ch in value if not unicodedata.combining(ch)]
+    primary = tuple((_CLASSES.get(unicodedata.category(ch)[0], 6), ch.casefold()) for ch in base)
+    return primary, value.casefold(), tuple(not ch.islower() for ch in base)
+
+
+#: Character classes in ICU's primary order: spaces, punctuation, symbols, digits, letters.
+_CLASSES = {"Z": 0, "P": 1, "S": 2, "N": 4, "L": 5}
 
 
 def _code_point(value: Any) -> Any:
@@ -66,14 +74,56 @@ GUESSES: tuple[Callable[[Any], Any], ...] = (_code_point, language_key)
 
 def representatives(records: Iterable[Mapping[str, Any]], attribute: str) -> dict[Any, Any]:
     """Each distinct non-null value of ``attribute``, with the lowest id holding it, by value
-    (code point)."""
+    (code point).  Raises :class:`~jetti_frames.errors.JettiDataError` for a value that is
+    not text."""
     lowest: dict[Any, Any] = {}
     for record in records:
         value, key = record.get(attribute), record.get("id")
+        if value is not None and not isinstance(value, str):
+            raise JettiDataError(f"column {attribute!r}: cannot order {value!r} as text")
         if value is not None and key is not None and (value not in lowest
                                                        or key < lowest[value]):
             lowest[value] = key
     return {value: lowest[value] for value in sorted(lowest)}
+
+
+def learn_ranks(values: Sequence[Any], size: int,
+                ask: Callable[[list[list[Any]]], list[list[Any]]]) -> dict[Any, int]:
+    """Each of ``values`` (distinct) ranked in the server's order, asking ``ask`` (runs of
+    values in, each run's values in the server's order out) in runs of at most ``size``.
+
+    >>> server = lambda runs: [sorted(run, key=str.casefold) for run in runs]
+    >>> learn_ranks(["b", "A", "c", "B"], 4, server)
+    {'A': 0, 'b': 1, 'B': 2, 'c': 3}
+    >>> ranked = learn_ranks([f"{c}{i}" for c in "aBcD" for i in range(5)], 6, server)
+    >>> list(ranked)[:7]
+    ['a0', 'a1', 'a2', 'a3', 'a4', 'B0', 'B1']
+    """
+    values = list(values)
+    if len(values) <= size:
+        return ranks([values], ask([values]))
+    sample = spread(values, size)
+    seen = list(ranks([sample], ask([sample])))
+    for guess in GUESSES:
+        if sorted(sample, key=guess) == seen:
+            asked = batches(sorted(values, key=guess), size)
+            return ranks(asked, ask(asked))
+    raise JettiOrderError(
+        f"the server orders text values neither by code point nor as a language collation "
+        f"does ({seen[:4]!r} ...), and they are too many to be ordered in one request, so the "
+        "order of the whole result cannot be told: read without order= and sort the frame, or "
+        "narrow the read with where=")
+
+
+def spread(values: Sequence[Any], size: int) -> list[Any]:
+    """``size`` of ``values`` spread evenly over them, the first and the last included.
+
+    >>> spread(list(range(10)), 4)
+    [0, 3, 6, 9]
+    """
+    if len(values) <= size:
+        return list(values)
+    return [values[round(i * (len(values) - 1) / (size - 1))] for i in range(size)]
 
 
 def batches(values: Sequence[Any], size: int) -> list[list[Any]]:

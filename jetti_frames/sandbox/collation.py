@@ -1,44 +1,39 @@
-"""How the sandbox compares text: as a PostgreSQL server usually does, or by code point.
+"""How the sandbox compares text: as a PostgreSQL database with ICU collations does, or by
+code point.
 
-``collation="natural"`` (the default) orders text as a server whose database has a language
-collation and enum types: strings by letters and digits first, case, accents and punctuation
-only breaking ties (``"de Vries"`` after ``"Devon"``, ``"apple"`` before ``"Banana"``), enum
-values in the order the OpenAPI document declares them, not alphabetically.
-``collation="binary"`` orders strings and enum values by code point, as PostgreSQL's ``C``
-collation does.  ``order`` and the range filters (``$gt``, ``$gte``, ``$lt``, ``$lte``,
-``$between``) compare the same way; equality stays exact.
+``collation="natural"`` (the default) orders text as a database whose columns have a
+language collation (ICU's, as PostgreSQL's ``en-US-x-icu``) and enum types: strings
+character by character, spaces before punctuation before digits before letters, case and
+accents only breaking ties (``"apple"`` before ``"Banana"``, ``"du Bois"`` before ``"Dublin"``,
+``"Évian"`` after ``"Eve"``), enum values in the order the OpenAPI document declares them, not
+alphabetically.  ``collation="binary"`` orders strings and enum values by code point, as
+PostgreSQL's ``C`` collation does.  ``order`` and the range filters (``$gt``, ``$gte``,
+``$lt``, ``$lte``, ``$between``) compare the same way; equality stays exact.
+
+The string order is :func:`jetti_frames._text_order.language_key`, checked against
+PostgreSQL 15's ``en-US-x-icu`` (``tests/data/icu-order.json``).
 
 Examples
 --------
->>> sorted(["Banana", "apple", "de Vries", "Devon", "Évian", "Eve"], key=natural_key)
-['apple', 'Banana', 'Devon', 'de Vries', 'Eve', 'Évian']
+>>> sorted(["Banana", "apple", "du Bois", "Dublin", "Évian", "Eve"], key=language_key)
+['apple', 'Banana', 'du Bois', 'Dublin', 'Eve', 'Évian']
 """
 
 from __future__ import annotations
 
 import sqlite3
-import unicodedata
 from typing import Any
 
+from .._text_order import language_key
 from ..catalog import Resource
 
-__all__ = ["COLLATIONS", "comparable", "natural_key", "register", "sort_expression"]
+__all__ = ["COLLATIONS", "comparable", "register", "sort_expression"]
 
 COLLATIONS = ("binary", "natural")
 
 
-def natural_key(text: str) -> tuple[str, str, str]:
-    """The sort key of ``text`` under ``natural``: its letters and digits without case or
-    accents, then the folded text, then lower case before upper.  Only equal texts have
-    equal keys."""
-    folded = text.casefold()
-    base = "".join(ch for ch in unicodedata.normalize("NFKD", folded)
-                   if ch.isalnum() and not unicodedata.combining(ch))
-    return base, folded, text.swapcase()
-
-
 def _compare(a: str, b: str) -> int:
-    ka, kb = natural_key(a), natural_key(b)
+    ka, kb = language_key(a), language_key(b)
     return (ka > kb) - (ka < kb)
 
 
