@@ -248,8 +248,8 @@ def test_sweep_every_n_syncs(one: tuple) -> None:
 
 
 def test_syncs_in_the_same_second_count_towards_the_next_sweep(tmp_path: Path) -> None:
-    # started_at has whole seconds: the count of runs since a sweep goes by the order they
-    # were recorded, so syncs stamped alike are still counted
+    # the count of runs since a sweep goes by the order they were recorded, so syncs stamped
+    # alike (a clock step, or whole-second stamps of older databases) are still counted
     from jetti_frames.mirror import duck
     from jetti_frames.mirror.report import DatasetResult
 

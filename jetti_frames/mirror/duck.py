@@ -139,8 +139,8 @@ def runs_since_sweep(config: MirrorConfig) -> dict[tuple[str, str], int]:
 
 
 def _runs_since_sweep(path: Path) -> dict[tuple[str, str], int]:
-    # runs are counted in the order they were recorded (rowid), not by ``started_at``:
-    # two syncs within one second carry the same whole-second stamp
+    # runs are counted in the order they were recorded (rowid), which no clock step (nor a
+    # database written before stamps had microseconds) can reorder
     if not path.is_file():
         return {}
     duckdb = _duckdb()

@@ -289,4 +289,5 @@ def _versions(folder: str | os.PathLike[str],
 
 
 def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    """Now, to the microsecond: two syncs in one second still sort in the order they ran."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
