@@ -163,10 +163,9 @@ def ranks(asked: Sequence[Sequence[Any]], answered: Sequence[Sequence[Any]]
         if list(got) != list(values):
             first = next(i for i, (a, b) in enumerate(zip(values, got, strict=True)) if a != b)
             raise JettiOrderError(
-                f"the server orders these values neither by code point nor as a language "
-                f"collation does ({got[first]!r} before {values[first]!r}), and they are too "
-                "many to be ordered in one request, so the order of the whole result cannot "
-                "be told: read without order= and sort the frame, or narrow the read with "
-                "where=")
+                f"the server orders these values in no order the client can reproduce "
+                f"({got[first]!r} before {values[first]!r}), and they are too many to be "
+                "ordered in one request, so the order of the whole result cannot be told: "
+                "read without order= and sort the frame, or narrow the read with where=")
     ordered = [value for run in asked for value in run]
     return {value: i for i, value in enumerate(dict.fromkeys(ordered))}

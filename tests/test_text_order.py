@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from jetti_frames import JettiClient, JettiDataError, JettiOrderError
-from jetti_frames._text_order import batches, language_key, ranks, representatives
+from jetti_frames._text_order import (
+    batches,
+    language_key,
+    learn_ranks,
+    ranks,
+    representatives,
+)
 from jetti_frames.catalog import CATALOG
 from jetti_frames.sandbox import Sandbox
 from jetti_frames.sandbox.collation import sort_expression
@@ -142,11 +148,28 @@ def test_batches_overlap_by_one_and_cover_every_value() -> None:
 def test_ranks_from_answers() -> None:
     asked = [["a", "b", "c"], ["c", "d"]]
     assert ranks(asked, asked) == {"a": 0, "b": 1, "c": 2, "d": 3}
-    with pytest.raises(JettiOrderError, match="neither by code point"):
+    with pytest.raises(JettiOrderError, match="no order the client can reproduce"):
         ranks(asked, [["b", "a", "c"], ["c", "d"]])
     with pytest.raises(JettiDataError, match="changed"):
         ranks(asked, [["a", "b"], ["c", "d"]])  # a record gone since it was read
     assert ranks([["a", "B", "c"]], [["c", "a", "B"]]) == {"c": 0, "a": 1, "B": 2}
+
+
+def test_learn_ranks_picks_a_guess_by_a_sample_and_proves_it() -> None:
+    values = sorted(f"{w} {i}" for w in ("apple", "Banana", "cherry", "Date") for i in range(30))
+    asked: list[list[str]] = []
+
+    def icu(runs: list[list[str]]) -> list[list[str]]:
+        asked.extend(runs)
+        return [sorted(run, key=language_key) for run in runs]
+
+    ranked = learn_ranks(values, 20, icu)
+    assert list(ranked) == sorted(values, key=language_key)
+    assert len(asked) == 1 + 7  # the sample, then 120 values in runs of 20 overlapping by one
+    with pytest.raises(JettiOrderError, match="neither by code point"):
+        learn_ranks(values, 20, lambda runs: [sorted(run, reverse=True) for run in runs])
+    assert learn_ranks(values[:20], 20, lambda runs: [run[::-1] for run in runs]) \
+        == {v: i for i, v in enumerate(values[:20][::-1])}  # one request: taken as it comes
 
 
 def test_representatives() -> None:
