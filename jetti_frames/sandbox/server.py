@@ -78,6 +78,14 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+#: The knobs that take one of a few values, and those values.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "rate": ("default", "off"), "qs_version": QS_VERSIONS, "exclude": EXCLUDE_MODES,
+    "logic": LOGIC_MODES, "zones": ZONES, "numbers": NUMBERS, "collation": COLLATIONS,
+    "ties": ("id", "shuffle"),
+}
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -268,22 +276,9 @@ class Sandbox:
         unknown = set(knobs) - set(_LIVE_KNOBS)
         if unknown:
             raise TypeError(f"unknown sandbox options {sorted(unknown)}")
-        if knobs.get("rate", "default") not in ("default", "off"):
-            raise ValueError("rate must be 'default' or 'off'")
-        if knobs.get("qs_version", "6.13") not in QS_VERSIONS:
-            raise ValueError(f"qs_version must be one of {QS_VERSIONS}")
-        if knobs.get("exclude", "honor") not in EXCLUDE_MODES:
-            raise ValueError(f"exclude must be one of {EXCLUDE_MODES}")
-        if knobs.get("logic", "honor") not in LOGIC_MODES:
-            raise ValueError(f"logic must be one of {LOGIC_MODES}")
-        if knobs.get("zones", "utc") not in ZONES:
-            raise ValueError(f"zones must be one of {ZONES}")
-        if knobs.get("numbers", "json") not in NUMBERS:
-            raise ValueError(f"numbers must be one of {NUMBERS}")
-        if knobs.get("collation", "natural") not in COLLATIONS:
-            raise ValueError(f"collation must be one of {COLLATIONS}")
-        if knobs.get("ties", "id") not in ("id", "shuffle"):
-            raise ValueError("ties must be 'shuffle' or 'id'")
+        for name, choices in _CHOICES.items():
+            if name in knobs and knobs[name] not in choices:
+                raise ValueError(f"{name} must be one of {choices}")
         if not 0 <= knobs.get("drain", 0) < knobs.get("get_rate", self._knobs.get("get_rate", 1)):
             raise ValueError("drain must be >= 0 and below get_rate")
         with self._lock:
