@@ -171,9 +171,9 @@ class Collector:
         self._batch = _marked(records, 0) if self._explodes else list(records)
 
     def kept(self) -> list[dict[str, Any]]:
-        """The records kept so far, deduplicated, in no order (each holds at least ``id``,
-        ``updatedAt`` and the order attribute)."""
-        return list(self._by_id.values()) if self._in_order is None else self._in_order
+        """The records :meth:`add` kept so far, deduplicated, in no order (each holds at least
+        ``id``, ``updatedAt`` and the order attribute)."""
+        return list(self._by_id.values())
 
     def records(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The kept records (whole, or their keys), deduplicated, in the final order."""
